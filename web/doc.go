@@ -1,0 +1,2 @@
+// Package web holds the browser client, embedded into the binary.
+package web
