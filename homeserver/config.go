@@ -1,0 +1,71 @@
+package homeserver
+
+import (
+	"crypto/ed25519"
+	"time"
+)
+
+// Registration modes for Config.Registration.
+const (
+	RegistrationOpen   = "open"
+	RegistrationToken  = "token"
+	RegistrationClosed = "closed"
+)
+
+// Config is everything the homeserver needs from its caller. cmd/switchboard
+// fills it from the YAML file, environment and flags; tests fill it directly.
+type Config struct {
+	// ServerName is the Matrix server name, e.g. "example.org" or
+	// "127.0.0.1:8448". Required.
+	ServerName string
+	// PublicBaseURL is the client API base URL advertised in
+	// /.well-known/matrix/client, e.g. "https://matrix.example.org".
+	// Default: none (the well-known document is then 404).
+	PublicBaseURL string
+	// Database is a PostgreSQL URL ("postgres://...") or a SQLite file path
+	// (optionally prefixed "sqlite:" or "file:"). Required.
+	Database string
+	// Registration is one of "open", "token" or "closed". Default "closed".
+	Registration string
+	// RegistrationTokens are accepted by m.login.registration_token when
+	// Registration is "token".
+	RegistrationTokens []string
+	// RegistrationSharedSecret enables the shared-secret admin registration
+	// endpoint (/_synapse/admin/v1/register) used by `switchboard register`.
+	// Default: empty, endpoint disabled.
+	RegistrationSharedSecret string
+	// SigningKey and KeyID sign the events this server creates. Required.
+	SigningKey ed25519.PrivateKey
+	KeyID      string
+	// TURN configures /voip/turnServer. Zero value: TURN is off and the
+	// endpoint answers {}.
+	TURN TURNConfig
+	// MaxRequestBytes caps request bodies. Default 1 MiB (events themselves
+	// are capped at 65,536 bytes by the spec).
+	MaxRequestBytes int64
+	// RateLimit configures per-client request limits. Zero value: defaults.
+	RateLimit RateLimitConfig
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// TURNConfig is what /voip/turnServer hands out: TURN REST credentials
+// (draft-uberti-behave-turn-rest) signed with SharedSecret.
+type TURNConfig struct {
+	URIs         []string
+	SharedSecret string
+	// TTL of issued credentials. Default 1 h.
+	TTL time.Duration
+}
+
+// RateLimitConfig holds token-bucket parameters per client (user or IP).
+type RateLimitConfig struct {
+	// PerSecond is the sustained rate. Default 50 for send, 1 for
+	// register and login.
+	SendPerSecond  float64
+	SendBurst      int
+	LoginPerSecond float64
+	LoginBurst     int
+	// Disabled turns limits off (load tests).
+	Disabled bool
+}
