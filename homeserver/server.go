@@ -5,42 +5,153 @@ package homeserver
 
 import (
 	"context"
-	"errors"
+	"crypto/ed25519"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
+	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
 // Server is a running homeserver core. Create it with New, serve
 // ClientHandler on the client listener, and Close it on shutdown.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	reg    prometheus.Registerer
-	mux    http.Handler
-	closed chan struct{}
+	cfg      Config
+	log      *slog.Logger
+	db       *storage.DB
+	echo     *echo.Echo
+	notifier Notifier
+	typing   *typingTracker
+	metrics  *metrics
+
+	sendLimit  *limiter
+	loginLimit *limiter
+
+	// shutdown is closed by Shutdown: long-polls return at once.
+	shutdown chan struct{}
 }
 
 // New validates cfg, opens and migrates the database and returns a Server.
 func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
-	if cfg.ServerName == "" {
-		return nil, errors.New("homeserver: server name is required")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, reg: reg, closed: make(chan struct{})}
-	s.mux = http.NotFoundHandler()
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "homeserver")
+	db, err := storage.Open(ctx, cfg.Database)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      log,
+		db:       db,
+		notifier: newLocalNotifier(),
+		shutdown: make(chan struct{}),
+	}
+	if max, err := db.MaxPos(ctx); err == nil {
+		s.notifier.Advance(max)
+	} else {
+		db.Close()
+		return nil, err
+	}
+	s.typing = newTypingTracker(cfg.Now, s.notifier)
+	if !cfg.RateLimit.Disabled {
+		s.sendLimit = newLimiter(cfg.RateLimit.SendPerSecond, cfg.RateLimit.SendBurst, cfg.Now)
+		s.loginLimit = newLimiter(cfg.RateLimit.LoginPerSecond, cfg.RateLimit.LoginBurst, cfg.Now)
+	}
+	if s.metrics, err = newMetrics(reg); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.echo = s.newRouter()
 	return s, nil
 }
 
+func (c *Config) validate() error {
+	if c.ServerName == "" {
+		return fmt.Errorf("%w: server name is required", ErrConfig)
+	}
+	if strings.ContainsAny(c.ServerName, "/ @!#$") {
+		return fmt.Errorf("%w: server name %q is not a valid Matrix server name", ErrConfig, c.ServerName)
+	}
+	if c.Database == "" {
+		return fmt.Errorf("%w: database is required", ErrConfig)
+	}
+	switch c.Registration {
+	case "":
+		c.Registration = RegistrationClosed
+	case RegistrationOpen, RegistrationToken, RegistrationClosed:
+	default:
+		return fmt.Errorf("%w: registration must be open, token or closed, not %q", ErrConfig, c.Registration)
+	}
+	if c.Registration == RegistrationToken && len(c.RegistrationTokens) == 0 {
+		return fmt.Errorf("%w: registration is \"token\" but no registration tokens are configured", ErrConfig)
+	}
+	if len(c.SigningKey) != ed25519.PrivateKeySize {
+		return fmt.Errorf("%w: an ed25519 signing key is required", ErrConfig)
+	}
+	if c.KeyID == "" {
+		c.KeyID = "ed25519:auto"
+	}
+	if !strings.HasPrefix(c.KeyID, "ed25519:") {
+		return fmt.Errorf("%w: key ID %q must start with \"ed25519:\"", ErrConfig, c.KeyID)
+	}
+	if c.TURN.TTL == 0 {
+		c.TURN.TTL = time.Hour
+	}
+	if len(c.TURN.URIs) > 0 && c.TURN.SharedSecret == "" {
+		return fmt.Errorf("%w: TURN URIs are configured without a shared secret", ErrConfig)
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = 1 << 20
+	}
+	rl := &c.RateLimit
+	if rl.SendPerSecond == 0 {
+		rl.SendPerSecond = 50
+	}
+	if rl.SendBurst == 0 {
+		rl.SendBurst = 200
+	}
+	if rl.LoginPerSecond == 0 {
+		rl.LoginPerSecond = 1
+	}
+	if rl.LoginBurst == 0 {
+		rl.LoginBurst = 10
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
 // ClientHandler serves the client-server API (/_matrix/client, /.well-known).
-func (s *Server) ClientHandler() http.Handler { return s.mux }
+func (s *Server) ClientHandler() http.Handler { return s.echo }
 
 // Ready reports whether the database is reachable.
-func (s *Server) Ready(ctx context.Context) error { return nil }
+func (s *Server) Ready(ctx context.Context) error { return s.db.Ping(ctx) }
 
 // Shutdown wakes every long-poll (/sync) so that in-flight requests return
-// and an http.Server's Shutdown can finish.
-func (s *Server) Shutdown() {}
+// and an http.Server's Shutdown can finish. It is safe to call twice.
+func (s *Server) Shutdown() {
+	select {
+	case <-s.shutdown:
+	default:
+		close(s.shutdown)
+	}
+}
 
 // Close releases the database.
-func (s *Server) Close() error { return nil }
+func (s *Server) Close() error {
+	s.Shutdown()
+	return s.db.Close()
+}
+
+func (s *Server) nowMS() int64 { return s.cfg.Now().UnixMilli() }

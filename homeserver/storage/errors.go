@@ -1,0 +1,12 @@
+package storage
+
+import "errors"
+
+var (
+	// ErrNoDatabase is returned by Open for an empty DSN.
+	ErrNoDatabase = errors.New("storage: no database configured")
+	// ErrNotFound is returned when a row asked for does not exist.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrExists is returned when a unique row already exists.
+	ErrExists = errors.New("storage: already exists")
+)

@@ -1,0 +1,90 @@
+package homeserver
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// typingTracker holds who is typing in which room, in memory: typing
+// notifications are ephemeral (spec: Client-Server API, "Typing
+// Notifications") and expire by themselves.
+type typingTracker struct {
+	now      func() time.Time
+	notifier Notifier
+
+	mu sync.Mutex // guards serial and rooms
+	// serial increases with every change; a /sync token carries it.
+	serial int64
+	// rooms maps room ID → user ID → expiry, and remembers the serial of
+	// the room's last change.
+	rooms map[string]*typingRoom
+}
+
+type typingRoom struct {
+	serial int64
+	users  map[string]time.Time
+}
+
+func newTypingTracker(now func() time.Time, n Notifier) *typingTracker {
+	return &typingTracker{now: now, notifier: n, rooms: make(map[string]*typingRoom)}
+}
+
+// Set marks userID typing in roomID until timeout passes, or not typing.
+func (t *typingTracker) Set(roomID, userID string, typing bool, timeout time.Duration) {
+	t.mu.Lock()
+	r := t.rooms[roomID]
+	if r == nil {
+		r = &typingRoom{users: make(map[string]time.Time)}
+		t.rooms[roomID] = r
+	}
+	_, was := r.users[userID]
+	if typing {
+		r.users[userID] = t.now().Add(timeout)
+	} else {
+		delete(r.users, userID)
+	}
+	changed := typing != was
+	if changed {
+		t.serial++
+		r.serial = t.serial
+	}
+	t.mu.Unlock()
+	if changed {
+		t.notifier.Poke()
+	}
+}
+
+// Serial returns the current serial, expiring stale entries first.
+func (t *typingTracker) Serial() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	for _, r := range t.rooms {
+		for u, exp := range r.users {
+			if now.After(exp) {
+				delete(r.users, u)
+				t.serial++
+				r.serial = t.serial
+			}
+		}
+	}
+	return t.serial
+}
+
+// Typing returns the users typing in roomID if the room changed after
+// serial since (ok false if unchanged).
+func (t *typingTracker) Typing(roomID string, since int64) (users []string, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.rooms[roomID]
+	if r == nil || r.serial <= since {
+		return nil, false
+	}
+	users = make([]string, 0, len(r.users))
+	for u := range r.users {
+		users = append(users, u)
+	}
+	sort.Strings(users)
+	return users, true
+}
