@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/switchboard-chat/switchboard/homeserver"
+)
+
+// serve runs `switchboard serve`: configuration is layered and validated,
+// keys and secrets are loaded or generated, then sockets are bound and the
+// components wired. It returns nil after a clean shutdown on ctx's end.
+func (a *app) serve(ctx context.Context, args []string) error {
+	sf, _, err := parseServeFlags(args, a.getenv, a.stderr)
+	if err != nil {
+		if errors.Is(err, ErrUsage) || errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	cfg, err := buildConfig(sf, a.getenv)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(a.stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if sf.dev {
+		log.Warn("development mode: not for production (open registration, self-signed keys, 127.0.0.1 only)")
+	}
+	mat, err := prepareMaterial(&cfg, sf.dev, log)
+	if err != nil {
+		return err
+	}
+	socks, err := bindSockets(&cfg)
+	if err != nil {
+		return err
+	}
+	defer socks.close()
+	addrs := socks.addrs()
+
+	reg, err := newRegistry()
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	hsCfg := homeserverConfig(&cfg, mat, addrs, sf.dev)
+	hs, err := homeserver.New(ctx, hsCfg, log.With("component", "homeserver"), reg)
+	if err != nil {
+		return fmt.Errorf("homeserver: %w", err)
+	}
+	defer func() {
+		if err := hs.Close(); err != nil {
+			log.Error("closing homeserver", "err", err)
+		}
+	}()
+
+	rd := &readiness{checks: []readyCheck{{name: "database", check: hs.Ready}}}
+	clientMux := http.NewServeMux()
+	rd.operatorRoutes(clientMux)
+	clientMux.Handle("/", hs.ClientHandler())
+
+	var servers []served
+	servers = append(servers, served{
+		name: "client", ln: socks.client, tls: mat.clientTLS,
+		srv: newHTTPServer(clientMux, log),
+	})
+	if socks.federation != nil {
+		servers = append(servers, served{
+			name: "federation", ln: socks.federation, tls: mat.federationTLS,
+			srv: newHTTPServer(federationHandler(hs), log),
+		})
+	}
+	if socks.metrics != nil {
+		servers = append(servers, served{
+			name: "metrics", ln: socks.metrics,
+			srv: newHTTPServer(metricsHandler(reg, rd), log),
+		})
+	}
+
+	errc := make(chan error, len(servers))
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		ln := s.ln
+		if s.tls != nil {
+			ln = tls.NewListener(ln, s.tls)
+		}
+		wg.Go(func() {
+			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%w: %s listener: %w", ErrServe, s.name, err)
+			}
+		})
+	}
+	// The servers own the listeners now; Shutdown closes them.
+	socks.client, socks.federation, socks.metrics = nil, nil, nil
+
+	log.Info("serving", "server_name", cfg.ServerName, "client", addrs.Client, "federation", addrs.Federation,
+		"metrics", addrs.Metrics, "data_dir", cfg.DataDir)
+	if sf.dev {
+		printDevBanner(a.stdout, &cfg, addrs, hsCfg)
+	}
+	if sf.addrFile != "" {
+		if err := writeAddrFile(sf.addrFile, addrs); err != nil {
+			log.Error("writing --addr-file", "path", sf.addrFile, "err", err)
+		}
+	}
+	if a.onServing != nil {
+		a.onServing(addrs)
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	case serveErr = <-errc:
+		log.Error("listener failed; shutting down", "err", serveErr)
+	}
+	rd.stopping.Store(true)
+	hs.Shutdown()
+	shutdownServers(servers, cfg.ShutdownTimeout, log)
+	wg.Wait()
+	log.Info("stopped")
+	return serveErr
+}
+
+// served is one HTTP server and the listener it serves.
+type served struct {
+	name string
+	ln   net.Listener
+	tls  *tls.Config
+	srv  *http.Server
+}
+
+// newHTTPServer has timeouts that leave room for /sync long-polls (no write
+// timeout) while bounding slow headers and idle connections.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		// net/http logs client mistakes (TLS handshake errors, bad
+		// requests): Debug, not Error.
+		ErrorLog: slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
+	}
+}
+
+// shutdownServers stops all servers at once, letting in-flight requests end
+// within timeout, then closes whatever is left.
+func shutdownServers(servers []served, timeout time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Go(func() {
+			if err := s.srv.Shutdown(ctx); err != nil {
+				log.Warn("in-flight requests cut off at shutdown timeout", "listener", s.name, "err", err)
+				_ = s.srv.Close()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// federationHandler is the handler for the federation listener. The
+// homeserver serves the server-server API from its client handler until it
+// offers a separate one.
+func federationHandler(hs *homeserver.Server) http.Handler {
+	if f, ok := any(hs).(interface{ FederationHandler() http.Handler }); ok {
+		return f.FederationHandler()
+	}
+	return hs.ClientHandler()
+}
+
+// homeserverConfig maps the validated configuration and the prepared
+// material onto homeserver.Config.
+func homeserverConfig(cfg *Config, mat *material, addrs boundAddrs, dev bool) homeserver.Config {
+	hc := homeserver.Config{
+		ServerName:               cfg.ServerName,
+		PublicBaseURL:            cfg.PublicBaseURL,
+		Database:                 cfg.Database,
+		Registration:             cfg.Registration.Mode,
+		RegistrationTokens:       cfg.Registration.Tokens,
+		RegistrationSharedSecret: mat.registrationSecret,
+		SigningKey:               mat.key.Key,
+		KeyID:                    mat.key.ID(),
+		MaxRequestBytes:          cfg.Limits.MaxRequestBytes,
+		RateLimit: homeserver.RateLimitConfig{
+			SendPerSecond:  cfg.Limits.RateLimit.SendPerSecond,
+			SendBurst:      cfg.Limits.RateLimit.SendBurst,
+			LoginPerSecond: cfg.Limits.RateLimit.LoginPerSecond,
+			LoginBurst:     cfg.Limits.RateLimit.LoginBurst,
+			Disabled:       cfg.Limits.RateLimit.Disabled,
+		},
+	}
+	if hc.PublicBaseURL == "" && dev {
+		hc.PublicBaseURL = httpURL(addrs.Client, mat.clientTLS != nil)
+	}
+	if uris := turnURIs(cfg, addrs); len(uris) > 0 {
+		hc.TURN = homeserver.TURNConfig{URIs: uris, SharedSecret: mat.turnSecret, TTL: cfg.TURN.CredentialTTL}
+	}
+	return hc
+}
+
+// httpURL makes a URL for a bound address, showing a wildcard host as
+// 127.0.0.1 (the address a local user can open).
+func httpURL(addr string, secure bool) string {
+	scheme := "http"
+	if secure {
+		scheme = "https"
+	}
+	return scheme + "://" + displayAddr(addr)
+}
+
+func displayAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// hostOf returns the host of host:port, or s itself.
+func hostOf(s string) string {
+	if h, _, err := net.SplitHostPort(s); err == nil {
+		return h
+	}
+	return s
+}
