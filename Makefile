@@ -1,0 +1,57 @@
+# Switchboard build and test entry points. `make test` is what CI runs
+# (.ci/run); set SWITCHBOARD_TEST_POSTGRES=auto to add the PostgreSQL leg.
+
+GO          ?= go
+PKGS        ?= ./...
+# Whole-suite budget per package binary; the suite aims to finish well
+# under 15 minutes on 2 cores.
+TEST_TIMEOUT ?= 20m
+GOTESTFLAGS ?=
+BENCH       ?= .
+BENCHTIME   ?= 1s
+
+.PHONY: all build run test test-go test-js vet bench fmt clean
+
+all: build
+
+## build: static binary in bin/switchboard
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/switchboard ./cmd/switchboard
+
+## run: everything on 127.0.0.1 with data in ./switchboard-data (not for production)
+run:
+	$(GO) run ./cmd/switchboard serve --dev
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go')
+
+## test: prerequisites, go vet, go test, then the Node/browser tests if any
+# scripts/test-deps.sh prints the PostgreSQL URL (only) on stdout when
+# SWITCHBOARD_TEST_POSTGRES is requested; the tests get the URL in its place.
+test:
+	@set -e; \
+	pg_url="$$(scripts/test-deps.sh)"; \
+	if [ -n "$$pg_url" ]; then echo "make test: PostgreSQL leg on"; else echo "make test: SQLite only (SWITCHBOARD_TEST_POSTGRES=auto adds PostgreSQL)"; fi; \
+	echo "$(GO) vet $(PKGS)"; \
+	$(GO) vet $(PKGS); \
+	echo "$(GO) test -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) $(PKGS)"; \
+	SWITCHBOARD_TEST_POSTGRES="$$pg_url" $(GO) test -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) $(PKGS); \
+	if [ -f tests/js/package.json ]; then \
+		echo "npm ci --prefix tests/js && npm test --prefix tests/js"; \
+		npm ci --prefix tests/js; \
+		SWITCHBOARD_TEST_POSTGRES="$$pg_url" npm test --prefix tests/js; \
+	fi
+
+## test-go: go test only, no prerequisites (quick loop)
+test-go:
+	$(GO) test -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) $(PKGS)
+
+## bench: Go benchmarks (BENCH=regexp, BENCHTIME=1s or 100x)
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem $(PKGS)
+
+clean:
+	rm -rf bin
