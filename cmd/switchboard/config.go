@@ -3,6 +3,8 @@ package main
 import (
 	"path/filepath"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/turn"
 )
 
 // Config is the whole configuration of `switchboard serve`: the shape of
@@ -123,9 +125,12 @@ type TURNConfig struct {
 	// DenyCIDRs are refused in addition to the built-in deny table.
 	DenyCIDRs []string `yaml:"deny_cidrs"`
 	// UserQuota caps allocations per username; TotalQuota caps all.
-	// Default 10 and 1000.
+	// Default 12 and 10000.
 	UserQuota  int `yaml:"user_quota"`
 	TotalQuota int `yaml:"total_quota"`
+	// StaticUsers maps fixed TURN usernames to passwords, for devices that
+	// cannot fetch TURN REST credentials. Default none.
+	StaticUsers map[string]string `yaml:"static_users"`
 }
 
 // SFUConfig configures the selective forwarding unit's media sockets.
@@ -184,10 +189,10 @@ func defaultConfig() Config {
 			Listen:        ":" + defaultTURNPort,
 			TLSListen:     ":" + defaultTURNTLSPort,
 			CredentialTTL: time.Hour,
-			RelayPortMin:  49152,
-			RelayPortMax:  65535,
-			UserQuota:     10,
-			TotalQuota:    1000,
+			RelayPortMin:  turn.DefaultRelayPortMin,
+			RelayPortMax:  turn.DefaultRelayPortMax,
+			UserQuota:     turn.DefaultUserQuota,
+			TotalQuota:    turn.DefaultTotalQuota,
 		},
 		SFU: SFUConfig{
 			Enabled:   true,

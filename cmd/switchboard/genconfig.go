@@ -103,16 +103,19 @@ turn:
   uris: []
   # Address put in relayed addresses. Empty: public_ip.
   relay_ip: ""
-  relay_port_min: 49152
-  relay_port_max: 65535
+  relay_port_min: {{.RelayPortMin}}
+  relay_port_max: {{.RelayPortMax}}
   # TURN never relays to loopback, private, link-local or other special
   # addresses, nor to this server's own ports, unless a prefix is allowed here.
   allow_cidrs: []
   # Further prefixes to refuse.
   deny_cidrs: []
   # Allocations per user and in total.
-  user_quota: 10
-  total_quota: 1000
+  user_quota: {{.UserQuota}}
+  total_quota: {{.TotalQuota}}
+  # Fixed username: password pairs for devices that cannot use the
+  # short-lived credentials above. Prefer none.
+  static_users: {}
 
 sfu:
   enabled: true
@@ -137,11 +140,15 @@ limits:
 type genConfigValues struct {
 	ServerName, PublicBaseURL, PublicIP, DataDir, Database string
 	RegistrationSecret, TURNSecret                         string
+	// Defaults shown in the file, from the packages that own them.
+	RelayPortMin, RelayPortMax, UserQuota, TotalQuota int
 }
 
 // renderConfig fills the template and checks that the result parses back
 // and validates, so generate-config never writes a file serve rejects.
 func renderConfig(v genConfigValues) ([]byte, error) {
+	d := defaultConfig().TURN
+	v.RelayPortMin, v.RelayPortMax, v.UserQuota, v.TotalQuota = d.RelayPortMin, d.RelayPortMax, d.UserQuota, d.TotalQuota
 	tmpl, err := template.New("config").Funcs(template.FuncMap{"q": strconv.Quote}).Parse(configTemplate)
 	if err != nil {
 		return nil, err

@@ -41,7 +41,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	socks, err := bindSockets(&cfg)
+	socks, err := bindSockets(&cfg, mat)
 	if err != nil {
 		return err
 	}
@@ -52,8 +52,21 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	var checks []readyCheck
+	if cfg.TURN.Enabled {
+		relay, err := startTURN(&cfg, socks, mat.turnSecret, log, reg)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := relay.Close(); err != nil {
+				log.Warn("closing TURN relay", "err", err)
+			}
+		}()
+		checks = append(checks, readyCheck{name: "turn", check: turnProbe(addrs.TURNUDP)})
+	}
 	hsCfg := homeserverConfig(&cfg, mat, addrs, sf.dev)
-	hs, err := homeserver.New(ctx, hsCfg, log.With("component", "homeserver"), reg)
+	hs, err := homeserver.New(ctx, hsCfg, log, reg)
 	if err != nil {
 		return fmt.Errorf("homeserver: %w", err)
 	}
@@ -63,7 +76,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		}
 	}()
 
-	rd := &readiness{checks: []readyCheck{{name: "database", check: hs.Ready}}}
+	rd := &readiness{checks: append([]readyCheck{{name: "database", check: hs.Ready}}, checks...)}
 	clientMux := http.NewServeMux()
 	rd.operatorRoutes(clientMux)
 	clientMux.Handle("/", hs.ClientHandler())
@@ -103,7 +116,8 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	socks.client, socks.federation, socks.metrics = nil, nil, nil
 
 	log.Info("serving", "server_name", cfg.ServerName, "client", addrs.Client, "federation", addrs.Federation,
-		"metrics", addrs.Metrics, "data_dir", cfg.DataDir)
+		"metrics", addrs.Metrics, "turn_udp", addrs.TURNUDP, "turn_tcp", addrs.TURNTCP, "turn_tls", addrs.TURNTLS,
+		"media_udp", addrs.MediaUDP, "media_tcp", addrs.MediaTCP, "data_dir", cfg.DataDir)
 	if sf.dev {
 		printDevBanner(a.stdout, &cfg, addrs, hsCfg)
 	}

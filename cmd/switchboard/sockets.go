@@ -39,9 +39,9 @@ type boundAddrs struct {
 	MediaTCP   string `json:"media_tcp,omitempty"`
 }
 
-// bindSockets opens the HTTP listeners of cfg. On error everything opened so
+// bindSockets opens every listener of cfg. On error everything opened so
 // far is closed and the error names the config key.
-func bindSockets(cfg *Config) (*sockets, error) {
+func bindSockets(cfg *Config, mat *material) (*sockets, error) {
 	s := &sockets{}
 	var err error
 	tcp := func(key, addr string) net.Listener {
@@ -57,6 +57,9 @@ func bindSockets(cfg *Config) (*sockets, error) {
 	s.client = tcp("client.listen", cfg.Client.Listen)
 	s.federation = tcp("federation.listen", cfg.Federation.Listen)
 	s.metrics = tcp("metrics.listen", cfg.Metrics.Listen)
+	if err == nil && cfg.TURN.Enabled {
+		err = bindTURN(cfg, s, mat.turnTLS)
+	}
 	if err != nil {
 		s.close()
 		return nil, err

@@ -180,6 +180,14 @@ func (c *Config) validateTURN(v *validator) {
 	if t.TotalQuota < 1 {
 		v.addf("turn.total_quota", "must be at least 1, got %d", t.TotalQuota)
 	}
+	for user, pass := range t.StaticUsers {
+		if user == "" || strings.ContainsAny(user, ":\x00") {
+			v.addf("turn.static_users", "username %q must be non-empty and contain no ':'", user)
+		}
+		if len(pass) < 8 {
+			v.addf("turn.static_users."+user, "password must be at least 8 characters")
+		}
+	}
 }
 
 // validator collects field errors.
