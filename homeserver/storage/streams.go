@@ -207,3 +207,33 @@ func (db *DB) DeviceListChangesBetween(ctx context.Context, after, upto int64) (
 	}
 	return scanStrings(rows)
 }
+
+// FilterJSON returns a stored filter of a user, or ErrNotFound.
+func (db *DB) FilterJSON(ctx context.Context, userID, filterID string) ([]byte, error) {
+	var f string
+	err := db.r.QueryRowContext(ctx, `SELECT filter FROM filters WHERE user_id = $1 AND CAST(filter_id AS TEXT) = $2`, userID, filterID).Scan(&f)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: filter: %w", err)
+	}
+	return []byte(f), nil
+}
+
+// ClaimTxn records a client transaction ID that produces no event (e.g.
+// sendToDevice) and reports whether it is new.
+func (db *DB) ClaimTxn(ctx context.Context, userID, deviceID, txnID string) (bool, error) {
+	fresh := false
+	err := db.WriteTx(ctx, func(tx *Tx) error {
+		res, err := tx.exec(ctx, `INSERT INTO txns (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, '')
+			ON CONFLICT (user_id, device_id, txn_id) DO NOTHING`, userID, deviceID, txnID)
+		if err != nil {
+			return fmt.Errorf("storage: claim txn: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		fresh = n == 1
+		return nil
+	})
+	return fresh, err
+}

@@ -176,3 +176,17 @@ func boolInt(b bool) int {
 }
 
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// DisplayProfile returns a user's displayname and avatar URL ("" when unset), or
+// ErrNotFound for an unknown user.
+func (db *DB) DisplayProfile(ctx context.Context, userID string) (displayName, avatarURL string, err error) {
+	var n, a sql.NullString
+	err = db.r.QueryRowContext(ctx, `SELECT displayname, avatar_url FROM profiles WHERE user_id = $1`, userID).Scan(&n, &a)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", ErrNotFound
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("storage: profile: %w", err)
+	}
+	return n.String, a.String, nil
+}

@@ -1,0 +1,257 @@
+package homeserver
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+)
+
+// setMembership sends an m.room.member event for target, sent by sender
+// (spec: Client-Server API, "Room membership").
+func (s *Server) setMembership(c echo.Context, roomID, sender, target, membership, reason string, extra map[string]any) (string, error) {
+	content := map[string]any{"membership": membership}
+	if membership == "join" || membership == "invite" {
+		for k, v := range s.memberProfile(c.Request().Context(), target) {
+			content[k] = v
+		}
+	}
+	if reason != "" {
+		content["reason"] = reason
+	}
+	for k, v := range extra {
+		content[k] = v
+	}
+	b, err := json.Marshal(content)
+	if err != nil {
+		return "", err
+	}
+	key := target
+	return s.sendEventTx(c.Request().Context(), roomID, newEvent{Sender: sender, Type: spec.MRoomMember, StateKey: &key, Content: b})
+}
+
+func (s *Server) joinRoom(c echo.Context) error {
+	return s.join(c, param(c, "roomId"))
+}
+
+func (s *Server) joinRoomByIDOrAlias(c echo.Context) error {
+	target := param(c, "room")
+	if strings.HasPrefix(target, "#") {
+		roomID, _, err := s.db.Alias(c.Request().Context(), target)
+		if errors.Is(err, storage.ErrNotFound) {
+			return errNotFound("Room alias %s not found", target)
+		}
+		if err != nil {
+			return err
+		}
+		target = roomID
+	} else if !strings.HasPrefix(target, "!") {
+		return errInvalidParam("%q is neither a room ID nor an alias", target)
+	}
+	return s.join(c, target)
+}
+
+func (s *Server) join(c echo.Context, roomID string) error {
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if err := readJSON(c, &req); err != nil {
+		return err
+	}
+	d := device(c)
+	ctx := c.Request().Context()
+	// Joining a room one is already joined to is a no-op success.
+	if m, err := s.db.Membership(ctx, roomID, d.UserID); err != nil {
+		return err
+	} else if m == "join" {
+		return c.JSON(http.StatusOK, map[string]string{"room_id": roomID})
+	}
+	if _, err := s.setMembership(c, roomID, d.UserID, d.UserID, "join", req.Reason, nil); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"room_id": roomID})
+}
+
+// membershipOf handles invite, kick (leave), ban and unban of another user.
+func (s *Server) membershipOf(action string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req struct {
+			UserID string `json:"user_id"`
+			Reason string `json:"reason"`
+		}
+		if err := readJSON(c, &req); err != nil {
+			return err
+		}
+		if req.UserID == "" {
+			return errMissingParam("user_id is required")
+		}
+		if _, err := spec.NewUserID(req.UserID, true); err != nil {
+			return errInvalidParam("invalid user_id %q", req.UserID)
+		}
+		roomID := param(c, "roomId")
+		d := device(c)
+		membership := action
+		if action == "unban" {
+			m, err := s.db.Membership(c.Request().Context(), roomID, req.UserID)
+			if err != nil {
+				return err
+			}
+			if m != "ban" {
+				return errForbidden("%s is not banned", req.UserID)
+			}
+			membership = "leave"
+		}
+		if action == "invite" {
+			m, err := s.db.Membership(c.Request().Context(), roomID, req.UserID)
+			if err != nil {
+				return err
+			}
+			if m == "join" || m == "ban" {
+				return errForbidden("%s is already in the room or banned", req.UserID)
+			}
+		}
+		if _, err := s.setMembership(c, roomID, d.UserID, req.UserID, membership, req.Reason, nil); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, struct{}{})
+	}
+}
+
+func (s *Server) leaveRoom(c echo.Context) error {
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if err := readJSON(c, &req); err != nil {
+		return err
+	}
+	d := device(c)
+	roomID := param(c, "roomId")
+	m, err := s.db.Membership(c.Request().Context(), roomID, d.UserID)
+	if err != nil {
+		return err
+	}
+	switch m {
+	case "leave", "ban":
+		return c.JSON(http.StatusOK, struct{}{})
+	case "":
+		return errNotFound("You are not in room %s", roomID)
+	}
+	if _, err := s.setMembership(c, roomID, d.UserID, d.UserID, "leave", req.Reason, nil); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, struct{}{})
+}
+
+func (s *Server) forgetRoom(c echo.Context) error {
+	d := device(c)
+	roomID := param(c, "roomId")
+	m, err := s.db.Membership(c.Request().Context(), roomID, d.UserID)
+	if err != nil {
+		return err
+	}
+	if m == "join" || m == "invite" {
+		return merr(http.StatusBadRequest, "M_UNKNOWN", "Leave the room before forgetting it")
+	}
+	if m == "" {
+		return errNotFound("Unknown room %s", roomID)
+	}
+	if err := s.db.Forget(c.Request().Context(), d.UserID, roomID); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, struct{}{})
+}
+
+// requireJoined answers 403 unless userID is joined to roomID.
+func (s *Server) requireJoined(c echo.Context, roomID, userID string) error {
+	m, err := s.db.Membership(c.Request().Context(), roomID, userID)
+	if err != nil {
+		return err
+	}
+	if m != "join" {
+		return errForbidden("You are not joined to room %s", roomID)
+	}
+	return nil
+}
+
+func (s *Server) joinedRooms(c echo.Context) error {
+	ms, err := s.db.Memberships(c.Request().Context(), device(c).UserID)
+	if err != nil {
+		return err
+	}
+	rooms := []string{}
+	for _, m := range ms {
+		if m.Membership == "join" {
+			rooms = append(rooms, m.RoomID)
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"joined_rooms": rooms})
+}
+
+func (s *Server) members(c echo.Context) error {
+	roomID := param(c, "roomId")
+	d := device(c)
+	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+		return err
+	}
+	state, err := s.db.CurrentState(c.Request().Context(), roomID)
+	if err != nil {
+		return err
+	}
+	want, notWant := c.QueryParam("membership"), c.QueryParam("not_membership")
+	var chunk []storage.Event
+	for _, e := range state {
+		if e.Type != spec.MRoomMember {
+			continue
+		}
+		m := membershipOfEvent(e)
+		if (want != "" && m != want) || (notWant != "" && m == notWant) {
+			continue
+		}
+		chunk = append(chunk, e)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"chunk": toClientList(chunk, viewer{d.UserID, d.DeviceID}, s.nowMS(), true)})
+}
+
+func (s *Server) joinedMembers(c echo.Context) error {
+	roomID := param(c, "roomId")
+	if err := s.requireJoined(c, roomID, device(c).UserID); err != nil {
+		return err
+	}
+	state, err := s.db.CurrentState(c.Request().Context(), roomID)
+	if err != nil {
+		return err
+	}
+	joined := map[string]any{}
+	for _, e := range state {
+		if e.Type != spec.MRoomMember || membershipOfEvent(e) != "join" {
+			continue
+		}
+		var content struct {
+			DisplayName *string `json:"displayname"`
+			AvatarURL   *string `json:"avatar_url"`
+		}
+		_ = json.Unmarshal(contentOf(e), &content)
+		joined[*e.StateKey] = map[string]any{"display_name": content.DisplayName, "avatar_url": content.AvatarURL}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"joined": joined})
+}
+
+// contentOf returns a stored event's content.
+func contentOf(e storage.Event) json.RawMessage {
+	var f pduFields
+	_ = json.Unmarshal(e.JSON, &f)
+	return f.Content
+}
+
+func membershipOfEvent(e storage.Event) string {
+	var content struct {
+		Membership string `json:"membership"`
+	}
+	_ = json.Unmarshal(contentOf(e), &content)
+	return content.Membership
+}

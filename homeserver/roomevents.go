@@ -1,0 +1,383 @@
+package homeserver
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+)
+
+// sendEvent implements PUT /rooms/{roomId}/send/{eventType}/{txnId}.
+func (s *Server) sendEvent(c echo.Context) error {
+	d := device(c)
+	if err := s.sendLimit.allow(d.UserID); err != nil {
+		return err
+	}
+	content, err := readContent(c)
+	if err != nil {
+		return err
+	}
+	evType := param(c, "type")
+	if evType == "" || len(evType) > 255 {
+		return errInvalidParam("invalid event type")
+	}
+	roomID := param(c, "roomId")
+	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+		return err
+	}
+	id, err := s.sendEventTx(c.Request().Context(), roomID, newEvent{Sender: d.UserID, Type: evType, Content: content,
+		Txn: &txnInfo{DeviceID: d.DeviceID, TxnID: param(c, "txnId")}})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"event_id": id})
+}
+
+// putState implements PUT /rooms/{roomId}/state/{eventType}/{stateKey}.
+func (s *Server) putState(c echo.Context) error {
+	d := device(c)
+	if err := s.sendLimit.allow(d.UserID); err != nil {
+		return err
+	}
+	content, err := readContent(c)
+	if err != nil {
+		return err
+	}
+	evType, key := param(c, "type"), param(c, "stateKey")
+	if evType == "" || len(evType) > 255 || len(key) > 255 {
+		return errInvalidParam("invalid event type or state key")
+	}
+	if evType == spec.MRoomCreate {
+		return errForbidden("m.room.create cannot be sent")
+	}
+	roomID := param(c, "roomId")
+	if evType != spec.MRoomMember {
+		if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+			return err
+		}
+	}
+	id, err := s.sendEventTx(c.Request().Context(), roomID, newEvent{Sender: d.UserID, Type: evType, StateKey: &key, Content: content})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"event_id": id})
+}
+
+// redactEvent implements PUT /rooms/{roomId}/redact/{eventId}/{txnId}.
+func (s *Server) redactEvent(c echo.Context) error {
+	d := device(c)
+	if err := s.sendLimit.allow(d.UserID); err != nil {
+		return err
+	}
+	content, err := readContent(c)
+	if err != nil {
+		return err
+	}
+	roomID := param(c, "roomId")
+	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+		return err
+	}
+	id, err := s.sendEventTx(c.Request().Context(), roomID, newEvent{Sender: d.UserID, Type: spec.MRoomRedaction, Content: content,
+		Redacts: param(c, "eventId"), Txn: &txnInfo{DeviceID: d.DeviceID, TxnID: "redact:" + param(c, "txnId")}})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"event_id": id})
+}
+
+func (s *Server) getState(c echo.Context) error {
+	d := device(c)
+	roomID := param(c, "roomId")
+	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+		return err
+	}
+	state, err := s.db.CurrentState(c.Request().Context(), roomID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toClientList(state, viewer{d.UserID, d.DeviceID}, s.nowMS(), true))
+}
+
+func (s *Server) getStateEvent(c echo.Context) error {
+	d := device(c)
+	roomID := param(c, "roomId")
+	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+		return err
+	}
+	e, err := s.db.CurrentStateEvent(c.Request().Context(), roomID, param(c, "type"), param(c, "stateKey"))
+	if errors.Is(err, storage.ErrNotFound) {
+		return errNotFound("Event not found")
+	}
+	if err != nil {
+		return err
+	}
+	if c.QueryParam("format") == "event" {
+		return c.JSON(http.StatusOK, toClient(e, viewer{d.UserID, d.DeviceID}, s.nowMS(), true))
+	}
+	return c.JSONBlob(http.StatusOK, contentOf(e))
+}
+
+func (s *Server) getEvent(c echo.Context) error {
+	d := device(c)
+	roomID := param(c, "roomId")
+	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+		return err
+	}
+	e, err := s.db.Event(c.Request().Context(), param(c, "eventId"))
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != roomID || e.Outlier)) {
+		return errNotFound("Event not found")
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toClient(e, viewer{d.UserID, d.DeviceID}, s.nowMS(), true))
+}
+
+// roomFilter is the part of a RoomEventFilter (spec: "Filtering") that
+// /messages, /context and /sync apply.
+type roomFilter struct {
+	Limit      int      `json:"limit"`
+	Types      []string `json:"types"`
+	NotTypes   []string `json:"not_types"`
+	Senders    []string `json:"senders"`
+	NotSenders []string `json:"not_senders"`
+	LazyLoad   bool     `json:"lazy_load_members"`
+}
+
+func (f *roomFilter) allows(e storage.Event) bool {
+	if f == nil {
+		return true
+	}
+	if len(f.Types) > 0 && !matchAny(f.Types, e.Type) {
+		return false
+	}
+	if matchAny(f.NotTypes, e.Type) {
+		return false
+	}
+	if len(f.Senders) > 0 && !matchAny(f.Senders, e.Sender) {
+		return false
+	}
+	return !matchAny(f.NotSenders, e.Sender)
+}
+
+// matchAny matches value against patterns where "*" is a wildcard.
+func matchAny(patterns []string, value string) bool {
+	for _, p := range patterns {
+		if p == value || p == "*" {
+			return true
+		}
+		if strings.HasSuffix(p, "*") && strings.HasPrefix(value, strings.TrimSuffix(p, "*")) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseFilterParam reads a ?filter= JSON RoomEventFilter.
+func parseFilterParam(raw string) (*roomFilter, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	var f roomFilter
+	if err := json.Unmarshal([]byte(raw), &f); err != nil {
+		return nil, errBadJSON("filter: %v", err)
+	}
+	return &f, nil
+}
+
+// parsePosToken reads a pagination or sync token into a boundary X such
+// that backwards pagination returns events with pos < X and forwards
+// pagination events with pos >= X. "t<X>" is ours; "s<P>_..." (a sync
+// next_batch) means every event up to P was seen, so X = P+1.
+func parsePosToken(tok string) (int64, bool) {
+	switch {
+	case strings.HasPrefix(tok, "t"):
+		n, err := strconv.ParseInt(tok[1:], 10, 64)
+		return n, err == nil && n >= 0
+	case strings.HasPrefix(tok, "s"):
+		p, ok := parseSyncToken(tok)
+		if !ok {
+			return 0, false
+		}
+		return p.pos + 1, true
+	}
+	return 0, false
+}
+
+func posToken(x int64) string { return "t" + strconv.FormatInt(x, 10) }
+
+// messages implements GET /rooms/{roomId}/messages (spec: "Syncing",
+// "GET /rooms/{roomId}/messages").
+func (s *Server) messages(c echo.Context) error {
+	ctx := c.Request().Context()
+	d := device(c)
+	roomID := param(c, "roomId")
+	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+		return err
+	}
+	backwards := c.QueryParam("dir") != "f"
+	if dir := c.QueryParam("dir"); dir != "" && dir != "b" && dir != "f" {
+		return errInvalidParam("dir must be b or f")
+	}
+	limit := 10
+	if l := c.QueryParam("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			return errInvalidParam("limit must be a non-negative integer")
+		}
+		limit = min(n, 1000)
+	}
+	filter, err := parseFilterParam(c.QueryParam("filter"))
+	if err != nil {
+		return err
+	}
+	if filter != nil && filter.Limit > 0 {
+		limit = min(filter.Limit, 1000)
+	}
+	var from int64
+	if tok := c.QueryParam("from"); tok != "" {
+		x, ok := parsePosToken(tok)
+		if !ok {
+			return errInvalidParam("invalid from token")
+		}
+		from = x
+	} else if backwards {
+		max, err := s.db.MaxPos(ctx)
+		if err != nil {
+			return err
+		}
+		from = max + 1
+	}
+	var to int64
+	if tok := c.QueryParam("to"); tok != "" {
+		x, ok := parsePosToken(tok)
+		if !ok {
+			return errInvalidParam("invalid to token")
+		}
+		to = x
+		if backwards {
+			to = x - 1 // events with pos > to-1, i.e. >= X
+		}
+	}
+	evs, err := s.db.Messages(ctx, roomID, from, backwards, to, limit)
+	if err != nil {
+		return err
+	}
+	chunk := make([]storage.Event, 0, len(evs))
+	for _, e := range evs {
+		if filter.allows(e) {
+			chunk = append(chunk, e)
+		}
+	}
+	v := viewer{d.UserID, d.DeviceID}
+	resp := map[string]any{
+		"start": posToken(from),
+		"chunk": toClientList(chunk, v, s.nowMS(), true),
+	}
+	if len(evs) == limit && limit > 0 {
+		last := evs[len(evs)-1]
+		if backwards {
+			resp["end"] = posToken(last.Pos)
+		} else {
+			resp["end"] = posToken(last.Pos + 1)
+		}
+	}
+	if filter != nil && filter.LazyLoad {
+		members, err := s.lazyMembers(c, roomID, chunk)
+		if err != nil {
+			return err
+		}
+		resp["state"] = toClientList(members, v, s.nowMS(), true)
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// lazyMembers returns the current member events of the senders of evs
+// (spec: "Lazy-loading room members").
+func (s *Server) lazyMembers(c echo.Context, roomID string, evs []storage.Event) ([]storage.Event, error) {
+	seen := map[string]bool{}
+	var out []storage.Event
+	for _, e := range evs {
+		if seen[e.Sender] {
+			continue
+		}
+		seen[e.Sender] = true
+		m, err := s.db.CurrentStateEvent(c.Request().Context(), roomID, spec.MRoomMember, e.Sender)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// eventContext implements GET /rooms/{roomId}/context/{eventId}.
+func (s *Server) eventContext(c echo.Context) error {
+	ctx := c.Request().Context()
+	d := device(c)
+	roomID := param(c, "roomId")
+	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+		return err
+	}
+	e, err := s.db.Event(ctx, param(c, "eventId"))
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != roomID || e.Outlier)) {
+		return errNotFound("Event not found")
+	}
+	if err != nil {
+		return err
+	}
+	limit := 10
+	if l := c.QueryParam("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			return errInvalidParam("limit must be a non-negative integer")
+		}
+		limit = min(n, 100)
+	}
+	before, err := s.db.Messages(ctx, roomID, e.Pos, true, 0, limit/2)
+	if err != nil {
+		return err
+	}
+	after, err := s.db.Messages(ctx, roomID, e.Pos+1, false, 0, limit-limit/2)
+	if err != nil {
+		return err
+	}
+	snap, err := s.db.Snapshot(ctx, e.SnapAfter)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(snap))
+	for _, id := range snap {
+		ids = append(ids, id)
+	}
+	state, err := s.db.Events(ctx, ids)
+	if err != nil {
+		return err
+	}
+	v := viewer{d.UserID, d.DeviceID}
+	now := s.nowMS()
+	start, end := posToken(e.Pos), posToken(e.Pos+1)
+	if len(before) > 0 {
+		start = posToken(before[len(before)-1].Pos)
+	}
+	if len(after) > 0 {
+		end = posToken(after[len(after)-1].Pos + 1)
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"event":         toClient(e, v, now, true),
+		"events_before": toClientList(before, v, now, true),
+		"events_after":  toClientList(after, v, now, true),
+		"state":         toClientList(state, v, now, true),
+		"start":         start,
+		"end":           end,
+	})
+}
