@@ -151,6 +151,10 @@ func (w *roomWriter) append(ctx context.Context, ne newEvent) (storage.Event, er
 	pdu, err := w.ver.NewEventBuilderFromProtoEvent(&proto).Build(now, spec.ServerName(w.s.cfg.ServerName),
 		gomatrixserverlib.KeyID(w.s.cfg.KeyID), w.s.cfg.SigningKey)
 	if err != nil {
+		var ve gomatrixserverlib.EventValidationError
+		if errors.As(err, &ve) && ve.Code == gomatrixserverlib.EventValidationTooLarge {
+			return storage.Event{}, errTooLarge("%s", ve.Message)
+		}
 		return storage.Event{}, errBadJSON("cannot build event: %v", err)
 	}
 	if len(pdu.JSON()) > maxEventBytes {
