@@ -85,7 +85,8 @@ func (c *Config) validate() error {
 		return ErrNoAuth
 	}
 	ip, ok := netip.AddrFromSlice(c.RelayIP)
-	if !ok || !ip.Unmap().IsValid() || ip.IsUnspecified() || ip.IsMulticast() {
+	ip = ip.Unmap()
+	if !ok || ip.IsUnspecified() || ip.IsMulticast() {
 		return fmt.Errorf("%w: %v", ErrNoRelayIP, c.RelayIP)
 	}
 	if c.RelayBindAddress != "" {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -485,3 +486,5 @@ func isClosedErr(err error) bool {
 func checkLeaks(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 }
+
+func netipZero() netip.AddrPort { return netip.AddrPort{} }
