@@ -203,20 +203,13 @@ func (s *Server) newDevice(c echo.Context, userID, deviceID, name string) (map[s
 	if err := s.db.CreateDevice(c.Request().Context(), storage.Device{UserID: userID, DeviceID: deviceID, DisplayName: name}, hashToken(tok), s.nowMS()); err != nil {
 		return nil, err
 	}
-	s.advance(c)
+	s.notifyUser(c.Request().Context(), userID)
 	return map[string]any{
 		"user_id":      userID,
 		"access_token": tok,
 		"device_id":    deviceID,
 		"home_server":  s.cfg.ServerName,
 	}, nil
-}
-
-// advance tells the notifier that new stream positions were committed.
-func (s *Server) advance(c echo.Context) {
-	if pos, err := s.db.MaxPos(c.Request().Context()); err == nil {
-		s.notifier.Advance(pos)
-	}
 }
 
 func (s *Server) registerAvailable(c echo.Context) error {

@@ -127,7 +127,7 @@ func (s *Server) createRoom(c echo.Context) error {
 			return merr(http.StatusBadRequest, "M_ROOM_IN_USE", "Room alias %s already taken", alias)
 		}
 	}
-	s.notifier.Advance(last)
+	s.notifier.Notify(last, append([]string{roomID, d.UserID}, req.Invite...)...)
 	s.log.Info("room created", "room_id", roomID, "creator", d.UserID, "version", ver, "preset", preset)
 	resp := map[string]any{"room_id": roomID}
 	if alias != "" {

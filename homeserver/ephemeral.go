@@ -110,7 +110,11 @@ func (s *Server) storeReceipt(c echo.Context, receiptType, eventID, threadID str
 	if err != nil {
 		return err
 	}
-	s.notifier.Advance(pos)
+	if receiptType == "m.read" {
+		s.notifier.Notify(pos, roomID)
+	} else {
+		s.notifier.Notify(pos, d.UserID)
+	}
 	return c.JSON(http.StatusOK, struct{}{})
 }
 
@@ -162,13 +166,25 @@ func (s *Server) sendToDevice(c echo.Context) error {
 			if err != nil {
 				return err
 			}
-			s.notifier.Advance(pos)
+			s.notifier.Notify(pos, targetUsers(local)...)
 		}
 		if len(remote) > 0 {
 			s.log.Debug("to-device messages for remote users dropped: federation is not wired yet", "count", len(remote))
 		}
 	}
 	return c.JSON(http.StatusOK, struct{}{})
+}
+
+func targetUsers(msgs []storage.ToDevice) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range msgs {
+		if !seen[m.UserID] {
+			seen[m.UserID] = true
+			out = append(out, m.UserID)
+		}
+	}
+	return out
 }
 
 func (s *Server) splitLocal(msgs []storage.ToDevice) (local, remote []storage.ToDevice) {
@@ -216,6 +232,6 @@ func (s *Server) putAccountData(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.notifier.Advance(pos)
+	s.notifier.Notify(pos, d.UserID)
 	return c.JSON(http.StatusOK, struct{}{})
 }

@@ -276,7 +276,11 @@ func (s *Server) sendEventTx(ctx context.Context, roomID string, ne newEvent) (s
 		return "", err
 	}
 	if pos > 0 {
-		s.notifier.Advance(pos)
+		keys := []string{roomID}
+		if ne.Type == spec.MRoomMember && ne.StateKey != nil {
+			keys = append(keys, *ne.StateKey)
+		}
+		s.notifier.Notify(pos, keys...)
 	}
 	return eventID, nil
 }

@@ -57,7 +57,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		shutdown: make(chan struct{}),
 	}
 	if max, err := db.MaxPos(ctx); err == nil {
-		s.notifier.Advance(max)
+		s.notifier.Notify(max)
 	} else {
 		db.Close()
 		return nil, err

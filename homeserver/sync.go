@@ -84,21 +84,40 @@ func (s *Server) sync(c echo.Context) error {
 		timer = t.C
 	}
 	for {
-		pos, changed := s.notifier.Changed()
-		resp, empty, err := s.buildSync(ctx, &req, pos)
+		// Listen before reading, so that a write landing in between still
+		// wakes this request. The keys are the user and their rooms; a new
+		// membership notifies the user's key too.
+		ms, err := s.db.Memberships(ctx, req.UserID)
 		if err != nil {
 			return err
 		}
+		keys := make([]string, 0, len(ms)+1)
+		keys = append(keys, req.UserID)
+		for _, m := range ms {
+			if m.Membership == "join" {
+				keys = append(keys, m.RoomID)
+			}
+		}
+		pos, woken, cancel := s.notifier.Listen(keys)
+		resp, empty, err := s.buildSync(ctx, &req, pos, ms)
+		if err != nil {
+			cancel()
+			return err
+		}
 		if !empty || timer == nil {
+			cancel()
 			return c.JSON(http.StatusOK, resp)
 		}
 		select {
-		case <-changed:
+		case <-woken:
 		case <-timer:
+			cancel()
 			return c.JSON(http.StatusOK, resp)
 		case <-s.shutdown:
+			cancel()
 			return c.JSON(http.StatusOK, resp)
 		case <-ctx.Done():
+			cancel()
 			return ctx.Err()
 		}
 	}
@@ -192,7 +211,7 @@ type leftRoom struct {
 
 // buildSync assembles the response for positions up to upto, and reports
 // whether it holds nothing new for an incremental sync.
-func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64) (*syncResponse, bool, error) {
+func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64, memberships []storage.RoomMembership) (*syncResponse, bool, error) {
 	var since syncToken
 	if req.since != nil {
 		since = *req.since
@@ -215,10 +234,6 @@ func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64) (*
 	empty := true
 	now := s.nowMS()
 
-	memberships, err := s.db.Memberships(ctx, req.UserID)
-	if err != nil {
-		return nil, false, err
-	}
 	var newlyJoined []string
 	for _, m := range memberships {
 		if !req.filter.wantsRoom(m.RoomID) {
@@ -407,7 +422,11 @@ func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, roomID st
 		jr.Ephemeral.Events = append(jr.Ephemeral.Events, map[string]any{"type": "m.receipt", "content": receiptContent(receipts)})
 		has = true
 	}
-	if fresh || has {
+	memberChange := false
+	for _, e := range tl {
+		memberChange = memberChange || e.Type == spec.MRoomMember
+	}
+	if fresh || memberChange {
 		joined, err := s.db.Members(ctx, roomID, "join")
 		if err != nil {
 			return nil, false, err

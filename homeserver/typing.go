@@ -51,7 +51,7 @@ func (t *typingTracker) Set(roomID, userID string, typing bool, timeout time.Dur
 	}
 	t.mu.Unlock()
 	if changed {
-		t.notifier.Poke()
+		t.notifier.Notify(0, roomID)
 	}
 }
 
