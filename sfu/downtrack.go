@@ -1,0 +1,304 @@
+package sfu
+
+import (
+	"encoding/binary"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-chat/switchboard/media"
+)
+
+// histSize is how many sent packets a down track remembers to answer NACKs.
+const histSize = 1024
+
+// histEntry maps an output sequence number back to the cached source packet
+// and the rewritten fields it was sent with.
+type histEntry struct {
+	valid  bool
+	layer  int8
+	outSeq uint16
+	srcSeq uint16
+	ts     uint32
+	pic    uint16
+	tl0    uint8
+}
+
+// downTrack is one published track as sent to one subscriber. It is a
+// webrtc.TrackLocal written by the subscriber's send goroutine: it picks the
+// simulcast layer, rewrites sequence numbers, timestamps and VP8 picture
+// IDs so that the subscriber sees one continuous stream, and resends from
+// the publisher's cache on NACK.
+type downTrack struct {
+	up     *upTrack
+	sub    *Participant
+	sender *webrtc.RTPSender
+
+	// mu guards the state pion hands over in Bind.
+	mu      sync.Mutex
+	bound   bool
+	ssrc    uint32
+	pt      uint8
+	writer  webrtc.TrackLocalWriter
+	levelID uint8
+	tccID   uint8
+
+	// target is the layer the allocator chose (-1: paused); current the one
+	// being forwarded (-1: none), written by the send goroutine only.
+	target  atomic.Int32
+	current atomic.Int32
+	// want has a bit per layer the receive path should queue for us.
+	want   atomic.Uint32
+	maskMu sync.Mutex
+	// maxWidth and maxHeight are the subscriber's size limit (0: none).
+	maxWidth, maxHeight atomic.Int32
+
+	// Send goroutine only.
+	rw    *media.Rewriter
+	hdr   rtp.Header
+	buf   [media.MaxPayloadSize]byte
+	meta  media.PacketMeta
+	tcc   [2]byte
+	level [1]byte
+	hist  [histSize]histEntry
+}
+
+func newDownTrack(up *upTrack, sub *Participant) *downTrack {
+	d := &downTrack{up: up, sub: sub, rw: media.NewRewriter(up.codec.ClockRate)}
+	d.hdr.Extensions = make([]rtp.Extension, 0, 4)
+	d.current.Store(-1)
+	d.target.Store(0)
+	d.refreshWant()
+	return d
+}
+
+// ID, RID, StreamID and Kind implement webrtc.TrackLocal: the subscriber
+// sees the publisher's own track and stream IDs.
+func (d *downTrack) ID() string                  { return d.up.id }
+func (d *downTrack) RID() string                 { return "" }
+func (d *downTrack) StreamID() string            { return d.up.streamID }
+func (d *downTrack) Kind() webrtc.RTPCodecType   { return d.up.kind }
+func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
+	d.mu.Lock()
+	d.bound = false
+	d.mu.Unlock()
+	return nil
+}
+
+// Bind implements webrtc.TrackLocal: it takes the payload type the
+// subscriber negotiated for the publisher's codec, and the header extension
+// IDs the forwarding path writes.
+func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	var chosen *webrtc.RTPCodecParameters
+	for _, c := range ctx.CodecParameters() {
+		if !strings.EqualFold(c.MimeType, d.up.codec.MimeType) {
+			continue
+		}
+		if chosen == nil || c.SDPFmtpLine == d.up.codec.SDPFmtpLine {
+			c := c
+			chosen = &c
+		}
+	}
+	if chosen == nil {
+		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.bound = true
+	d.ssrc = uint32(ctx.SSRC())
+	d.pt = uint8(chosen.PayloadType)
+	d.writer = ctx.WriteStream()
+	d.levelID, d.tccID = 0, 0
+	for _, e := range ctx.HeaderExtensions() {
+		switch e.URI {
+		case media.AudioLevelURI:
+			d.levelID = uint8(e.ID)
+		case media.TransportCCURI:
+			d.tccID = uint8(e.ID)
+		}
+	}
+	return *chosen, nil
+}
+
+// setTarget records the allocator's layer choice (-1 pauses) and asks the
+// publisher for a key frame of the new layer.
+func (d *downTrack) setTarget(layer int) {
+	if int(d.target.Swap(int32(layer))) != layer {
+		d.refreshWant()
+	}
+	if layer >= 0 && int(d.current.Load()) != layer {
+		d.up.requestKeyframe(layer)
+	}
+}
+
+// refreshWant recomputes which layers the receive path queues for us: the
+// one being forwarded and the one to switch to.
+func (d *downTrack) refreshWant() {
+	d.maskMu.Lock()
+	var m uint32
+	if c := d.current.Load(); c >= 0 {
+		m |= 1 << c
+	}
+	if t := d.target.Load(); t >= 0 {
+		m |= 1 << t
+	}
+	d.want.Store(m)
+	d.maskMu.Unlock()
+}
+
+// forward sends source packet seq of layer to the subscriber, switching
+// layers only at a key frame of the target layer. Send goroutine only.
+func (d *downTrack) forward(layer int, seq uint16) {
+	l := d.up.layer(layer)
+	if l == nil {
+		return
+	}
+	n, ok := l.cache.Get(seq, d.buf[:], &d.meta)
+	if !ok {
+		return
+	}
+	target, current := int(d.target.Load()), int(d.current.Load())
+	switch {
+	case target < 0:
+		if current >= 0 {
+			d.current.Store(-1)
+			d.refreshWant()
+			d.sub.sfu.m.layerSwitches.Inc()
+		}
+		return
+	case layer == target && current != target:
+		if !d.meta.Keyframe {
+			return
+		}
+		d.current.Store(int32(target))
+		d.refreshWant()
+		d.rw.Switch()
+		if current >= 0 || d.up.kind == webrtc.RTPCodecTypeVideo {
+			d.sub.sfu.m.layerSwitches.Inc()
+		}
+	case layer != current:
+		return
+	}
+	now := d.sub.sfu.now()
+	outSeq, outTS, ok := d.rw.Rewrite(d.meta.SequenceNumber, d.meta.Timestamp, now)
+	if !ok {
+		return
+	}
+	payload := d.buf[:n]
+	var pic uint16
+	var tl0 uint8
+	if d.up.mcodec == media.CodecVP8 && (d.meta.VP8.HasPictureID || d.meta.VP8.HasTL0PICIDX) {
+		pic, tl0 = d.rw.RewriteVP8(&d.meta.VP8)
+		media.RewriteVP8(payload, &d.meta.VP8, pic, tl0)
+	}
+	d.hist[outSeq%histSize] = histEntry{valid: true, layer: int8(layer), outSeq: outSeq,
+		srcSeq: d.meta.SequenceNumber, ts: outTS, pic: pic, tl0: tl0}
+	d.write(outSeq, outTS, payload, now)
+}
+
+// retransmit resends output packet outSeq after a NACK (RFC 4585 section
+// 6.2.1) with the same rewritten fields, or forwards the NACK to the
+// publisher when the cache no longer has it. Send goroutine only.
+func (d *downTrack) retransmit(outSeq uint16) {
+	h := d.hist[outSeq%histSize]
+	if !h.valid || h.outSeq != outSeq {
+		return
+	}
+	l := d.up.layer(int(h.layer))
+	if l == nil {
+		return
+	}
+	n, ok := l.cache.Get(h.srcSeq, d.buf[:], &d.meta)
+	if !ok {
+		d.up.nackUpstream(int(h.layer), h.srcSeq)
+		return
+	}
+	payload := d.buf[:n]
+	if d.up.mcodec == media.CodecVP8 {
+		media.RewriteVP8(payload, &d.meta.VP8, h.pic, h.tl0)
+	}
+	d.sub.sfu.m.retransmits.Inc()
+	d.write(outSeq, h.ts, payload, d.sub.sfu.now())
+}
+
+// write sends one packet with our SSRC and payload type and the header
+// extensions the subscriber negotiated: the audio level (RFC 6464) for
+// audio and a transport-wide sequence number for bandwidth estimation.
+func (d *downTrack) write(seq uint16, ts uint32, payload []byte, now int64) {
+	d.mu.Lock()
+	bound, w, ssrc, pt, levelID, tccID := d.bound, d.writer, d.ssrc, d.pt, d.levelID, d.tccID
+	d.mu.Unlock()
+	if !bound || w == nil {
+		return
+	}
+	h := &d.hdr
+	h.Version = 2
+	h.Padding = false
+	h.Marker = d.meta.Marker
+	h.PayloadType = pt
+	h.SequenceNumber = seq
+	h.Timestamp = ts
+	h.SSRC = ssrc
+	h.CSRC = h.CSRC[:0]
+	h.Extension = false
+	h.ExtensionProfile = 0
+	h.Extensions = h.Extensions[:0]
+	if levelID != 0 && d.meta.HasAudioLevel {
+		d.level[0] = d.meta.AudioLevel & 0x7f
+		if d.meta.Voice {
+			d.level[0] |= 0x80
+		}
+		_ = h.SetExtension(levelID, d.level[:])
+	}
+	if tccID != 0 {
+		binary.BigEndian.PutUint16(d.tcc[:], d.sub.bwe.Sent(len(payload)+12, now))
+		_ = h.SetExtension(tccID, d.tcc[:])
+	}
+	if _, err := w.WriteRTP(h, payload); err != nil {
+		return
+	}
+	m := d.sub.sfu.m
+	m.packets.Inc()
+	m.bytes.Add(float64(len(payload)))
+}
+
+// readRTCP handles the subscriber's feedback for this track: NACKs are
+// answered from the cache, PLI and FIR become (throttled) key frame
+// requests to the publisher, transport-wide feedback feeds the
+// subscriber's bandwidth estimate. It returns when the sender stops.
+func (d *downTrack) readRTCP() {
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := d.sender.Read(buf)
+		if err != nil {
+			return
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.TransportLayerNack:
+				for _, pair := range p.Nacks {
+					for _, seq := range pair.PacketList() {
+						d.sub.sfu.m.nacks.Inc()
+						d.sub.enqueue(sendItem{dt: d, seq: seq, rtx: true})
+					}
+				}
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				layer := int(d.current.Load())
+				if layer < 0 {
+					layer = int(d.target.Load())
+				}
+				d.up.requestKeyframe(layer)
+			case *rtcp.TransportLayerCC:
+				d.sub.bwe.OnFeedback(p, d.sub.sfu.now())
+			}
+		}
+	}
+}

@@ -1,0 +1,268 @@
+package sfu
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-chat/switchboard/media"
+)
+
+// maxLayers is the number of simulcast layers a track may have (RFC 8853
+// allows more; browsers send up to three).
+const maxLayers = 3
+
+// TrackInfo describes a published track to signalling, so that it can tell
+// clients who publishes what (MSC3077 sdp_stream_metadata). Subscribers see
+// the track with the publisher's own stream ID and track ID in their SDP
+// (a=msid), so TrackID and StreamID are what clients already know.
+type TrackInfo struct {
+	ParticipantID string
+	TrackID       string
+	StreamID      string
+	// Kind is "audio" or "video".
+	Kind string
+	// MimeType is the codec, for example "video/VP8".
+	MimeType string
+	// Layers are the simulcast RIDs received so far, lowest quality first;
+	// empty for a track without simulcast.
+	Layers []string
+}
+
+// upLayer is one received RTP stream: a simulcast layer of a track, or the
+// only stream of a track without simulcast.
+type upLayer struct {
+	rid    string
+	index  int
+	remote *webrtc.TrackRemote
+	ssrc   uint32
+	cache  *media.PacketCache
+	rate   media.RateMeter
+	pli    *media.Throttle
+	// lastPacket is when the layer last received a packet, unix ns.
+	lastPacket atomic.Int64
+	// width and height are the frame size from the last key frame (VP8).
+	width, height atomic.Int32
+}
+
+// upTrack is a track published by a participant, with up to three layers.
+type upTrack struct {
+	id, streamID string
+	kind         webrtc.RTPCodecType
+	codec        webrtc.RTPCodecParameters
+	mcodec       media.Codec
+	pub          *Participant
+	level        *media.LevelMeter // audio only
+
+	mu     sync.Mutex
+	layers [maxLayers]*upLayer
+	live   int // layers whose reader runs
+
+	// downs are the subscribers' down tracks, copied on write so that the
+	// receive path reads it without a lock.
+	downs atomic.Pointer[[]*downTrack]
+}
+
+func (u *upTrack) layer(i int) *upLayer {
+	if i < 0 || i >= maxLayers {
+		return nil
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.layers[i]
+}
+
+func (u *upTrack) info() TrackInfo {
+	ti := TrackInfo{ParticipantID: u.pub.id, TrackID: u.id, StreamID: u.streamID,
+		Kind: u.kind.String(), MimeType: u.codec.MimeType}
+	u.mu.Lock()
+	for _, l := range u.layers {
+		if l != nil && l.rid != "" {
+			ti.Layers = append(ti.Layers, l.rid)
+		}
+	}
+	u.mu.Unlock()
+	return ti
+}
+
+func (u *upTrack) addDown(d *downTrack) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var next []*downTrack
+	if cur := u.downs.Load(); cur != nil {
+		next = append(next, *cur...)
+	}
+	next = append(next, d)
+	u.downs.Store(&next)
+}
+
+func (u *upTrack) removeDown(d *downTrack) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	cur := u.downs.Load()
+	if cur == nil {
+		return
+	}
+	next := make([]*downTrack, 0, len(*cur))
+	for _, x := range *cur {
+		if x != d {
+			next = append(next, x)
+		}
+	}
+	u.downs.Store(&next)
+}
+
+// requestKeyframe sends a PLI (RFC 4585 section 6.3.1) for layer i to the
+// publisher, at most once per Config.KeyframeInterval per layer.
+func (u *upTrack) requestKeyframe(i int) {
+	if u.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	l := u.layer(i)
+	if l == nil || !l.pli.Allow(u.pub.sfu.now()) {
+		return
+	}
+	u.pub.sfu.m.plis.Inc()
+	_ = u.pub.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
+}
+
+// nackUpstream asks the publisher again for packets the cache lacks
+// (RFC 4585 section 6.2.1).
+func (u *upTrack) nackUpstream(i int, seq uint16) {
+	l := u.layer(i)
+	if l == nil {
+		return
+	}
+	_ = u.pub.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{
+		MediaSSRC: l.ssrc, Nacks: []rtcp.NackPair{{PacketID: seq}},
+	}})
+}
+
+// layerIndex orders simulcast RIDs by quality, lowest first. Browsers use
+// q/h/f (quarter, half, full), some clients l/m/h or 0/1/2; "h" is the middle
+// layer when the publisher also sends "f" or "q", else the top one.
+func layerIndex(rid, remoteSDP string) int {
+	switch strings.ToLower(rid) {
+	case "", "q", "l", "lo", "low", "0":
+		return 0
+	case "m", "mid", "1":
+		return 1
+	case "h":
+		if strings.Contains(remoteSDP, "a=rid:f ") || strings.Contains(remoteSDP, "a=rid:q ") {
+			return 1
+		}
+		return 2
+	case "f", "hi", "high", "2":
+		return 2
+	}
+	return -1
+}
+
+// readLoop receives one layer: parse once, cache, and hand the packet to
+// every subscriber that wants this layer. It returns when the track ends.
+func (u *upTrack) readLoop(l *upLayer, audioLevelID uint8) {
+	s := u.pub.sfu
+	buf := make([]byte, 1500)
+	var hdr rtp.Header
+	hdr.Extensions = make([]rtp.Extension, 0, 16)
+	hdr.CSRC = make([]uint32, 0, 16)
+	var meta media.PacketMeta
+	for {
+		n, _, err := l.remote.Read(buf)
+		if err != nil {
+			return
+		}
+		payload, ok := parsePacket(buf[:n], &hdr, &meta, u.mcodec, audioLevelID)
+		if !ok {
+			continue
+		}
+		now := s.now()
+		l.lastPacket.Store(now)
+		l.rate.Add(n, now)
+		if meta.VP8.Width > 0 {
+			l.width.Store(int32(meta.VP8.Width))
+			l.height.Store(int32(meta.VP8.Height))
+		}
+		if meta.HasAudioLevel && u.level != nil {
+			u.level.Observe(meta.AudioLevel)
+		}
+		if !l.cache.Put(payload, &meta) {
+			continue
+		}
+		if downs := u.downs.Load(); downs != nil {
+			bit := uint32(1) << l.index
+			for _, d := range *downs {
+				if d.want.Load()&bit != 0 {
+					d.sub.enqueue(sendItem{dt: d, layer: int8(l.index), seq: meta.SequenceNumber})
+				}
+			}
+		}
+	}
+}
+
+// parsePacket parses an RTP packet (RFC 3550 section 5.1) into hdr and the
+// forwarding metadata into meta, and returns its payload without padding. It
+// reports false for packets to drop: malformed, padding-only, or unparsable
+// payloads.
+func parsePacket(pkt []byte, hdr *rtp.Header, meta *media.PacketMeta, codec media.Codec,
+	audioLevelID uint8) ([]byte, bool) {
+	hn, err := hdr.Unmarshal(pkt)
+	if err != nil {
+		return nil, false
+	}
+	end := len(pkt)
+	if hdr.Padding {
+		pad := int(pkt[end-1])
+		if pad == 0 || hn+pad > end {
+			return nil, false
+		}
+		end -= pad
+	}
+	payload := pkt[hn:end]
+	if len(payload) == 0 {
+		return nil, false
+	}
+	*meta = media.PacketMeta{SequenceNumber: hdr.SequenceNumber, Timestamp: hdr.Timestamp, Marker: hdr.Marker}
+	switch {
+	case codec == media.CodecVP8:
+		if media.ParseVP8(payload, &meta.VP8) != nil {
+			return nil, false
+		}
+		meta.Keyframe = meta.VP8.Keyframe
+	case codec.IsVideo():
+		meta.Keyframe = media.IsKeyframe(codec, payload)
+	default:
+		// Every audio packet is a place a receiver can start from.
+		meta.Keyframe = true
+		if audioLevelID != 0 {
+			if ext := hdr.GetExtension(audioLevelID); ext != nil {
+				if lvl, voice, err := media.ParseAudioLevel(ext); err == nil {
+					meta.HasAudioLevel, meta.AudioLevel, meta.Voice = true, lvl, voice
+				}
+			}
+		}
+	}
+	return payload, true
+}
+
+// drainRTCP reads the RTCP a publisher sends for one layer (sender
+// reports), which pion's report interceptor needs read to build receiver
+// reports.
+func drainRTCP(recv *webrtc.RTPReceiver, rid string) {
+	buf := make([]byte, 1500)
+	for {
+		var err error
+		if rid == "" {
+			_, _, err = recv.Read(buf)
+		} else {
+			_, _, err = recv.ReadSimulcast(buf, rid)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
