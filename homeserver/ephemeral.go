@@ -161,6 +161,7 @@ func (s *Server) sendToDevice(c echo.Context) error {
 	}
 	if fresh && len(msgs) > 0 {
 		local, remote := s.splitLocal(msgs)
+		local = s.deliverToServices(local)
 		if len(local) > 0 {
 			pos, err := s.db.PutToDevice(c.Request().Context(), local)
 			if err != nil {

@@ -27,6 +27,7 @@ type Server struct {
 	echo     *echo.Echo
 	notifier Notifier
 	typing   *typingTracker
+	inbox    serviceInbox
 	metrics  *metrics
 
 	sendLimit  *limiter

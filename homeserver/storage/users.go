@@ -190,3 +190,17 @@ func (db *DB) DisplayProfile(ctx context.Context, userID string) (displayName, a
 	}
 	return n.String, a.String, nil
 }
+
+// EnsureDevice creates a device with no usable access token if it does not
+// exist (service devices, which never log in).
+func (db *DB) EnsureDevice(ctx context.Context, userID, deviceID, displayName string, nowMS int64) error {
+	return db.WriteTx(ctx, func(tx *Tx) error {
+		_, err := tx.exec(ctx, `INSERT INTO devices (user_id, device_id, display_name, token_hash, created_ts, last_seen_ts)
+			VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (user_id, device_id) DO NOTHING`,
+			userID, deviceID, nullString(displayName), "service:"+userID+"/"+deviceID, nowMS)
+		if err != nil {
+			return fmt.Errorf("storage: ensure device: %w", err)
+		}
+		return nil
+	})
+}
