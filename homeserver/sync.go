@@ -130,7 +130,7 @@ func (s *Server) loadSyncFilter(ctx context.Context, userID, raw string, f *sync
 	}
 	body := []byte(raw)
 	if !strings.HasPrefix(strings.TrimSpace(raw), "{") {
-		stored, err := s.db.FilterJSON(ctx, userID, raw)
+		stored, err := s.db.Filter(ctx, userID, raw)
 		if errors.Is(err, storage.ErrNotFound) {
 			return errNotFound("No filter %s", raw)
 		}

@@ -208,19 +208,6 @@ func (db *DB) DeviceListChangesBetween(ctx context.Context, after, upto int64) (
 	return scanStrings(rows)
 }
 
-// FilterJSON returns a stored filter of a user, or ErrNotFound.
-func (db *DB) FilterJSON(ctx context.Context, userID, filterID string) ([]byte, error) {
-	var f string
-	err := db.r.QueryRowContext(ctx, `SELECT filter FROM filters WHERE user_id = $1 AND CAST(filter_id AS TEXT) = $2`, userID, filterID).Scan(&f)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("storage: filter: %w", err)
-	}
-	return []byte(f), nil
-}
-
 // ClaimTxn records a client transaction ID that produces no event (e.g.
 // sendToDevice) and reports whether it is new.
 func (db *DB) ClaimTxn(ctx context.Context, userID, deviceID, txnID string) (bool, error) {
