@@ -234,7 +234,6 @@ func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64, me
 	empty := true
 	now := s.nowMS()
 
-	var newlyJoined []string
 	for _, m := range memberships {
 		if !req.filter.wantsRoom(m.RoomID) {
 			continue
@@ -246,9 +245,6 @@ func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64, me
 				continue // joined after this response's position: next time
 			}
 			fresh := initial || changed || req.fullState
-			if changed && !initial {
-				newlyJoined = append(newlyJoined, m.RoomID)
-			}
 			jr, has, err := s.syncJoinedRoom(ctx, req, m.RoomID, since, upto, fresh, now)
 			if err != nil {
 				return nil, false, err
@@ -327,7 +323,7 @@ func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64, me
 	// Device lists of users we share rooms with (spec: "Tracking the
 	// device list for a user").
 	if !initial {
-		dl, err := s.deviceListChanges(ctx, req.UserID, since.pos, upto, newlyJoined)
+		dl, err := s.deviceListChanges(ctx, req.UserID, memberships, since.pos, upto)
 		if err != nil {
 			return nil, false, err
 		}
@@ -558,15 +554,29 @@ func receiptContent(rs []storage.Receipt) map[string]any {
 	return out
 }
 
-// deviceListChanges lists users sharing a room with userID whose device
-// lists changed, plus the members of rooms userID newly joined.
-func (s *Server) deviceListChanges(ctx context.Context, userID string, after, upto int64, newlyJoined []string) (*deviceLists, error) {
+// deviceListChanges computes device_lists (spec: "Tracking the device
+// list for a user"): changed holds users sharing a room with userID whose
+// devices changed, and users who newly share a room with them; left holds
+// users who no longer share any room.
+func (s *Server) deviceListChanges(ctx context.Context, userID string, memberships []storage.RoomMembership, after, upto int64) (*deviceLists, error) {
+	dl := &deviceLists{Changed: []string{}, Left: []string{}}
 	changed, err := s.db.DeviceListChangesBetween(ctx, after, upto)
 	if err != nil {
 		return nil, err
 	}
-	dl := &deviceLists{Changed: []string{}, Left: []string{}}
-	if len(changed) == 0 && len(newlyJoined) == 0 {
+	// Rooms whose membership may have moved in the window: the ones we are
+	// in, and the ones we left in it.
+	var rooms []string
+	for _, m := range memberships {
+		if m.Membership == "join" || m.Pos > after {
+			rooms = append(rooms, m.RoomID)
+		}
+	}
+	memberEvs, err := s.db.MemberEventsInRooms(ctx, rooms, after, upto)
+	if err != nil {
+		return nil, err
+	}
+	if len(changed) == 0 && len(memberEvs) == 0 {
 		return dl, nil
 	}
 	shared, err := s.db.UsersSharingRooms(ctx, userID)
@@ -577,26 +587,48 @@ func (s *Server) deviceListChanges(ctx context.Context, userID string, after, up
 	for _, u := range shared {
 		sharedSet[u] = true
 	}
-	seen := map[string]bool{}
-	add := func(u string) {
-		if !seen[u] {
-			seen[u] = true
+	inChanged, inLeft := map[string]bool{}, map[string]bool{}
+	for _, u := range changed {
+		if sharedSet[u] && u != userID && !inChanged[u] {
+			inChanged[u] = true
 			dl.Changed = append(dl.Changed, u)
 		}
 	}
-	for _, u := range changed {
-		if sharedSet[u] {
-			add(u)
-		}
-	}
-	for _, roomID := range newlyJoined {
-		members, err := s.db.Members(ctx, roomID, "join")
-		if err != nil {
-			return nil, err
-		}
-		for _, u := range members {
-			if u != userID {
-				add(u)
+	for _, e := range memberEvs {
+		target := *e.StateKey
+		switch membershipOfEvent(e) {
+		case "join":
+			if target == userID {
+				// We joined: everyone in the room is new to us.
+				members, err := s.db.Members(ctx, e.RoomID, "join")
+				if err != nil {
+					return nil, err
+				}
+				for _, u := range members {
+					if u != userID && !inChanged[u] {
+						inChanged[u] = true
+						dl.Changed = append(dl.Changed, u)
+					}
+				}
+			} else if sharedSet[target] && !inChanged[target] {
+				inChanged[target] = true
+				dl.Changed = append(dl.Changed, target)
+			}
+		case "leave", "ban":
+			if target == userID {
+				members, err := s.db.Members(ctx, e.RoomID, "join")
+				if err != nil {
+					return nil, err
+				}
+				for _, u := range members {
+					if !sharedSet[u] && !inLeft[u] {
+						inLeft[u] = true
+						dl.Left = append(dl.Left, u)
+					}
+				}
+			} else if !sharedSet[target] && !inLeft[target] {
+				inLeft[target] = true
+				dl.Left = append(dl.Left, target)
 			}
 		}
 	}

@@ -256,3 +256,22 @@ func prefixed(alias string) string {
 		alias + `.snap_before, ` + alias + `.snap_after, ` + alias + `.unsigned_extra, ` + alias + `.txn_device, ` +
 		alias + `.txn_id, ` + alias + `.redacted_by, ` + alias + `.outlier`
 }
+
+// MemberEventsInRooms returns the membership events of the given rooms
+// with after < pos <= upto, oldest first.
+func (db *DB) MemberEventsInRooms(ctx context.Context, roomIDs []string, after, upto int64) ([]Event, error) {
+	var out []Event
+	for _, roomID := range roomIDs {
+		rows, err := db.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events
+			WHERE room_id = $1 AND type = 'm.room.member' AND pos > $2 AND pos <= $3 AND outlier = 0 ORDER BY pos`, roomID, after, upto)
+		if err != nil {
+			return nil, fmt.Errorf("storage: member events: %w", err)
+		}
+		evs, err := scanEvents(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+	}
+	return out, nil
+}
