@@ -65,7 +65,9 @@ log:
 		{
 			name: "file only",
 			args: []string{"--config", file},
-			want: func(c Config) []any { return []any{c.ServerName, c.Client.Listen, c.Registration.Mode, c.Log.Level, c.SFU.UDPListen} },
+			want: func(c Config) []any {
+				return []any{c.ServerName, c.Client.Listen, c.Registration.Mode, c.Log.Level, c.SFU.UDPListen}
+			},
 			vals: []any{"file.example", "127.0.0.1:1001", "token", "warn", "10.0.0.1:7000"},
 		},
 		{
@@ -77,7 +79,9 @@ log:
 				"SWITCHBOARD_LOG_LEVEL":     "error",
 				"SWITCHBOARD_MEDIA_PORT":    "7100",
 			},
-			want: func(c Config) []any { return []any{c.ServerName, c.Client.Listen, c.Registration.Mode, c.Log.Level, c.SFU.UDPListen} },
+			want: func(c Config) []any {
+				return []any{c.ServerName, c.Client.Listen, c.Registration.Mode, c.Log.Level, c.SFU.UDPListen}
+			},
 			vals: []any{"env.example", "127.0.0.1:1002", "token", "error", "10.0.0.1:7100"},
 		},
 		{
@@ -88,7 +92,9 @@ log:
 				"SWITCHBOARD_REGISTRATION":  "open",
 				"SWITCHBOARD_MEDIA_PORT":    "7100",
 			},
-			want: func(c Config) []any { return []any{c.ServerName, c.Client.Listen, c.Registration.Mode, c.SFU.UDPListen} },
+			want: func(c Config) []any {
+				return []any{c.ServerName, c.Client.Listen, c.Registration.Mode, c.SFU.UDPListen}
+			},
 			vals: []any{"file.example", "127.0.0.1:1003", "closed", "10.0.0.1:7200"},
 		},
 		{

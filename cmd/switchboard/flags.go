@@ -84,7 +84,7 @@ func options() []option {
 		{flag: "log-format", key: "log.format", help: "json or text", set: str(func(c *Config) *string { return &c.Log.Format })},
 		{flag: "registration", key: "registration.mode", help: "open, token or closed", set: str(func(c *Config) *string { return &c.Registration.Mode })},
 		{flag: "registration-tokens", key: "registration.tokens", help: "comma-separated registration tokens", set: list(func(c *Config) *[]string { return &c.Registration.Tokens })},
-		{flag: "registration-shared-secret", key: "registration.shared_secret", help: "secret for `switchboard register` (prefer the environment)", set: str(func(c *Config) *string { return &c.Registration.SharedSecret })},
+		{flag: "registration-shared-secret", key: "registration.shared_secret", help: "secret for switchboard register (prefer the environment)", set: str(func(c *Config) *string { return &c.Registration.SharedSecret })},
 		{flag: "client-listen", key: "client.listen", help: "client API host:port", set: str(func(c *Config) *string { return &c.Client.Listen })},
 		{flag: "client-tls-cert", key: "client.tls_cert", help: "PEM certificate for the client API (optional)", set: str(func(c *Config) *string { return &c.Client.TLSCert })},
 		{flag: "client-tls-key", key: "client.tls_key", help: "PEM key for the client API (optional)", set: str(func(c *Config) *string { return &c.Client.TLSKey })},
@@ -180,6 +180,13 @@ func parseServeFlags(args []string, env func(string) string, errOut io.Writer) (
 		} else {
 			fs.Func(o.flag, help, record)
 		}
+	}
+	fs.Usage = func() {
+		fmt.Fprint(errOut, "Usage: switchboard serve [--dev | --config FILE] [flags]\n\n"+
+			"Settings are layered: built-in defaults (production, or --dev), then the\n"+
+			"YAML file, then SWITCHBOARD_* environment variables, then these flags.\n"+
+			"Listen addresses are host:port; port 0 picks a free port (see --addr-file).\n\n")
+		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, fs, err
