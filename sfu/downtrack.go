@@ -78,10 +78,10 @@ func newDownTrack(up *upTrack, sub *Participant) *downTrack {
 
 // ID, RID, StreamID and Kind implement webrtc.TrackLocal: the subscriber
 // sees the publisher's own track and stream IDs.
-func (d *downTrack) ID() string                  { return d.up.id }
-func (d *downTrack) RID() string                 { return "" }
-func (d *downTrack) StreamID() string            { return d.up.streamID }
-func (d *downTrack) Kind() webrtc.RTPCodecType   { return d.up.kind }
+func (d *downTrack) ID() string                { return d.up.id }
+func (d *downTrack) RID() string               { return "" }
+func (d *downTrack) StreamID() string          { return d.up.streamID }
+func (d *downTrack) Kind() webrtc.RTPCodecType { return d.up.kind }
 func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
 	d.mu.Lock()
 	d.bound = false

@@ -75,7 +75,7 @@ type Participant struct {
 	// mu guards the fields below.
 	mu         sync.Mutex
 	published  map[string]*upTrack
-	downs      map[string]*downTrack // by publisher track ID
+	downs      map[string]*downTrack   // by publisher track ID
 	wanted     map[string]Subscription // explicit subscriptions
 	unwanted   map[string]bool         // explicit unsubscriptions (AutoSubscribe)
 	maxBitrate int

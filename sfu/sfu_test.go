@@ -1,0 +1,94 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestConferenceForwarding: three clients publish audio and video over
+// real loopback UDP; everyone receives everyone else's tracks with the
+// publisher's IDs; when one leaves, its tracks disappear from the others;
+// all goroutines end after close.
+func TestConferenceForwarding(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := newTestSFU(t, nil)
+	defer s.Close()
+
+	names := []string{"alice", "bob", "carol"}
+	clients := map[string]*testClient{}
+	for _, n := range names {
+		clients[n] = joinClient(t, s, "conf1", n, clientOpts{audio: true, video: true, level: 127})
+	}
+	defer func() {
+		for _, c := range clients {
+			c.close()
+		}
+	}()
+
+	for _, rx := range names {
+		for _, tx := range names {
+			if rx == tx {
+				continue
+			}
+			for _, kind := range []string{"audio", "video"} {
+				id := tx + "-" + kind
+				waitFor(t, fmt.Sprintf("%s receiving %s", rx, id), func() bool {
+					tr := clients[rx].track(id)
+					return tr != nil && tr.packets.Load() > 20
+				})
+				if tr := clients[rx].track(id); tr.streamID != tx+"-stream" {
+					t.Errorf("%s sees %s in stream %q, want %q", rx, id, tr.streamID, tx+"-stream")
+				}
+			}
+		}
+	}
+	for _, rx := range names {
+		waitFor(t, rx+" track list", func() bool {
+			clients[rx].mu.Lock()
+			defer clients[rx].mu.Unlock()
+			return len(clients[rx].tracks) == 4
+		})
+	}
+
+	// Carol leaves: the others' receivers of her tracks end and the track
+	// list no longer has them.
+	carol := clients["carol"]
+	if err := carol.p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-carol.closed; !errors.Is(err, ErrLeft) {
+		t.Errorf("close reason %v, want ErrLeft", err)
+	}
+	carol.close()
+	delete(clients, "carol")
+	for _, rx := range []string{"alice", "bob"} {
+		for _, kind := range []string{"audio", "video"} {
+			waitFor(t, rx+" losing carol-"+kind, func() bool {
+				tr := clients[rx].track("carol-" + kind)
+				return tr.ended.Load()
+			})
+		}
+		waitFor(t, rx+" track list without carol", func() bool {
+			clients[rx].mu.Lock()
+			defer clients[rx].mu.Unlock()
+			for _, ti := range clients[rx].tracks {
+				if ti.ParticipantID == "carol" {
+					return false
+				}
+			}
+			return len(clients[rx].tracks) == 2
+		})
+	}
+	// Alice and Bob still hear each other.
+	before := clients["alice"].track("bob-audio").packets.Load()
+	waitFor(t, "alice still receiving bob", func() bool {
+		return clients["alice"].track("bob-audio").packets.Load() > before+10
+	})
+}
