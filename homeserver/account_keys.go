@@ -300,21 +300,23 @@ func (s *Server) keysChanges(c echo.Context) error {
 	if fromTok == "" {
 		return errMissingParam("from is required")
 	}
-	from, err := parseStreamToken(fromTok)
-	if err != nil {
-		return errInvalidParam("from: %v", err)
+	from, ok := parseSyncToken(fromTok)
+	if !ok {
+		return errInvalidParam("from is not a sync token")
 	}
 	ctx := c.Request().Context()
-	var to int64
+	to := syncToken{}
 	if toTok == "" {
-		if to, err = s.db.MaxPos(ctx); err != nil {
+		pos, err := s.db.MaxPos(ctx)
+		if err != nil {
 			return err
 		}
-	} else if to, err = parseStreamToken(toTok); err != nil {
-		return errInvalidParam("to: %v", err)
+		to.pos = pos
+	} else if to, ok = parseSyncToken(toTok); !ok {
+		return errInvalidParam("to is not a sync token")
 	}
 	me := device(c).UserID
-	changed, err := s.db.DeviceListChangesBetween(ctx, from, to)
+	changed, err := s.db.DeviceListChangesBetween(ctx, from.pos, to.pos)
 	if err != nil {
 		return err
 	}
@@ -334,27 +336,6 @@ func (s *Server) keysChanges(c echo.Context) error {
 	}
 	sort.Strings(out)
 	return c.JSON(http.StatusOK, map[string]any{"changed": out, "left": []string{}})
-}
-
-// errBadStreamToken is returned by parseStreamToken.
-var errBadStreamToken = errors.New("not a sync token")
-
-// parseStreamToken reads the stream position of a /sync token "s<pos>_..."
-// (or a bare "<pos>"): the leading integer.
-func parseStreamToken(tok string) (int64, error) {
-	tok = strings.TrimPrefix(tok, "s")
-	var pos int64
-	i := 0
-	for ; i < len(tok) && tok[i] >= '0' && tok[i] <= '9'; i++ {
-		if i >= 18 {
-			return 0, errBadStreamToken
-		}
-		pos = pos*10 + int64(tok[i]-'0')
-	}
-	if i == 0 || (i < len(tok) && tok[i] != '_') {
-		return 0, errBadStreamToken
-	}
-	return pos, nil
 }
 
 // crossSigningKey is the part of a cross-signing key object we check.
