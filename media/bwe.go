@@ -99,10 +99,10 @@ func (e *BandwidthEstimator) clampLocked() {
 
 // feedbackStats accumulates one feedback report.
 type feedbackStats struct {
-	received, lost  int
-	bytes           int64
-	base            int64 // first send time, for numerical range
-	baseOWD         int64
+	received, lost   int
+	bytes            int64
+	base             int64 // first send time, for numerical range
+	baseOWD          int64
 	sx, sy, sxy, sx2 float64
 }
 

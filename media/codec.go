@@ -35,7 +35,9 @@ func CodecFromMimeType(mime string) Codec {
 }
 
 // IsVideo reports whether c is a video codec.
-func (c Codec) IsVideo() bool { return c == CodecVP8 || c == CodecVP9 || c == CodecH264 || c == CodecAV1 }
+func (c Codec) IsVideo() bool {
+	return c == CodecVP8 || c == CodecVP9 || c == CodecH264 || c == CodecAV1
+}
 
 // IsKeyframe reports whether an RTP payload of codec c starts a key frame,
 // that is whether a decoder can start from this packet.

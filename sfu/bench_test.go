@@ -1,0 +1,112 @@
+package sfu
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-chat/switchboard/media"
+)
+
+// marshalWriter stands in for pion's SRTP write stream: it marshals the
+// packet into a reused buffer, as srtp.SessionSRTP.writeRTP does before
+// encrypting.
+type marshalWriter struct {
+	buf []byte
+	n   int
+}
+
+func (w *marshalWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	n, err := rtp.MarshalPacketTo(w.buf, h, payload)
+	w.n += n
+	return n, err
+}
+
+func (w *marshalWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// benchDownTrack wires an upTrack and a bound downTrack without
+// PeerConnections, to measure our own per-packet work.
+func benchDownTrack(b *testing.B) (*upTrack, *downTrack, *marshalWriter) {
+	m, err := newMetrics(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &SFU{cfg: Config{Now: time.Now}, m: m}
+	pub := &Participant{id: "pub", sfu: s}
+	sub := &Participant{id: "sub", sfu: s, bwe: media.NewBandwidthEstimator(media.EstimatorConfig{}),
+		queue: make(chan sendItem, 16)}
+	up := &upTrack{id: "v", streamID: "s", kind: webrtc.RTPCodecTypeVideo, pub: pub, mcodec: media.CodecVP8,
+		codec: webrtc.RTPCodecParameters{PayloadType: 96,
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}}
+	l := &upLayer{cache: media.NewPacketCache(512), pli: media.NewThrottle(1e9)}
+	up.layers[0] = l
+	up.live = 1
+	d := newDownTrack(up, sub)
+	w := &marshalWriter{buf: make([]byte, 1600)}
+	d.bound, d.writer, d.pt, d.ssrc, d.tccID = true, w, 96, 1234, 3
+	up.addDown(d)
+	return up, d, w
+}
+
+// BenchmarkForwardPath is the whole per-packet path of the SFU for one
+// subscriber, minus the sockets and SRTP: parse the received packet, cache
+// it, queue it to the subscriber, then (on the send goroutine) pick the
+// layer, rewrite sequence number, timestamp and VP8 picture ID, stamp the
+// transport-wide sequence number and marshal.
+func BenchmarkForwardPath(b *testing.B) {
+	up, d, w := benchDownTrack(b)
+	l := up.layers[0]
+	raw := make([]byte, 1500)
+	payload := vp8Payload(make([]byte, 1500), 1, 1, true, true, 640, 360, 1100)
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 99, Extension: true}, Payload: payload}
+	_ = pkt.SetExtension(1, []byte{0x20})
+	var hdr rtp.Header
+	hdr.Extensions = make([]rtp.Extension, 0, 16)
+	hdr.CSRC = make([]uint32, 0, 16)
+	var meta media.PacketMeta
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	i := 0
+	for b.Loop() {
+		i++
+		pkt.SequenceNumber = uint16(i)
+		pkt.Timestamp = uint32(i/3) * 3000
+		n, _ := pkt.MarshalTo(raw)
+		p, ok := parsePacket(raw[:n], &hdr, &meta, media.CodecVP8, 0)
+		if !ok {
+			b.Fatal("parse failed")
+		}
+		meta.Keyframe = true // every packet may start the stream
+		l.cache.Put(p, &meta)
+		for _, dt := range *up.downs.Load() {
+			dt.sub.enqueue(sendItem{dt: dt, seq: meta.SequenceNumber})
+		}
+		it := <-d.sub.queue
+		it.dt.forward(int(it.layer), it.seq)
+	}
+	if w.n == 0 {
+		b.Fatal("nothing written")
+	}
+}
+
+// BenchmarkRetransmit is the NACK answer: history lookup, cache read,
+// rewrite and write.
+func BenchmarkRetransmit(b *testing.B) {
+	up, d, _ := benchDownTrack(b)
+	payload := vp8Payload(make([]byte, 1500), 1, 1, true, true, 640, 360, 1100)
+	for i := 0; i < 256; i++ {
+		meta := media.PacketMeta{SequenceNumber: uint16(i), Timestamp: uint32(i * 3000), Keyframe: true}
+		_ = media.ParseVP8(payload, &meta.VP8)
+		up.layers[0].cache.Put(payload, &meta)
+		d.forward(0, uint16(i))
+	}
+	last := d.rw.LastSequenceNumber()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		d.retransmit(last - uint16(i%200))
+	}
+}
