@@ -114,8 +114,13 @@ func (d *downTrack) usableLayers(now int64) (layers, rates []int) {
 		if (maxW > 0 && w > maxW) || (maxH > 0 && h > maxH) {
 			continue
 		}
+		r := l.rate.Rate(now)
+		if r == 0 && len(layers) > 0 {
+			// Not measured yet: start low, upgrade once it is.
+			continue
+		}
 		layers = append(layers, i)
-		rates = append(rates, l.rate.Rate(now))
+		rates = append(rates, r)
 	}
 	if len(layers) == 0 && lowest >= 0 {
 		layers = []int{lowest}

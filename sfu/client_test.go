@@ -2,8 +2,8 @@ package sfu
 
 import (
 	"context"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -102,9 +102,10 @@ type testClient struct {
 	dominant string
 	closed   chan error
 
-	stop chan struct{}
-	wg   sync.WaitGroup
-	plis atomic.Int64
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	plis      atomic.Int64
+	simSender *webrtc.RTPSender
 }
 
 type clientOpts struct {
@@ -206,6 +207,7 @@ func joinClient(t *testing.T, s *SFU, conf, id string, o clientOpts) *testClient
 				}
 			}
 			c.drainSender(snd)
+			c.simSender = snd
 		}
 	}
 
@@ -277,7 +279,7 @@ func joinClient(t *testing.T, s *SFU, conf, id string, o clientOpts) *testClient
 			kbps = 100
 		}
 		c.wg.Add(1)
-		go c.sendVideo(video, kbps)
+		go c.sendVideo(video, o.simulcast, kbps)
 	}
 	return c
 }
@@ -375,9 +377,28 @@ func (c *testClient) audioLevelID() uint8 {
 }
 
 // sendVideo sends 30 frames/s on each layer; layer i has kbps*3^i and
-// width 320*2^i. A key frame goes out every 2 s and when a PLI arrived.
-func (c *testClient) sendVideo(layers []*webrtc.TrackLocalStaticRTP, kbps int) {
+// width 320*2^i. A key frame goes out every second and when a PLI arrived.
+func (c *testClient) sendVideo(layers []*webrtc.TrackLocalStaticRTP, rids []string, kbps int) {
 	defer c.wg.Done()
+	// pion does not add the RTP stream ID (RFC 8852) to simulcast packets
+	// by itself: put the mid and rid header extensions in.
+	var midID, ridID uint8
+	var mid string
+	if c.simSender != nil {
+		for _, e := range c.simSender.GetParameters().HeaderExtensions {
+			switch e.URI {
+			case "urn:ietf:params:rtp-hdrext:sdes:mid":
+				midID = uint8(e.ID)
+			case "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id":
+				ridID = uint8(e.ID)
+			}
+		}
+		for _, tr := range c.pc.GetTransceivers() {
+			if tr.Sender() == c.simSender {
+				mid = tr.Mid()
+			}
+		}
+	}
 	tk := time.NewTicker(33 * time.Millisecond)
 	defer tk.Stop()
 	seq := make([]uint16, len(layers))
@@ -389,7 +410,7 @@ func (c *testClient) sendVideo(layers []*webrtc.TrackLocalStaticRTP, kbps int) {
 			return
 		case <-tk.C:
 		}
-		key := frame%60 == 0
+		key := frame%30 == 0
 		if n := c.plis.Load(); n != lastPLI {
 			lastPLI, key = n, true
 		}
@@ -409,6 +430,10 @@ func (c *testClient) sendVideo(layers []*webrtc.TrackLocalStaticRTP, kbps int) {
 					min(1000, frameBytes-k*1000)+20)
 				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq[i],
 					Timestamp: uint32(frame * 3000), Marker: k == npk-1}, Payload: payload}
+				if midID != 0 && ridID != 0 {
+					_ = pkt.SetExtension(midID, []byte(mid))
+					_ = pkt.SetExtension(ridID, []byte(rids[i]))
+				}
 				seq[i]++
 				_ = tr.WriteRTP(pkt)
 			}

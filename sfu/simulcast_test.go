@@ -1,0 +1,119 @@
+package sfu
+
+import (
+	"testing"
+)
+
+// keyWidths returns the widths of the key frames received so far.
+func (r *recvTrack) keyframes() []uint16 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint16(nil), r.keyWidths...)
+}
+
+// waitKeyframes waits until n more key frames arrived after index from,
+// and returns their widths.
+func waitKeyframes(t *testing.T, r *recvTrack, from, n int, what string) []uint16 {
+	t.Helper()
+	waitFor(t, what, func() bool { return len(r.keyframes()) >= from+n })
+	return r.keyframes()[from:]
+}
+
+// waitWidth waits until the last key frame received has width w and
+// returns how many key frames had arrived then.
+func waitWidth(t *testing.T, r *recvTrack, w uint16) int {
+	t.Helper()
+	waitFor(t, "key frame of width "+itoa(int(w)), func() bool {
+		k := r.keyframes()
+		return len(k) > 0 && k[len(k)-1] == w
+	})
+	return len(r.keyframes())
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	s := ""
+	for ; i > 0; i /= 10 {
+		s = string(rune('0'+i%10)) + s
+	}
+	return s
+}
+
+// TestSimulcastLayerSwitching: a publisher sends three VP8 layers (q, h, f
+// at 320, 640, 1280 wide). A subscriber capped at a low bit rate gets the
+// low layer; without the cap it switches up; with a size limit it gets the
+// middle layer; and what it received is one stream: one SSRC, sequence
+// numbers without a gap, timestamps that never go back.
+func TestSimulcastLayerSwitching(t *testing.T) {
+	s := newTestSFU(t, func(c *Config) { c.AllocationInterval = 100 * 1e6 })
+	defer s.Close()
+	pub := joinClient(t, s, "sc", "pub", clientOpts{video: true, simulcast: []string{"q", "h", "f"}, videoKbps: 60})
+	defer pub.close()
+	sub := joinClient(t, s, "sc", "sub", clientOpts{})
+	defer sub.close()
+	sub.p.SetMaxBitrate(150_000) // q (~70 kbit/s) fits, h (~200 kbit/s) does not
+
+	waitFor(t, "subscriber receiving video", func() bool {
+		r := sub.track("pub-video")
+		return r != nil && r.packets.Load() > 50
+	})
+	r := sub.track("pub-video")
+	at := waitWidth(t, r, 320)
+	if k := waitKeyframes(t, r, at, 2, "more low-layer key frames"); k[0] != 320 || k[1] != 320 {
+		t.Fatalf("capped subscriber got key frames of widths %v, want the 320 layer", k)
+	}
+	t.Logf("capped at 150 kbit/s: receiving the 320 layer")
+
+	sub.p.SetMaxBitrate(0)
+	at = waitWidth(t, r, 1280)
+	t.Logf("cap lifted (estimate %d bit/s): switched up to the 1280 layer", sub.p.EstimatedBitrate())
+
+	if err := sub.p.UpdateSubscriptions([]Subscription{{TrackID: "pub-video", MaxWidth: 700, MaxHeight: 700}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	at = waitWidth(t, r, 640)
+	if k := waitKeyframes(t, r, at, 1, "more mid-layer key frames"); k[0] != 640 {
+		t.Fatalf("size-limited subscriber got key frames %v, want 640", k)
+	}
+	t.Logf("limited to 700x700: receiving the 640 layer")
+
+	sub.p.SetMaxBitrate(120_000)
+	waitWidth(t, r, 320)
+	t.Logf("capped again: back to the 320 layer")
+
+	// One continuous stream.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.ssrcs) != 1 {
+		t.Errorf("received %d SSRCs, want 1", len(r.ssrcs))
+	}
+	tsBySeq := map[uint16]uint32{}
+	first := r.seqs[0]
+	var maxOff int
+	for i, seq := range r.seqs {
+		tsBySeq[seq] = r.tss[i]
+		if off := int(uint16(seq - first)); off < 30000 && off > maxOff {
+			maxOff = off
+		}
+	}
+	missing := 0
+	prevTS := r.tss[0]
+	for off := 0; off <= maxOff; off++ {
+		ts, ok := tsBySeq[first+uint16(off)]
+		if !ok {
+			missing++
+			continue
+		}
+		if int32(ts-prevTS) < 0 {
+			t.Errorf("timestamp goes back at seq %d: %d after %d", first+uint16(off), ts, prevTS)
+		}
+		prevTS = ts
+	}
+	t.Logf("received %d packets over %d sequence numbers, %d missing, %d key frames",
+		len(r.seqs), maxOff+1, missing, len(r.keyWidths))
+	if missing > 0 {
+		t.Errorf("%d sequence numbers missing: the stream is not continuous", missing)
+	}
+}
