@@ -53,6 +53,17 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	var checks []readyCheck
+	if cfg.SFU.Enabled {
+		node, err := startSFU(&cfg, socks, log, reg)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := node.Close(); err != nil {
+				log.Warn("closing SFU", "err", err)
+			}
+		}()
+	}
 	if cfg.TURN.Enabled {
 		relay, err := startTURN(&cfg, socks, mat.turnSecret, log, reg)
 		if err != nil {

@@ -148,7 +148,7 @@ func TestServeDev(t *testing.T) {
 			}
 			metrics, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			for _, want := range []string{"switchboard_build_info", "go_goroutines", "process_start_time_seconds", "switchboard_turn_"} {
+			for _, want := range []string{"switchboard_build_info", "go_goroutines", "process_start_time_seconds", "switchboard_turn_", "switchboard_sfu_"} {
 				if !bytes.Contains(metrics, []byte(want)) {
 					t.Errorf("/metrics lacks %s", want)
 				}
@@ -167,8 +167,11 @@ func TestServeDev(t *testing.T) {
 			}
 			conn.Close()
 
+			if r.addrs.MediaUDP == "" || r.addrs.MediaTCP == "" {
+				t.Errorf("SFU media sockets not bound: %+v", r.addrs)
+			}
 			out := r.stdout.String()
-			for _, want := range []string{"DEVELOPMENT", "http://" + r.addrs.Client, "turn:127.0.0.1:" + portOf(r.addrs.TURNUDP) + "?transport=udp", "turn:127.0.0.1:" + portOf(r.addrs.TURNTCP) + "?transport=tcp", "/metrics"} {
+			for _, want := range []string{"DEVELOPMENT", "http://" + r.addrs.Client, "turn:127.0.0.1:" + portOf(r.addrs.TURNUDP) + "?transport=udp", "turn:127.0.0.1:" + portOf(r.addrs.TURNTCP) + "?transport=tcp", "udp " + r.addrs.MediaUDP, "/metrics"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("banner lacks %q:\n%s", want, out)
 				}

@@ -57,6 +57,9 @@ func bindSockets(cfg *Config, mat *material) (*sockets, error) {
 	s.client = tcp("client.listen", cfg.Client.Listen)
 	s.federation = tcp("federation.listen", cfg.Federation.Listen)
 	s.metrics = tcp("metrics.listen", cfg.Metrics.Listen)
+	if err == nil && cfg.SFU.Enabled {
+		err = bindSFU(cfg, s)
+	}
 	if err == nil && cfg.TURN.Enabled {
 		err = bindTURN(cfg, s, mat.turnTLS)
 	}
