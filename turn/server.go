@@ -12,6 +12,25 @@ import (
 	pionturn "github.com/pion/turn/v5"
 )
 
+// Socket buffer sizes asked for (the kernel caps them at
+// net.core.rmem_max / wmem_max). A shared client-facing UDP socket takes
+// bursts from every client at once; Go's scheduler on a busy machine can
+// leave it unread for milliseconds, and the 208 KiB default then overflows.
+const (
+	listenerSocketBuffer = 4 << 20
+	relaySocketBuffer    = 1 << 20
+)
+
+// setSocketBuffers enlarges a socket's kernel buffers where it can.
+func setSocketBuffers(c any, size int) {
+	if rb, ok := c.(interface{ SetReadBuffer(int) error }); ok {
+		_ = rb.SetReadBuffer(size)
+	}
+	if wb, ok := c.(interface{ SetWriteBuffer(int) error }); ok {
+		_ = wb.SetWriteBuffer(size)
+	}
+}
+
 // closeWait bounds how long Close waits for pion's goroutines to let go of
 // the relay sockets.
 const closeWait = 5 * time.Second
@@ -110,6 +129,7 @@ func New(cfg Config, packetConns []net.PacketConn, listeners []net.Listener) (*S
 		},
 	}
 	for _, pc := range packetConns {
+		setSocketBuffers(pc, listenerSocketBuffer)
 		s.loops.Add(1)
 		pcfg.PacketConnConfigs = append(pcfg.PacketConnConfigs, pionturn.PacketConnConfig{
 			PacketConn:            &packetListener{PacketConn: pc, s: s, local: addrPortOf(pc.LocalAddr())},

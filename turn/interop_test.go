@@ -1,0 +1,180 @@
+package turn
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// coturnTool finds one of coturn's client tools or fails the test, naming
+// the Debian package to install.
+func coturnTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found: the interop tests need coturn's client tools (Debian package coturn: apt-get install -y coturn): %v", name, err)
+	}
+	return p
+}
+
+// freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
+func freeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// startCoturnPeer runs turnutils_peer (a UDP echo server) on 127.0.0.1.
+func startCoturnPeer(t *testing.T) int {
+	t.Helper()
+	bin := coturnTool(t, "turnutils_peer")
+	port := freeUDPPort(t)
+	cmd := exec.Command(bin, "-L", "127.0.0.1", "-p", strconv.Itoa(port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	// Wait until the echo server answers.
+	c, err := net.Dial("udp4", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 64)
+	eventually(t, 10*time.Second, "turnutils_peer to echo", func() bool {
+		_, _ = c.Write([]byte("ping"))
+		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, err := c.Read(buf)
+		return err == nil && string(buf[:n]) == "ping"
+	})
+	return port
+}
+
+var (
+	uclientLost = regexp.MustCompile(`Total lost packets (\d+) \(([0-9.]+)%\), total send dropped (\d+)`)
+	uclientMsgs = regexp.MustCompile(`start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)`)
+	uclientRTT  = regexp.MustCompile(`Average round trip delay ([0-9.]+) ms`)
+)
+
+// uclientResult is what turnutils_uclient reports at the end of a run.
+type uclientResult struct {
+	sent, received, lost, dropped int
+	rttMs                         float64
+	output                        string
+}
+
+func parseUclient(out string) (uclientResult, error) {
+	r := uclientResult{output: out}
+	m := uclientMsgs.FindAllStringSubmatch(out, -1)
+	l := uclientLost.FindStringSubmatch(out)
+	if len(m) == 0 || l == nil {
+		return r, fmt.Errorf("no totals in turnutils_uclient output")
+	}
+	r.sent, _ = strconv.Atoi(m[len(m)-1][1])
+	r.received, _ = strconv.Atoi(m[len(m)-1][2])
+	r.lost, _ = strconv.Atoi(l[1])
+	r.dropped, _ = strconv.Atoi(l[3])
+	if rt := uclientRTT.FindStringSubmatch(out); rt != nil {
+		r.rttMs, _ = strconv.ParseFloat(rt[1], 64)
+	}
+	return r, nil
+}
+
+func runUclient(t *testing.T, args ...string) uclientResult {
+	t.Helper()
+	bin := coturnTool(t, "turnutils_uclient")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("turnutils_uclient %v: %v\n%s", args, err, tail(string(out), 3000))
+	}
+	r, perr := parseUclient(string(out))
+	if perr != nil {
+		t.Fatalf("turnutils_uclient %v: %v\n%s", args, perr, tail(string(out), 3000))
+	}
+	return r
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// TestCoturnInterop runs coturn's turnutils_uclient (20 clients × 500
+// packets, REST credentials from the shared secret with -W) against the
+// relay, with coturn's turnutils_peer as the peer: every packet must come
+// back. uclient asks for credentials valid for a day, so this relay allows
+// 25 h; TestCoturnDefaultTTLRefused checks the default refuses them.
+func TestCoturnInterop(t *testing.T) {
+	checkLeaks(t)
+	h := startHarness(t, func(c *Config) {
+		c.MaxTTL = 25 * time.Hour
+		c.UserQuota = 100
+	})
+	peerPort := startCoturnPeer(t)
+	modes := []struct {
+		name  string
+		flags []string
+	}{
+		{"udp channel data", nil},
+		{"udp send indications", []string{"-s"}},
+		{"tcp control", []string{"-t"}},
+	}
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			port := h.udpAddr.Port
+			if len(mode.flags) > 0 && mode.flags[0] == "-t" {
+				port = h.tcpAddr.Port
+			}
+			args := append([]string{}, mode.flags...)
+			args = append(args, "-W", testSecret, "-u", "interop", "-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
+				"-m", "20", "-n", "500", "-l", "200", "-z", "5", "-c", "-p", strconv.Itoa(port), "127.0.0.1")
+			r := runUclient(t, args...)
+			t.Logf("%s: sent %d received %d lost %d dropped %d mean rtt %.3f ms; relay counted to_peer %v to_client %v",
+				mode.name, r.sent, r.received, r.lost, r.dropped, r.rttMs,
+				h.metric("switchboard_turn_relayed_packets_total", "transport", "udp", "direction", "to_peer"),
+				h.metric("switchboard_turn_relayed_packets_total", "transport", "udp", "direction", "to_client"))
+			if r.sent != 20*500 || r.received != r.sent || r.lost != 0 || r.dropped != 0 {
+				t.Fatalf("loss through the relay: sent %d received %d lost %d dropped %d\n%s",
+					r.sent, r.received, r.lost, r.dropped, tail(r.output, 3000))
+			}
+		})
+	}
+}
+
+// TestCoturnDefaultTTLRefused: with the default 1 h maximum TTL, uclient's
+// day-long REST credentials are refused with 401 and nothing is relayed.
+func TestCoturnDefaultTTLRefused(t *testing.T) {
+	checkLeaks(t)
+	h := startHarness(t, nil)
+	peerPort := startCoturnPeer(t)
+	bin := coturnTool(t, "turnutils_uclient")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, bin, "-W", testSecret, "-u", "interop", "-e", "127.0.0.1",
+		"-r", strconv.Itoa(peerPort), "-m", "1", "-n", "5", "-c", "-p", strconv.Itoa(h.udpAddr.Port), "127.0.0.1").CombinedOutput()
+	if got := h.metric("switchboard_turn_auth_failures_total", "reason", authTooLong); got < 1 {
+		t.Fatalf("no ttl_too_long auth failure recorded; uclient said:\n%s", tail(string(out), 2000))
+	}
+	if got := h.metric("switchboard_turn_relayed_packets_total", "transport", "udp", "direction", "to_peer"); got != 0 {
+		t.Fatalf("relayed %v packets with refused credentials", got)
+	}
+	if h.srv.AllocationCount() != 0 {
+		t.Fatal("allocation created with refused credentials")
+	}
+}
