@@ -442,3 +442,16 @@ func TestServerName(t *testing.T) {
 		}
 	}
 }
+
+func TestExposedListeners(t *testing.T) {
+	c := devConfig()
+	if got := exposedListeners(&c); len(got) != 0 {
+		t.Errorf("dev defaults expose %v", got)
+	}
+	c.Client.Listen = ":8008"
+	c.Metrics.Listen = "0.0.0.0:9090"
+	c.Federation.Listen = ""
+	if got := exposedListeners(&c); !reflect.DeepEqual(got, []string{"client.listen", "metrics.listen"}) {
+		t.Errorf("got %v", got)
+	}
+}

@@ -36,6 +36,12 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	}
 	if sf.dev {
 		log.Warn("development mode: not for production (open registration, self-signed keys, 127.0.0.1 only)")
+		for _, key := range exposedListeners(&cfg) {
+			log.Warn("development mode with a listener on a non-loopback address: anyone who reaches it may register", "key", key)
+		}
+	}
+	if cfg.Redis != "" {
+		log.Warn("redis is configured, but this build runs as a single process and does not use it", "redis", redactURL(cfg.Redis))
 	}
 	mat, err := prepareMaterial(&cfg, sf.dev, log)
 	if err != nil {
@@ -262,4 +268,26 @@ func hostOf(s string) string {
 		return h
 	}
 	return s
+}
+
+// exposedListeners names the listen keys whose host is not a loopback
+// address.
+func exposedListeners(cfg *Config) []string {
+	var out []string
+	for _, l := range []struct{ key, addr string }{
+		{"client.listen", cfg.Client.Listen},
+		{"federation.listen", cfg.Federation.Listen},
+		{"metrics.listen", cfg.Metrics.Listen},
+		{"turn.listen", cfg.TURN.Listen},
+		{"sfu.udp_listen", cfg.SFU.UDPListen},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		host := hostOf(l.addr)
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			out = append(out, l.key)
+		}
+	}
+	return out
 }
