@@ -145,7 +145,7 @@ func turnProbe(addr string) func(context.Context) error {
 			return err
 		}
 		if target.Addr().IsUnspecified() {
-			lo := netip.MustParseAddr("127.0.0.1")
+			lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
 			if target.Addr().Is6() && !target.Addr().Is4In6() {
 				lo = netip.IPv6Loopback()
 			}
