@@ -6,6 +6,7 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/switchboard-chat/switchboard/media"
 )
@@ -109,4 +110,10 @@ func BenchmarkRetransmit(b *testing.B) {
 		i++
 		d.retransmit(last - uint16(i%200))
 	}
+}
+
+func counterValue(c interface{ Write(*dto.Metric) error }) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
 }

@@ -89,12 +89,13 @@ type recvTrack struct {
 }
 
 type testClient struct {
-	t   *testing.T
-	id  string
-	pc  *webrtc.PeerConnection
-	p   *Participant
-	dc  *webrtc.DataChannel
-	msg chan []byte
+	t      *testing.T
+	id     string
+	pc     *webrtc.PeerConnection
+	p      *Participant
+	dc     *webrtc.DataChannel
+	msg    chan []byte // data channel messages from the SFU
+	srvMsg chan []byte // data channel messages the SFU got from us
 
 	mu       sync.Mutex
 	recv     map[string]*recvTrack // by track ID
@@ -149,7 +150,7 @@ func joinClient(t *testing.T, s *SFU, conf, id string, o clientOpts) *testClient
 		t.Fatal(err)
 	}
 	c := &testClient{t: t, id: id, pc: pc, recv: map[string]*recvTrack{}, closed: make(chan error, 1),
-		stop: make(chan struct{}), msg: make(chan []byte, 16)}
+		stop: make(chan struct{}), msg: make(chan []byte, 16), srvMsg: make(chan []byte, 16)}
 	dc, err := pc.CreateDataChannel("signalling", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -256,6 +257,12 @@ func joinClient(t *testing.T, s *SFU, conf, id string, o clientOpts) *testClient
 			c.mu.Unlock()
 		},
 		OnClose: func(err error) { c.closed <- err },
+		OnDataMessage: func(b []byte) {
+			select {
+			case c.srvMsg <- b:
+			default:
+			}
+		},
 	}
 	ready := make(chan struct{})
 	h2 := h

@@ -28,6 +28,9 @@ var (
 	// ErrICEFailed is the close reason of a participant whose ICE
 	// connection failed and was not restarted in time.
 	ErrICEFailed = errors.New("sfu: ICE connection failed")
+	// ErrPeerClosed is the close reason of a participant whose client
+	// closed the connection (DTLS close_notify) without leaving first.
+	ErrPeerClosed = errors.New("sfu: connection closed by the client")
 	// ErrLeft is the close reason of a participant closed by Close.
 	ErrLeft = errors.New("sfu: participant left")
 )

@@ -31,8 +31,8 @@ type Handler struct {
 	// OnDataMessage carries a message the client sent on its data channel.
 	OnDataMessage func([]byte)
 	// OnClose is called once when the participant is gone: reason is
-	// ErrLeft after Close, ErrICEFailed, ErrClosed when the SFU closes, or
-	// the error that ended it.
+	// ErrLeft after Close, ErrICEFailed, ErrPeerClosed, ErrClosed when the
+	// SFU closes, or the error that ended it.
 	OnClose func(reason error)
 }
 
@@ -114,12 +114,19 @@ func newParticipant(s *SFU, id string, h Handler) (*Participant, error) {
 		case webrtc.PeerConnectionStateConnected:
 			p.connected.Store(true)
 			p.notify(&p.negotiateDue)
-		case webrtc.PeerConnectionStateFailed:
-			p.log.Info("ICE failed, removing participant")
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			if p.closed() {
+				return // our own Close
+			}
+			reason := ErrICEFailed
+			if st == webrtc.PeerConnectionStateClosed {
+				reason = ErrPeerClosed
+			}
+			p.log.Info("connection lost, removing participant", "state", st.String())
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				p.closeWith(ErrICEFailed)
+				p.closeWith(reason)
 			}()
 		}
 	})

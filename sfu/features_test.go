@@ -1,0 +1,342 @@
+package sfu
+
+import (
+	"context"
+	"errors"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+)
+
+// TestImportRules keeps the media path at the bottom of the import graph
+// (DESIGN.md): media imports nothing of ours, sfu only media.
+func TestImportRules(t *testing.T) {
+	const mod = "github.com/switchboard-chat/switchboard/"
+	allowed := map[string][]string{"../media": nil, ".": {mod + "media"}}
+	for dir, ok := range allowed {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no Go files in %s: %v", dir, err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			af, err := parser.ParseFile(token.NewFileSet(), f, src, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range af.Imports {
+				path := strings.Trim(imp.Path.Value, `"`)
+				if strings.HasPrefix(path, mod) && !contains(ok, path) {
+					t.Errorf("%s imports %s, which the import rules forbid", f, path)
+				}
+			}
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestConfigValidation(t *testing.T) {
+	if _, err := New(Config{}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("missing UDPMux: %v", err)
+	}
+	for name, mod := range map[string]func(*Config){
+		"bad advertised IP": func(c *Config) { c.AdvertisedIPs = []string{"not-an-ip"} },
+		"negative limit":    func(c *Config) { c.MaxConferences = -1 },
+		"min above max":     func(c *Config) { c.MinBitrate, c.MaxBitrate = 2e6, 1e6 },
+	} {
+		conn := newTestSFU(t, nil)
+		_ = conn.Close()
+		c := Config{UDPMux: conn.cfg.UDPMux}
+		mod(&c)
+		if _, err := New(c); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: err %v, want ErrInvalidConfig", name, err)
+		}
+	}
+}
+
+// TestLimits: conferences per node, participants per conference and
+// tracks per participant are enforced with their errors.
+func TestLimits(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := newTestSFU(t, func(c *Config) {
+		c.MaxConferences, c.MaxParticipantsPerConference, c.MaxTracksPerParticipant = 1, 2, 1
+	})
+	defer s.Close()
+	a := joinClient(t, s, "c1", "a", clientOpts{audio: true, video: true})
+	defer a.close()
+	b := joinClient(t, s, "c1", "b", clientOpts{})
+	defer b.close()
+
+	pc, err := clientAPI(t, nil).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := pc.CreateDataChannel("x", nil); err != nil {
+		t.Fatal(err)
+	}
+	offer, _ := pc.CreateOffer(nil)
+	if _, _, err := s.Join(context.Background(), "c1", "c", offer.SDP, Handler{}); !errors.Is(err, ErrConferenceFull) {
+		t.Errorf("third participant: %v, want ErrConferenceFull", err)
+	}
+	if _, _, err := s.Join(context.Background(), "c2", "c", offer.SDP, Handler{}); !errors.Is(err, ErrTooManyConferences) {
+		t.Errorf("second conference: %v, want ErrTooManyConferences", err)
+	}
+	if _, _, err := s.Join(context.Background(), "c1", "a", offer.SDP, Handler{}); err == nil {
+		t.Error("duplicate participant ID accepted")
+	}
+	// a publishes audio and video but may publish only one track.
+	waitFor(t, "b receiving one of a's tracks", func() bool {
+		ra, rv := b.track("a-audio"), b.track("a-video")
+		return (ra != nil && ra.packets.Load() > 10) || (rv != nil && rv.packets.Load() > 10)
+	})
+	b.mu.Lock()
+	n := len(b.tracks)
+	b.mu.Unlock()
+	if n != 1 {
+		t.Errorf("b sees %d tracks of a, want 1 (limit)", n)
+	}
+}
+
+// TestRenegotiationAndDataChannel: a client adds a track after joining
+// (client offer), then removes it; the data channel carries messages both
+// ways; the client restarts ICE and stays in the call.
+func TestRenegotiationAndDataChannel(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := newTestSFU(t, nil)
+	defer s.Close()
+	a := joinClient(t, s, "r", "a", clientOpts{audio: true})
+	defer a.close()
+	b := joinClient(t, s, "r", "b", clientOpts{audio: true})
+	defer b.close()
+	waitFor(t, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 10 })
+
+	// a adds a screen share track: client-initiated renegotiation.
+	screen, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+		"a-screen", "a-screenshare")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snd, err := a.pc.AddTrack(screen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.drainSender(snd)
+	a.renegotiate(t, false)
+	a.wg.Add(1)
+	go a.sendVideo([]*webrtc.TrackLocalStaticRTP{screen}, nil, 100)
+	waitFor(t, "b receiving a's screen share", func() bool {
+		r := b.track("a-screen")
+		return r != nil && r.packets.Load() > 10 && r.streamID == "a-screenshare"
+	})
+
+	// a stops sharing: b's receiver ends.
+	if err := a.pc.RemoveTrack(snd); err != nil {
+		t.Fatal(err)
+	}
+	a.renegotiate(t, false)
+	waitFor(t, "b losing a's screen share", func() bool { return b.track("a-screen").ended.Load() })
+	waitFor(t, "track list without the screen share", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.tracks) == 1
+	})
+
+	// Data channel, both ways.
+	waitFor(t, "data channel open", func() bool { return a.p.SendData([]byte(`{"type":"m.call.ping"}`)) == nil })
+	select {
+	case m := <-a.msg:
+		if string(m) != `{"type":"m.call.ping"}` {
+			t.Errorf("client got %q", m)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("no data channel message from the SFU")
+	}
+	if err := a.dc.SendText(`{"type":"m.call.pong"}`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-a.srvMsg:
+		if string(m) != `{"type":"m.call.pong"}` {
+			t.Errorf("SFU got %q", m)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("no data channel message from the client")
+	}
+
+	// ICE restart: the participant stays and media keeps flowing.
+	a.renegotiate(t, true)
+	before := b.track("a-audio").packets.Load()
+	waitFor(t, "media after ICE restart", func() bool { return b.track("a-audio").packets.Load() > before+20 })
+	if a.pc.ICEConnectionState() != webrtc.ICEConnectionStateConnected &&
+		a.pc.ICEConnectionState() != webrtc.ICEConnectionStateCompleted {
+		t.Errorf("ICE state after restart: %s", a.pc.ICEConnectionState())
+	}
+}
+
+// renegotiate sends a client offer (optionally an ICE restart) and applies
+// the answer.
+func (c *testClient) renegotiate(t *testing.T, iceRestart bool) {
+	t.Helper()
+	offer, err := c.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: iceRestart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(c.pc)
+	if err := c.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	ans, err := c.p.HandleOffer(context.Background(), c.pc.LocalDescription().SDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestActiveSpeakerAndMetrics: the loud participant becomes the dominant
+// speaker for everyone; PLIs from a subscriber reach the publisher
+// throttled; the metrics count what happened.
+func TestActiveSpeakerAndMetrics(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	reg := prometheus.NewRegistry()
+	s := newTestSFU(t, func(c *Config) { c.Registerer = reg; c.AllocationInterval = 100 * time.Millisecond })
+	defer s.Close()
+	loud := joinClient(t, s, "sp", "loud", clientOpts{audio: true, video: true, level: 25})
+	defer loud.close()
+	quiet := joinClient(t, s, "sp", "quiet", clientOpts{audio: true, level: 127})
+	defer quiet.close()
+	for _, c := range []*testClient{loud, quiet} {
+		waitFor(t, c.id+" told the dominant speaker", func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.dominant == "loud"
+		})
+	}
+	// The audio level is forwarded too.
+	waitFor(t, "quiet receiving loud's video", func() bool {
+		r := quiet.track("loud-video")
+		return r != nil && r.packets.Load() > 10
+	})
+
+	// quiet asks for a key frame 40 times in 2 s; loud must see at most
+	// one PLI per second (plus the ones already sent).
+	var ssrc uint32
+	for _, tr := range quiet.pc.GetTransceivers() {
+		if tr.Kind() == webrtc.RTPCodecTypeVideo && tr.Receiver() != nil && tr.Receiver().Track() != nil {
+			ssrc = uint32(tr.Receiver().Track().SSRC())
+		}
+	}
+	start := loud.plis.Load()
+	began := time.Now()
+	for i := 0; i < 40; i++ {
+		_ = quiet.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := loud.plis.Load() - start
+	allowed := int64(time.Since(began)/time.Second) + 2
+	t.Logf("40 PLIs from the subscriber in %v became %d PLIs at the publisher", time.Since(began).Round(time.Millisecond), got)
+	if got < 1 || got > allowed {
+		t.Errorf("publisher got %d PLIs, want 1..%d", got, allowed)
+	}
+
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.GetGauge() != nil:
+				vals[mf.GetName()] = m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				vals[mf.GetName()] = m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				vals[mf.GetName()] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	for name, min := range map[string]float64{
+		"switchboard_sfu_conferences": 1, "switchboard_sfu_participants": 2, "switchboard_sfu_tracks": 3,
+		"switchboard_sfu_forwarded_packets_total": 10, "switchboard_sfu_forwarded_bytes_total": 100,
+		"switchboard_sfu_keyframe_requests_total": 1, "switchboard_sfu_estimated_bandwidth_bps": 1,
+	} {
+		if vals[name] < min {
+			t.Errorf("%s = %v, want >= %v", name, vals[name], min)
+		}
+	}
+}
+
+// TestPeerGone: a client that vanishes without leaving (its side cut by
+// closing its PeerConnection) is removed, and its tracks with it.
+func TestPeerGone(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := newTestSFU(t, nil)
+	defer s.Close()
+	a := joinClient(t, s, "g", "a", clientOpts{audio: true})
+	b := joinClient(t, s, "g", "b", clientOpts{audio: true})
+	defer b.close()
+	waitFor(t, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 5 })
+	a.close()
+	select {
+	case err := <-a.closed:
+		if !errors.Is(err, ErrPeerClosed) && !errors.Is(err, ErrICEFailed) {
+			t.Errorf("close reason %v", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("participant not removed after its client went away")
+	}
+	waitFor(t, "b losing a's audio", func() bool { return b.track("a-audio").ended.Load() })
+}
+
+// TestSlowSubscriberDoesNotBlock: a subscriber whose send queue is full
+// loses packets; the publisher's receive path never waits.
+func TestSlowSubscriberDoesNotBlock(t *testing.T) {
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Participant{sfu: &SFU{m: m}, queue: make(chan sendItem, 8)}
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 10000; i++ {
+			p.enqueue(sendItem{seq: uint16(i)})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(testTimeout):
+		t.Fatal("enqueue blocked on a full queue")
+	}
+	var d = counterValue(m.dropped)
+	if d != 10000-8 {
+		t.Errorf("dropped %v packets, want %d", d, 10000-8)
+	}
+}
