@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -76,6 +77,62 @@ func vp8Payload(buf []byte, picID uint16, tl0 uint8, start, key bool, w, h uint1
 	return b
 }
 
+// h264Payload builds an H.264 RTP payload (RFC 6184): a key frame starts
+// with a STAP-A of SPS and PPS (section 5.7.1) in front of an IDR slice;
+// other packets are non-IDR slices.
+func h264Payload(buf []byte, start, key bool, size int) []byte {
+	b := buf[:0]
+	if start && key {
+		b = append(b, 0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce, 0, 0)
+		b = append(b, 0x65)
+		n := size - len(b) + 1
+		b[9], b[10] = byte(n>>8), byte(n)
+	} else {
+		b = append(b, 0x41)
+	}
+	for len(b) < size {
+		b = append(b, 0x5a)
+	}
+	return b
+}
+
+// vp9Payload builds a VP9 payload descriptor (RFC 9628 section 4.2) with
+// the B, E and P bits, then filler.
+func vp9Payload(buf []byte, start, end, key bool, size int) []byte {
+	d := byte(0)
+	if start {
+		d |= 0x08
+	}
+	if end {
+		d |= 0x04
+	}
+	if !key {
+		d |= 0x40
+	}
+	b := append(buf[:0], d)
+	for len(b) < size {
+		b = append(b, 0x5a)
+	}
+	return b
+}
+
+// av1Payload builds an AV1 aggregation header (N set on the first packet
+// of a key frame), then filler.
+func av1Payload(buf []byte, start, key bool, size int) []byte {
+	h := byte(0x10) // W=1: one OBU element
+	if start && key {
+		h |= 0x08
+	}
+	if !start {
+		h |= 0x80 // Z: continues an OBU
+	}
+	b := append(buf[:0], h)
+	for len(b) < size {
+		b = append(b, 0x5a)
+	}
+	return b
+}
+
 type recvTrack struct {
 	id, streamID string
 	kind         webrtc.RTPCodecType
@@ -107,17 +164,20 @@ type testClient struct {
 	wg        sync.WaitGroup
 	plis      atomic.Int64
 	simSender *webrtc.RTPSender
+	codec     string // video mime type sent, "" for VP8
 }
 
 type clientOpts struct {
 	audio, video bool
 	simulcast    []string // RIDs, lowest first; empty: single layer
 	net          transport.Net
-	level        uint8 // audio level to send (RFC 6464), 127 silence
-	videoKbps    int   // per layer (lowest); higher layers x3, x9
+	level        uint8  // audio level to send (RFC 6464), 127 silence
+	videoKbps    int    // per layer (lowest); higher layers x3, x9
+	videoCodec   string // mime type, default VP8
+	tcp          bool   // ICE over TCP only
 }
 
-func clientAPI(t *testing.T, n transport.Net) *webrtc.API {
+func clientAPI(t *testing.T, n transport.Net, tcp bool) *webrtc.API {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
@@ -133,6 +193,9 @@ func clientAPI(t *testing.T, n transport.Net) *webrtc.API {
 	se := webrtc.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if tcp {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	}
 	if n != nil {
 		se.SetNet(n)
 	} else {
@@ -145,7 +208,7 @@ func clientAPI(t *testing.T, n transport.Net) *webrtc.API {
 // joinClient connects a new client to conference conf and starts its media.
 func joinClient(t *testing.T, s *SFU, conf, id string, o clientOpts) *testClient {
 	t.Helper()
-	pc, err := clientAPI(t, o.net).NewPeerConnection(webrtc.Configuration{})
+	pc, err := clientAPI(t, o.net, o.tcp).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +242,11 @@ func joinClient(t *testing.T, s *SFU, conf, id string, o clientOpts) *testClient
 		c.drainSender(snd)
 	}
 	if o.video {
-		vc := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+		mime := o.videoCodec
+		if mime == "" {
+			mime = webrtc.MimeTypeVP8
+		}
+		vc := webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000}
 		if len(o.simulcast) == 0 {
 			v, err := webrtc.NewTrackLocalStaticRTP(vc, id+"-video", id+"-stream")
 			if err != nil {
@@ -286,6 +353,7 @@ func joinClient(t *testing.T, s *SFU, conf, id string, o clientOpts) *testClient
 			kbps = 100
 		}
 		c.wg.Add(1)
+		c.codec = o.videoCodec
 		go c.sendVideo(video, o.simulcast, kbps)
 	}
 	return c
@@ -327,7 +395,8 @@ func (c *testClient) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			rt.seqs = append(rt.seqs, pkt.SequenceNumber)
 			rt.tss = append(rt.tss, pkt.Timestamp)
 			rt.ssrcs[pkt.SSRC] = true
-			if tr.Kind() == webrtc.RTPCodecTypeVideo && len(pkt.Payload) > 16 {
+			if tr.Kind() == webrtc.RTPCodecTypeVideo && len(pkt.Payload) > 16 &&
+				strings.EqualFold(tr.Codec().MimeType, webrtc.MimeTypeVP8) {
 				p := pkt.Payload
 				if p[0]&0x10 != 0 && p[5]&0x01 == 0 {
 					rt.keyWidths = append(rt.keyWidths, binary.LittleEndian.Uint16(p[11:13])&0x3fff)
@@ -433,8 +502,18 @@ func (c *testClient) sendVideo(layers []*webrtc.TrackLocalStaticRTP, rids []stri
 			npk := (frameBytes + 999) / 1000
 			for k := 0; k < npk; k++ {
 				w := uint16(320 << i)
-				payload := vp8Payload(buf, uint16(frame)&0x7fff, uint8(frame), k == 0, key, w, w*9/16,
-					min(1000, frameBytes-k*1000)+20)
+				size := min(1000, frameBytes-k*1000) + 20
+				var payload []byte
+				switch c.codec {
+				case webrtc.MimeTypeH264:
+					payload = h264Payload(buf, k == 0, key, size)
+				case webrtc.MimeTypeVP9:
+					payload = vp9Payload(buf, k == 0, k == npk-1, key, size)
+				case webrtc.MimeTypeAV1:
+					payload = av1Payload(buf, k == 0, key, size)
+				default:
+					payload = vp8Payload(buf, uint16(frame)&0x7fff, uint8(frame), k == 0, key, w, w*9/16, size)
+				}
 				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq[i],
 					Timestamp: uint32(frame * 3000), Marker: k == npk-1}, Payload: payload}
 				if midID != 0 && ridID != 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"go/parser"
 	"go/token"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,7 +91,7 @@ func TestLimits(t *testing.T) {
 	b := joinClient(t, s, "c1", "b", clientOpts{})
 	defer b.close()
 
-	pc, err := clientAPI(t, nil).NewPeerConnection(webrtc.Configuration{})
+	pc, err := clientAPI(t, nil, false).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,5 +339,82 @@ func TestSlowSubscriberDoesNotBlock(t *testing.T) {
 	var d = counterValue(m.dropped)
 	if d != 10000-8 {
 		t.Errorf("dropped %v packets, want %d", d, 10000-8)
+	}
+}
+
+// TestCodecs: H.264, VP9 and AV1 video is forwarded like VP8: the
+// subscriber gets packets once the SFU saw a key frame of that codec.
+func TestCodecs(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := newTestSFU(t, nil)
+	defer s.Close()
+	for _, mime := range []string{webrtc.MimeTypeH264, webrtc.MimeTypeVP9, webrtc.MimeTypeAV1} {
+		name := strings.ToLower(strings.TrimPrefix(mime, "video/"))
+		pub := joinClient(t, s, "codecs", name, clientOpts{video: true, videoCodec: mime})
+		defer pub.close()
+	}
+	sub := joinClient(t, s, "codecs", "sub", clientOpts{})
+	defer sub.close()
+	for _, name := range []string{"h264", "vp9", "av1"} {
+		waitFor(t, "receiving "+name, func() bool {
+			r := sub.track(name + "-video")
+			return r != nil && r.packets.Load() > 20
+		})
+	}
+}
+
+// TestICETCP: a client that can only use TCP connects through the ICE-TCP
+// listener (RFC 6544) and receives media.
+func TestICETCP(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSFU(t, func(c *Config) { c.TCPListener = ln })
+	defer s.Close()
+	a := joinClient(t, s, "tcp", "a", clientOpts{audio: true})
+	defer a.close()
+	b := joinClient(t, s, "tcp", "b", clientOpts{tcp: true})
+	defer b.close()
+	waitFor(t, "TCP client receiving audio", func() bool {
+		r := b.track("a-audio")
+		return r != nil && r.packets.Load() > 20
+	})
+	pair, err := b.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		t.Fatalf("no selected pair: %v", err)
+	}
+	if pair.Local.Protocol != webrtc.ICEProtocolTCP {
+		t.Errorf("selected pair uses %s, want tcp", pair.Local.Protocol)
+	}
+}
+
+// TestAdvertisedIP: behind a 1:1 NAT the answer carries the advertised
+// address instead of the local one. (The client does not apply it, so no
+// packet is sent to that address.)
+func TestAdvertisedIP(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := newTestSFU(t, func(c *Config) { c.AdvertisedIPs = []string{"203.0.113.7"} })
+	defer s.Close()
+	pc, err := clientAPI(t, nil, false).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := pc.CreateDataChannel("x", nil); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, answer, err := s.Join(context.Background(), "nat", "a", offer.SDP, Handler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if !strings.Contains(answer, "203.0.113.7") || strings.Contains(answer, "127.0.0.1") {
+		t.Errorf("answer candidates do not advertise only 203.0.113.7:\n%s", answer)
 	}
 }
