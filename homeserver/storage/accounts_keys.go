@@ -406,9 +406,12 @@ func mergeSignatures(obj []byte, sigs map[string]map[string]string) ([]byte, err
 	if err := json.Unmarshal(obj, &m); err != nil {
 		return nil, fmt.Errorf("storage: signatures: stored key is not an object: %w", err)
 	}
-	have := map[string]map[string]string{}
+	var have map[string]map[string]string
 	if raw, ok := m["signatures"]; ok {
 		_ = json.Unmarshal(raw, &have) // a malformed member is replaced
+	}
+	if have == nil {
+		have = map[string]map[string]string{}
 	}
 	for signer, byKey := range sigs {
 		if have[signer] == nil {
