@@ -217,6 +217,16 @@ func TestRewriterSwitch(t *testing.T) {
 	r.Switch()
 	check(65535, 7, now+16*33e6, true)
 	check(0, 3007, now+17*33e6, true)
+	// The source restarts its numbering far away: the output continues.
+	check(30000, 6007, now+18*33e6, true)
+	check(30001, 9007, now+19*33e6, true)
+	// Reordering within the window is not a restart.
+	if s, _, ok := r.Rewrite(30003, 15007, now+21*33e6); !ok || s != lastSeq+2 {
+		t.Fatalf("packet after a gap: seq %d ok %v, want %d", s, ok, lastSeq+2)
+	}
+	if s, _, ok := r.Rewrite(30002, 12007, now+21*33e6); !ok || s != lastSeq+1 {
+		t.Fatalf("late packet: seq %d ok %v, want %d", s, ok, lastSeq+1)
+	}
 }
 
 func TestRewriterVP8(t *testing.T) {

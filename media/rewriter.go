@@ -15,6 +15,7 @@ type Rewriter struct {
 	switching bool // next packet rebases the offsets
 
 	switchSeq uint16 // first source sequence number of the current source
+	highSrc   uint16 // highest source sequence number of the current source
 	seqOffset uint16
 	tsOffset  uint32
 
@@ -29,6 +30,10 @@ type Rewriter struct {
 	lastPic    uint16
 	lastTL0    uint8
 }
+
+// maxSeqJump is the largest gap in source sequence numbers still taken as
+// loss or reordering; a larger one is a restart of the source's numbering.
+const maxSeqJump = 3000
 
 // NewRewriter returns a Rewriter for a stream whose RTP clock runs at
 // clockRate Hz (90000 for video, 48000 for Opus).
@@ -51,6 +56,15 @@ func (r *Rewriter) Switch() {
 // packet sent at now (unix nanoseconds). It reports false for a packet older
 // than the current source's first packet, which must be dropped.
 func (r *Rewriter) Rewrite(seq uint16, ts uint32, now int64) (uint16, uint32, bool) {
+	if !r.switching {
+		if jump := int16(seq - r.highSrc); jump > maxSeqJump || jump < -maxSeqJump {
+			// The source restarted its numbering: continue the output
+			// from here as after a switch.
+			r.switching = true
+		} else if int16(seq-r.switchSeq) < 0 {
+			return 0, 0, false
+		}
+	}
 	if r.switching {
 		r.switching = false
 		if r.started {
@@ -68,8 +82,10 @@ func (r *Rewriter) Rewrite(seq uint16, ts uint32, now int64) (uint16, uint32, bo
 			r.lastTS = ts
 		}
 		r.switchSeq = seq
-	} else if int16(seq-r.switchSeq) < 0 {
-		return 0, 0, false
+		r.highSrc = seq
+	}
+	if int16(seq-r.highSrc) > 0 {
+		r.highSrc = seq
 	}
 	outSeq := seq + r.seqOffset
 	outTS := ts + r.tsOffset

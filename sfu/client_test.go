@@ -25,7 +25,7 @@ import (
 
 const testTimeout = 20 * time.Second
 
-func newTestSFU(t *testing.T, mod func(*Config)) *SFU {
+func newTestSFU(t testing.TB, mod func(*Config)) *SFU {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -43,7 +43,7 @@ func newTestSFU(t *testing.T, mod func(*Config)) *SFU {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(testTimeout)
 	for !cond() {
@@ -146,7 +146,7 @@ type recvTrack struct {
 }
 
 type testClient struct {
-	t      *testing.T
+	t      testing.TB
 	id     string
 	pc     *webrtc.PeerConnection
 	p      *Participant
@@ -177,7 +177,7 @@ type clientOpts struct {
 	tcp          bool   // ICE over TCP only
 }
 
-func clientAPI(t *testing.T, n transport.Net, tcp bool) *webrtc.API {
+func clientAPI(t testing.TB, n transport.Net, tcp bool) *webrtc.API {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
@@ -206,7 +206,7 @@ func clientAPI(t *testing.T, n transport.Net, tcp bool) *webrtc.API {
 }
 
 // joinClient connects a new client to conference conf and starts its media.
-func joinClient(t *testing.T, s *SFU, conf, id string, o clientOpts) *testClient {
+func joinClient(t testing.TB, s *SFU, conf, id string, o clientOpts) *testClient {
 	t.Helper()
 	pc, err := clientAPI(t, o.net, o.tcp).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"slices"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -88,8 +89,9 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		cacheSize = p.sfu.cfg.AudioCacheSize
 	}
 	l := &upLayer{rid: rid, index: idx, remote: remote, ssrc: uint32(remote.SSRC()),
-		cache: media.NewPacketCache(cacheSize),
-		pli:   media.NewThrottle(int64(p.sfu.cfg.KeyframeInterval))}
+		cache:  media.NewPacketCache(cacheSize),
+		pli:    media.NewThrottle(int64(p.sfu.cfg.KeyframeInterval)),
+		upNack: media.NewThrottle(int64(20 * time.Millisecond))}
 	up.mu.Lock()
 	if up.layers[idx] != nil {
 		up.mu.Unlock()

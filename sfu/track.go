@@ -43,6 +43,7 @@ type upLayer struct {
 	cache  *media.PacketCache
 	rate   media.RateMeter
 	pli    *media.Throttle
+	upNack *media.Throttle
 	// lastPacket is when the layer last received a packet, unix ns.
 	lastPacket atomic.Int64
 	// width and height are the frame size from the last key frame (VP8).
@@ -130,11 +131,14 @@ func (u *upTrack) requestKeyframe(i int) {
 	_ = u.pub.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
 }
 
-// nackUpstream asks the publisher again for packets the cache lacks
-// (RFC 4585 section 6.2.1).
+// nackUpstream asks the publisher again for a packet the cache lacks
+// (RFC 4585 section 6.2.1), at most every 20 ms per layer: pion's NACK
+// generator already asks for packets that never arrived, this covers
+// packets evicted from the cache, and must not turn a subscriber's NACK
+// storm into one towards the publisher.
 func (u *upTrack) nackUpstream(i int, seq uint16) {
 	l := u.layer(i)
-	if l == nil {
+	if l == nil || !l.upNack.Allow(u.pub.sfu.now()) {
 		return
 	}
 	_ = u.pub.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{
