@@ -34,6 +34,12 @@ type allocState struct {
 	toPeer    *bucket
 	toClient  *bucket
 	released  sync.Once
+
+	// Fast path (fastpath.go).
+	udpRelay *relayPacketConn          // nil for TCP allocations
+	out      atomic.Pointer[clientOut] // how to reach the client
+	chans    atomic.Pointer[chanTable] // channel bindings, copy-on-write
+	chanMu   sync.Mutex                // serialises chans updates
 }
 
 // denied counts a refused peer and logs it the first time this allocation
@@ -163,7 +169,9 @@ func (g *relayGen) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net
 		return nil, nil, err
 	}
 	g.s.rememberRelay(st)
-	rc := &relayPacketConn{PacketConn: conn, st: st, m: g.s.metrics, policy: g.s.policy, now: g.s.cfg.Now}
+	rc := &relayPacketConn{PacketConn: conn, st: st, m: g.s.metrics, policy: g.s.policy, now: g.s.cfg.Now,
+		buf: make([]byte, channelDataHeader+relayReadSize+3)}
+	st.udpRelay = rc
 	return rc, &net.UDPAddr{IP: g.relay.AsSlice(), Port: port}, nil
 }
 
@@ -242,6 +250,7 @@ type relayPacketConn struct {
 	m      *metrics
 	policy *Policy
 	now    func() time.Time
+	buf    []byte // read buffer with room for a ChannelData header; pion's goroutine only
 }
 
 func (c *relayPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
@@ -266,11 +275,15 @@ func (c *relayPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	return n, err
 }
 
+// ReadFrom returns the next datagram from a peer. Datagrams from a peer
+// bound to a channel are sent to the client as ChannelData right here
+// (RFC 8656 §12.7) and never reach pion; the others go to pion, which sends
+// them as Data indications if a permission allows.
 func (c *relayPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
+		n, addr, err := c.PacketConn.ReadFrom(c.buf[channelDataHeader : channelDataHeader+relayReadSize])
 		if err != nil {
-			return n, addr, err
+			return 0, addr, err
 		}
 		if !c.st.toClient.allow(n, c.now()) {
 			c.m.bandwidthDrop.Inc()
@@ -278,7 +291,10 @@ func (c *relayPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		c.m.relayedBytes[transportUDP][dirToClient].Add(float64(n))
 		c.m.relayedPkts[transportUDP][dirToClient].Inc()
-		return n, addr, nil
+		if c.st.forwardChannelData(c.buf, n, addr) {
+			continue
+		}
+		return copy(p, c.buf[channelDataHeader:channelDataHeader+n]), addr, nil
 	}
 }
 
@@ -343,106 +359,4 @@ func (c *relayStreamConn) throttle(b *bucket, n int) {
 	if d := b.take(n, c.st.s.cfg.Now()); d > 0 {
 		time.Sleep(min(d, time.Second))
 	}
-}
-
-// relayKey identifies a relay socket by transport and port.
-type relayKey struct {
-	transport int
-	port      uint16
-}
-
-func (s *Server) rememberRelay(st *allocState) {
-	s.allocMu.Lock()
-	defer s.allocMu.Unlock()
-	s.byRelay[relayKey{st.transport, st.relay.Port()}] = st
-}
-
-func (s *Server) forgetRelay(st *allocState) {
-	s.allocMu.Lock()
-	defer s.allocMu.Unlock()
-	k := relayKey{st.transport, st.relay.Port()}
-	if s.byRelay[k] == st {
-		delete(s.byRelay, k)
-	}
-	for t, v := range s.byTuple {
-		if v == st {
-			delete(s.byTuple, t)
-		}
-	}
-}
-
-func (s *Server) relayByPort(transport int, port uint16) *allocState {
-	s.allocMu.Lock()
-	defer s.allocMu.Unlock()
-	return s.byRelay[relayKey{transport, port}]
-}
-
-// tupleKey identifies an allocation by its client-side addresses.
-type tupleKey struct {
-	client, server netip.AddrPort
-}
-
-func addrPortOf(a net.Addr) netip.AddrPort {
-	switch v := a.(type) {
-	case *net.UDPAddr:
-		return v.AddrPort()
-	case *net.TCPAddr:
-		return v.AddrPort()
-	}
-	if a == nil {
-		return netip.AddrPort{}
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
-}
-
-func relayTransportOf(a net.Addr) (int, uint16, bool) {
-	switch v := a.(type) {
-	case *net.UDPAddr:
-		return transportUDP, uint16(v.Port), true
-	case *net.TCPAddr:
-		return transportTCP, uint16(v.Port), true
-	}
-	return 0, 0, false
-}
-
-// onAllocationCreated links pion's allocation (known by its 5-tuple) to
-// our state (known by its relay port).
-func (s *Server) onAllocationCreated(src, dst net.Addr, _, userID, _ string, relayAddr net.Addr, _ int) {
-	t, port, ok := relayTransportOf(relayAddr)
-	if !ok {
-		return
-	}
-	key := tupleKey{addrPortOf(src), addrPortOf(dst)}
-	client := key.client.String()
-	s.allocMu.Lock()
-	st := s.byRelay[relayKey{t, port}]
-	if st != nil {
-		st.client.Store(&client)
-		s.byTuple[key] = st
-	}
-	s.allocMu.Unlock()
-	s.log.Debug("turn: allocation created", "user", userID, "client", client, "relay", relayAddr.String())
-}
-
-func (s *Server) onAllocationDeleted(src, dst net.Addr, _, userID, _ string) {
-	key := tupleKey{addrPortOf(src), addrPortOf(dst)}
-	s.allocMu.Lock()
-	delete(s.byTuple, key)
-	s.allocMu.Unlock()
-	s.log.Debug("turn: allocation deleted", "user", userID, "client", key.client.String())
-}
-
-// denied records a refusal seen by the request inspector.
-func (s *Server) denied(client, server, peer netip.AddrPort, r Reason, what string) {
-	s.allocMu.Lock()
-	st := s.byTuple[tupleKey{client, server}]
-	s.allocMu.Unlock()
-	if st != nil {
-		st.denied(peer, r, what)
-		return
-	}
-	s.metrics.denials[r].Inc()
-	s.log.Debug("turn: peer refused by policy (no allocation)", "reason", r.String(), "peer", peer.String(),
-		"request", what, "client", client.String())
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
+	"golang.org/x/net/ipv4"
 )
 
 // Socket buffer sizes asked for (the kernel caps them at
@@ -53,7 +54,10 @@ type Server struct {
 
 	allocMu sync.Mutex
 	byRelay map[relayKey]*allocState // guarded by allocMu
-	byTuple map[tupleKey]*allocState // guarded by allocMu
+	byTuple sync.Map                 // tupleKey → *allocState
+	streams sync.Map                 // tupleKey → *streamConn
+
+	udpListeners map[netip.AddrPort]*packetListener // read-only after New
 
 	connMu sync.Mutex
 	conns  map[*streamConn]struct{} // guarded by connMu
@@ -110,7 +114,7 @@ func New(cfg Config, packetConns []net.PacketConn, listeners []net.Listener) (*S
 		bindingLimit: newIPLimiter(cfg.BindingRatePerSec, cfg.Now),
 		metrics:      m,
 		byRelay:      make(map[relayKey]*allocState),
-		byTuple:      make(map[tupleKey]*allocState),
+		udpListeners: make(map[netip.AddrPort]*packetListener),
 		conns:        make(map[*streamConn]struct{}),
 	}
 	gen := &relayGen{
@@ -126,13 +130,17 @@ func New(cfg Config, packetConns []net.PacketConn, listeners []net.Listener) (*S
 		EventHandler: pionturn.EventHandler{
 			OnAllocationCreated: s.onAllocationCreated,
 			OnAllocationDeleted: s.onAllocationDeleted,
+			OnChannelCreated:    s.onChannelCreated,
+			OnChannelDeleted:    s.onChannelDeleted,
 		},
 	}
 	for _, pc := range packetConns {
 		setSocketBuffers(pc, listenerSocketBuffer)
 		s.loops.Add(1)
+		pl := newPacketListener(pc, s)
+		s.udpListeners[pl.local] = pl
 		pcfg.PacketConnConfigs = append(pcfg.PacketConnConfigs, pionturn.PacketConnConfig{
-			PacketConn:            &packetListener{PacketConn: pc, s: s, local: addrPortOf(pc.LocalAddr())},
+			PacketConn:            pl,
 			RelayAddressGenerator: gen,
 			PermissionHandler:     s.permissionHandler,
 		})
@@ -250,31 +258,75 @@ func (s *Server) permissionHandler(client net.Addr, peer net.IP) bool {
 }
 
 // packetListener is a client-facing UDP socket as pion sees it: inbound
-// messages pass the request inspector first, outbound ones are watched for
-// nonces.
+// messages pass the ChannelData fast path or the request inspector first,
+// outbound ones are watched for nonces. On a *net.UDPConn it reads with
+// recvmmsg, up to listenerBatch datagrams per system call (clients' packets
+// arrive in bursts), and hands them to pion one at a time.
 type packetListener struct {
 	net.PacketConn
 	s     *Server
 	local netip.AddrPort
 	once  sync.Once
+
+	// Read side, used only by pion's read loop.
+	batch      *ipv4.PacketConn // nil: plain ReadFrom
+	msgs       []ipv4.Message
+	next, have int
+}
+
+// listenerBatch is how many datagrams one recvmmsg may return.
+const listenerBatch = 32
+
+func newPacketListener(pc net.PacketConn, s *Server) *packetListener {
+	l := &packetListener{PacketConn: pc, s: s, local: addrPortOf(pc.LocalAddr())}
+	if uc, ok := pc.(*net.UDPConn); ok {
+		l.batch = ipv4.NewPacketConn(uc)
+		l.msgs = make([]ipv4.Message, listenerBatch)
+		for i := range l.msgs {
+			l.msgs[i].Buffers = [][]byte{make([]byte, relayReadSize)}
+		}
+	}
+	return l
+}
+
+// read returns the next datagram: from the batch, or from the socket.
+func (c *packetListener) read(p []byte) ([]byte, net.Addr, error) {
+	if c.batch == nil {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		return p[:n], addr, err
+	}
+	for c.next >= c.have {
+		n, err := c.batch.ReadBatch(c.msgs, 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		c.next, c.have = 0, n
+	}
+	m := &c.msgs[c.next]
+	c.next++
+	return m.Buffers[0][:m.N], m.Addr, nil
 }
 
 func (c *packetListener) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
+		b, addr, err := c.read(p)
 		if err != nil {
 			c.once.Do(c.s.loops.Done) // pion's read loop ends on any error
-			return n, addr, err
+			return 0, addr, err
 		}
-		if isChannelData(p[:n]) {
-			return n, addr, nil
+		src := addrPortOf(addr)
+		if isChannelData(b) {
+			if c.s.relayChannelData(b, src, c.local) {
+				continue
+			}
+			return copy(p, b), addr, nil
 		}
-		reply, pass := c.s.inspectInbound(p[:n], addrPortOf(addr), c.local)
+		reply, pass := c.s.inspectInbound(b, src, c.local)
 		if reply != nil {
 			_, _ = c.PacketConn.WriteTo(reply, addr)
 		}
 		if pass {
-			return n, addr, nil
+			return copy(p, b), addr, nil
 		}
 	}
 }
@@ -305,5 +357,6 @@ func (l *streamListener) Accept() (net.Conn, error) {
 	l.s.conns[sc] = struct{}{}
 	l.s.loops.Add(1)
 	l.s.connMu.Unlock()
+	l.s.streams.Store(tupleKey{sc.remote, sc.local}, sc)
 	return sc, nil
 }

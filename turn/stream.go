@@ -89,6 +89,9 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		if n > 0 {
 			frame := c.buf[c.r : c.r+n]
 			c.r += n
+			if isChannelData(frame) && c.s.relayChannelData(frame, c.remote, c.local) {
+				continue
+			}
 			reply, pass := c.s.inspectInbound(frame, c.remote, c.local)
 			if reply != nil {
 				if _, err := c.Conn.Write(reply); err != nil {
@@ -162,6 +165,7 @@ func (c *streamConn) Close() error {
 		c.s.connMu.Lock()
 		delete(c.s.conns, c)
 		c.s.connMu.Unlock()
+		c.s.streams.CompareAndDelete(tupleKey{c.remote, c.local}, c)
 		c.s.loops.Done()
 	})
 	return err
