@@ -331,6 +331,7 @@ func (l *load) run(ctx context.Context, say func(string, ...any)) (*report, erro
 		return nil, fmt.Errorf("server CPU: %w", err)
 	}
 	tool0 := selfCPU()
+	busy0, total0, _ := machineCPU()
 	syncs0 := l.syncs.Load()
 	begin := time.Now().Add(50 * time.Millisecond)
 	end := begin.Add(l.cfg.duration)
@@ -366,6 +367,7 @@ func (l *load) run(ctx context.Context, say func(string, ...any)) (*report, erro
 		return nil, fmt.Errorf("server CPU: %w", err)
 	}
 	tool1 := selfCPU()
+	busy1, total1, _ := machineCPU()
 	syncs := l.syncs.Load() - syncs0
 	stopSync()
 	syncWG.Wait()
@@ -384,6 +386,8 @@ func (l *load) run(ctx context.Context, say func(string, ...any)) (*report, erro
 		Expected:    expected,
 		ServerCPU:   cpu1 - cpu0,
 		ToolCPU:     tool1 - tool0,
+		MachineBusy: busy1 - busy0,
+		MachineCPU:  total1 - total0,
 	}
 	perUser := int64(l.cfg.duration / l.cfg.interval)
 	if s := perUser*int64(len(l.users)) - attempts; s > 0 {

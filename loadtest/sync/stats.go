@@ -77,10 +77,15 @@ type report struct {
 	ErrorsByKind map[string]int `json:"errors_by_kind,omitempty"`
 	ErrorSamples []string       `json:"error_samples,omitempty"`
 
-	ServerCPU  float64 `json:"server_cpu_s"` // utime+stime of the server during the window
-	ToolCPU    float64 `json:"tool_cpu_s"`   // the same for this load tool
-	ServerLog  string  `json:"server_log,omitempty"`
-	ServerArgs string  `json:"server_args"`
+	ServerCPU float64 `json:"server_cpu_s"` // utime+stime of the server during the window
+	ToolCPU   float64 `json:"tool_cpu_s"`   // the same for this load tool
+	// MachineBusy is the CPU time all processes of the machine used in the
+	// window (the database and anything else running included), out of
+	// MachineCPU available (window × CPUs).
+	MachineBusy float64 `json:"machine_busy_cpu_s"`
+	MachineCPU  float64 `json:"machine_cpu_s"`
+	ServerLog   string  `json:"server_log,omitempty"`
+	ServerArgs  string  `json:"server_args"`
 }
 
 func (r *report) writeJSON(w io.Writer) error {
@@ -110,6 +115,7 @@ func (r *report) writeTable(w io.Writer) {
 	fmt.Fprintf(tw, "errors\t%d%s\n", r.Errors, kinds(r.ErrorsByKind))
 	fmt.Fprintf(tw, "server CPU\t%.2f s in %.1f s (%.0f%% of one core)\n", r.ServerCPU, r.Window, 100*r.ServerCPU/r.Window)
 	fmt.Fprintf(tw, "load tool CPU\t%.2f s (%.0f%% of one core)\n", r.ToolCPU, 100*r.ToolCPU/r.Window)
+	fmt.Fprintf(tw, "machine CPU\t%.2f s busy of %.2f s (all processes: server, tool, database, others)\n", r.MachineBusy, r.MachineCPU)
 	tw.Flush()
 	for _, s := range r.ErrorSamples {
 		fmt.Fprintf(w, "  error: %s\n", s)
