@@ -33,7 +33,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b storagetest.Backend)) 
 
 // newTestServer starts a homeserver named "test.local" with open
 // registration and no rate limits; opts adjust the config.
-func newTestServer(t *testing.T, b storagetest.Backend, opts ...func(*Config)) *testServer {
+func newTestServer(t testing.TB, b storagetest.Backend, opts ...func(*Config)) *testServer {
 	t.Helper()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -71,7 +71,7 @@ func newTestServer(t *testing.T, b storagetest.Backend, opts ...func(*Config)) *
 
 // user registers localpart with password "password" and returns a
 // logged-in mautrix client.
-func (ts *testServer) user(t *testing.T, localpart string) *mautrix.Client {
+func (ts *testServer) user(t testing.TB, localpart string) *mautrix.Client {
 	t.Helper()
 	cli, err := mautrix.NewClient(ts.URL, "", "")
 	if err != nil {

@@ -26,8 +26,8 @@ type DB struct {
 	// and stream positions must commit in the order they were allocated so
 	// that a reader never skips a position that commits late.
 	write sync.Mutex
-	w     *sql.DB // writer pool (one connection on SQLite)
-	r     *sql.DB // reader pool
+	w     *pool // writer pool (one connection on SQLite)
+	r     *pool // reader pool
 }
 
 // Open connects to dsn and applies pending migrations. A dsn starting with
@@ -38,12 +38,13 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		return nil, ErrNoDatabase
 	}
 	db := &DB{}
-	var err error
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		db.dialect = postgres
-		if db.w, err = sql.Open("pgx", dsn); err != nil {
+		sqlDB, err := sql.Open("pgx", dsn)
+		if err != nil {
 			return nil, fmt.Errorf("storage: open postgres: %w", err)
 		}
+		db.w = newPool(sqlDB)
 		db.w.SetMaxOpenConns(16)
 		db.r = db.w
 	} else {
@@ -53,14 +54,18 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 			path = path[:i]
 		}
 		q := "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate"
-		if db.w, err = sql.Open("sqlite", "file:"+path+q); err != nil {
+		w, err := sql.Open("sqlite", "file:"+path+q)
+		if err != nil {
 			return nil, fmt.Errorf("storage: open sqlite: %w", err)
 		}
+		db.w = newPool(w)
 		db.w.SetMaxOpenConns(1)
-		if db.r, err = sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(ON)"); err != nil {
+		r, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(ON)")
+		if err != nil {
 			db.w.Close()
 			return nil, fmt.Errorf("storage: open sqlite: %w", err)
 		}
+		db.r = newPool(r)
 		db.r.SetMaxOpenConns(8)
 	}
 	if err := db.w.PingContext(ctx); err != nil {
@@ -106,6 +111,8 @@ func (db *DB) IsPostgres() bool { return db.dialect == postgres }
 type Tx struct {
 	tx *sql.Tx
 	db *DB
+	// missed lists statements to prepare once the transaction is over.
+	missed []string
 }
 
 // WriteTx runs fn in a write transaction, serialised with every other writer
@@ -117,12 +124,16 @@ func (db *DB) WriteTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("storage: begin: %w", err)
 	}
-	if err := fn(&Tx{tx: sqlTx, db: db}); err != nil {
+	tx := &Tx{tx: sqlTx, db: db}
+	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("storage: commit: %w", err)
+	}
+	if len(tx.missed) > 0 {
+		db.w.prepareAll(ctx, tx.missed)
 	}
 	return nil
 }
@@ -132,7 +143,7 @@ func (db *DB) WriteTx(ctx context.Context, fn func(tx *Tx) error) error {
 // messages, device list changes).
 func (tx *Tx) nextPos(ctx context.Context) (int64, error) {
 	var pos int64
-	err := tx.tx.QueryRowContext(ctx, tx.db.dialect.nextPosSQL).Scan(&pos)
+	err := tx.QueryRowContext(ctx, tx.db.dialect.nextPosSQL).Scan(&pos)
 	if err != nil {
 		return 0, fmt.Errorf("storage: allocate stream position: %w", err)
 	}
@@ -149,13 +160,13 @@ func (db *DB) MaxPos(ctx context.Context) (int64, error) {
 }
 
 func (tx *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return tx.tx.ExecContext(ctx, q, args...)
+	return tx.ExecContext(ctx, q, args...)
 }
 
 func (tx *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return tx.tx.QueryRowContext(ctx, q, args...)
+	return tx.QueryRowContext(ctx, q, args...)
 }
 
 func (tx *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return tx.tx.QueryContext(ctx, q, args...)
+	return tx.QueryContext(ctx, q, args...)
 }

@@ -199,7 +199,7 @@ func getEvents(ctx context.Context, q querier, ids []string) ([]Event, error) {
 
 // Room returns a room's row, or ErrNotFound.
 func (tx *Tx) Room(ctx context.Context, roomID string) (Room, error) {
-	return getRoom(ctx, tx.tx, roomID)
+	return getRoom(ctx, tx, roomID)
 }
 
 // Room returns a room's row, or ErrNotFound.
@@ -209,7 +209,7 @@ func (db *DB) Room(ctx context.Context, roomID string) (Room, error) {
 
 // Snapshot loads a state snapshot (0 is the empty state).
 func (tx *Tx) Snapshot(ctx context.Context, id int64) (StateMap, error) {
-	return getSnapshot(ctx, tx.tx, id)
+	return getSnapshot(ctx, tx, id)
 }
 
 // Snapshot loads a state snapshot (0 is the empty state).
@@ -219,7 +219,7 @@ func (db *DB) Snapshot(ctx context.Context, id int64) (StateMap, error) {
 
 // Events loads events by ID, in no particular order; unknown IDs are absent.
 func (tx *Tx) Events(ctx context.Context, ids []string) ([]Event, error) {
-	return getEvents(ctx, tx.tx, ids)
+	return getEvents(ctx, tx, ids)
 }
 
 // Events loads events by ID, in no particular order; unknown IDs are absent.
@@ -231,7 +231,7 @@ func (db *DB) Events(ctx context.Context, ids []string) ([]Event, error) {
 func (db *DB) Event(ctx context.Context, id string) (Event, error) { return getEvent(ctx, db.r, id) }
 
 // Event loads one event, or returns ErrNotFound.
-func (tx *Tx) Event(ctx context.Context, id string) (Event, error) { return getEvent(ctx, tx.tx, id) }
+func (tx *Tx) Event(ctx context.Context, id string) (Event, error) { return getEvent(ctx, tx, id) }
 
 // CreateRoom inserts a room row; ErrExists if the ID is taken.
 func (tx *Tx) CreateRoom(ctx context.Context, r Room) error {
