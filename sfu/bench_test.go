@@ -15,13 +15,15 @@ import (
 // packet into a reused buffer, as srtp.SessionSRTP.writeRTP does before
 // encrypting.
 type marshalWriter struct {
-	buf []byte
-	n   int
+	buf  []byte
+	n    int // bytes written in all
+	last int // length of the last packet, in buf
 }
 
 func (w *marshalWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	n, err := rtp.MarshalPacketTo(w.buf, h, payload)
 	w.n += n
+	w.last = n
 	return n, err
 }
 
@@ -29,7 +31,7 @@ func (w *marshalWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 // benchDownTrack wires an upTrack and a bound downTrack without
 // PeerConnections, to measure our own per-packet work.
-func benchDownTrack(b *testing.B) (*upTrack, *downTrack, *marshalWriter) {
+func benchDownTrack(b testing.TB, cacheSize int) (*upTrack, *downTrack, *marshalWriter) {
 	m, err := newMetrics(nil)
 	if err != nil {
 		b.Fatal(err)
@@ -41,7 +43,7 @@ func benchDownTrack(b *testing.B) (*upTrack, *downTrack, *marshalWriter) {
 	up := &upTrack{id: "v", streamID: "s", kind: webrtc.RTPCodecTypeVideo, pub: pub, mcodec: media.CodecVP8,
 		codec: webrtc.RTPCodecParameters{PayloadType: 96,
 			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}}
-	l := &upLayer{cache: media.NewPacketCache(512), pli: media.NewThrottle(1e9), upNack: media.NewThrottle(1e9)}
+	l := &upLayer{cache: media.NewPacketCache(cacheSize), pli: media.NewThrottle(1e9), upNack: media.NewThrottle(1e9)}
 	up.layers[0] = l
 	up.live = 1
 	d := newDownTrack(up, sub)
@@ -57,7 +59,7 @@ func benchDownTrack(b *testing.B) (*upTrack, *downTrack, *marshalWriter) {
 // layer, rewrite sequence number, timestamp and VP8 picture ID, stamp the
 // transport-wide sequence number and marshal.
 func BenchmarkForwardPath(b *testing.B) {
-	up, d, w := benchDownTrack(b)
+	up, d, w := benchDownTrack(b, 512)
 	l := up.layers[0]
 	raw := make([]byte, 1500)
 	payload := vp8Payload(make([]byte, 1500), 1, 1, true, true, 640, 360, 1100)
@@ -95,7 +97,7 @@ func BenchmarkForwardPath(b *testing.B) {
 // BenchmarkRetransmit is the NACK answer: history lookup, cache read,
 // rewrite and write.
 func BenchmarkRetransmit(b *testing.B) {
-	up, d, _ := benchDownTrack(b)
+	up, d, _ := benchDownTrack(b, 512)
 	payload := vp8Payload(make([]byte, 1500), 1, 1, true, true, 640, 360, 1100)
 	for i := 0; i < 256; i++ {
 		meta := media.PacketMeta{SequenceNumber: uint16(i), Timestamp: uint32(i * 3000), Keyframe: true}
