@@ -1,6 +1,7 @@
 package homeserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -254,4 +255,37 @@ func membershipOfEvent(e storage.Event) string {
 	}
 	_ = json.Unmarshal(contentOf(e), &content)
 	return content.Membership
+}
+
+// propagateProfile sends a fresh m.room.member join event, carrying the
+// user's current displayname and avatar_url, into every room they are
+// joined to (spec: Client-Server API, "Events on Change of Profile
+// Information"). A room that refuses it (e.g. power levels) is skipped.
+func (s *Server) propagateProfile(ctx context.Context, userID string) {
+	ms, err := s.db.Memberships(ctx, userID)
+	if err != nil {
+		s.log.Warn("profile propagation: memberships", "user_id", userID, "err", err)
+		return
+	}
+	profile := s.memberProfile(ctx, userID)
+	for _, m := range ms {
+		if m.Membership != "join" {
+			continue
+		}
+		content := map[string]any{"membership": "join"}
+		if prev, err := s.db.CurrentStateEvent(ctx, m.RoomID, spec.MRoomMember, userID); err == nil {
+			_ = json.Unmarshal(contentOf(prev), &content)
+		}
+		delete(content, "displayname")
+		delete(content, "avatar_url")
+		delete(content, "reason")
+		for k, v := range profile {
+			content[k] = v
+		}
+		b, _ := json.Marshal(content)
+		key := userID
+		if _, err := s.sendEventTx(ctx, m.RoomID, newEvent{Sender: userID, Type: spec.MRoomMember, StateKey: &key, Content: b}); err != nil {
+			s.log.Info("profile propagation: room refused the member event", "room_id", m.RoomID, "user_id", userID, "err", err)
+		}
+	}
 }
