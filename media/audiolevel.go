@@ -14,3 +14,9 @@ func ParseAudioLevel(ext []byte) (level uint8, voice bool, err error) {
 	}
 	return ext[0] & 0x7f, ext[0]&0x80 != 0, nil
 }
+
+// VideoOrientationURI is the SDP extmap URI of the coordination of video
+// orientation extension (3GPP TS 26.114 section 7.4.5): one byte whose low
+// bits give the camera and rotation, which phones send instead of rotating
+// frames. The SFU passes it through.
+const VideoOrientationURI = "urn:3gpp:video-orientation"

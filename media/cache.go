@@ -21,6 +21,10 @@ type PacketMeta struct {
 	HasAudioLevel bool
 	AudioLevel    uint8
 	Voice         bool
+	// HasOrientation and Orientation carry the video orientation
+	// extension (3GPP TS 26.114 section 7.4.5).
+	HasOrientation bool
+	Orientation    uint8
 }
 
 type cacheSlot struct {

@@ -47,6 +47,10 @@ func (s *SFU) newAPI() (*webrtc.API, error) {
 		webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, err
 	}
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: media.VideoOrientationURI},
+		webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, err
+	}
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
 		return nil, err
 	}

@@ -48,7 +48,7 @@ func benchDownTrack(b testing.TB, cacheSize int) (*upTrack, *downTrack, *marshal
 	up.live = 1
 	d := newDownTrack(up, sub)
 	w := &marshalWriter{buf: make([]byte, 1600)}
-	d.bound, d.writer, d.pt, d.ssrc, d.tccID = true, w, 96, 1234, 3
+	d.bound, d.writer, d.pt, d.ssrc, d.tccID, d.cvoID = true, w, 96, 1234, 3, 4
 	up.addDown(d)
 	return up, d, w
 }
@@ -65,6 +65,7 @@ func BenchmarkForwardPath(b *testing.B) {
 	payload := vp8Payload(make([]byte, 1500), 1, 1, true, true, 640, 360, 1100)
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 99, Extension: true}, Payload: payload}
 	_ = pkt.SetExtension(1, []byte{0x20})
+	_ = pkt.SetExtension(2, []byte{0x01}) // video orientation: 90 degrees
 	var hdr rtp.Header
 	hdr.Extensions = make([]rtp.Extension, 0, 16)
 	hdr.CSRC = make([]uint32, 0, 16)
@@ -77,7 +78,7 @@ func BenchmarkForwardPath(b *testing.B) {
 		pkt.SequenceNumber = uint16(i)
 		pkt.Timestamp = uint32(i/3) * 3000
 		n, _ := pkt.MarshalTo(raw)
-		p, ok := parsePacket(raw[:n], &hdr, &meta, media.CodecVP8, 0)
+		p, ok := parsePacket(raw[:n], &hdr, &meta, media.CodecVP8, extIDs{level: 1, orientation: 2})
 		if !ok {
 			b.Fatal("parse failed")
 		}

@@ -46,6 +46,7 @@ type downTrack struct {
 	writer  webrtc.TrackLocalWriter
 	levelID uint8
 	tccID   uint8
+	cvoID   uint8
 
 	// target is the layer the allocator chose (-1: paused); current the one
 	// being forwarded (-1: none), written by the send goroutine only.
@@ -64,12 +65,14 @@ type downTrack struct {
 	meta  media.PacketMeta
 	tcc   [2]byte
 	level [1]byte
+	cvo   [1]byte
 	hist  [histSize]histEntry
 }
 
 func newDownTrack(up *upTrack, sub *Participant) *downTrack {
 	d := &downTrack{up: up, sub: sub, rw: media.NewRewriter(up.codec.ClockRate)}
 	d.hdr.Extensions = make([]rtp.Extension, 0, 4)
+	d.hdr.CSRC = make([]uint32, 0, 1)
 	d.current.Store(-1)
 	d.target.Store(0)
 	d.refreshWant()
@@ -112,13 +115,15 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.ssrc = uint32(ctx.SSRC())
 	d.pt = uint8(chosen.PayloadType)
 	d.writer = ctx.WriteStream()
-	d.levelID, d.tccID = 0, 0
+	d.levelID, d.tccID, d.cvoID = 0, 0, 0
 	for _, e := range ctx.HeaderExtensions() {
 		switch e.URI {
 		case media.AudioLevelURI:
 			d.levelID = uint8(e.ID)
 		case media.TransportCCURI:
 			d.tccID = uint8(e.ID)
+		case media.VideoOrientationURI:
+			d.cvoID = uint8(e.ID)
 		}
 	}
 	return *chosen, nil
@@ -227,10 +232,12 @@ func (d *downTrack) retransmit(outSeq uint16) {
 
 // write sends one packet with our SSRC and payload type and the header
 // extensions the subscriber negotiated: the audio level (RFC 6464) for
-// audio and a transport-wide sequence number for bandwidth estimation.
+// audio, the video orientation for video, and a transport-wide sequence
+// number for bandwidth estimation. The publisher's other extensions (its
+// IDs mean nothing to the subscriber) are dropped.
 func (d *downTrack) write(seq uint16, ts uint32, payload []byte, now int64) {
 	d.mu.Lock()
-	bound, w, ssrc, pt, levelID, tccID := d.bound, d.writer, d.ssrc, d.pt, d.levelID, d.tccID
+	bound, w, ssrc, pt, levelID, tccID, cvoID := d.bound, d.writer, d.ssrc, d.pt, d.levelID, d.tccID, d.cvoID
 	d.mu.Unlock()
 	if !bound || w == nil {
 		return
@@ -253,6 +260,10 @@ func (d *downTrack) write(seq uint16, ts uint32, payload []byte, now int64) {
 			d.level[0] |= 0x80
 		}
 		_ = h.SetExtension(levelID, d.level[:])
+	}
+	if cvoID != 0 && d.meta.HasOrientation {
+		d.cvo[0] = d.meta.Orientation
+		_ = h.SetExtension(cvoID, d.cvo[:])
 	}
 	if tccID != 0 {
 		binary.BigEndian.PutUint16(d.tcc[:], d.sub.bwe.Sent(len(payload)+12, now))

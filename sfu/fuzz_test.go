@@ -31,7 +31,7 @@ func FuzzForward(f *testing.F) {
 		up.mcodec = media.Codec(codec % 6)
 		var hdr rtp.Header
 		var meta media.PacketMeta
-		payload, ok := parsePacket(pkt, &hdr, &meta, up.mcodec, 1)
+		payload, ok := parsePacket(pkt, &hdr, &meta, up.mcodec, extIDs{level: 1, orientation: 1})
 		if !ok {
 			return
 		}

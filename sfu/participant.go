@@ -154,10 +154,30 @@ func (p *Participant) Conference() *Conference { return p.conf }
 
 // start runs the send loop and the event worker.
 func (p *Participant) start() {
-	p.wg.Add(1)
-	go p.sendLoop()
+	p.goTracked(p.sendLoop)
 	p.sfu.wg.Add(1)
 	go p.worker()
+}
+
+// goTracked runs f on a goroutine that closeWith waits for, unless p is
+// closed already. done is closed under mu, so no goroutine is added once
+// closeWith waits.
+func (p *Participant) goTracked(f func()) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.goTrackedLocked(f)
+}
+
+func (p *Participant) goTrackedLocked(f func()) bool {
+	if p.closed() {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // notify sets a flag for the worker and wakes it.
@@ -362,7 +382,9 @@ func (p *Participant) Close() error {
 // PeerConnection, wait for p's media goroutines, then tell the handler.
 func (p *Participant) closeWith(reason error) {
 	p.closeOnce.Do(func() {
+		p.mu.Lock()
 		close(p.done)
+		p.mu.Unlock()
 		if p.conf != nil {
 			p.conf.remove(p)
 		}

@@ -32,7 +32,6 @@ func (p *Participant) enqueue(it sendItem) {
 
 // sendLoop is the one goroutine that writes media to p.
 func (p *Participant) sendLoop() {
-	defer p.wg.Done()
 	for {
 		select {
 		case <-p.done:
@@ -102,22 +101,22 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	up.live++
 	up.mu.Unlock()
 
-	var levelID uint8
+	var ext extIDs
 	for _, e := range recv.GetParameters().HeaderExtensions {
-		if e.URI == media.AudioLevelURI {
-			levelID = uint8(e.ID)
+		switch e.URI {
+		case media.AudioLevelURI:
+			ext.level = uint8(e.ID)
+		case media.VideoOrientationURI:
+			ext.orientation = uint8(e.ID)
 		}
 	}
-	p.wg.Add(2)
-	go func() {
-		defer p.wg.Done()
-		drainRTCP(recv, rid)
-	}()
-	go func() {
-		defer p.wg.Done()
-		up.readLoop(l, levelID)
+	p.goTracked(func() { drainRTCP(recv, rid) })
+	if !p.goTracked(func() {
+		up.readLoop(l, ext)
 		p.layerEnded(up, l)
-	}()
+	}) {
+		return
+	}
 	if isNew {
 		if err := p.conf.publish(up); err != nil {
 			p.log.Info("track not published", "track", up.id, "err", err)
@@ -183,11 +182,7 @@ func (p *Participant) addDown(up *upTrack) (*downTrack, error) {
 	}
 	d.sender = sender
 	p.downs[up.id] = d
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		d.readRTCP()
-	}()
+	p.goTrackedLocked(d.readRTCP)
 	p.notify(&p.negotiateDue)
 	return d, nil
 }

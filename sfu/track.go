@@ -33,6 +33,12 @@ type TrackInfo struct {
 	Layers []string
 }
 
+// extIDs are the header extension IDs a publisher negotiated that the
+// receive path reads.
+type extIDs struct {
+	level, orientation uint8
+}
+
 // upLayer is one received RTP stream: a simulcast layer of a track, or the
 // only stream of a track without simulcast.
 type upLayer struct {
@@ -168,7 +174,7 @@ func layerIndex(rid, remoteSDP string) int {
 
 // readLoop receives one layer: parse once, cache, and hand the packet to
 // every subscriber that wants this layer. It returns when the track ends.
-func (u *upTrack) readLoop(l *upLayer, audioLevelID uint8) {
+func (u *upTrack) readLoop(l *upLayer, ext extIDs) {
 	s := u.pub.sfu
 	buf := make([]byte, 1500)
 	var hdr rtp.Header
@@ -180,7 +186,7 @@ func (u *upTrack) readLoop(l *upLayer, audioLevelID uint8) {
 		if err != nil {
 			return
 		}
-		payload, ok := parsePacket(buf[:n], &hdr, &meta, u.mcodec, audioLevelID)
+		payload, ok := parsePacket(buf[:n], &hdr, &meta, u.mcodec, ext)
 		if !ok {
 			continue
 		}
@@ -213,7 +219,7 @@ func (u *upTrack) readLoop(l *upLayer, audioLevelID uint8) {
 // reports false for packets to drop: malformed, padding-only, or unparsable
 // payloads.
 func parsePacket(pkt []byte, hdr *rtp.Header, meta *media.PacketMeta, codec media.Codec,
-	audioLevelID uint8) ([]byte, bool) {
+	ext extIDs) ([]byte, bool) {
 	hn, err := hdr.Unmarshal(pkt)
 	if err != nil {
 		return nil, false
@@ -242,12 +248,17 @@ func parsePacket(pkt []byte, hdr *rtp.Header, meta *media.PacketMeta, codec medi
 	default:
 		// Every audio packet is a place a receiver can start from.
 		meta.Keyframe = true
-		if audioLevelID != 0 {
-			if ext := hdr.GetExtension(audioLevelID); ext != nil {
-				if lvl, voice, err := media.ParseAudioLevel(ext); err == nil {
+		if ext.level != 0 {
+			if e := hdr.GetExtension(ext.level); e != nil {
+				if lvl, voice, err := media.ParseAudioLevel(e); err == nil {
 					meta.HasAudioLevel, meta.AudioLevel, meta.Voice = true, lvl, voice
 				}
 			}
+		}
+	}
+	if codec.IsVideo() && ext.orientation != 0 {
+		if e := hdr.GetExtension(ext.orientation); len(e) > 0 {
+			meta.HasOrientation, meta.Orientation = true, e[0]
 		}
 	}
 	return payload, true
