@@ -1,0 +1,559 @@
+// Integration test of Switchboard's Matrix homeserver with matrix-js-sdk, the
+// real client library: two users register (m.login.dummy), log in, create a
+// room, invite, join, exchange messages, the full 1:1 VoIP call sequence
+// (Matrix client-server API v1.x section "Voice over IP": m.call.invite,
+// m.call.candidates, m.call.answer, m.call.select_answer, m.call.hangup),
+// to-device messages and typing, each seen by the other side's /sync; then
+// bad input through fetch against the same server.
+
+import "./polyfill.mjs"; // first: the SDK needs Promise.withResolvers
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import * as sdk from "matrix-js-sdk";
+import { logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
+import { buildSwitchboard, startSwitchboard } from "./server.mjs";
+import { rm } from "node:fs/promises";
+
+/** How long any one thing may take to show up on the other side. */
+const SEEN_WITHIN_MS = 20000;
+
+// ---------------------------------------------------------------------------
+// Logging: the SDK is chatty at info/debug level. Its lines are kept in a
+// ring buffer and printed with the server's stderr only when a test fails.
+
+const sdkLog = [];
+function keepLog(level, prefix, msg) {
+    const text = msg
+        .map((m) => (m instanceof Error ? m.stack : typeof m === "string" ? m : safeJSON(m)))
+        .join(" ");
+    sdkLog.push(`${level} ${prefix}${text}`);
+    if (sdkLog.length > 400) sdkLog.shift();
+}
+function safeJSON(v) {
+    try {
+        return JSON.stringify(v);
+    } catch {
+        return String(v);
+    }
+}
+function recordingLogger(prefix) {
+    return {
+        trace: (...m) => keepLog("trace", prefix, m),
+        debug: (...m) => keepLog("debug", prefix, m),
+        info: (...m) => keepLog("info", prefix, m),
+        warn: (...m) => keepLog("warn", prefix, m),
+        error: (...m) => keepLog("error", prefix, m),
+        getChild: (ns) => recordingLogger(`${prefix}${ns} `),
+    };
+}
+// Code paths that use the SDK's global (loglevel) logger rather than the
+// client's: its child loggers copy the parent's methodFactory when created,
+// so this sends them to the ring buffer too.
+sdkGlobalLogger.methodFactory = (method, _level, name) => (...m) => keepLog(method, `[${String(name)}] `, m);
+sdkGlobalLogger.setLevel("debug");
+
+// ---------------------------------------------------------------------------
+// Shared state, set up once: one binary build and one server per run.
+
+let binDir;
+let server;
+const clients = [];
+
+before(async () => {
+    const built = await buildSwitchboard();
+    binDir = built.dir;
+    server = await startSwitchboard(built.bin);
+});
+
+after(async () => {
+    for (const c of clients) c.stopClient();
+    if (server) {
+        const { code, signal } = await server.stop();
+        if (failures > 0 || !(code === 0 || signal === "SIGTERM")) {
+            process.stderr.write(`switchboard exited with code ${code}, signal ${signal}\n`);
+        }
+    }
+    if (binDir) await rm(binDir, { recursive: true, force: true });
+});
+
+let failures = 0;
+let dumped = false;
+/**
+ * it() whose body, on failure, prints the server's stderr and the SDK's
+ * recent log lines before rethrowing.
+ */
+function step(name, fn) {
+    it(name, async (t) => {
+        try {
+            await fn(t);
+        } catch (err) {
+            failures++;
+            if (!dumped && server) {
+                dumped = true;
+                process.stderr.write(
+                    `\n--- switchboard stderr (test "${name}" failed) ---\n${server.stderr()}` +
+                        `\n--- matrix-js-sdk log (last ${sdkLog.length} lines) ---\n${sdkLog.join("\n")}\n---\n`,
+                );
+            }
+            throw err;
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Helpers.
+
+/**
+ * Resolves with the arguments of the first `event` emission of emitter for
+ * which match(...args) is true; rejects after ms. Register it before doing
+ * the thing that causes the emission.
+ */
+function nextEmit(emitter, event, match, what, ms = SEEN_WITHIN_MS) {
+    return new Promise((resolve, reject) => {
+        const onEvent = (...args) => {
+            let ok;
+            try {
+                ok = match(...args);
+            } catch (err) {
+                cleanup();
+                reject(err);
+                return;
+            }
+            if (ok) {
+                cleanup();
+                resolve(args);
+            }
+        };
+        const timer = setTimeout(() => {
+            cleanup();
+            reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
+        }, ms);
+        const cleanup = () => {
+            clearTimeout(timer);
+            emitter.off(event, onEvent);
+        };
+        emitter.on(event, onEvent);
+    });
+}
+
+/**
+ * Resolves with the next live event of type in roomId on client's timeline
+ * (that is, delivered by its /sync loop) for which match(event) is true.
+ */
+function nextTimelineEvent(client, roomId, type, match, what) {
+    return nextEmit(
+        client,
+        sdk.RoomEvent.Timeline,
+        (ev, room, toStart, removed) =>
+            room?.roomId === roomId && !toStart && !removed && ev.getType() === type && match(ev),
+        what,
+    ).then(([ev]) => ev);
+}
+
+/** Asserts ev carries unsigned.age as a non-negative integer (ms). */
+function assertAge(ev, what) {
+    const age = ev.getAge();
+    assert.equal(typeof age, "number", `${what}: getAge() is ${age}, want a number`);
+    assert.ok(Number.isInteger(age) && age >= 0, `${what}: getAge() is ${age}, want a non-negative integer`);
+    const raw = ev.event.unsigned?.age;
+    assert.equal(raw, age, `${what}: unsigned.age is ${raw}`);
+}
+
+/** Raw client-server API request with fetch; returns { status, body }. */
+async function api(method, path, { token, body, rawBody } = {}) {
+    const headers = {};
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let payload;
+    if (rawBody !== undefined) {
+        payload = rawBody;
+        headers["Content-Type"] = "application/json";
+    } else if (body !== undefined) {
+        payload = JSON.stringify(body);
+        headers["Content-Type"] = "application/json";
+    }
+    const res = await fetch(server.baseUrl + path, {
+        method,
+        headers,
+        body: payload,
+        signal: AbortSignal.timeout(SEEN_WITHIN_MS),
+    });
+    const text = await res.text();
+    let json;
+    try {
+        json = JSON.parse(text);
+    } catch {
+        json = undefined;
+    }
+    return { status: res.status, body: json, text };
+}
+
+/**
+ * Registers username through the user-interactive flow: a first request
+ * without auth must be answered 401 with a session offering m.login.dummy;
+ * the second completes it.
+ */
+async function register(username, password) {
+    const anon = sdk.createClient({ baseUrl: server.baseUrl, logger: recordingLogger(`[anon ${username}] `) });
+    let uia;
+    try {
+        await anon.registerRequest({ username, password });
+        assert.fail("POST /register without auth succeeded; want 401 with user-interactive auth flows");
+    } catch (err) {
+        if (err instanceof assert.AssertionError) throw err;
+        assert.equal(err.httpStatus, 401, `register without auth: ${err}`);
+        uia = err.data;
+    }
+    assert.equal(typeof uia?.session, "string", `401 body has no session: ${safeJSON(uia)}`);
+    assert.ok(
+        uia.flows?.some((f) => f.stages?.length === 1 && f.stages[0] === "m.login.dummy"),
+        `401 flows offer no m.login.dummy stage: ${safeJSON(uia.flows)}`,
+    );
+    const res = await anon.register(username, password, uia.session, {
+        type: "m.login.dummy",
+        session: uia.session,
+    });
+    assert.equal(res.user_id, `@${username}:${server.serverName}`);
+    assert.equal(typeof res.access_token, "string");
+    assert.equal(typeof res.device_id, "string");
+    return res;
+}
+
+/** Logs in with a password and returns a started client (first sync done). */
+async function loginAndStart(username, password, label) {
+    const anon = sdk.createClient({ baseUrl: server.baseUrl, logger: recordingLogger(`[anon ${label}] `) });
+    const login = await anon.loginRequest({
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: username },
+        password,
+        initial_device_display_name: `js-sdk ${label}`,
+    });
+    assert.equal(login.user_id, `@${username}:${server.serverName}`);
+    const client = sdk.createClient({
+        baseUrl: server.baseUrl,
+        userId: login.user_id,
+        accessToken: login.access_token,
+        deviceId: login.device_id,
+        logger: recordingLogger(`[${label}] `),
+    });
+    clients.push(client);
+    const prepared = nextEmit(
+        client,
+        sdk.ClientEvent.Sync,
+        (state) => {
+            if (state === "ERROR") throw new Error(`${label}: first /sync failed: ${client.getSyncStateData()?.error}`);
+            return state === "PREPARED";
+        },
+        `${label}'s first sync`,
+    );
+    await client.startClient({ initialSyncLimit: 20 });
+    await prepared;
+    const who = await client.whoami();
+    assert.equal(who.user_id, login.user_id);
+    assert.equal(who.device_id, login.device_id);
+    return { client, token: login.access_token, userId: login.user_id, deviceId: login.device_id };
+}
+
+// ---------------------------------------------------------------------------
+// The test.
+
+describe("matrix-js-sdk against switchboard", () => {
+    const suffix = `${process.pid}${Date.now().toString(36)}`.toLowerCase();
+    const users = { alice: `alice${suffix}`, bob: `bob${suffix}` };
+    const password = "correct horse battery staple";
+    let alice, bob, roomId;
+
+    step("two users register with m.login.dummy and log in", async () => {
+        const [ra, rb] = await Promise.all([register(users.alice, password), register(users.bob, password)]);
+        assert.notEqual(ra.user_id, rb.user_id);
+        alice = await loginAndStart(users.alice, password, "alice");
+        bob = await loginAndStart(users.bob, password, "bob");
+        // Logging in made a new device, not the registration's.
+        assert.notEqual(alice.deviceId, ra.device_id);
+        assert.notEqual(bob.deviceId, rb.device_id);
+    });
+
+    step("alice creates a room, invites bob, bob joins", async () => {
+        const created = await alice.client.createRoom({ preset: "private_chat", name: "switchboard js test" });
+        roomId = created.room_id;
+        assert.match(roomId, /^!.+:localhost$/);
+
+        // ClientEvent.Room comes once bob's /sync has stored the invited room.
+        const invited = nextEmit(
+            bob.client,
+            sdk.ClientEvent.Room,
+            (room) => room.roomId === roomId,
+            "bob's /sync to deliver the invite",
+        );
+        await alice.client.invite(roomId, bob.userId);
+        const [invitedRoom] = await invited;
+        assert.equal(invitedRoom.getMyMembership(), "invite");
+        const inviteEv = invitedRoom.getMember(bob.userId)?.events.member;
+        assert.equal(inviteEv?.getSender(), alice.userId, "bob's invite event is not from alice");
+        assert.equal(inviteEv.getContent().membership, "invite");
+
+        const joinSeen = nextEmit(
+            alice.client,
+            sdk.RoomMemberEvent.Membership,
+            (ev, member) => member.roomId === roomId && member.userId === bob.userId && member.membership === "join",
+            "alice's /sync to deliver bob's join",
+        );
+        const room = await bob.client.joinRoom(roomId);
+        assert.equal(room.roomId, roomId);
+        const [joinEv] = await joinSeen;
+        assert.equal(joinEv.getSender(), bob.userId);
+        assertAge(joinEv, "bob's join as seen by alice");
+        await waitForMembership(bob.client, roomId, "join", "bob's own /sync to show him joined");
+        assert.deepEqual(
+            alice.client.getRoom(roomId).getJoinedMembers().map((m) => m.userId).sort(),
+            [alice.userId, bob.userId].sort(),
+        );
+    });
+
+    step("messages are exchanged both ways", async () => {
+        for (const [from, to, body] of [
+            [alice, bob, "hello bob ☎"],
+            [bob, alice, "hi alice, line\nbreak and \"quotes\""],
+        ]) {
+            const content = { msgtype: "m.text", body };
+            const seen = nextTimelineEvent(to.client, roomId, "m.room.message", (ev) => ev.getContent().body === body, `message "${body}"`);
+            const sent = await from.client.sendMessage(roomId, content);
+            const ev = await seen;
+            assert.equal(ev.getId(), sent.event_id);
+            assert.equal(ev.getSender(), from.userId);
+            assert.deepEqual(ev.getContent(), content);
+            assertAge(ev, `message from ${from.userId}`);
+        }
+    });
+
+    // One 1:1 call (VoIP v1): alice calls bob, trickles candidates, bob
+    // answers, alice selects bob's answer, alice hangs up.
+    const callId = `call${suffix}`;
+    const alicePartyId = "ALICEPARTY";
+    const bobPartyId = "BOBPARTY";
+    const offerSdp =
+        "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n" +
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\n" +
+        "a=rtpmap:111 opus/48000/2\r\na=setup:actpass\r\n";
+    const answerSdp = offerSdp.replace("actpass", "active").replace("4611731400430051336", "12345");
+    const callSteps = () => [
+        {
+            type: "m.call.invite",
+            from: alice,
+            to: bob,
+            content: {
+                call_id: callId,
+                party_id: alicePartyId,
+                version: "1",
+                lifetime: 60000,
+                invitee: bob.userId,
+                offer: { type: "offer", sdp: offerSdp },
+            },
+        },
+        {
+            type: "m.call.candidates",
+            from: alice,
+            to: bob,
+            content: {
+                call_id: callId,
+                party_id: alicePartyId,
+                version: "1",
+                candidates: [
+                    { candidate: "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host", sdpMid: "0", sdpMLineIndex: 0 },
+                    { candidate: "", sdpMid: "0", sdpMLineIndex: 0 }, // end of candidates
+                ],
+            },
+        },
+        {
+            type: "m.call.candidates",
+            from: bob,
+            to: alice,
+            content: {
+                call_id: callId,
+                party_id: bobPartyId,
+                version: "1",
+                candidates: [
+                    { candidate: "candidate:2 1 udp 2122260223 127.0.0.1 50001 typ host", sdpMid: "0", sdpMLineIndex: 0 },
+                ],
+            },
+        },
+        {
+            type: "m.call.answer",
+            from: bob,
+            to: alice,
+            content: {
+                call_id: callId,
+                party_id: bobPartyId,
+                version: "1",
+                answer: { type: "answer", sdp: answerSdp },
+            },
+        },
+        {
+            type: "m.call.select_answer",
+            from: alice,
+            to: bob,
+            content: { call_id: callId, party_id: alicePartyId, version: "1", selected_party_id: bobPartyId },
+        },
+        {
+            type: "m.call.hangup",
+            from: alice,
+            to: bob,
+            content: { call_id: callId, party_id: alicePartyId, version: "1", reason: "user_hangup" },
+        },
+    ];
+    const callEventIds = new Map(); // event_id -> { type, content, from, txnId }
+
+    step("the full 1:1 call sequence arrives intact, with unsigned.age", async () => {
+        let i = 0;
+        for (const s of callSteps()) {
+            i++;
+            const txnId = `calltxn${i}${suffix}`;
+            const seen = nextTimelineEvent(
+                s.to.client,
+                roomId,
+                s.type,
+                (ev) => ev.getContent().call_id === callId && ev.getContent().party_id === s.content.party_id,
+                `${s.type} #${i} from ${s.from.userId} on ${s.to.userId}'s /sync`,
+            );
+            const sent = await s.from.client.sendEvent(roomId, s.type, structuredClone(s.content), txnId);
+            const ev = await seen;
+            assert.equal(ev.getId(), sent.event_id, `${s.type} #${i}: event_id`);
+            assert.equal(ev.getType(), s.type);
+            assert.equal(ev.getSender(), s.from.userId);
+            assert.equal(ev.getRoomId(), roomId);
+            assert.deepEqual(ev.getContent(), s.content, `${s.type} #${i}: content changed in transit`);
+            assertAge(ev, `${s.type} #${i}`);
+            // transaction_id is only for the device that sent the event.
+            assert.equal(ev.event.unsigned?.transaction_id, undefined, `${s.type} #${i}: receiver got the sender's transaction_id`);
+            callEventIds.set(sent.event_id, { type: s.type, content: s.content, from: s.from, txnId });
+        }
+        assert.equal(callEventIds.size, 6);
+    });
+
+    step("a raw /sync of each side has every call event with unsigned.age", async () => {
+        assert.equal(callEventIds.size, 6, "the call sequence was not sent");
+        const filter = encodeURIComponent(JSON.stringify({ room: { timeline: { limit: 50 } } }));
+        for (const who of [alice, bob]) {
+            const res = await api("GET", `/_matrix/client/v3/sync?filter=${filter}&timeout=0`, { token: who.token });
+            assert.equal(res.status, 200, res.text);
+            const timeline = res.body.rooms?.join?.[roomId]?.timeline?.events ?? [];
+            for (const [eventId, want] of callEventIds) {
+                const got = timeline.find((e) => e.event_id === eventId);
+                assert.ok(got, `${who.userId}'s /sync timeline lacks ${want.type} ${eventId}`);
+                assert.equal(got.type, want.type);
+                assert.equal(got.sender, want.from.userId);
+                assert.deepEqual(got.content, want.content);
+                const age = got.unsigned?.age;
+                assert.ok(Number.isInteger(age) && age >= 0, `${want.type} in ${who.userId}'s /sync: unsigned.age ${age}`);
+                if (want.from === who) {
+                    assert.equal(got.unsigned?.transaction_id, want.txnId, `${want.type}: sender's own /sync must echo transaction_id`);
+                } else {
+                    assert.equal(got.unsigned?.transaction_id, undefined, `${want.type}: ${who.userId} got the sender's transaction_id`);
+                }
+            }
+        }
+    });
+
+    step("to-device messages reach the other device through /sync", async () => {
+        for (const [from, to] of [
+            [alice, bob],
+            [bob, alice],
+        ]) {
+            const content = { call_id: callId, note: `from ${from.userId}`, n: 42, nested: { ok: true, list: [1, "two"] } };
+            const seen = nextEmit(
+                to.client,
+                sdk.ClientEvent.ToDeviceEvent,
+                (ev) => ev.getType() === "org.switchboard.test" && ev.getContent().note === content.note,
+                `to-device from ${from.userId} on ${to.userId}'s /sync`,
+            );
+            await from.client.sendToDevice(
+                "org.switchboard.test",
+                new Map([[to.userId, new Map([[to.deviceId, content]])]]),
+            );
+            const [ev] = await seen;
+            assert.equal(ev.getSender(), from.userId);
+            assert.deepEqual(ev.getContent(), content);
+        }
+    });
+
+    step("typing notifications reach the other side through /sync", async () => {
+        const typingOn = nextEmit(
+            bob.client,
+            sdk.RoomMemberEvent.Typing,
+            (ev, member) => member.roomId === roomId && member.userId === alice.userId && member.typing === true,
+            "alice typing on bob's /sync",
+        );
+        await alice.client.sendTyping(roomId, true, 30000);
+        const [ev] = await typingOn;
+        assert.equal(ev.getType(), "m.typing");
+        assert.ok(ev.getContent().user_ids.includes(alice.userId));
+
+        const typingOff = nextEmit(
+            bob.client,
+            sdk.RoomMemberEvent.Typing,
+            (e, member) => member.roomId === roomId && member.userId === alice.userId && member.typing === false,
+            "alice stopped typing on bob's /sync",
+        );
+        await alice.client.sendTyping(roomId, false, 0);
+        await typingOff;
+    });
+
+    // Bad input: the server must reject it with the spec's error codes
+    // (client-server API "Standard error response" and "API standards").
+    step("malformed JSON body is 400 M_NOT_JSON", async () => {
+        const res = await api("PUT", sendPath(roomId, "m.room.message", `badjson${suffix}`), {
+            token: alice.token,
+            rawBody: '{"msgtype": "m.text", "body": ',
+        });
+        assert.equal(res.status, 400, res.text);
+        assert.equal(res.body?.errcode, "M_NOT_JSON", res.text);
+    });
+
+    step("a float in event content is 400 M_BAD_JSON", async () => {
+        const res = await api("PUT", sendPath(roomId, "m.room.message", `float${suffix}`), {
+            token: alice.token,
+            rawBody: '{"msgtype": "m.text", "body": "pi", "value": 3.14}',
+        });
+        assert.equal(res.status, 400, res.text);
+        assert.equal(res.body?.errcode, "M_BAD_JSON", res.text);
+    });
+
+    step("an unknown access token is 401 M_UNKNOWN_TOKEN", async () => {
+        const res = await api("GET", "/_matrix/client/v3/account/whoami", { token: "syt_not_a_real_token_0000" });
+        assert.equal(res.status, 401, res.text);
+        assert.equal(res.body?.errcode, "M_UNKNOWN_TOKEN", res.text);
+        // ... and through the SDK too.
+        const stranger = sdk.createClient({
+            baseUrl: server.baseUrl,
+            userId: alice.userId,
+            accessToken: "syt_not_a_real_token_0001",
+            logger: recordingLogger("[stranger] "),
+        });
+        await assert.rejects(stranger.whoami(), (err) => err.httpStatus === 401 && err.errcode === "M_UNKNOWN_TOKEN");
+    });
+
+    step("the server is still running", async () => {
+        assert.ok(server.running(), "switchboard exited during the test");
+        const res = await api("GET", "/_matrix/client/versions");
+        assert.equal(res.status, 200);
+        assert.ok(Array.isArray(res.body?.versions));
+    });
+});
+
+function sendPath(room, type, txnId) {
+    return `/_matrix/client/v3/rooms/${encodeURIComponent(room)}/send/${encodeURIComponent(type)}/${encodeURIComponent(txnId)}`;
+}
+
+/** Waits until client's /sync has put its user in roomId with membership. */
+async function waitForMembership(client, room, membership, what) {
+    if (client.getRoom(room)?.getMyMembership() === membership) return;
+    await nextEmit(
+        client,
+        sdk.RoomMemberEvent.Membership,
+        (ev, member) => member.roomId === room && member.userId === client.getUserId() && member.membership === membership,
+        what,
+    ).catch((err) => {
+        // It may have landed between the check and the listener.
+        if (client.getRoom(room)?.getMyMembership() === membership) return;
+        throw err;
+    });
+}
