@@ -52,6 +52,8 @@ func (s *Server) inspectInbound(b []byte, src, local netip.AddrPort) (reply []by
 type requestFields struct {
 	username, realm, nonce string
 	hasIntegrity           bool
+	hasUsername, hasRealm  bool
+	hasNonce               bool
 	peers                  [maxPeersPerRequest]netip.AddrPort
 	nPeers                 int
 	tooManyPeers, badPeer  bool
@@ -59,13 +61,19 @@ type requestFields struct {
 
 func readRequestFields(b []byte, h stunHeader) (f requestFields, ok bool) {
 	ok = walkAttrs(b, h, func(typ uint16, val []byte) bool {
-		switch typ {
+		switch typ { // the first of each counts, as in pion's Message.Get
 		case attrUsername:
-			f.username = string(val)
+			if !f.hasUsername {
+				f.username, f.hasUsername = string(val), true
+			}
 		case attrRealm:
-			f.realm = string(val)
+			if !f.hasRealm {
+				f.realm, f.hasRealm = string(val), true
+			}
 		case attrNonce:
-			f.nonce = string(val)
+			if !f.hasNonce {
+				f.nonce, f.hasNonce = string(val), true
+			}
 		case attrMessageIntegrity:
 			f.hasIntegrity = true
 		case attrXORPeerAddress:
@@ -174,9 +182,13 @@ func (s *Server) observeOutbound(b []byte) {
 	walkAttrs(b, h, func(typ uint16, val []byte) bool {
 		switch typ {
 		case attrErrorCode:
-			code, _ = errorCodeOf(val)
+			if code == 0 {
+				code, _ = errorCodeOf(val)
+			}
 		case attrNonce:
-			nonce = val
+			if nonce == nil {
+				nonce = val
+			}
 		}
 		return true
 	})

@@ -111,8 +111,14 @@ var specialV6 = [...]classRange{
 	{netip.MustParsePrefix("ff00::/8"), ReasonMulticast},          // RFC 4291
 }
 
-// classifyV4 returns the deny-table class of an IPv4 address.
+// classifyV4 returns the deny-table class of an IPv4 address. Most
+// addresses are decided by their first octet alone.
 func classifyV4(a netip.Addr) Reason {
+	switch o := a.As4()[0]; {
+	case o == 0, o == 10, o == 100, o == 127, o == 169, o == 172, o == 192, o == 198, o == 203, o >= 224:
+	default:
+		return ReasonNone
+	}
 	for i := range specialV4 {
 		if specialV4[i].prefix.Contains(a) {
 			return specialV4[i].reason

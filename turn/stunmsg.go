@@ -20,6 +20,8 @@ const (
 	attrXORPeerAddress   = 0x0012
 	attrRealm            = 0x0014
 	attrNonce            = 0x0015
+	attrMISHA256         = 0x001c
+	attrFingerprint      = 0x8028
 
 	methodBinding          = 0x001
 	methodAllocate         = 0x003
@@ -75,10 +77,14 @@ func parseSTUNHeader(b []byte) (h stunHeader, ok bool) {
 }
 
 // walkAttrs calls fn with the type and value of every attribute of the
-// message b whose header is h, in order, until fn returns false. It returns
-// false if the attribute list is malformed (an attribute runs past the end).
+// message b whose header is h, in order, until fn returns false. Like pion
+// (and RFC 8489 §14.5), it skips attributes after MESSAGE-INTEGRITY other
+// than MESSAGE-INTEGRITY-SHA256 and FINGERPRINT, so that it never reads a
+// field pion does not. It returns false if the attribute list is malformed
+// (an attribute runs past the end).
 func walkAttrs(b []byte, h stunHeader, fn func(typ uint16, val []byte) bool) bool {
 	body := b[stunHeaderLen : stunHeaderLen+h.length]
+	seenMI, seenMI256 := false, false
 	for len(body) > 0 {
 		if len(body) < 4 {
 			return false
@@ -89,10 +95,17 @@ func walkAttrs(b []byte, h stunHeader, fn func(typ uint16, val []byte) bool) boo
 		if 4+padded > len(body) {
 			return false
 		}
-		if !fn(typ, body[4:4+n]) {
+		val := body[4 : 4+n]
+		body = body[4+padded:]
+		isMI, isMI256, isFP := typ == attrMessageIntegrity, typ == attrMISHA256, typ == attrFingerprint
+		if (seenMI && !isMI256 && !isFP) || (!seenMI && seenMI256 && !isFP) {
+			continue
+		}
+		seenMI = seenMI || isMI
+		seenMI256 = seenMI256 || isMI256
+		if !fn(typ, val) {
 			return true
 		}
-		body = body[4+padded:]
 	}
 	return true
 }
