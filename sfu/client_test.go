@@ -164,7 +164,9 @@ type testClient struct {
 	wg        sync.WaitGroup
 	plis      atomic.Int64
 	simSender *webrtc.RTPSender
-	codec     string // video mime type sent, "" for VP8
+	codec     string      // video mime type sent, "" for VP8
+	hold      atomic.Bool // keep server offers in held instead of answering
+	held      chan string
 }
 
 type clientOpts struct {
@@ -213,7 +215,7 @@ func joinClient(t testing.TB, s *SFU, conf, id string, o clientOpts) *testClient
 		t.Fatal(err)
 	}
 	c := &testClient{t: t, id: id, pc: pc, recv: map[string]*recvTrack{}, closed: make(chan error, 1),
-		stop: make(chan struct{}), msg: make(chan []byte, 16), srvMsg: make(chan []byte, 16)}
+		stop: make(chan struct{}), msg: make(chan []byte, 16), srvMsg: make(chan []byte, 16), held: make(chan string, 4)}
 	dc, err := pc.CreateDataChannel("signalling", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -295,6 +297,16 @@ func joinClient(t testing.TB, s *SFU, conf, id string, o clientOpts) *testClient
 			case <-c.stop:
 				return // the client is closing
 			default:
+			}
+			if c.hold.Load() {
+				c.held <- sdp
+				return
+			}
+			// A signalling layer delivers the answer to the client's own
+			// offer before a server offer that follows it.
+			deadline := time.Now().Add(testTimeout)
+			for pc.SignalingState() != webrtc.SignalingStateStable && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
 			}
 			if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 				c.errorf("%s: server offer: %v", id, err)

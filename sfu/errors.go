@@ -21,6 +21,9 @@ var (
 	ErrDuplicateParticipant = errors.New("sfu: participant already in conference")
 	// ErrInvalidSDP means an offer or answer could not be applied.
 	ErrInvalidSDP = errors.New("sfu: invalid session description")
+	// ErrGlare means the client offered while a server offer was still
+	// unanswered; see Participant.HandleOffer.
+	ErrGlare = errors.New("sfu: offer collision, answer the pending server offer first")
 	// ErrNoDataChannel means the client has opened no data channel yet.
 	ErrNoDataChannel = errors.New("sfu: no open data channel")
 	// ErrUnknownTrack means a subscription names a track nobody publishes.

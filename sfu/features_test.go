@@ -9,8 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pion/logging"
+	"github.com/pion/transport/v4/vnet"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -416,5 +420,129 @@ func TestAdvertisedIP(t *testing.T) {
 	defer p.Close()
 	if !strings.Contains(answer, "203.0.113.7") || strings.Contains(answer, "127.0.0.1") {
 		t.Errorf("answer candidates do not advertise only 203.0.113.7:\n%s", answer)
+	}
+}
+
+// TestGlare: the client sends an offer while a server offer is still
+// unanswered; the client's offer wins (the SFU rolls back), and the SFU
+// offers again afterwards, so the client still gets the new track.
+func TestGlare(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := newTestSFU(t, nil)
+	defer s.Close()
+	a := joinClient(t, s, "glare", "a", clientOpts{audio: true})
+	defer a.close()
+	b := joinClient(t, s, "glare", "b", clientOpts{})
+	defer b.close()
+	waitFor(t, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 5 })
+
+	b.hold.Store(true)
+	c := joinClient(t, s, "glare", "c", clientOpts{audio: true})
+	defer c.close()
+	waitFor(t, "server offer for c's track", func() bool { return len(b.held) > 0 })
+	b.hold.Store(false)
+	// b offers too: the SFU refuses, its own offer stays pending.
+	offer, err := b.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.p.HandleOffer(context.Background(), offer.SDP); !errors.Is(err, ErrGlare) {
+		t.Fatalf("colliding client offer: %v, want ErrGlare", err)
+	}
+	// b answers the server offer (the polite side's rollback), then offers
+	// again; both negotiations complete.
+	b.answerOffer(t, <-b.held)
+	waitFor(t, "b hearing c after glare", func() bool { r := b.track("c-audio"); return r != nil && r.packets.Load() > 5 })
+	b.renegotiate(t, false)
+	before := b.track("c-audio").packets.Load()
+	waitFor(t, "media after the client's offer", func() bool { return b.track("c-audio").packets.Load() > before+5 })
+}
+
+// TestICEFailure: a client whose network disappears (every packet to and
+// from it dropped on a vnet router) is removed once ICE fails; the others
+// lose its tracks and every goroutine it had ends.
+func TestICEFailure(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelError
+	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "192.0.2.0/24", LoggerFactory: lf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets := map[string]*vnet.Net{}
+	for name, ip := range map[string]string{"sfu": "192.0.2.1", "a": "192.0.2.2", "b": "192.0.2.3"} {
+		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{ip}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := wan.AddNet(n); err != nil {
+			t.Fatal(err)
+		}
+		nets[name] = n
+	}
+	var cut atomic.Bool
+	wan.AddChunkFilter(func(c vnet.Chunk) bool {
+		if !cut.Load() {
+			return true
+		}
+		src, dst := c.SourceAddr().String(), c.DestinationAddr().String()
+		return !strings.HasPrefix(src, "192.0.2.2:") && !strings.HasPrefix(dst, "192.0.2.2:")
+	})
+	if err := wan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = wan.Stop() }()
+	conn, err := nets["sfu"].ListenPacket("udp4", "192.0.2.1:7882")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{UDPMux: conn, Net: nets["sfu"], AutoSubscribe: true,
+		ICEDisconnectedTimeout: 500 * time.Millisecond, ICEFailedTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a := joinClient(t, s, "fail", "a", clientOpts{audio: true, video: true, net: nets["a"]})
+	defer a.close()
+	b := joinClient(t, s, "fail", "b", clientOpts{audio: true, net: nets["b"]})
+	defer b.close()
+	waitFor(t, "b receiving a", func() bool { r := b.track("a-video"); return r != nil && r.packets.Load() > 10 })
+
+	cut.Store(true)
+	select {
+	case err := <-a.closed:
+		if !errors.Is(err, ErrICEFailed) {
+			t.Errorf("close reason %v, want ErrICEFailed", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("participant with a dead network not removed")
+	}
+	waitFor(t, "b losing a's tracks", func() bool {
+		return b.track("a-audio").ended.Load() && b.track("a-video").ended.Load()
+	})
+	conf := b.p.Conference()
+	conf.mu.Lock()
+	left := len(conf.tracks)
+	conf.mu.Unlock()
+	if left != 1 {
+		t.Errorf("%d tracks left in the conference, want b's 1", left)
+	}
+}
+
+// answerOffer applies a server offer and sends the answer.
+func (c *testClient) answerOffer(t *testing.T, sdp string) {
+	t.Helper()
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := c.pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.pc.SetLocalDescription(ans); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.p.HandleAnswer(ans.SDP); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -230,11 +230,9 @@ func (p *Participant) answer(ctx context.Context, offer string) (string, error) 
 		return "", ErrClosed
 	}
 	if p.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-		// Glare: the client's offer wins; ours is sent again later.
-		if err := p.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
-			return "", fmt.Errorf("%w: rollback: %w", ErrInvalidSDP, err)
-		}
-		p.pendingOffer = true
+		// Glare: the SFU is the impolite peer (pion cannot roll back a
+		// local offer); the client answers our offer, then offers again.
+		return "", ErrGlare
 	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalidSDP, err)
@@ -259,7 +257,12 @@ func (p *Participant) answer(ctx context.Context, offer string) (string, error) 
 }
 
 // HandleOffer applies a client-initiated renegotiation (tracks added or
-// removed, ICE restart) and returns the answer.
+// removed, ICE restart) and returns the answer. If a server offer (OnOffer)
+// is still unanswered it returns ErrGlare and changes nothing: in perfect
+// negotiation terms the SFU is impolite, so the client rolls back, answers
+// the server offer with HandleAnswer, and offers again. After HandleOffer
+// returns, an OnOffer that was waiting may follow at once; the signalling
+// layer must deliver the answer to the client before that offer.
 func (p *Participant) HandleOffer(ctx context.Context, sdp string) (string, error) {
 	return p.answer(ctx, sdp)
 }
