@@ -67,16 +67,10 @@ before(async () => {
 
 after(async () => {
     for (const c of clients) c.stopClient();
-    if (server) {
-        const { code, signal } = await server.stop();
-        if (failures > 0 || !(code === 0 || signal === "SIGTERM")) {
-            process.stderr.write(`switchboard exited with code ${code}, signal ${signal}\n`);
-        }
-    }
+    if (server) await server.stop(); // no-op when a test already stopped it
     if (binDir) await rm(binDir, { recursive: true, force: true });
 });
 
-let failures = 0;
 let dumped = false;
 /**
  * it() whose body, on failure, prints the server's stderr and the SDK's
@@ -87,7 +81,6 @@ function step(name, fn) {
         try {
             await fn(t);
         } catch (err) {
-            failures++;
             if (!dumped && server) {
                 dumped = true;
                 process.stderr.write(
@@ -150,13 +143,26 @@ function nextTimelineEvent(client, roomId, type, match, what) {
     ).then(([ev]) => ev);
 }
 
-/** Asserts ev carries unsigned.age as a non-negative integer (ms). */
-function assertAge(ev, what) {
+/**
+ * Asserts ev carries unsigned.age as a non-negative integer number of
+ * milliseconds. sentAt (Date.now() before the send request) bounds it: the
+ * event was created after sentAt and served before now, so on this one
+ * clock origin_server_ts is in [sentAt, now] and age is at most now -
+ * sentAt (1 s of slack for rounding). These catch an age in the wrong unit
+ * or from the wrong origin; they are not timing assertions.
+ */
+function assertAge(ev, what, sentAt) {
+    const now = Date.now();
     const age = ev.getAge();
     assert.equal(typeof age, "number", `${what}: getAge() is ${age}, want a number`);
     assert.ok(Number.isInteger(age) && age >= 0, `${what}: getAge() is ${age}, want a non-negative integer`);
     const raw = ev.event.unsigned?.age;
     assert.equal(raw, age, `${what}: unsigned.age is ${raw}`);
+    if (sentAt !== undefined) {
+        const ts = ev.getTs();
+        assert.ok(ts >= sentAt - 1000 && ts <= now + 1000, `${what}: origin_server_ts ${ts} outside [${sentAt}, ${now}]`);
+        assert.ok(age <= now - sentAt + 1000, `${what}: unsigned.age ${age} ms is more than the ${now - sentAt} ms since it was sent`);
+    }
 }
 
 /** Raw client-server API request with fetch; returns { status, body }. */
@@ -297,11 +303,12 @@ describe("matrix-js-sdk against switchboard", () => {
             (ev, member) => member.roomId === roomId && member.userId === bob.userId && member.membership === "join",
             "alice's /sync to deliver bob's join",
         );
+        const joinedAt = Date.now();
         const room = await bob.client.joinRoom(roomId);
         assert.equal(room.roomId, roomId);
         const [joinEv] = await joinSeen;
         assert.equal(joinEv.getSender(), bob.userId);
-        assertAge(joinEv, "bob's join as seen by alice");
+        assertAge(joinEv, "bob's join as seen by alice", joinedAt);
         await waitForMembership(bob.client, roomId, "join", "bob's own /sync to show him joined");
         assert.deepEqual(
             alice.client.getRoom(roomId).getJoinedMembers().map((m) => m.userId).sort(),
@@ -316,12 +323,13 @@ describe("matrix-js-sdk against switchboard", () => {
         ]) {
             const content = { msgtype: "m.text", body };
             const seen = nextTimelineEvent(to.client, roomId, "m.room.message", (ev) => ev.getContent().body === body, `message "${body}"`);
+            const sentAt = Date.now();
             const sent = await from.client.sendMessage(roomId, content);
             const ev = await seen;
             assert.equal(ev.getId(), sent.event_id);
             assert.equal(ev.getSender(), from.userId);
             assert.deepEqual(ev.getContent(), content);
-            assertAge(ev, `message from ${from.userId}`);
+            assertAge(ev, `message from ${from.userId}`, sentAt);
         }
     });
 
@@ -414,6 +422,7 @@ describe("matrix-js-sdk against switchboard", () => {
                 (ev) => ev.getContent().call_id === callId && ev.getContent().party_id === s.content.party_id,
                 `${s.type} #${i} from ${s.from.userId} on ${s.to.userId}'s /sync`,
             );
+            const sentAt = Date.now();
             const sent = await s.from.client.sendEvent(roomId, s.type, structuredClone(s.content), txnId);
             const ev = await seen;
             assert.equal(ev.getId(), sent.event_id, `${s.type} #${i}: event_id`);
@@ -421,7 +430,7 @@ describe("matrix-js-sdk against switchboard", () => {
             assert.equal(ev.getSender(), s.from.userId);
             assert.equal(ev.getRoomId(), roomId);
             assert.deepEqual(ev.getContent(), s.content, `${s.type} #${i}: content changed in transit`);
-            assertAge(ev, `${s.type} #${i}`);
+            assertAge(ev, `${s.type} #${i}`, sentAt);
             // transaction_id is only for the device that sent the event.
             assert.equal(ev.event.unsigned?.transaction_id, undefined, `${s.type} #${i}: receiver got the sender's transaction_id`);
             callEventIds.set(sent.event_id, { type: s.type, content: s.content, from: s.from, txnId });
@@ -536,6 +545,14 @@ describe("matrix-js-sdk against switchboard", () => {
         const res = await api("GET", "/_matrix/client/versions");
         assert.equal(res.status, 200);
         assert.ok(Array.isArray(res.body?.versions));
+    });
+
+    step("SIGTERM stops the server with exit code 0", async () => {
+        for (const c of clients) c.stopClient();
+        const { code, signal, killed } = await server.stop();
+        assert.equal(killed, false, "switchboard did not exit within the grace period after SIGTERM and was killed");
+        assert.equal(signal, null);
+        assert.equal(code, 0, `switchboard exit code ${code}`);
     });
 });
 

@@ -83,24 +83,35 @@ export class Switchboard {
 
     /**
      * Stops the server: SIGTERM, then SIGKILL if it has not exited within
-     * graceMs. Removes the data directory. Returns the exit code and signal.
+     * graceMs. Removes the data directory. Returns the exit code, the
+     * signal, and whether SIGKILL was needed. Calling it again returns the
+     * first result.
      */
-    async stop(graceMs = 10000) {
+    stop(graceMs = 15000) {
+        this.stopping ??= this.#stop(graceMs);
+        return this.stopping;
+    }
+
+    async #stop(graceMs) {
+        let killed = false;
         if (this.running()) {
             this.proc.kill("SIGTERM");
             let timer;
-            const killed = new Promise((resolve) => {
+            const deadline = new Promise((resolve) => {
                 timer = setTimeout(() => {
-                    if (this.running()) this.proc.kill("SIGKILL");
+                    if (this.running()) {
+                        killed = true;
+                        this.proc.kill("SIGKILL");
+                    }
                     resolve();
                 }, graceMs);
             });
-            await Promise.race([this.exited, killed]);
+            await Promise.race([this.exited, deadline]);
             clearTimeout(timer);
             await this.exited;
         }
         await rm(this.work, { recursive: true, force: true });
-        return { code: this.proc.exitCode, signal: this.proc.signalCode };
+        return { code: this.proc.exitCode, signal: this.proc.signalCode, killed };
     }
 }
 
