@@ -22,12 +22,16 @@ import (
 // DB is an open, migrated database.
 type DB struct {
 	dialect dialect
-	// write serialises writers in this process: SQLite allows one writer,
-	// and stream positions must commit in the order they were allocated so
-	// that a reader never skips a position that commits late.
-	write sync.Mutex
-	w     *pool // writer pool (one connection on SQLite)
-	r     *pool // reader pool
+	w       *pool // writer pool (one connection on SQLite)
+	r       *pool // reader pool
+	// One goroutine writes (see writer.go): SQLite allows one writer, stream
+	// positions must commit in the order they were allocated so that a
+	// reader never skips one that commits late, and queued writes share one
+	// commit (group commit).
+	queue    chan *writeReq
+	closed   chan struct{}
+	loopDone chan struct{}
+	closeMu  sync.Once
 }
 
 // Open connects to dsn and applies pending migrations. A dsn starting with
@@ -46,6 +50,9 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		}
 		db.w = newPool(sqlDB)
 		db.w.SetMaxOpenConns(16)
+		// Keep the connections open: without this, database/sql keeps 2
+		// idle and a busy server reconnects (and authenticates) constantly.
+		db.w.SetMaxIdleConns(16)
 		db.r = db.w
 	} else {
 		db.dialect = sqlite
@@ -67,6 +74,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		}
 		db.r = newPool(r)
 		db.r.SetMaxOpenConns(8)
+		db.r.SetMaxIdleConns(8)
 	}
 	if err := db.w.PingContext(ctx); err != nil {
 		db.Close()
@@ -76,11 +84,13 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	db.startWriter()
 	return db, nil
 }
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	db.stopWriter()
 	var errs []error
 	if db.r != nil && db.r != db.w {
 		errs = append(errs, db.r.Close())
@@ -113,29 +123,6 @@ type Tx struct {
 	db *DB
 	// missed lists statements to prepare once the transaction is over.
 	missed []string
-}
-
-// WriteTx runs fn in a write transaction, serialised with every other writer
-// of this process, and commits if fn returns nil.
-func (db *DB) WriteTx(ctx context.Context, fn func(tx *Tx) error) error {
-	db.write.Lock()
-	defer db.write.Unlock()
-	sqlTx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("storage: begin: %w", err)
-	}
-	tx := &Tx{tx: sqlTx, db: db}
-	if err := fn(tx); err != nil {
-		_ = sqlTx.Rollback()
-		return err
-	}
-	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("storage: commit: %w", err)
-	}
-	if len(tx.missed) > 0 {
-		db.w.prepareAll(ctx, tx.missed)
-	}
-	return nil
 }
 
 // nextPos allocates the next position of the one stream that orders

@@ -104,7 +104,9 @@ func (tx *Tx) txStmt(ctx context.Context, q string) *sql.Stmt {
 }
 
 // QueryRowContext runs q in the transaction (Tx is a querier).
+// Statements in a write transaction are not cancelled with ctx (see WriteTx).
 func (tx *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	ctx = context.WithoutCancel(ctx)
 	if st := tx.txStmt(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -113,6 +115,7 @@ func (tx *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.R
 
 // QueryContext runs q in the transaction.
 func (tx *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	ctx = context.WithoutCancel(ctx)
 	if st := tx.txStmt(ctx, q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -121,6 +124,7 @@ func (tx *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Row
 
 // ExecContext runs q in the transaction.
 func (tx *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	ctx = context.WithoutCancel(ctx)
 	if st := tx.txStmt(ctx, q); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
