@@ -71,10 +71,8 @@ func (s *Server) getProfileField(field string) echo.HandlerFunc {
 
 // putProfileField implements PUT /profile/{userId}/displayname and
 // /avatar_url. Only the user themselves may change their profile.
-//
-// TODO(lead): per spec ("Events on Change of Profile Information") a
-// displayname or avatar change should also send an updated m.room.member
-// event into every room the user has joined.
+// The change is also sent into every joined room as a new m.room.member
+// event (spec: "Events on Change of Profile Information").
 func (s *Server) putProfileField(field string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		userID := param(c, "userId")
@@ -120,6 +118,7 @@ func (s *Server) putProfileField(field string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		s.propagateProfile(ctx, userID)
 		return c.JSON(http.StatusOK, struct{}{})
 	}
 }

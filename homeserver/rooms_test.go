@@ -195,3 +195,34 @@ func TestCallEventSequence(t *testing.T) {
 		})
 	})
 }
+
+func TestProfileChangeReachesRooms(t *testing.T) {
+	ts := newTestServer(t, storagetest.Backends(t)[0])
+	ctx := testCtx(t)
+	alice, bob := ts.user(t, "alice"), ts.user(t, "bob")
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	start, err := bob.SyncRequest(ctx, 0, "", "", false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetDisplayName(ctx, "Alice Liddell"); err != nil {
+		t.Fatal(err)
+	}
+	syncUntil(t, bob, start.NextBatch, func(r *mautrix.RespSync) bool {
+		for _, e := range r.Rooms.Join[room.RoomID].Timeline.Events {
+			if e.Type == event.StateMember && e.GetStateKey() == string(alice.UserID) && e.Content.Raw["displayname"] == "Alice Liddell" {
+				if e.Content.Raw["membership"] != "join" {
+					t.Fatalf("membership changed: %v", e.Content.Raw)
+				}
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -299,6 +299,16 @@ func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64, me
 		}
 	}
 
+	// Every user has push rules, stored or not: an initial sync carries
+	// the defaults until the user changes one.
+	if initial && !hasGlobal(ad, "m.push_rules") {
+		rules, err := s.pushRulesContent(ctx, req.UserID)
+		if err != nil {
+			return nil, false, err
+		}
+		resp.AccountData.Events = append(resp.AccountData.Events, map[string]any{"type": "m.push_rules", "content": json.RawMessage(rules)})
+	}
+
 	// To-device: what the since token covers was received; drop it, then
 	// deliver the rest (spec: "Send-to-Device messaging").
 	if since.toDevice > 0 {
@@ -337,6 +347,15 @@ func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64, me
 	}
 	resp.NextBatch = next.String()
 	return resp, empty && !initial, nil
+}
+
+func hasGlobal(ad []storage.AccountData, evType string) bool {
+	for _, a := range ad {
+		if a.RoomID == "" && a.Type == evType {
+			return true
+		}
+	}
+	return false
 }
 
 func joinedTo(ms []storage.RoomMembership, roomID string) bool {
