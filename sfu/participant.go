@@ -123,11 +123,9 @@ func newParticipant(s *SFU, id string, h Handler) (*Participant, error) {
 				reason = ErrPeerClosed
 			}
 			p.log.Info("connection lost, removing participant", "state", st.String())
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				p.closeWith(reason)
-			}()
+			if !s.goTracked(func() { p.closeWith(reason) }) {
+				return // the SFU is closing and closes p itself
+			}
 		}
 	})
 	pc.OnTrack(p.onTrack)
@@ -154,9 +152,11 @@ func (p *Participant) Conference() *Conference { return p.conf }
 
 // start runs the send loop and the event worker.
 func (p *Participant) start() {
-	p.goTracked(p.sendLoop)
-	p.sfu.wg.Add(1)
-	go p.worker()
+	// No lock across the two: p.mu is taken under the conference's lock,
+	// which is taken under the SFU's.
+	if p.goTracked(p.sendLoop) {
+		p.sfu.goTracked(p.worker)
+	}
 }
 
 // goTracked runs f on a goroutine that closeWith waits for, unless p is
@@ -192,7 +192,6 @@ func (p *Participant) notify(flag *atomic.Bool) {
 // worker delivers events to the handler and runs server renegotiation, in
 // that order, so that a client learns about tracks before it receives them.
 func (p *Participant) worker() {
-	defer p.sfu.wg.Done()
 	for {
 		select {
 		case <-p.done:

@@ -15,6 +15,10 @@ import (
 // SFU is one node's selective forwarding unit: it holds conferences of
 // participants, each with one PeerConnection, all on the one UDP port (and
 // optional TCP port) the caller handed in.
+//
+// Locks are taken in this order only: SFU.mu, Conference.mu,
+// Participant.mu, then upTrack.mu or downTrack.mu. No lock is held while a
+// Handler callback runs.
 type SFU struct {
 	cfg    Config
 	log    *slog.Logger
@@ -156,6 +160,22 @@ func (s *SFU) Join(ctx context.Context, confID, participantID, offerSDP string, 
 	conf.joined(p)
 	s.log.Info("participant joined", "conference", confID, "participant", participantID)
 	return p, answer, nil
+}
+
+// goTracked runs f on a goroutine Close waits for, unless the SFU is
+// closing (then f does not run).
+func (s *SFU) goTracked(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // removeIfEmpty drops a conference that has no participant left.
