@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	dto "github.com/prometheus/client_model/go"
@@ -41,6 +42,7 @@ func benchDownTrack(b testing.TB, cacheSize int) (*upTrack, *downTrack, *marshal
 	sub := &Participant{id: "sub", sfu: s, bwe: media.NewBandwidthEstimator(media.EstimatorConfig{}),
 		queue: make(chan sendItem, 16)}
 	up := &upTrack{id: "v", streamID: "s", kind: webrtc.RTPCodecTypeVideo, pub: pub, mcodec: media.CodecVP8,
+		writeRTCP: func([]rtcp.Packet) error { return nil },
 		codec: webrtc.RTPCodecParameters{PayloadType: 96,
 			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}}
 	l := &upLayer{cache: media.NewPacketCache(cacheSize), pli: media.NewThrottle(1e9), upNack: media.NewThrottle(1e9)}

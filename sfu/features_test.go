@@ -546,3 +546,43 @@ func (c *testClient) answerOffer(t *testing.T, sdp string) {
 		t.Fatal(err)
 	}
 }
+
+// TestManualSubscriptions: without AutoSubscribe a participant receives
+// only the tracks it subscribes to (MSC3401 m.call.track_subscription),
+// learns about the others through OnTracks, and loses a track it
+// unsubscribes from.
+func TestManualSubscriptions(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := newTestSFU(t, func(c *Config) { c.AutoSubscribe = false })
+	defer s.Close()
+	a := joinClient(t, s, "m", "a", clientOpts{audio: true, video: true})
+	defer a.close()
+	b := joinClient(t, s, "m", "b", clientOpts{})
+	defer b.close()
+	waitFor(t, "b told about a's tracks", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.tracks) == 2
+	})
+	if b.track("a-audio") != nil || b.track("a-video") != nil {
+		t.Fatal("b receives tracks it did not subscribe to")
+	}
+	if err := b.p.UpdateSubscriptions([]Subscription{{TrackID: "a-video", MaxWidth: 320, MaxHeight: 180}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b receiving a-video", func() bool { r := b.track("a-video"); return r != nil && r.packets.Load() > 10 })
+	if b.track("a-audio") != nil {
+		t.Error("b receives a-audio without subscribing")
+	}
+	if err := b.p.UpdateSubscriptions(nil, []string{"a-video"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b's a-video receiver ending", func() bool { return b.track("a-video").ended.Load() })
+	// A subscription to a track published later takes effect then.
+	if err := b.p.UpdateSubscriptions([]Subscription{{TrackID: "c-audio"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := joinClient(t, s, "m", "c", clientOpts{audio: true})
+	defer c.close()
+	waitFor(t, "b receiving c-audio", func() bool { r := b.track("c-audio"); return r != nil && r.packets.Load() > 10 })
+}

@@ -74,7 +74,7 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 			return
 		}
 		up = &upTrack{id: remote.ID(), streamID: remote.StreamID(), kind: remote.Kind(), codec: codec,
-			mcodec: media.CodecFromMimeType(codec.MimeType), pub: p}
+			mcodec: media.CodecFromMimeType(codec.MimeType), pub: p, writeRTCP: p.pc.WriteRTCP}
 		if up.kind == webrtc.RTPCodecTypeAudio {
 			up.level = p.conf.speakers.Add(p.id)
 		}

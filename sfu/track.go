@@ -64,6 +64,9 @@ type upTrack struct {
 	mcodec       media.Codec
 	pub          *Participant
 	level        *media.LevelMeter // audio only
+	// writeRTCP sends feedback to the publisher (its PeerConnection's
+	// WriteRTCP).
+	writeRTCP func([]rtcp.Packet) error
 
 	mu     sync.Mutex
 	layers [maxLayers]*upLayer
@@ -134,7 +137,7 @@ func (u *upTrack) requestKeyframe(i int) {
 		return
 	}
 	u.pub.sfu.m.plis.Inc()
-	_ = u.pub.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
+	_ = u.writeRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
 }
 
 // nackUpstream asks the publisher again for a packet the cache lacks
@@ -147,7 +150,7 @@ func (u *upTrack) nackUpstream(i int, seq uint16) {
 	if l == nil || !l.upNack.Allow(u.pub.sfu.now()) {
 		return
 	}
-	_ = u.pub.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{
+	_ = u.writeRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{
 		MediaSSRC: l.ssrc, Nacks: []rtcp.NackPair{{PacketID: seq}},
 	}})
 }
