@@ -8,7 +8,8 @@
 # Needs: go, and Debian's coturn package (turnserver, turnutils_uclient,
 # turnutils_peer).  Knobs (environment): CLIENTS, PACKETS, SIZE (bytes),
 # INTERVAL (ms), RUNS (alternating runs per server), MODE ("" for
-# ChannelData, "-s" for Send indications, "-t" for TCP to the server).
+# ChannelData, "-s" for Send indications, "-t" for TCP to the server),
+# OURS_GOMAXPROCS (GOMAXPROCS for our relay only; default: the Go default).
 set -euo pipefail
 
 CLIENTS=${CLIENTS:-50}
@@ -17,6 +18,7 @@ SIZE=${SIZE:-1000}
 INTERVAL=${INTERVAL:-5}
 RUNS=${RUNS:-3}
 MODE=${MODE:-}
+OURS_GOMAXPROCS=${OURS_GOMAXPROCS:-}
 SECRET=bench-secret
 REALM=bench.test
 PORT_COTURN=${PORT_COTURN:-34781}
@@ -66,7 +68,7 @@ start_server() { # $1 = coturn|ours; prints the pid
 		echo $!
 		;;
 	ours)
-		"$work/turnbench" -listen "127.0.0.1:$PORT_OURS" -secret "$SECRET" -realm "$REALM" \
+		env ${OURS_GOMAXPROCS:+GOMAXPROCS=$OURS_GOMAXPROCS} "$work/turnbench" -listen "127.0.0.1:$PORT_OURS" -secret "$SECRET" -realm "$REALM" \
 			-min-port 55000 -max-port 59999 >"$work/ours.log" 2>&1 &
 		echo $!
 		;;
@@ -103,7 +105,8 @@ run_one() {
 		'BEGIN { printf "%.2f %d %d %d %d %s\n", t / hz, s + r, s, r, l, rtt }'
 }
 
-echo "load: $CLIENTS clients x $PACKETS packets of $SIZE bytes every $INTERVAL ms, mode '${MODE:-channel}', $RUNS run(s) each, $(nproc) cores"
+echo "load: $CLIENTS clients x $PACKETS packets of $SIZE bytes every $INTERVAL ms, mode '${MODE:-channel}', $RUNS run(s) each, $(nproc) cores, GOMAXPROCS ${OURS_GOMAXPROCS:-default}"
+echo "machine load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-7s %4s %8s %9s %8s %8s %7s %9s %14s\n" server run cpu_s relayed sent recv lost rtt_ms cpu_s/100k_pkts
 declare -A cpu_sum=() pkt_sum=() lost_sum=() rtt_sum=()
 for name in coturn ours; do cpu_sum[$name]=0; pkt_sum[$name]=0; lost_sum[$name]=0; rtt_sum[$name]=0; done
@@ -123,5 +126,6 @@ for name in coturn ours; do
 	awk -v n="$name" -v c="${cpu_sum[$name]}" -v p="${pkt_sum[$name]}" -v l="${lost_sum[$name]}" -v r="${rtt_sum[$name]}" -v k="$RUNS" \
 		'BEGIN { printf "%-7s total: %.2f cpu_s for %d relayed packets = %.3f cpu_s per 100k; lost %d; mean rtt %.3f ms\n", n, c, p, c / (p / 100000), l, r / k }'
 done
+echo "machine load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 awk -v co="${cpu_sum[coturn]}" -v cp="${pkt_sum[coturn]}" -v oo="${cpu_sum[ours]}" -v op="${pkt_sum[ours]}" \
 	'BEGIN { printf "ratio ours/coturn (cpu per relayed packet): %.2f\n", (oo / op) / (co / cp) }'
