@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-chat/switchboard/media"
@@ -106,5 +107,53 @@ func TestAllocation(t *testing.T) {
 				t.Errorf("paused track still wants layers %b", f.videoA.want.Load())
 			}
 		})
+	}
+}
+
+// TestPaddingForwarded: a padding-only packet (bandwidth probe) between two
+// media packets is forwarded empty, so the subscriber sees no sequence
+// gap; a packet whose padding length exceeds it is dropped.
+func TestPaddingForwarded(t *testing.T) {
+	up, d, w := benchDownTrack(t, 16)
+	up.mcodec = media.CodecH264
+	var seqs []uint16
+	var sizes []int
+	send := func(seq uint16, payload []byte, padding int) bool {
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 102, SequenceNumber: seq, Timestamp: 90000,
+			Padding: padding > 0}, Payload: payload, PaddingSize: byte(padding)}
+		raw, err := pkt.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hdr rtp.Header
+		var meta media.PacketMeta
+		p, ok := parsePacket(raw, &hdr, &meta, up.mcodec, extIDs{})
+		if !ok {
+			return false
+		}
+		up.layers[0].cache.Put(p, &meta)
+		before := w.n
+		d.forward(0, seq)
+		if w.n > before {
+			var out rtp.Packet
+			if err := out.Unmarshal(w.buf[:w.last]); err != nil {
+				t.Fatal(err)
+			}
+			seqs = append(seqs, out.SequenceNumber)
+			sizes = append(sizes, len(out.Payload))
+		}
+		return true
+	}
+	send(10, []byte{0x65, 1, 2}, 0) // IDR
+	send(11, nil, 200)              // padding only
+	send(12, []byte{0x41, 1}, 0)
+	if len(seqs) != 3 || seqs[1] != seqs[0]+1 || seqs[2] != seqs[1]+1 || sizes[1] != 0 {
+		t.Fatalf("forwarded seqs %v sizes %v, want 3 consecutive with an empty middle one", seqs, sizes)
+	}
+	raw := []byte{0xa0, 102, 0, 13, 0, 0, 0, 1, 0, 0, 0, 1, 0x41, 9} // P bit, padding length 9 > payload
+	var hdr rtp.Header
+	var meta media.PacketMeta
+	if _, ok := parsePacket(raw, &hdr, &meta, media.CodecH264, extIDs{}); ok {
+		t.Error("packet with a padding length beyond its payload accepted")
 	}
 }

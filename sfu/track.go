@@ -195,7 +195,9 @@ func (u *upTrack) readLoop(l *upLayer, ext extIDs) {
 		}
 		now := s.now()
 		l.lastPacket.Store(now)
-		l.rate.Add(n, now)
+		if len(payload) > 0 {
+			l.rate.Add(n, now)
+		}
 		if meta.VP8.Width > 0 {
 			l.width.Store(int32(meta.VP8.Width))
 			l.height.Store(int32(meta.VP8.Height))
@@ -218,9 +220,9 @@ func (u *upTrack) readLoop(l *upLayer, ext extIDs) {
 }
 
 // parsePacket parses an RTP packet (RFC 3550 section 5.1) into hdr and the
-// forwarding metadata into meta, and returns its payload without padding. It
-// reports false for packets to drop: malformed, padding-only, or unparsable
-// payloads.
+// forwarding metadata into meta, and returns its payload without padding
+// (empty for a padding-only packet). It reports false for packets to drop:
+// malformed ones and unparsable payload descriptors.
 func parsePacket(pkt []byte, hdr *rtp.Header, meta *media.PacketMeta, codec media.Codec,
 	ext extIDs) ([]byte, bool) {
 	hn, err := hdr.Unmarshal(pkt)
@@ -236,10 +238,13 @@ func parsePacket(pkt []byte, hdr *rtp.Header, meta *media.PacketMeta, codec medi
 		end -= pad
 	}
 	payload := pkt[hn:end]
-	if len(payload) == 0 {
-		return nil, false
-	}
 	*meta = media.PacketMeta{SequenceNumber: hdr.SequenceNumber, Timestamp: hdr.Timestamp, Marker: hdr.Marker}
+	if len(payload) == 0 {
+		// Padding only (bandwidth probing, RFC 3550 section 5.1): forwarded
+		// empty so that the subscriber sees no sequence gap, which for
+		// H.264 would look like a lost packet.
+		return payload, true
+	}
 	switch {
 	case codec == media.CodecVP8:
 		if media.ParseVP8(payload, &meta.VP8) != nil {
