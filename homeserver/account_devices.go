@@ -81,7 +81,6 @@ func (s *Server) putDevice(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.advance(c)
 	return c.JSON(http.StatusOK, struct{}{})
 }
 
@@ -122,7 +121,6 @@ func (s *Server) deleteDevicesUIA(c echo.Context, auth *authDict, ids []string) 
 		if err := s.db.DeleteDevices(c.Request().Context(), userID, ids); err != nil {
 			return err
 		}
-		s.advance(c)
 		s.log.Info("devices deleted", "user_id", userID, "count", len(ids))
 	}
 	return c.JSON(http.StatusOK, struct{}{})
@@ -173,7 +171,6 @@ func (s *Server) changePassword(c echo.Context) error {
 			if err := s.db.DeleteDevices(ctx, me.UserID, others); err != nil {
 				return err
 			}
-			s.advance(c)
 		}
 	}
 	s.log.Info("password changed", "user_id", me.UserID)

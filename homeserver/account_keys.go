@@ -39,9 +39,6 @@ func (s *Server) keysUpload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if up.DeviceKeys != nil {
-		s.advance(c)
-	}
 	if _, ok := counts["signed_curve25519"]; !ok {
 		counts["signed_curve25519"] = 0
 	}
@@ -417,7 +414,6 @@ func (s *Server) deviceSigningUpload(c echo.Context) error {
 	if err := s.db.PutCrossSigningKeys(ctx, me, keys); err != nil {
 		return err
 	}
-	s.advance(c)
 	return c.JSON(http.StatusOK, struct{}{})
 }
 
@@ -450,7 +446,6 @@ func (s *Server) signaturesUpload(c echo.Context) error {
 		}
 		failures[user][key] = map[string]string{"errcode": code, "error": msg}
 	}
-	wrote := false
 	for userID, byKey := range req {
 		for keyID, raw := range byKey {
 			var obj struct {
@@ -478,11 +473,7 @@ func (s *Server) signaturesUpload(c echo.Context) error {
 			if err != nil {
 				return err
 			}
-			wrote = true
 		}
-	}
-	if wrote {
-		s.advance(c)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"failures": failures})
 }

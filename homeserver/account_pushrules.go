@@ -235,7 +235,6 @@ func (s *Server) updatePushRules(c echo.Context, fn func(rs *pushRuleset) error)
 	if err != nil {
 		return err
 	}
-	s.advance(c)
 	return nil
 }
 

@@ -203,7 +203,6 @@ func (s *Server) newDevice(c echo.Context, userID, deviceID, name string) (map[s
 	if err := s.db.CreateDevice(c.Request().Context(), storage.Device{UserID: userID, DeviceID: deviceID, DisplayName: name}, hashToken(tok), s.nowMS()); err != nil {
 		return nil, err
 	}
-	s.notifyUser(c.Request().Context(), userID)
 	return map[string]any{
 		"user_id":      userID,
 		"access_token": tok,
@@ -281,7 +280,6 @@ func (s *Server) logout(c echo.Context) error {
 	if err := s.db.DeleteDevices(c.Request().Context(), d.UserID, []string{d.DeviceID}); err != nil {
 		return err
 	}
-	s.advance(c)
 	return c.JSON(http.StatusOK, struct{}{})
 }
 
@@ -289,7 +287,6 @@ func (s *Server) logoutAll(c echo.Context) error {
 	if err := s.db.DeleteDevices(c.Request().Context(), device(c).UserID, nil); err != nil {
 		return err
 	}
-	s.advance(c)
 	return c.JSON(http.StatusOK, struct{}{})
 }
 

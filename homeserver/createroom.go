@@ -93,7 +93,6 @@ func (s *Server) createRoom(c echo.Context) error {
 	roomID := "!" + randomString(18) + ":" + s.cfg.ServerName
 	profile := s.memberProfile(ctx, d.UserID)
 
-	var last int64
 	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		if err := tx.CreateRoom(ctx, storage.Room{RoomID: roomID, Version: ver, Creator: d.UserID,
 			CreatedTS: s.nowMS(), IsPublic: req.Visibility == "public"}); err != nil {
@@ -112,7 +111,6 @@ func (s *Server) createRoom(c echo.Context) error {
 				return fmt.Errorf("createRoom: %s: %w", ne.Type, err)
 			}
 		}
-		last = w.last
 		return nil
 	})
 	if err != nil {
@@ -127,7 +125,6 @@ func (s *Server) createRoom(c echo.Context) error {
 			return merr(http.StatusBadRequest, "M_ROOM_IN_USE", "Room alias %s already taken", alias)
 		}
 	}
-	s.notifier.Notify(last, append([]string{roomID, d.UserID}, req.Invite...)...)
 	s.log.Info("room created", "room_id", roomID, "creator", d.UserID, "version", ver, "preset", preset)
 	resp := map[string]any{"room_id": roomID}
 	if alias != "" {

@@ -95,25 +95,19 @@ func (s *Server) storeReceipt(c echo.Context, receiptType, eventID, threadID str
 	if err != nil {
 		return err
 	}
-	var pos int64
 	if receiptType == "m.fully_read" {
 		content, _ := json.Marshal(map[string]string{"event_id": eventID})
-		pos, err = s.db.PutAccountData(ctx, d.UserID, roomID, "m.fully_read", content)
+		_, err = s.db.PutAccountData(ctx, d.UserID, roomID, "m.fully_read", content)
 	} else if receiptType == "m.read" {
-		pos, err = s.db.PutReceipt(ctx, storage.Receipt{RoomID: roomID, UserID: d.UserID, Type: receiptType,
+		_, err = s.db.PutReceipt(ctx, storage.Receipt{RoomID: roomID, UserID: d.UserID, Type: receiptType,
 			ThreadID: threadID, EventID: eventID, TS: s.nowMS()})
 	} else {
 		// m.read.private: kept as room account data so only its owner sees it.
 		content, _ := json.Marshal(map[string]string{"event_id": eventID})
-		pos, err = s.db.PutAccountData(ctx, d.UserID, roomID, "m.read.private", content)
+		_, err = s.db.PutAccountData(ctx, d.UserID, roomID, "m.read.private", content)
 	}
 	if err != nil {
 		return err
-	}
-	if receiptType == "m.read" {
-		s.notifier.Notify(pos, roomID)
-	} else {
-		s.notifier.Notify(pos, d.UserID)
 	}
 	return c.JSON(http.StatusOK, struct{}{})
 }
@@ -163,29 +157,15 @@ func (s *Server) sendToDevice(c echo.Context) error {
 		local, remote := s.splitLocal(msgs)
 		local = s.deliverToServices(local)
 		if len(local) > 0 {
-			pos, err := s.db.PutToDevice(c.Request().Context(), local)
-			if err != nil {
+			if _, err := s.db.PutToDevice(c.Request().Context(), local); err != nil {
 				return err
 			}
-			s.notifier.Notify(pos, targetUsers(local)...)
 		}
 		if len(remote) > 0 {
 			s.log.Debug("to-device messages for remote users dropped: federation is not wired yet", "count", len(remote))
 		}
 	}
 	return c.JSON(http.StatusOK, struct{}{})
-}
-
-func targetUsers(msgs []storage.ToDevice) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, m := range msgs {
-		if !seen[m.UserID] {
-			seen[m.UserID] = true
-			out = append(out, m.UserID)
-		}
-	}
-	return out
 }
 
 func (s *Server) splitLocal(msgs []storage.ToDevice) (local, remote []storage.ToDevice) {
@@ -229,10 +209,8 @@ func (s *Server) putAccountData(c echo.Context) error {
 	if evType == "m.fully_read" || evType == "m.push_rules" {
 		return merr(http.StatusMethodNotAllowed, "M_BAD_JSON", "%s is set through its own API", evType)
 	}
-	pos, err := s.db.PutAccountData(c.Request().Context(), d.UserID, param(c, "roomId"), evType, content)
-	if err != nil {
+	if _, err := s.db.PutAccountData(c.Request().Context(), d.UserID, param(c, "roomId"), evType, content); err != nil {
 		return err
 	}
-	s.notifier.Notify(pos, d.UserID)
 	return c.JSON(http.StatusOK, struct{}{})
 }

@@ -237,11 +237,10 @@ func cloneState(m storage.StateMap) storage.StateMap {
 }
 
 // sendEventTx appends one local event to a room in its own write
-// transaction and wakes /sync. A repeated client transaction returns the
+// transaction (the storage writer wakes /sync on commit). A repeated client transaction returns the
 // first event instead of sending again (spec: "Transaction identifiers").
 func (s *Server) sendEventTx(ctx context.Context, roomID string, ne newEvent) (string, error) {
 	var eventID string
-	var pos int64
 	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		if ne.Txn != nil {
 			id, err := tx.TxnEvent(ctx, ne.Sender, ne.Txn.DeviceID, ne.Txn.TxnID)
@@ -266,7 +265,7 @@ func (s *Server) sendEventTx(ctx context.Context, roomID string, ne newEvent) (s
 		if err != nil {
 			return err
 		}
-		eventID, pos = ev.EventID, ev.Pos
+		eventID = ev.EventID
 		if ne.Type == spec.MRoomRedaction {
 			return w.redactTarget(ctx, ne.Redacts, ev.EventID)
 		}
@@ -274,13 +273,6 @@ func (s *Server) sendEventTx(ctx context.Context, roomID string, ne newEvent) (s
 	})
 	if err != nil {
 		return "", err
-	}
-	if pos > 0 {
-		keys := []string{roomID}
-		if ne.Type == spec.MRoomMember && ne.StateKey != nil {
-			keys = append(keys, *ne.StateKey)
-		}
-		s.notifier.Notify(pos, keys...)
 	}
 	return eventID, nil
 }

@@ -1,6 +1,10 @@
 package homeserver
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+)
 
 // Notifier wakes long-polling /sync requests when something they may want
 // was written. Waiters listen on keys, room IDs ("!...") and user IDs
@@ -16,11 +20,30 @@ type Notifier interface {
 	Listen(keys []string) (pos int64, woken <-chan struct{}, cancel func())
 	// Position returns the highest committed position.
 	Position() int64
+	// LastFor returns the last position notified for key, or the position
+	// the notifier started at if key was not notified since: a request
+	// whose token is at or past it has nothing new under that key, and
+	// /sync skips the query.
+	LastFor(key string) int64
 }
 
+// The keys are storage's (see storage/notify.go): room and user IDs, which
+// wake waiters, and prefixed keys that /sync reads LastFor of to skip
+// queries with nothing new.
+var (
+	keyAccountData = storage.KeyAccountData
+	keyToDevice    = storage.KeyToDevice
+	keyMembers     = storage.KeyMembers
+)
+
+const keyDeviceLists = storage.KeyDeviceLists
+
 type localNotifier struct {
-	mu  sync.Mutex // guards pos and waiters
-	pos int64
+	mu   sync.Mutex // guards pos, base, last and waiters
+	pos  int64
+	base int64
+	// last maps a key to the last position notified for it.
+	last map[string]int64
 	// waiters maps a key to the channels of requests waiting on it.
 	waiters map[string]map[*waiter]struct{}
 }
@@ -31,8 +54,16 @@ type waiter struct {
 	done bool
 }
 
-func newLocalNotifier() *localNotifier {
-	return &localNotifier{waiters: make(map[string]map[*waiter]struct{})}
+// newLocalNotifier starts at base, the highest committed position.
+func newLocalNotifier(base int64) *localNotifier {
+	return &localNotifier{pos: base, base: base, last: make(map[string]int64), waiters: make(map[string]map[*waiter]struct{})}
+}
+
+// start sets the position the notifier starts from.
+func (n *localNotifier) start(pos int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.pos, n.base = max(n.pos, pos), max(n.base, pos)
 }
 
 func (n *localNotifier) Notify(pos int64, keys ...string) {
@@ -42,6 +73,9 @@ func (n *localNotifier) Notify(pos int64, keys ...string) {
 		n.pos = pos
 	}
 	for _, k := range keys {
+		if pos > n.last[k] {
+			n.last[k] = pos
+		}
 		for w := range n.waiters[k] {
 			n.wakeLocked(w)
 		}
@@ -65,6 +99,15 @@ func (n *localNotifier) Listen(keys []string) (int64, <-chan struct{}, func()) {
 		defer n.mu.Unlock()
 		n.removeLocked(w)
 	}
+}
+
+func (n *localNotifier) LastFor(key string) int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if p, ok := n.last[key]; ok {
+		return p
+	}
+	return n.base
 }
 
 func (n *localNotifier) Position() int64 {

@@ -46,23 +46,26 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		log = slog.Default()
 	}
 	log = log.With("component", "homeserver")
-	db, err := storage.Open(ctx, cfg.Database)
-	if err != nil {
-		return nil, err
-	}
 	s := &Server{
 		cfg:      cfg,
 		log:      log,
-		db:       db,
-		notifier: newLocalNotifier(),
 		shutdown: make(chan struct{}),
 	}
-	if max, err := db.MaxPos(ctx); err == nil {
-		s.notifier.Notify(max)
-	} else {
+	// The notifier hears of every committed write from the storage writer,
+	// in commit order; it starts at the newest position once open.
+	notifier := newLocalNotifier(0)
+	db, err := storage.Open(ctx, cfg.Database, func(pos int64, keys []string) { notifier.Notify(pos, keys...) })
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	max, err := db.MaxPos(ctx)
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
+	notifier.start(max)
+	s.notifier = notifier
 	s.typing = newTypingTracker(cfg.Now, s.notifier)
 	if !cfg.RateLimit.Disabled {
 		s.sendLimit = newLimiter(cfg.RateLimit.SendPerSecond, cfg.RateLimit.SendBurst, cfg.Now)

@@ -114,12 +114,8 @@ func (s *Server) SendToDevice(ctx context.Context, msgs []ToDeviceMessage) error
 	if len(local) == 0 {
 		return nil
 	}
-	pos, err := s.db.PutToDevice(ctx, local)
-	if err != nil {
-		return err
-	}
-	s.notifier.Notify(pos, targetUsers(local)...)
-	return nil
+	_, err := s.db.PutToDevice(ctx, local)
+	return err
 }
 
 // Membership returns userID's membership of roomID ("" if none).

@@ -15,6 +15,10 @@ import (
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
+// maxToDevicePerSync bounds the to-device messages of one response; the
+// rest follow in the next.
+const maxToDevicePerSync = 100
+
 // maxSyncTimeout caps the long-poll; clients ask for 30 s typically.
 const maxSyncTimeout = 5 * time.Minute
 
@@ -280,9 +284,12 @@ func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64, me
 	}
 
 	// Global account data.
-	ad, err := s.db.AccountDataBetween(ctx, req.UserID, since.pos, upto)
-	if err != nil {
-		return nil, false, err
+	var ad []storage.AccountData
+	if initial || since.pos < s.notifier.LastFor(keyAccountData(req.UserID)) {
+		var err error
+		if ad, err = s.db.AccountDataBetween(ctx, req.UserID, since.pos, upto); err != nil {
+			return nil, false, err
+		}
 	}
 	for _, a := range ad {
 		ev := map[string]any{"type": a.Type, "content": json.RawMessage(a.Content)}
@@ -311,23 +318,31 @@ func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64, me
 
 	// To-device: what the since token covers was received; drop it, then
 	// deliver the rest (spec: "Send-to-Device messaging").
-	if since.toDevice > 0 {
-		if err := s.db.AckToDevice(ctx, req.UserID, req.DeviceID, since.toDevice); err != nil {
+	// With nothing newer for this user than what the token covers, there
+	// is nothing to fetch or acknowledge.
+	if initial || since.toDevice < s.notifier.LastFor(keyToDevice(req.UserID)) {
+		if since.toDevice > 0 {
+			if err := s.db.AckToDevice(ctx, req.UserID, req.DeviceID, since.toDevice); err != nil {
+				return nil, false, err
+			}
+		}
+		msgs, err := s.db.ToDeviceUpTo(ctx, req.UserID, req.DeviceID, upto, maxToDevicePerSync)
+		if err != nil {
 			return nil, false, err
 		}
-	}
-	msgs, err := s.db.ToDeviceUpTo(ctx, req.UserID, req.DeviceID, upto, 100)
-	if err != nil {
-		return nil, false, err
-	}
-	for _, m := range msgs {
-		if m.Pos <= since.toDevice {
-			continue
+		for _, m := range msgs {
+			if m.Pos <= since.toDevice {
+				continue
+			}
+			resp.ToDevice.Events = append(resp.ToDevice.Events, map[string]any{
+				"sender": m.Sender, "type": m.Type, "content": json.RawMessage(m.Content)})
+			next.toDevice = m.Pos
+			empty = false
 		}
-		resp.ToDevice.Events = append(resp.ToDevice.Events, map[string]any{
-			"sender": m.Sender, "type": m.Type, "content": json.RawMessage(m.Content)})
-		next.toDevice = m.Pos
-		empty = false
+		if len(msgs) < maxToDevicePerSync {
+			// Everything up to upto is delivered (or acknowledged).
+			next.toDevice = max(next.toDevice, upto)
+		}
 	}
 
 	// Device lists of users we share rooms with (spec: "Tracking the
@@ -387,9 +402,15 @@ func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, roomID st
 	if fresh {
 		after = 0
 	}
-	evs, limited, err := s.db.Timeline(ctx, roomID, after, upto, req.filter.timelineLimit())
-	if err != nil {
-		return nil, false, err
+	// Nothing was written to the room past the token: only typing can be new.
+	quiet := !fresh && since.pos >= s.notifier.LastFor(roomID)
+	var evs []storage.Event
+	var limited bool
+	if !quiet {
+		var err error
+		if evs, limited, err = s.db.Timeline(ctx, roomID, after, upto, req.filter.timelineLimit()); err != nil {
+			return nil, false, err
+		}
 	}
 	tl := make([]storage.Event, 0, len(evs))
 	for _, e := range evs {
@@ -409,6 +430,7 @@ func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, roomID st
 	// State between since (or the room's start) and the timeline's start.
 	if fresh || limited {
 		var startSnap int64
+		var err error
 		if len(evs) > 0 {
 			startSnap = evs[0].SnapBefore
 		} else if startSnap, err = s.db.SnapshotAt(ctx, roomID, upto); err != nil {
@@ -429,9 +451,12 @@ func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, roomID st
 		jr.Ephemeral.Events = append(jr.Ephemeral.Events, map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": users}})
 		has = true
 	}
-	receipts, err := s.db.ReceiptsBetween(ctx, roomID, after, upto)
-	if err != nil {
-		return nil, false, err
+	var receipts []storage.Receipt
+	if !quiet {
+		var err error
+		if receipts, err = s.db.ReceiptsBetween(ctx, roomID, after, upto); err != nil {
+			return nil, false, err
+		}
 	}
 	if len(receipts) > 0 {
 		jr.Ephemeral.Events = append(jr.Ephemeral.Events, map[string]any{"type": "m.receipt", "content": receiptContent(receipts)})
@@ -579,17 +604,22 @@ func receiptContent(rs []storage.Receipt) map[string]any {
 // users who no longer share any room.
 func (s *Server) deviceListChanges(ctx context.Context, userID string, memberships []storage.RoomMembership, after, upto int64) (*deviceLists, error) {
 	dl := &deviceLists{Changed: []string{}, Left: []string{}}
-	changed, err := s.db.DeviceListChangesBetween(ctx, after, upto)
-	if err != nil {
-		return nil, err
-	}
 	// Rooms whose membership may have moved in the window: the ones we are
 	// in, and the ones we left in it.
 	var rooms []string
+	stale := after < s.notifier.LastFor(keyDeviceLists)
 	for _, m := range memberships {
 		if m.Membership == "join" || m.Pos > after {
 			rooms = append(rooms, m.RoomID)
+			stale = stale || after < s.notifier.LastFor(keyMembers(m.RoomID))
 		}
+	}
+	if !stale {
+		return dl, nil
+	}
+	changed, err := s.db.DeviceListChangesBetween(ctx, after, upto)
+	if err != nil {
+		return nil, err
 	}
 	memberEvs, err := s.db.MemberEventsInRooms(ctx, rooms, after, upto)
 	if err != nil {

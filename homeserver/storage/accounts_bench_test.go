@@ -15,7 +15,7 @@ import (
 func benchDB(b *testing.B, be storagetest.Backend) *DB {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db, err := Open(ctx, be.Open(b))
+	db, err := Open(ctx, be.Open(b), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,7 +16,7 @@ func forEachDB(t *testing.T, fn func(t *testing.T, db *DB)) {
 		t.Run(b.Name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			db, err := Open(ctx, b.Open(t))
+			db, err := Open(ctx, b.Open(t), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -94,6 +94,7 @@ func (db *DB) UpdateAccountData(ctx context.Context, userID, roomID, evType stri
 		if pos, err = tx.nextPos(ctx); err != nil {
 			return err
 		}
+		tx.touch(userID, KeyAccountData(userID))
 		_, err = tx.exec(ctx, `INSERT INTO account_data (user_id, room_id, type, content, pos) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, pos = excluded.pos`,
 			userID, roomID, evType, string(content), pos)

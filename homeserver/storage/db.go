@@ -32,16 +32,20 @@ type DB struct {
 	closed   chan struct{}
 	loopDone chan struct{}
 	closeMu  sync.Once
+	onCommit OnCommit
 }
 
 // Open connects to dsn and applies pending migrations. A dsn starting with
 // "postgres://" or "postgresql://" selects PostgreSQL; anything else is a
 // SQLite file path, optionally prefixed "sqlite:" or "file:".
-func Open(ctx context.Context, dsn string) (*DB, error) {
+//
+// onCommit, if not nil, is called from the writer goroutine after every
+// commit (see notify.go); it must not block for long.
+func Open(ctx context.Context, dsn string, onCommit OnCommit) (*DB, error) {
 	if dsn == "" {
 		return nil, ErrNoDatabase
 	}
-	db := &DB{}
+	db := &DB{onCommit: onCommit}
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		db.dialect = postgres
 		sqlDB, err := sql.Open("pgx", dsn)
@@ -123,6 +127,9 @@ type Tx struct {
 	db *DB
 	// missed lists statements to prepare once the transaction is over.
 	missed []string
+	// maxPos and keys are what the running write allocated and touched.
+	maxPos int64
+	keys   []string
 }
 
 // nextPos allocates the next position of the one stream that orders
@@ -134,6 +141,7 @@ func (tx *Tx) nextPos(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("storage: allocate stream position: %w", err)
 	}
+	tx.maxPos = max(tx.maxPos, pos)
 	return pos, nil
 }
 

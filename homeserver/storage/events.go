@@ -306,6 +306,10 @@ func (tx *Tx) AppendEvent(ctx context.Context, ne NewEvent) (int64, error) {
 		e.SnapBefore, e.SnapAfter, extra, nullString(e.TxnDevice), nullString(e.TxnID)); err != nil {
 		return 0, fmt.Errorf("storage: insert event: %w", err)
 	}
+	tx.touch(e.RoomID)
+	if e.Type == "m.room.member" && e.StateKey != nil {
+		tx.touch(*e.StateKey, KeyMembers(e.RoomID))
+	}
 	ext, _ := json.Marshal([]string{e.EventID})
 	if _, err := tx.exec(ctx, `UPDATE rooms SET extremities = $1, depth = $2, current_snapshot = $3 WHERE room_id = $4`,
 		string(ext), e.Depth, e.SnapAfter, e.RoomID); err != nil {

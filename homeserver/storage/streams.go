@@ -23,6 +23,7 @@ func (db *DB) PutAccountData(ctx context.Context, userID, roomID, evType string,
 		if pos, err = tx.nextPos(ctx); err != nil {
 			return err
 		}
+		tx.touch(userID, KeyAccountData(userID))
 		_, err = tx.exec(ctx, `INSERT INTO account_data (user_id, room_id, type, content, pos) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, pos = excluded.pos`,
 			userID, roomID, evType, string(content), pos)
@@ -89,6 +90,7 @@ func (db *DB) PutReceipt(ctx context.Context, r Receipt) (int64, error) {
 		if pos, err = tx.nextPos(ctx); err != nil {
 			return err
 		}
+		tx.touch(r.RoomID)
 		_, err = tx.exec(ctx, `INSERT INTO receipts (room_id, user_id, type, thread_id, event_id, ts, pos) VALUES ($1, $2, $3, $4, $5, $6, $7)
 			ON CONFLICT (room_id, user_id, type, thread_id) DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts, pos = excluded.pos`,
 			r.RoomID, r.UserID, r.Type, r.ThreadID, r.EventID, r.TS, pos)
@@ -150,6 +152,7 @@ func (db *DB) PutToDevice(ctx context.Context, msgs []ToDevice) (int64, error) {
 				if err != nil {
 					return err
 				}
+				tx.touch(m.UserID, KeyToDevice(m.UserID))
 				if _, err := tx.exec(ctx, `INSERT INTO to_device (pos, user_id, device_id, sender, type, content) VALUES ($1, $2, $3, $4, $5, $6)`,
 					pos, m.UserID, dev, m.Sender, m.Type, string(m.Content)); err != nil {
 					return fmt.Errorf("storage: to-device: %w", err)

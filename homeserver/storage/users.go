@@ -152,7 +152,8 @@ func (tx *Tx) addDeviceListChange(ctx context.Context, userID string) error {
 	if _, err := tx.exec(ctx, `INSERT INTO device_list_changes (pos, user_id) VALUES ($1, $2)`, pos, userID); err != nil {
 		return fmt.Errorf("storage: device list change: %w", err)
 	}
-	return nil
+	tx.touch(userID, KeyDeviceLists)
+	return tx.touchUserRooms(ctx, userID)
 }
 
 func scanStrings(rows *sql.Rows) ([]string, error) {

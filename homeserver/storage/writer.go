@@ -105,7 +105,13 @@ func (db *DB) runBatch(batch []*writeReq) {
 	tx := &Tx{tx: sqlTx, db: db}
 	single := len(batch) == 1
 	committed := 0
+	type touched struct {
+		pos  int64
+		keys []string
+	}
+	notes := make([]touched, len(batch))
 	for i, r := range batch {
+		tx.maxPos, tx.keys = 0, nil
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
 			continue
@@ -129,6 +135,7 @@ func (db *DB) runBatch(batch []*writeReq) {
 			}
 		} else {
 			committed++
+			notes[i] = touched{tx.maxPos, tx.keys}
 		}
 		if !single {
 			if _, err := sqlTx.ExecContext(ctx, "RELEASE SAVEPOINT write"); err != nil {
@@ -146,6 +153,13 @@ func (db *DB) runBatch(batch []*writeReq) {
 	if err := sqlTx.Commit(); err != nil {
 		failAll(fmt.Errorf("storage: commit: %w", err))
 		return
+	}
+	if db.onCommit != nil {
+		for i, n := range notes {
+			if results[i] == nil && n.pos > 0 {
+				db.onCommit(n.pos, n.keys)
+			}
+		}
 	}
 	if len(tx.missed) > 0 {
 		db.w.prepareAll(ctx, tx.missed)

@@ -18,7 +18,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 	for _, b := range storagetest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
-			db, err := storage.Open(ctx, b.Open(t))
+			db, err := storage.Open(ctx, b.Open(t), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
