@@ -86,6 +86,9 @@ type ListenerConfig struct {
 type MetricsConfig struct {
 	// Listen is host:port. Default "127.0.0.1:9090"; empty turns it off.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's /debug/pprof/ profiles on the metrics listener.
+	// Default false: profiles reveal internals, keep the listener private.
+	Pprof bool `yaml:"pprof"`
 }
 
 // TURNConfig configures the TURN relay (RFC 8656) and the TURN REST

@@ -106,6 +106,7 @@ func options() []option {
 		{flag: "media-tcp-port", key: "sfu.tcp_listen", help: "SFU ICE-TCP port", set: port(func(c *Config) *string { return &c.SFU.TCPListen })},
 		{flag: "media-udp-listen", key: "sfu.udp_listen", help: "SFU media UDP host:port", set: str(func(c *Config) *string { return &c.SFU.UDPListen })},
 		{flag: "media-tcp-listen", key: "sfu.tcp_listen", help: "SFU ICE-TCP host:port; empty turns it off", set: str(func(c *Config) *string { return &c.SFU.TCPListen })},
+		{flag: "pprof", key: "metrics.pprof", isBool: true, help: "serve /debug/pprof/ on the metrics listener", set: boolean(func(c *Config) *bool { return &c.Metrics.Pprof })},
 		{flag: "rate-limit", key: "limits.rate_limit.disabled", isBool: true, help: "apply request rate limits (false for load tests)", set: func(c *Config, v string) error {
 			b, err := strconv.ParseBool(v)
 			if err != nil {

@@ -83,6 +83,8 @@ metrics:
   # Prometheus /metrics plus /health and /ready. Use ":9090" to scrape it
   # from another machine or container. Empty turns it off.
   listen: "127.0.0.1:9090"
+  # Go profiles at /debug/pprof/ on this listener (for debugging only).
+  pprof: false
 
 turn:
   enabled: true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -111,9 +112,16 @@ func (r *readiness) operatorRoutes(mux *http.ServeMux) {
 
 // metricsHandler serves /metrics, /health and /ready on the metrics
 // listener.
-func metricsHandler(reg *prometheus.Registry, r *readiness) http.Handler {
+func metricsHandler(reg *prometheus.Registry, r *readiness, pprofOn bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	r.operatorRoutes(mux)
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }

@@ -112,7 +112,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	if socks.metrics != nil {
 		servers = append(servers, served{
 			name: "metrics", ln: socks.metrics,
-			srv: newHTTPServer(metricsHandler(reg, rd), log),
+			srv: newHTTPServer(metricsHandler(reg, rd, cfg.Metrics.Pprof), log),
 		})
 	}
 
