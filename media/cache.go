@@ -17,6 +17,9 @@ type PacketMeta struct {
 	Keyframe bool
 	// VP8 is the parsed descriptor when the codec is VP8.
 	VP8 VP8Descriptor
+	// Width and Height are the frame size a key frame announces (VP8 key
+	// frame header, H.264 SPS), zero when the packet does not say.
+	Width, Height uint16
 	// HasAudioLevel, AudioLevel and Voice carry the RFC 6464 extension.
 	HasAudioLevel bool
 	AudioLevel    uint8

@@ -2,6 +2,7 @@ package media
 
 import (
 	"bytes"
+	"encoding/hex"
 	"testing"
 
 	"github.com/pion/rtcp"
@@ -55,11 +56,18 @@ func FuzzKeyframe(f *testing.F) {
 	f.Add([]byte{0x7c, 0x85, 1})
 	f.Add([]byte{0xa8, 0x81, 0x01, 0x00})
 	f.Add([]byte{0x08})
+	for _, sps := range spsFixtures {
+		b, _ := hex.DecodeString(sps.hex)
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for c := CodecOther; c <= CodecAV1; c++ {
 			IsKeyframe(c, b)
 		}
 		_, _, _ = ParseAudioLevel(b)
+		if w, h, ok := H264PayloadSize(b); ok && (w == 0 || h == 0) {
+			t.Fatalf("H.264 size %dx%d reported valid", w, h)
+		}
 	})
 }
 

@@ -52,7 +52,8 @@ type upLayer struct {
 	upNack *media.Throttle
 	// lastPacket is when the layer last received a packet, unix ns.
 	lastPacket atomic.Int64
-	// width and height are the frame size from the last key frame (VP8).
+	// width and height are the frame size from the last key frame that
+	// announced one (VP8 key frame header, H.264 SPS); zero if unknown.
 	width, height atomic.Int32
 }
 
@@ -198,9 +199,9 @@ func (u *upTrack) readLoop(l *upLayer, ext extIDs) {
 		if len(payload) > 0 {
 			l.rate.Add(n, now)
 		}
-		if meta.VP8.Width > 0 {
-			l.width.Store(int32(meta.VP8.Width))
-			l.height.Store(int32(meta.VP8.Height))
+		if meta.Width > 0 {
+			l.width.Store(int32(meta.Width))
+			l.height.Store(int32(meta.Height))
 		}
 		if meta.HasAudioLevel && u.level != nil {
 			u.level.Observe(meta.AudioLevel)
@@ -251,8 +252,14 @@ func parsePacket(pkt []byte, hdr *rtp.Header, meta *media.PacketMeta, codec medi
 			return nil, false
 		}
 		meta.Keyframe = meta.VP8.Keyframe
+		meta.Width, meta.Height = meta.VP8.Width, meta.VP8.Height
 	case codec.IsVideo():
 		meta.Keyframe = media.IsKeyframe(codec, payload)
+		if meta.Keyframe && codec == media.CodecH264 {
+			if w, h, ok := media.H264PayloadSize(payload); ok {
+				meta.Width, meta.Height = w, h
+			}
+		}
 	default:
 		// Every audio packet is a place a receiver can start from.
 		meta.Keyframe = true
