@@ -3,6 +3,27 @@
 // simulcast layer choice, on pion/webrtc.
 //
 // It is signalling-agnostic: it takes and returns SDP, ICE candidates and
-// plain Go values, so that Matrix signalling and other protocols are adapters
-// over one core. It imports only the media package of Switchboard.
+// plain Go values, so that Matrix signalling (MSC3401/MSC3898) and other
+// protocols are adapters over one core. It imports only the media package
+// of Switchboard.
+//
+// Life of a participant: the signalling layer calls SFU.Join with the
+// client's offer and a Handler and sends back the answer; client candidates
+// go to Participant.AddICECandidate, server candidates come out of
+// Handler.OnICECandidate. Once connected, the SFU offers the client the
+// tracks it receives (Handler.OnOffer, answered with HandleAnswer) and
+// describes them with Handler.OnTracks; the client renegotiates with
+// HandleOffer (new or removed tracks, ICE restart), chooses what to receive
+// with UpdateSubscriptions, and exchanges data channel messages with
+// SendData and Handler.OnDataMessage. Close, an ICE failure or SFU.Close
+// end it; Handler.OnClose says why.
+//
+// Media path: each received RTP stream (a track, or one simulcast layer of
+// it) has a reader goroutine that parses each packet once, keeps it in a
+// bounded cache and queues a reference to every subscriber that wants that
+// layer. Each subscriber has one send goroutine with a bounded queue (full
+// means drop, never wait) that picks the layer, rewrites SSRC, sequence
+// number, timestamp and VP8 picture ID, stamps a transport-wide sequence
+// number and writes; the same goroutine answers NACKs from the cache. A
+// ticker per conference runs speaker detection and bandwidth allocation.
 package sfu

@@ -413,6 +413,12 @@ func TestAdvertisedIP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, _, err := s.Join(context.Background(), "nat", "x", "v=0 garbage", Handler{}); !errors.Is(err, ErrInvalidSDP) {
+		t.Errorf("garbage offer: %v, want ErrInvalidSDP", err)
+	}
+	if st := s.Stats(); st.Conferences != 0 || st.Participants != 0 {
+		t.Errorf("a failed join left %+v behind", st)
+	}
 	p, answer, err := s.Join(context.Background(), "nat", "a", offer.SDP, Handler{})
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -45,9 +44,8 @@ func New(cfg Config) (*SFU, error) {
 	if err != nil {
 		return nil, err
 	}
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
 	s := &SFU{cfg: cfg, log: cfg.Logger.With("component", "sfu"), m: m, conferences: make(map[string]*Conference)}
+	lf := pionLogs{log: s.log}
 
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	// mDNS would send multicast queries and hide nothing on a server.
@@ -107,6 +105,30 @@ func New(cfg Config) (*SFU, error) {
 }
 
 func (s *SFU) now() int64 { return s.cfg.Now().UnixNano() }
+
+// Stats is a snapshot of what the SFU holds, for readiness and load
+// reporting.
+type Stats struct {
+	Conferences, Participants, Tracks int
+}
+
+// Stats counts conferences, participants and published tracks.
+func (s *SFU) Stats() Stats {
+	s.mu.Lock()
+	confs := make([]*Conference, 0, len(s.conferences))
+	for _, c := range s.conferences {
+		confs = append(confs, c)
+	}
+	s.mu.Unlock()
+	st := Stats{Conferences: len(confs)}
+	for _, c := range confs {
+		c.mu.Lock()
+		st.Participants += len(c.participants)
+		st.Tracks += len(c.tracks)
+		c.mu.Unlock()
+	}
+	return st
+}
 
 // ICEServers returns the STUN/TURN servers to hand to clients.
 func (s *SFU) ICEServers() []webrtc.ICEServer {

@@ -86,6 +86,9 @@ func TestConferenceForwarding(t *testing.T) {
 			return len(clients[rx].tracks) == 2
 		})
 	}
+	if st := s.Stats(); st != (Stats{Conferences: 1, Participants: 2, Tracks: 4}) {
+		t.Errorf("stats after carol left: %+v", st)
+	}
 	// Alice and Bob still hear each other.
 	before := clients["alice"].track("bob-audio").packets.Load()
 	waitFor(t, "alice still receiving bob", func() bool {
