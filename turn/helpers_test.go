@@ -168,8 +168,10 @@ type rawClient struct {
 
 func dialRaw(t *testing.T, h *harness, tcp bool, username, password string) *rawClient {
 	t.Helper()
-	var c net.Conn
-	var err error
+	var (
+		c   net.Conn
+		err error
+	)
 	if tcp {
 		c, err = net.Dial("tcp4", h.tcpAddr.String())
 	} else {
@@ -178,6 +180,12 @@ func dialRaw(t *testing.T, h *harness, tcp bool, username, password string) *raw
 	if err != nil {
 		t.Fatal(err)
 	}
+	return wrapRaw(t, c, tcp, username, password)
+}
+
+// wrapRaw makes a rawClient of an established connection.
+func wrapRaw(t *testing.T, c net.Conn, tcp bool, username, password string) *rawClient {
+	t.Helper()
 	rc := &rawClient{
 		t: t, conn: c, tcp: tcp, username: username, password: password, realm: testRealm,
 		responses: make(chan *stun.Message, 64), data: make(chan []byte, 1024),
@@ -488,3 +496,5 @@ func checkLeaks(t *testing.T) {
 }
 
 func netipZero() netip.AddrPort { return netip.AddrPort{} }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

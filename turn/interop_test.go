@@ -2,6 +2,7 @@ package turn
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os/exec"
@@ -176,5 +177,31 @@ func TestCoturnDefaultTTLRefused(t *testing.T) {
 	}
 	if h.srv.AllocationCount() != 0 {
 		t.Fatal("allocation created with refused credentials")
+	}
+}
+
+// TestCoturnInteropTLS: turnutils_uclient over TLS (-S) to a TLS listener,
+// as on port 5349.
+func TestCoturnInteropTLS(t *testing.T) {
+	checkLeaks(t)
+	ln, err := tls.Listen("tcp4", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := baseConfig()
+	cfg.Logger = discardLogger()
+	cfg.MaxTTL = 25 * time.Hour
+	cfg.UserQuota = 100
+	srv, err := New(cfg, nil, []net.Listener{ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	peerPort := startCoturnPeer(t)
+	r := runUclient(t, "-t", "-S", "-W", testSecret, "-u", "interop", "-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
+		"-m", "5", "-n", "200", "-l", "200", "-z", "5", "-c", "-p", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), "127.0.0.1")
+	t.Logf("tls: sent %d received %d lost %d mean rtt %.3f ms", r.sent, r.received, r.lost, r.rttMs)
+	if r.sent != 5*200 || r.received != r.sent || r.lost != 0 {
+		t.Fatalf("loss over TLS: sent %d received %d lost %d\n%s", r.sent, r.received, r.lost, tail(r.output, 3000))
 	}
 }
