@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -75,6 +76,10 @@ func (w *roomWriter) pdu(ctx context.Context, eventID string) (gomatrixserverlib
 	if p, ok := w.pdus[eventID]; ok {
 		return p, nil
 	}
+	if p := w.s.statePDUs.get(eventID); p != nil {
+		w.pdus[eventID] = p
+		return p, nil
+	}
 	e, err := w.tx.Event(ctx, eventID)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", eventID, err)
@@ -84,7 +89,40 @@ func (w *roomWriter) pdu(ctx context.Context, eventID string) (gomatrixserverlib
 		return nil, fmt.Errorf("parse %s: %w", eventID, err)
 	}
 	w.pdus[eventID] = p
+	if e.StateKey != nil && e.RedactedBy == "" {
+		w.s.statePDUs.put(eventID, p)
+	}
 	return p, nil
+}
+
+// pduCache keeps parsed state events, which auth checks read again and
+// again. It is cleared when full; redaction drops the entry.
+type pduCache struct {
+	mu sync.Mutex // guards m
+	m  map[string]gomatrixserverlib.PDU
+}
+
+const pduCacheSize = 8192
+
+func (c *pduCache) get(id string) gomatrixserverlib.PDU {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[id]
+}
+
+func (c *pduCache) put(id string, p gomatrixserverlib.PDU) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= pduCacheSize {
+		c.m = make(map[string]gomatrixserverlib.PDU)
+	}
+	c.m[id] = p
+}
+
+func (c *pduCache) drop(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
 }
 
 // authEvents returns the current state events that auth rules consult for

@@ -56,6 +56,7 @@ func (w *roomWriter) redactTarget(ctx context.Context, targetID, redactionID str
 		return err
 	}
 	delete(w.pdus, targetID)
+	w.s.statePDUs.drop(targetID)
 	return w.tx.Redact(ctx, targetID, redacted, redactionID)
 }
 

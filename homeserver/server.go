@@ -28,7 +28,9 @@ type Server struct {
 	notifier Notifier
 	typing   *typingTracker
 	inbox    serviceInbox
-	metrics  *metrics
+	// statePDUs caches parsed state events for auth checks.
+	statePDUs pduCache
+	metrics   *metrics
 
 	sendLimit  *limiter
 	loginLimit *limiter

@@ -33,6 +33,8 @@ type DB struct {
 	loopDone chan struct{}
 	closeMu  sync.Once
 	onCommit OnCommit
+
+	snapshots snapshotCache
 }
 
 // Open connects to dsn and applies pending migrations. A dsn starting with

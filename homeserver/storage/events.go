@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // StateKey names one piece of room state.
@@ -207,14 +208,45 @@ func (db *DB) Room(ctx context.Context, roomID string) (Room, error) {
 	return getRoom(ctx, db.r, roomID)
 }
 
-// Snapshot loads a state snapshot (0 is the empty state).
+// Snapshot loads a state snapshot (0 is the empty state). Snapshots never
+// change once written, so they are cached; callers must not modify the
+// map they get.
 func (tx *Tx) Snapshot(ctx context.Context, id int64) (StateMap, error) {
-	return getSnapshot(ctx, tx, id)
+	return tx.db.snapshots.get(id, func() (StateMap, error) { return getSnapshot(ctx, tx, id) })
 }
 
-// Snapshot loads a state snapshot (0 is the empty state).
+// Snapshot loads a state snapshot (0 is the empty state); see Tx.Snapshot.
 func (db *DB) Snapshot(ctx context.Context, id int64) (StateMap, error) {
-	return getSnapshot(ctx, db.r, id)
+	return db.snapshots.get(id, func() (StateMap, error) { return getSnapshot(ctx, db.r, id) })
+}
+
+// snapshotCache keeps recently used snapshots. It is cleared when full:
+// simpler than an LRU, and a room's current snapshot is back after one miss.
+type snapshotCache struct {
+	mu sync.Mutex // guards m
+	m  map[int64]StateMap
+}
+
+const snapshotCacheSize = 2048
+
+func (c *snapshotCache) get(id int64, load func() (StateMap, error)) (StateMap, error) {
+	c.mu.Lock()
+	s, ok := c.m[id]
+	c.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	s, err := load()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= snapshotCacheSize {
+		c.m = make(map[int64]StateMap)
+	}
+	c.m[id] = s
+	c.mu.Unlock()
+	return s, nil
 }
 
 // Events loads events by ID, in no particular order; unknown IDs are absent.
