@@ -45,3 +45,6 @@ var ErrWrongRealm = errors.New("turn: wrong realm")
 // errBadFrame means a TCP/TLS client sent bytes that are neither STUN nor
 // ChannelData, or a frame too long; the connection is closed.
 var errBadFrame = errors.New("turn: stream does not carry TURN frames")
+
+// ErrClosed means the server is closing and opens no more relay sockets.
+var ErrClosed = errors.New("turn: server closed")

@@ -131,10 +131,19 @@ func (g *relayGen) ports(requested int, try func(port uint16) error) error {
 }
 
 func (g *relayGen) newState(user string, transport int, port uint16) (*allocState, error) {
-	if !g.s.quotas.acquire(user) {
-		return nil, ErrQuota
+	// Count the socket before Close can start waiting for sockets, and
+	// refuse new ones once it has.
+	g.s.connMu.Lock()
+	if g.s.closed {
+		g.s.connMu.Unlock()
+		return nil, ErrClosed
 	}
 	g.s.active.Add(1)
+	g.s.connMu.Unlock()
+	if !g.s.quotas.acquire(user) {
+		g.s.active.Done()
+		return nil, ErrQuota
+	}
 	g.s.metrics.allocations.Inc()
 	now := g.s.cfg.Now()
 	rate := float64(g.s.cfg.BandwidthBytesPerSec)
