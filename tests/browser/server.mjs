@@ -1,0 +1,227 @@
+// Helpers for the browser tests: build and start a real switchboard binary
+// (`serve --dev`, every listener on 127.0.0.1 port 0, found through
+// --addr-file), serve the bundled test page from a tiny static HTTP server,
+// read the server's Prometheus metrics, and poll with deadlines.
+
+import { spawn, execFile } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const execFileP = promisify(execFile);
+
+/** The repository root (tests/browser/../..). */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** Polls fn until it returns a truthy value, or throws after ms. */
+export async function waitUntil(what, ms, fn, everyMs = 100) {
+    const deadline = Date.now() + ms;
+    for (;;) {
+        const v = await fn();
+        if (v) return v;
+        if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, everyMs));
+    }
+}
+
+/**
+ * Builds cmd/switchboard into a fresh temporary directory and returns the
+ * binary's path and the directory (for removal). SWITCHBOARD_BIN, when set,
+ * names a prebuilt binary to use instead.
+ */
+export async function buildSwitchboard() {
+    if (process.env.SWITCHBOARD_BIN) {
+        return { bin: path.resolve(process.env.SWITCHBOARD_BIN), dir: undefined };
+    }
+    const dir = await mkdtemp(path.join(tmpdir(), "switchboard-browser-bin-"));
+    const bin = path.join(dir, "switchboard");
+    try {
+        await execFileP("go", ["build", "-o", bin, "./cmd/switchboard"], {
+            cwd: repoRoot,
+            maxBuffer: 16 << 20,
+            timeout: 5 * 60 * 1000,
+        });
+    } catch (err) {
+        await rm(dir, { recursive: true, force: true });
+        throw new Error(`go build ./cmd/switchboard failed: ${err.message}\n${err.stderr ?? ""}`);
+    }
+    return { bin, dir };
+}
+
+/** A running switchboard process started by startSwitchboard. */
+export class Switchboard {
+    constructor(proc, work, addrs, logChunks) {
+        this.proc = proc;
+        this.work = work;
+        this.addrs = addrs;
+        this.baseUrl = `http://${addrs.client}`;
+        this.logChunks = logChunks;
+        this.exited = new Promise((resolve) => {
+            if (proc.exitCode !== null || proc.signalCode !== null) resolve();
+            else proc.once("exit", () => resolve());
+        });
+    }
+
+    /** Everything the server wrote (stdout and stderr) so far. */
+    log() {
+        return Buffer.concat(this.logChunks).toString("utf8");
+    }
+
+    running() {
+        return this.proc.exitCode === null && this.proc.signalCode === null;
+    }
+
+    /**
+     * The server's Prometheus text exposition from --metrics-listen, parsed
+     * into a map from "name{labels}" to value.
+     */
+    async metrics() {
+        const res = await fetch(`http://${this.addrs.metrics}/metrics`);
+        if (!res.ok) throw new Error(`GET /metrics: HTTP ${res.status}`);
+        const out = new Map();
+        for (const line of (await res.text()).split("\n")) {
+            if (line === "" || line.startsWith("#")) continue;
+            const sp = line.lastIndexOf(" ");
+            out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
+        }
+        return out;
+    }
+
+    /** The sum of every series of the metric called name. */
+    async metricSum(name) {
+        let sum = 0;
+        for (const [k, v] of await this.metrics()) {
+            if (k === name || k.startsWith(`${name}{`)) sum += v;
+        }
+        return sum;
+    }
+
+    /** SIGTERM, SIGKILL after graceMs; removes the data directory. */
+    stop(graceMs = 15000) {
+        this.stopping ??= this.#stop(graceMs);
+        return this.stopping;
+    }
+
+    async #stop(graceMs) {
+        if (this.running()) {
+            this.proc.kill("SIGTERM");
+            let timer;
+            const deadline = new Promise((resolve) => {
+                timer = setTimeout(() => {
+                    if (this.running()) this.proc.kill("SIGKILL");
+                    resolve();
+                }, graceMs);
+            });
+            await Promise.race([this.exited, deadline]);
+            clearTimeout(timer);
+            await this.exited;
+        }
+        await rm(this.work, { recursive: true, force: true });
+    }
+}
+
+/**
+ * Starts `bin serve --dev` with every listener on 127.0.0.1 port 0 and a
+ * fresh data directory, plus extraArgs, and waits (up to startMs) for
+ * --addr-file.
+ */
+export async function startSwitchboard(bin, { startMs = 60000, extraArgs = [] } = {}) {
+    const work = await mkdtemp(path.join(tmpdir(), "switchboard-browser-data-"));
+    const addrFile = path.join(work, "addrs.json");
+    const args = [
+        "serve",
+        "--dev",
+        "--data-dir", path.join(work, "data"),
+        "--addr-file", addrFile,
+        "--client-listen", "127.0.0.1:0",
+        "--federation-listen", "127.0.0.1:0",
+        "--metrics-listen", "127.0.0.1:0",
+        "--turn-listen", "127.0.0.1:0",
+        "--turn-tls-listen", "127.0.0.1:0",
+        "--media-port", "0",
+        "--media-tcp-port", "0",
+        "--log-level", "debug",
+        ...extraArgs,
+    ];
+    // cwd is the scratch directory so nothing lands in the repository.
+    const proc = spawn(bin, args, { cwd: work, stdio: ["ignore", "pipe", "pipe"] });
+    const logChunks = [];
+    proc.stdout.on("data", (b) => logChunks.push(b));
+    proc.stderr.on("data", (b) => logChunks.push(b));
+    let spawnError;
+    proc.once("error", (err) => {
+        spawnError = err;
+    });
+    let addrs;
+    try {
+        addrs = await waitUntil("switchboard --addr-file", startMs, async () => {
+            if (spawnError) throw spawnError;
+            if (proc.exitCode !== null || proc.signalCode !== null) {
+                throw new Error(`switchboard exited early (code ${proc.exitCode}, signal ${proc.signalCode})`);
+            }
+            try {
+                return JSON.parse(await readFile(addrFile, "utf8"));
+            } catch {
+                return undefined; // not written yet (written atomically by rename)
+            }
+        }, 50);
+        for (const k of ["client", "metrics", "turn_udp", "turn_tcp"]) {
+            if (!addrs[k]) throw new Error(`--addr-file has no ${k} address: ${JSON.stringify(addrs)}`);
+        }
+    } catch (err) {
+        if (proc.exitCode === null && proc.signalCode === null) {
+            const exited = new Promise((resolve) => proc.once("exit", resolve));
+            proc.kill("SIGKILL");
+            await exited;
+        }
+        await rm(work, { recursive: true, force: true });
+        err.message += `\n--- switchboard log ---\n${Buffer.concat(logChunks).toString("utf8")}`;
+        throw err;
+    }
+    return new Switchboard(proc, work, addrs, logChunks);
+}
+
+const contentTypes = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".map": "application/json",
+};
+
+/**
+ * Serves the files named in files (URL path → absolute file path) on
+ * 127.0.0.1 port 0. Returns { url, close }.
+ */
+export async function startStaticServer(files) {
+    const srv = createServer(async (req, res) => {
+        const file = files[new URL(req.url, "http://x").pathname];
+        if (req.method !== "GET" || !file) {
+            res.writeHead(404).end();
+            return;
+        }
+        try {
+            const body = await readFile(file);
+            res.writeHead(200, {
+                "content-type": contentTypes[path.extname(file)] ?? "application/octet-stream",
+                "cache-control": "no-store",
+            });
+            res.end(body);
+        } catch (err) {
+            res.writeHead(500).end(String(err));
+        }
+    });
+    await new Promise((resolve, reject) => {
+        srv.once("error", reject);
+        srv.listen(0, "127.0.0.1", resolve);
+    });
+    const { port } = srv.address();
+    return {
+        url: `http://127.0.0.1:${port}`,
+        close: () => new Promise((resolve) => {
+            srv.closeAllConnections();
+            srv.close(() => resolve());
+        }),
+    };
+}
