@@ -1,8 +1,6 @@
 package homeserver
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,29 +9,6 @@ import (
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
 )
-
-// rawRequest sends a request with a literal body and returns status and
-// decoded error body.
-func rawRequest(t *testing.T, method, url, token, body string) (int, map[string]any) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	_ = json.Unmarshal(b, &out)
-	return resp.StatusCode, out
-}
 
 func TestBadInputChangesNothing(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b storagetest.Backend) {
@@ -48,7 +23,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		send := ts.URL + "/_matrix/client/v3/rooms/" + string(room.RoomID) + "/send/m.room.message/"
+		send := "/_matrix/client/v3/rooms/" + string(room.RoomID) + "/send/m.room.message/"
 		big := `{"body":"` + strings.Repeat("x", 70000) + `"}`
 		for _, tc := range []struct {
 			name, method, url, token, body string
@@ -65,20 +40,20 @@ func TestBadInputChangesNothing(t *testing.T) {
 			{"unknown token", "PUT", send + "t8", "nope", `{"body":"x"}`, 401, "M_UNKNOWN_TOKEN"},
 			{"missing token", "PUT", send + "t9", "", `{"body":"x"}`, 401, "M_MISSING_TOKEN"},
 			{"not a member", "PUT", send + "t10", mallory.AccessToken, `{"body":"x"}`, 403, "M_FORBIDDEN"},
-			{"state without power", "PUT", ts.URL + "/_matrix/client/v3/rooms/" + string(room.RoomID) + "/state/m.room.name/", mallory.AccessToken, `{"name":"pwned"}`, 403, "M_FORBIDDEN"},
-			{"unknown room", "PUT", ts.URL + "/_matrix/client/v3/rooms/!nope:test.local/send/m.room.message/t11", alice.AccessToken, `{"body":"x"}`, 403, "M_FORBIDDEN"},
-			{"bad login json", "POST", ts.URL + "/_matrix/client/v3/login", "", `{`, 400, "M_NOT_JSON"},
-			{"unknown endpoint", "GET", ts.URL + "/_matrix/client/v3/nothing-here", alice.AccessToken, ``, 404, "M_UNRECOGNIZED"},
-			{"bad since", "GET", ts.URL + "/_matrix/client/v3/sync?since=garbage", alice.AccessToken, ``, 400, "M_INVALID_PARAM"},
-			{"bad room version", "POST", ts.URL + "/_matrix/client/v3/createRoom", alice.AccessToken, `{"room_version":"999"}`, 400, "M_UNSUPPORTED_ROOM_VERSION"},
+			{"state without power", "PUT", "/_matrix/client/v3/rooms/" + string(room.RoomID) + "/state/m.room.name/", mallory.AccessToken, `{"name":"pwned"}`, 403, "M_FORBIDDEN"},
+			{"unknown room", "PUT", "/_matrix/client/v3/rooms/!nope:test.local/send/m.room.message/t11", alice.AccessToken, `{"body":"x"}`, 403, "M_FORBIDDEN"},
+			{"bad login json", "POST", "/_matrix/client/v3/login", "", `{`, 400, "M_NOT_JSON"},
+			{"unknown endpoint", "GET", "/_matrix/client/v3/nothing-here", alice.AccessToken, ``, 404, "M_UNRECOGNIZED"},
+			{"bad since", "GET", "/_matrix/client/v3/sync?since=garbage", alice.AccessToken, ``, 400, "M_INVALID_PARAM"},
+			{"bad room version", "POST", "/_matrix/client/v3/createRoom", alice.AccessToken, `{"room_version":"999"}`, 400, "M_UNSUPPORTED_ROOM_VERSION"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				status, body := rawRequest(t, tc.method, tc.url, tc.token, tc.body)
-				if status != tc.status || body["errcode"] != tc.errcode {
-					t.Fatalf("got %d %v, want %d %s", status, body, tc.status, tc.errcode)
+				r := ts.do(t, tc.method, tc.url, tc.token, tc.body)
+				if r.Status != tc.status || r.errcode() != tc.errcode {
+					t.Fatalf("got %d %s, want %d %s", r.Status, r.Raw, tc.status, tc.errcode)
 				}
-				if msg, _ := body["error"].(string); msg == "" {
-					t.Fatalf("no error message in %v", body)
+				if msg, _ := r.Body["error"].(string); msg == "" {
+					t.Fatalf("no error message in %s", r.Raw)
 				}
 			})
 		}
@@ -108,10 +83,10 @@ func TestRateLimits(t *testing.T) {
 	}
 	var limited map[string]any
 	for i := 0; i < 10 && limited == nil; i++ {
-		status, body := rawRequest(t, "PUT", ts.URL+"/_matrix/client/v3/rooms/"+string(room.RoomID)+"/send/m.room.message/r"+string(rune('a'+i)),
+		r := ts.do(t, "PUT", "/_matrix/client/v3/rooms/"+string(room.RoomID)+"/send/m.room.message/r"+string(rune('a'+i)),
 			alice.AccessToken, `{"body":"x"}`)
-		if status == http.StatusTooManyRequests {
-			limited = body
+		if r.Status == http.StatusTooManyRequests {
+			limited = r.Body
 		}
 	}
 	if limited == nil || limited["errcode"] != "M_LIMIT_EXCEEDED" {
@@ -123,8 +98,8 @@ func TestRateLimits(t *testing.T) {
 	// Logins from one address are limited too (register counts as one).
 	var loginStatus int
 	for i := 0; i < 5; i++ {
-		loginStatus, _ = rawRequest(t, "POST", ts.URL+"/_matrix/client/v3/login", "",
-			`{"type":"m.login.password","identifier":{"type":"m.id.user","user":"alice"},"password":"wrong"}`)
+		loginStatus = ts.do(t, "POST", "/_matrix/client/v3/login", "",
+			`{"type":"m.login.password","identifier":{"type":"m.id.user","user":"alice"},"password":"wrong"}`).Status
 		if loginStatus == http.StatusTooManyRequests {
 			break
 		}

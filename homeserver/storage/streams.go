@@ -17,22 +17,7 @@ type AccountData struct {
 
 // PutAccountData stores account data and returns its stream position.
 func (db *DB) PutAccountData(ctx context.Context, userID, roomID, evType string, content []byte) (int64, error) {
-	var pos int64
-	err := db.WriteTx(ctx, func(tx *Tx) error {
-		var err error
-		if pos, err = tx.nextPos(ctx); err != nil {
-			return err
-		}
-		tx.touch(userID, KeyAccountData(userID))
-		_, err = tx.exec(ctx, `INSERT INTO account_data (user_id, room_id, type, content, pos) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, pos = excluded.pos`,
-			userID, roomID, evType, string(content), pos)
-		if err != nil {
-			return fmt.Errorf("storage: account data: %w", err)
-		}
-		return nil
-	})
-	return pos, err
+	return db.UpdateAccountData(ctx, userID, roomID, evType, func([]byte) ([]byte, error) { return content, nil })
 }
 
 // GetAccountData returns one entry's content, or ErrNotFound.
