@@ -13,8 +13,10 @@ import (
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
-// sendEvent implements PUT /rooms/{roomId}/send/{eventType}/{txnId}.
-func (s *Server) sendEvent(c echo.Context) error {
+// clientSend is the common path of the endpoints that send an event:
+// rate limit, canonical content, membership, then the event pipeline.
+// ne.Sender and ne.Content are filled here.
+func (s *Server) clientSend(c echo.Context, ne newEvent, mustBeJoined bool) error {
 	d := device(c)
 	if err := s.sendLimit.allow(d.UserID); err != nil {
 		return err
@@ -23,32 +25,33 @@ func (s *Server) sendEvent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	evType := param(c, "type")
-	if evType == "" || len(evType) > 255 {
-		return errInvalidParam("invalid event type")
-	}
+	ne.Sender, ne.Content = d.UserID, content
 	roomID := param(c, "roomId")
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
-		return err
+	if mustBeJoined {
+		if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+			return err
+		}
 	}
-	id, err := s.sendEventTx(c.Request().Context(), roomID, newEvent{Sender: d.UserID, Type: evType, Content: content,
-		Txn: &txnInfo{DeviceID: d.DeviceID, TxnID: param(c, "txnId")}})
+	id, err := s.sendEventTx(c.Request().Context(), roomID, ne)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]string{"event_id": id})
 }
 
+// sendEvent implements PUT /rooms/{roomId}/send/{eventType}/{txnId}.
+func (s *Server) sendEvent(c echo.Context) error {
+	evType := param(c, "type")
+	if evType == "" || len(evType) > 255 {
+		return errInvalidParam("invalid event type")
+	}
+	return s.clientSend(c, newEvent{Type: evType, Txn: &txnInfo{DeviceID: device(c).DeviceID, TxnID: param(c, "txnId")}}, true)
+}
+
 // putState implements PUT /rooms/{roomId}/state/{eventType}/{stateKey}.
+// Membership changes go through the auth rules alone (one may join a
+// public room by setting one's own member event).
 func (s *Server) putState(c echo.Context) error {
-	d := device(c)
-	if err := s.sendLimit.allow(d.UserID); err != nil {
-		return err
-	}
-	content, err := readContent(c)
-	if err != nil {
-		return err
-	}
 	evType, key := param(c, "type"), param(c, "stateKey")
 	if evType == "" || len(evType) > 255 || len(key) > 255 {
 		return errInvalidParam("invalid event type or state key")
@@ -56,39 +59,13 @@ func (s *Server) putState(c echo.Context) error {
 	if evType == spec.MRoomCreate {
 		return errForbidden("m.room.create cannot be sent")
 	}
-	roomID := param(c, "roomId")
-	if evType != spec.MRoomMember {
-		if err := s.requireJoined(c, roomID, d.UserID); err != nil {
-			return err
-		}
-	}
-	id, err := s.sendEventTx(c.Request().Context(), roomID, newEvent{Sender: d.UserID, Type: evType, StateKey: &key, Content: content})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]string{"event_id": id})
+	return s.clientSend(c, newEvent{Type: evType, StateKey: &key}, evType != spec.MRoomMember)
 }
 
 // redactEvent implements PUT /rooms/{roomId}/redact/{eventId}/{txnId}.
 func (s *Server) redactEvent(c echo.Context) error {
-	d := device(c)
-	if err := s.sendLimit.allow(d.UserID); err != nil {
-		return err
-	}
-	content, err := readContent(c)
-	if err != nil {
-		return err
-	}
-	roomID := param(c, "roomId")
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
-		return err
-	}
-	id, err := s.sendEventTx(c.Request().Context(), roomID, newEvent{Sender: d.UserID, Type: spec.MRoomRedaction, Content: content,
-		Redacts: param(c, "eventId"), Txn: &txnInfo{DeviceID: d.DeviceID, TxnID: "redact:" + param(c, "txnId")}})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]string{"event_id": id})
+	return s.clientSend(c, newEvent{Type: spec.MRoomRedaction, Redacts: param(c, "eventId"),
+		Txn: &txnInfo{DeviceID: device(c).DeviceID, TxnID: "redact:" + param(c, "txnId")}}, true)
 }
 
 func (s *Server) getState(c echo.Context) error {
