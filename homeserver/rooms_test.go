@@ -226,3 +226,35 @@ func TestProfileChangeReachesRooms(t *testing.T) {
 		return false
 	})
 }
+
+func TestRedaction(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storagetest.Backend) {
+		ts := newTestServer(t, b)
+		ctx := testCtx(t)
+		alice, bob := ts.user(t, "alice"), ts.user(t, "bob")
+		room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+			t.Fatal(err)
+		}
+		mine, err := alice.SendMessageEvent(ctx, room.RoomID, event.EventMessage, map[string]any{"msgtype": "m.text", "body": "secret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Bob (power 0) may not redact Alice's event.
+		_, err = bob.RedactEvent(ctx, room.RoomID, mine.EventID)
+		assertErrCode(t, err, http.StatusForbidden, "M_FORBIDDEN")
+		if _, err := alice.RedactEvent(ctx, room.RoomID, mine.EventID, mautrix.ReqRedact{Reason: "oops"}); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := bob.GetEvent(ctx, room.RoomID, mine.EventID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ev.Content.Raw) != 0 || ev.Unsigned.RedactedBecause == nil {
+			t.Fatalf("redacted event still has content %v (redacted_because %v)", ev.Content.Raw, ev.Unsigned.RedactedBecause)
+		}
+	})
+}
