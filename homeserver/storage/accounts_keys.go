@@ -31,6 +31,7 @@ type KeyUpload struct {
 // one-time key ID already stored with other content fails with
 // ErrKeyConflict; a fallback key replaces the algorithm's previous one.
 func (db *DB) UploadKeys(ctx context.Context, userID, deviceID string, up KeyUpload) (map[string]int, error) {
+	db.caches.keysGen.Add(1)
 	var counts map[string]int
 	err := db.WriteTx(ctx, func(tx *Tx) error {
 		if up.DeviceKeys != nil {
@@ -130,6 +131,27 @@ func oneTimeKeyCounts(ctx context.Context, q querier, userID, deviceID string) (
 	return out, nil
 }
 
+// SyncKeyCounts returns OneTimeKeyCounts and UnusedFallbackKeyTypes
+// together, cached until keys are next uploaded, claimed or deleted: every
+// /sync response carries them. Callers must not modify the results.
+func (db *DB) SyncKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
+	key := userID + "\x00" + deviceID
+	if e, ok := db.caches.keyCount(key); ok {
+		return e.counts, e.fallback, nil
+	}
+	gen := db.caches.keysGen.Load()
+	counts, err := db.OneTimeKeyCounts(ctx, userID, deviceID)
+	if err != nil {
+		return nil, nil, err
+	}
+	fallback, err := db.UnusedFallbackKeyTypes(ctx, userID, deviceID)
+	if err != nil {
+		return nil, nil, err
+	}
+	db.caches.putKeyCount(key, keyCountEntry{gen: gen, counts: counts, fallback: fallback})
+	return counts, fallback, nil
+}
+
 // UnusedFallbackKeyTypes returns the algorithms for which a device has a
 // fallback key that nobody claimed yet (for /sync's
 // device_unused_fallback_key_types), sorted.
@@ -207,6 +229,7 @@ type ClaimedKey struct {
 // "One-time and fallback keys"). Claims with no key at all are left out of
 // the result.
 func (db *DB) ClaimKeys(ctx context.Context, claims []KeyClaim) ([]ClaimedKey, error) {
+	db.caches.keysGen.Add(1)
 	var out []ClaimedKey
 	err := db.WriteTx(ctx, func(tx *Tx) error {
 		out = out[:0]

@@ -58,6 +58,11 @@ func (db *DB) Filter(ctx context.Context, userID, filterID string) ([]byte, erro
 	if err != nil || id < 0 {
 		return nil, ErrNotFound
 	}
+	// Filters never change once created.
+	cacheKey := userID + "\x00" + filterID
+	if f, ok := db.caches.filter(cacheKey); ok {
+		return f, nil
+	}
 	var f string
 	err = db.r.QueryRowContext(ctx, `SELECT filter FROM filters WHERE filter_id = $1 AND user_id = $2`, id, userID).Scan(&f)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -66,5 +71,6 @@ func (db *DB) Filter(ctx context.Context, userID, filterID string) ([]byte, erro
 	if err != nil {
 		return nil, fmt.Errorf("storage: filter: %w", err)
 	}
+	db.caches.putFilter(cacheKey, []byte(f))
 	return []byte(f), nil
 }

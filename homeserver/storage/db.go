@@ -35,6 +35,7 @@ type DB struct {
 	onCommit OnCommit
 
 	snapshots snapshotCache
+	caches    readCaches
 }
 
 // Open connects to dsn and applies pending migrations. A dsn starting with

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // User is an account of this server.
@@ -64,6 +65,7 @@ func (db *DB) UserByID(ctx context.Context, userID string) (User, error) {
 
 // SetPassword replaces a user's password hash.
 func (db *DB) SetPassword(ctx context.Context, userID, hash string) error {
+	db.caches.tokenGen.Add(1)
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.exec(ctx, `UPDATE users SET password_hash = $1 WHERE user_id = $2`, hash, userID)
 		if err != nil {
@@ -77,6 +79,7 @@ func (db *DB) SetPassword(ctx context.Context, userID, hash string) error {
 // Re-using a device ID (login with device_id) replaces its token, as the
 // spec's login endpoint says, and keeps its keys.
 func (db *DB) CreateDevice(ctx context.Context, d Device, tokenHash string, nowMS int64) error {
+	db.caches.tokenGen.Add(1) // re-using a device ID replaces its token
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.exec(ctx, `INSERT INTO devices (user_id, device_id, display_name, token_hash, created_ts, last_seen_ts)
 			VALUES ($1, $2, $3, $4, $5, $5)
@@ -92,6 +95,11 @@ func (db *DB) CreateDevice(ctx context.Context, d Device, tokenHash string, nowM
 
 // DeviceByToken resolves an access token hash, or returns ErrNotFound.
 func (db *DB) DeviceByToken(ctx context.Context, tokenHash string) (Device, error) {
+	now := time.Now()
+	if d, ok := db.caches.token(tokenHash, now); ok {
+		return d, nil
+	}
+	gen := db.caches.tokenGen.Load()
 	var d Device
 	var name, ip sql.NullString
 	err := db.r.QueryRowContext(ctx, `SELECT d.user_id, d.device_id, d.display_name, d.last_seen_ts, d.last_seen_ip
@@ -105,12 +113,15 @@ func (db *DB) DeviceByToken(ctx context.Context, tokenHash string) (Device, erro
 		return Device{}, fmt.Errorf("storage: device by token: %w", err)
 	}
 	d.DisplayName, d.LastSeenIP = name.String, ip.String
+	db.caches.putToken(tokenHash, gen, d, now)
 	return d, nil
 }
 
 // DeleteDevices removes devices (all of the user's when deviceIDs is nil),
 // their keys and pending to-device messages.
 func (db *DB) DeleteDevices(ctx context.Context, userID string, deviceIDs []string) error {
+	db.caches.tokenGen.Add(1)
+	db.caches.keysGen.Add(1)
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		if deviceIDs == nil {
 			rows, err := tx.query(ctx, `SELECT device_id FROM devices WHERE user_id = $1`, userID)
