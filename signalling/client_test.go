@@ -46,6 +46,7 @@ type participant struct {
 	dc      *webrtc.DataChannel
 	level   uint8 // audio level sent (RFC 6464; 127 is silence)
 	noPong  atomic.Bool
+	hungUp  atomic.Bool // the focus may close the connection any time now
 	seq     atomic.Int64
 
 	negMu sync.Mutex // serialises applying server offers
@@ -265,6 +266,7 @@ func (p *participant) callFields() map[string]any {
 
 // hangup sends m.call.hangup and closes the connection.
 func (p *participant) hangup() {
+	p.hungUp.Store(true)
 	c := p.callFields()
 	c["reason"] = "user_hangup"
 	p.send(TypeHangup, c)
@@ -293,13 +295,13 @@ func (p *participant) syncLoop() {
 
 func (p *participant) onToDevice(typ string, raw json.RawMessage) {
 	var c struct {
-		CallID          string                `json:"call_id"`
-		SenderSessionID string                `json:"sender_session_id"`
-		Answer          sessionDescription    `json:"answer"`
-		Description     sessionDescription    `json:"description"`
-		Candidates      []candidate           `json:"candidates"`
-		Metadata        map[string]outStream  `json:"sdp_stream_metadata"`
-		Reason          string                `json:"reason"`
+		CallID          string               `json:"call_id"`
+		SenderSessionID string               `json:"sender_session_id"`
+		Answer          sessionDescription   `json:"answer"`
+		Description     sessionDescription   `json:"description"`
+		Candidates      []candidate          `json:"candidates"`
+		Metadata        map[string]outStream `json:"sdp_stream_metadata"`
+		Reason          string               `json:"reason"`
 	}
 	if err := json.Unmarshal(raw, &c); err != nil {
 		p.errorf("%s: bad %s from focus: %v", p.name, typ, err)
@@ -378,7 +380,7 @@ func (p *participant) applyOffer(sdp string, viaDC bool) {
 	}
 	ans, err := p.pc.CreateAnswer(nil)
 	if err != nil {
-		p.errorf("%s: create answer: %v", p.name, err)
+		p.errorf("%s: create answer: %v (state %s, signalling %s)", p.name, err, p.pc.ConnectionState(), p.pc.SignalingState())
 		return
 	}
 	if err := p.pc.SetLocalDescription(ans); err != nil {
@@ -597,6 +599,9 @@ func (p *participant) sendVideo(tr *webrtc.TrackLocalStaticRTP) {
 }
 
 func (p *participant) errorf(format string, args ...any) {
+	if p.hungUp.Load() {
+		return
+	}
 	select {
 	case <-p.stop:
 	default:
