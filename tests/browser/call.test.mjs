@@ -64,19 +64,19 @@ function tail(text, max = 300) {
 
 /**
  * Opens the test page in a fresh browser context and records its console
- * output and uncaught errors.
+ * output and uncaught errors into log (shared by the pages of a test, in
+ * arrival order).
  */
-async function openPage(label) {
+async function openPage(label, log) {
     const context = await browser.newContext({ viewport: { width: 720, height: 420 } });
     const page = await context.newPage();
-    const log = [];
     const stamp = () => new Date().toISOString().slice(11, 23);
     page.on("console", (m) => log.push(`${stamp()} [${label}] ${m.type()}: ${m.text()}`));
     page.on("pageerror", (err) => log.push(`${stamp()} [${label}] pageerror: ${err.stack ?? err}`));
     page.on("crash", () => log.push(`${stamp()} [${label}] page crashed`));
     await page.goto(`${site.url}/`);
     await page.waitForFunction(() => window.sbReady === true, null, { timeout: STEP_MS });
-    return { label, context, page, log };
+    return { label, context, page };
 }
 
 /**
@@ -87,12 +87,13 @@ async function openPage(label) {
 async function withCall(name, extraArgs, body) {
     const server = await startSwitchboard(bin, { extraArgs });
     const pages = [];
+    const log = [];
     try {
-        pages.push(await openPage("A"), await openPage("B"));
+        pages.push(await openPage("A", log), await openPage("B", log));
         await body(server, pages[0], pages[1]);
     } catch (err) {
         const serverLog = server.log();
-        const consoleLog = pages.flatMap((p) => p.log).sort().join("\n");
+        const consoleLog = log.join("\n");
         await mkdir(artifacts, { recursive: true });
         await writeFile(path.join(artifacts, `browser-${name}-server.log`), serverLog);
         await writeFile(path.join(artifacts, `browser-${name}-console.log`), consoleLog);
@@ -173,10 +174,12 @@ async function setUpCall(server, a, b) {
         a.page.evaluate(([r, u]) => window.sb.membership(r, u) === "join", [roomId, ub.userId]),
     );
 
+    const placedAt = Date.now();
     await a.page.evaluate((r) => window.sb.placeVideoCall(r), roomId);
     await waitCall(b, "the incoming call ringing", STEP_MS, (i) => i.incoming > 0 && i.state === "ringing");
+    const answeredAt = Date.now();
     await b.page.evaluate(() => window.sb.answer());
-    return roomId;
+    return { roomId, placedAt, answeredAt };
 }
 
 before(async () => {
@@ -207,14 +210,13 @@ after(async () => {
 });
 
 describe("1:1 Matrix video call in Chromium through switchboard's TURN relay", () => {
-    test("relay-only call connects, video decodes both ways over relay candidates, hangup reaches the callee", async () => {
+    test("relay-only call connects, video decodes both ways over relay candidates, hangup reaches the callee", async (t) => {
         // The relay must be allowed to reach the pages' relayed addresses on
         // 127.0.0.1; --dev allows loopback already, this says so explicitly.
         await withCall("call", ["--turn-allow-cidrs", "127.0.0.1/32", "--turn-relay-ip", "127.0.0.1"], async (server, a, b) => {
-            await setUpCall(server, a, b);
-            const answeredAt = Date.now();
+            const { placedAt, answeredAt } = await setUpCall(server, a, b);
             await Promise.all([a, b].map((p) => waitCall(p, "call connected", CONNECT_MS, (i) => i.state === "connected")));
-            const connectedMs = Date.now() - answeredAt;
+            const connectedAt = Date.now();
 
             // framesDecoded must be non-zero and then rise on both pages.
             const firstFrames = {};
@@ -230,6 +232,8 @@ describe("1:1 Matrix video call in Chromium through switchboard's TURN relay", (
                     return s && s.framesDecoded > s1.framesDecoded ? s : undefined;
                 });
             }
+
+            const framesAt = Date.now();
 
             // Relay only: the selected pair's local candidate is a relayed
             // address from our TURN server, and so is the remote one.
@@ -251,9 +255,12 @@ describe("1:1 Matrix video call in Chromium through switchboard's TURN relay", (
                 }
             }
 
-            // The relay's own counters saw the media in both directions.
-            const toPeer = await server.metricSum("switchboard_turn_relayed_bytes_total");
-            assert.ok(toPeer > 0, "switchboard_turn_relayed_bytes_total is 0 although media flowed");
+            // The relay's own counters saw the media, to peers and to clients.
+            const relayed = {};
+            for (const dir of ["to_peer", "to_client"]) {
+                relayed[dir] = await server.metricSum("switchboard_turn_relayed_bytes_total", { direction: dir });
+                assert.ok(relayed[dir] > 0, `switchboard_turn_relayed_bytes_total{direction="${dir}"} is 0 although video decoded`);
+            }
 
             await mkdir(artifacts, { recursive: true });
             for (const p of [a, b]) {
@@ -261,27 +268,31 @@ describe("1:1 Matrix video call in Chromium through switchboard's TURN relay", (
             }
 
             await a.page.evaluate(() => window.sb.hangup());
-            const ia = await waitCall(a, "own call ended", STEP_MS, (i) => i.state === "ended", { endedIsFailure: false });
+            const ia = await waitCall(a, "own call ended (CallEvent.Hangup)", STEP_MS, (i) => i.state === "ended" && i.hangup, { endedIsFailure: false });
             assert.deepEqual(ia.hangup, { party: "local", reason: "user_hangup" }, "A's hangup");
-            const ib = await waitCall(b, "hangup from A", STEP_MS, (i) => i.state === "ended", { endedIsFailure: false });
+            const ib = await waitCall(b, "hangup from A (CallEvent.Hangup)", STEP_MS, (i) => i.state === "ended" && i.hangup, { endedIsFailure: false });
             assert.deepEqual(ib.hangup, { party: "remote", reason: "user_hangup" }, `B's call ended otherwise: ${JSON.stringify(ib)}`);
             assert.ok(ib.states.includes("connected"), `B's states: ${ib.states}`);
 
-            const ps = (p) => decoding[p.label].selectedPair;
-            console.log(
-                `# connected ${connectedMs} ms after answer; framesDecoded A ${firstFrames.A}→${decoding.A.framesDecoded}, ` +
-                    `B ${firstFrames.B}→${decoding.B.framesDecoded}; relay pair A ${ps(a).local.relayProtocol ?? "?"} ` +
-                    `${ps(a).local.address}:${ps(a).local.port} ↔ ${ps(a).remote.address}:${ps(a).remote.port}; relayed bytes ${toPeer}`,
+            const pa = decoding.A.selectedPair;
+            t.diagnostic(
+                `invite → connected ${connectedAt - placedAt} ms, answer → connected ${connectedAt - answeredAt} ms, ` +
+                    `connected → frames rising on both ${framesAt - connectedAt} ms; ` +
+                    `framesDecoded A ${firstFrames.A}→${decoding.A.framesDecoded}, B ${firstFrames.B}→${decoding.B.framesDecoded}`,
+            );
+            t.diagnostic(
+                `A's selected pair: relay ${pa.local.relayProtocol ?? "?"} via ${pa.local.url ?? "?"} ` +
+                    `${pa.local.address}:${pa.local.port} ↔ relay ${pa.remote.address}:${pa.remote.port}; ` +
+                    `relayed bytes to peers ${relayed.to_peer}, to clients ${relayed.to_client}`,
             );
         });
     });
 
-    test("deny table: with loopback peers not allowed, the relay-only call never connects", async () => {
+    test("deny table: with loopback peers not allowed, the relay-only call never connects", async (t) => {
         // --turn-allow-cidrs= (empty) drops --dev's loopback allowance, so
         // the relay refuses permissions for 127.0.0.1 peers.
         await withCall("denied", ["--turn-allow-cidrs=", "--turn-relay-ip", "127.0.0.1"], async (server, a, b) => {
-            await setUpCall(server, a, b);
-            const answeredAt = Date.now();
+            const { answeredAt } = await setUpCall(server, a, b);
             // ICE fails (Chromium gives up on every pair) and the SDK hangs
             // up with ice_failed; the call must never have connected.
             const ends = await Promise.all(
@@ -295,11 +306,21 @@ describe("1:1 Matrix video call in Chromium through switchboard's TURN relay", (
             for (const [i, p] of ends.map((i, k) => [i, [a, b][k]])) {
                 assert.ok(!i.states.includes("connected"), `${p.label}: the call connected although the relay denies loopback: ${JSON.stringify(i)}`);
             }
+            // The side whose ICE failed hangs up with ice_failed; wait for
+            // both to end so that nothing outlives the test.
+            const ended = await Promise.all([a, b].map((p) => waitCall(p, "the denied call ended (CallEvent.Hangup)", DENIED_MS, (i) => i.state === "ended" && i.hangup, { endedIsFailure: false })));
+            assert.ok(
+                ended.some((i) => i.hangup?.party === "local" && i.hangup?.reason === "ice_failed"),
+                `no side hung up with ice_failed: A ${JSON.stringify(ended[0].hangup)}, B ${JSON.stringify(ended[1].hangup)}`,
+            );
             const denials = await server.metricSum("switchboard_turn_peer_denials_total");
             assert.ok(denials > 0, "switchboard_turn_peer_denials_total is 0: the deny table was not what stopped the call");
             const sa = await stats(a);
             assert.ok(!sa || sa.framesDecoded === 0, `A decoded video over a denied relay: ${JSON.stringify(sa)}`);
-            console.log(`# denied call failed ${failedMs} ms after answer; peer denials ${denials}; states A ${ends[0].states} B ${ends[1].states}`);
+            t.diagnostic(
+                `denied call failed ${failedMs} ms after answer; peer denials ${denials}; ` +
+                    `hangups A ${JSON.stringify(ended[0].hangup)} B ${JSON.stringify(ended[1].hangup)}`,
+            );
         });
     });
 });

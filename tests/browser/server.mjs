@@ -46,7 +46,7 @@ export async function buildSwitchboard() {
         });
     } catch (err) {
         await rm(dir, { recursive: true, force: true });
-        throw new Error(`go build ./cmd/switchboard failed: ${err.message}\n${err.stderr ?? ""}`);
+        throw new Error(`go build ./cmd/switchboard failed (${err.code ?? err.signal ?? "?"}):\n${err.stderr || err.message}`);
     }
     return { bin, dir };
 }
@@ -90,11 +90,15 @@ export class Switchboard {
         return out;
     }
 
-    /** The sum of every series of the metric called name. */
-    async metricSum(name) {
+    /**
+     * The sum of the series of the metric called name whose labels include
+     * every label=value of match.
+     */
+    async metricSum(name, match = {}) {
         let sum = 0;
         for (const [k, v] of await this.metrics()) {
-            if (k === name || k.startsWith(`${name}{`)) sum += v;
+            if (k !== name && !k.startsWith(`${name}{`)) continue;
+            if (Object.entries(match).every(([l, want]) => k.includes(`${l}="${want}"`))) sum += v;
         }
         return sum;
     }

@@ -31,11 +31,12 @@ let call;
 
 function setStatus() {
     document.getElementById("who").textContent = `${seen.userId ?? "?"}: ${call?.state ?? "no call"}`;
-    document.getElementById("status").textContent = JSON.stringify(
-        { states: seen.states, hangup: seen.hangup, turn: seen.turnServers.map((s) => s.urls) },
-        null,
-        1,
-    );
+    const states = seen.states.filter((st, i) => st !== seen.states[i - 1]);
+    document.getElementById("status").textContent = [
+        `states: ${states.join(" → ")}`,
+        `hangup: ${JSON.stringify(seen.hangup ?? null)}`,
+        `TURN: ${seen.turnServers.flatMap((s) => s.urls).join(" ")}`,
+    ].join("\n");
 }
 
 /** Shows the call's local and remote camera streams in the two videos. */
