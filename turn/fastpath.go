@@ -36,9 +36,11 @@ type chanTable struct {
 // clientOut is how relay data reaches an allocation's client: a UDP
 // listener socket and the client's address, or the client's TCP/TLS stream.
 type clientOut struct {
-	udp    net.PacketConn
-	addr   *net.UDPAddr
-	stream *streamConn
+	udp      net.PacketConn
+	addr     *net.UDPAddr
+	udpConn  *net.UDPConn // udp itself when it is one
+	addrPort netip.AddrPort
+	stream   *streamConn
 }
 
 // relayKey identifies a relay socket by transport and port.
@@ -127,7 +129,8 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, _, userID, _ string, rel
 	st.client.Store(&client)
 	if l, ok := s.udpListeners[key.server]; ok {
 		if ua, ok := src.(*net.UDPAddr); ok {
-			st.out.Store(&clientOut{udp: l.PacketConn, addr: ua})
+			uc, _ := l.PacketConn.(*net.UDPConn)
+			st.out.Store(&clientOut{udp: l.PacketConn, addr: ua, udpConn: uc, addrPort: ua.AddrPort()})
 		}
 	} else if v, ok := s.streams.Load(key); ok {
 		st.out.Store(&clientOut{stream: v.(*streamConn)}) //nolint:forcetypeassert // only *streamConn is stored
@@ -207,17 +210,13 @@ func (s *Server) relayChannelData(b []byte, src, local netip.AddrPort) bool {
 // forwardChannelData sends the n bytes at buf[4:] that arrived from peer to
 // the client as ChannelData, if the peer is bound to a channel (RFC 8656
 // §12.7). buf has room for the header in front and padding behind.
-func (a *allocState) forwardChannelData(buf []byte, n int, peer net.Addr) bool {
+func (a *allocState) forwardChannelData(buf []byte, n int, peer netip.AddrPort) bool {
 	t := a.chans.Load()
 	out := a.out.Load()
 	if t == nil || out == nil {
 		return false
 	}
-	ua, ok := peer.(*net.UDPAddr)
-	if !ok {
-		return false
-	}
-	number, ok := t.byPeer[canonicalAddrPort(ua.AddrPort())]
+	number, ok := t.byPeer[canonicalAddrPort(peer)]
 	if !ok {
 		return false
 	}
@@ -230,6 +229,10 @@ func (a *allocState) forwardChannelData(buf []byte, n int, peer net.Addr) bool {
 			total++
 		}
 		_, _ = out.stream.Conn.Write(buf[:total])
+		return true
+	}
+	if out.udpConn != nil {
+		_, _ = out.udpConn.WriteToUDPAddrPort(buf[:total], out.addrPort)
 		return true
 	}
 	_, _ = out.udp.WriteTo(buf[:total], out.addr)

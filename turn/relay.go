@@ -180,6 +180,7 @@ func (g *relayGen) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net
 	g.s.rememberRelay(st)
 	rc := &relayPacketConn{PacketConn: conn, st: st, m: g.s.metrics, policy: g.s.policy, now: g.s.cfg.Now,
 		buf: make([]byte, channelDataHeader+relayReadSize+3)}
+	rc.udp, _ = conn.(*net.UDPConn)
 	st.udpRelay = rc
 	return rc, &net.UDPAddr{IP: g.relay.AsSlice(), Port: port}, nil
 }
@@ -259,7 +260,8 @@ type relayPacketConn struct {
 	m      *metrics
 	policy *Policy
 	now    func() time.Time
-	buf    []byte // read buffer with room for a ChannelData header; pion's goroutine only
+	buf    []byte       // read buffer with room for a ChannelData header; pion's goroutine only
+	udp    *net.UDPConn // the socket itself, when it is one, for allocation-free reads
 }
 
 func (c *relayPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
@@ -290,7 +292,19 @@ func (c *relayPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 // them as Data indications if a permission allows.
 func (c *relayPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(c.buf[channelDataHeader : channelDataHeader+relayReadSize])
+		buf := c.buf[channelDataHeader : channelDataHeader+relayReadSize]
+		var (
+			n    int
+			peer netip.AddrPort
+			addr net.Addr
+			err  error
+		)
+		if c.udp != nil {
+			n, peer, err = c.udp.ReadFromUDPAddrPort(buf) // no allocation
+		} else {
+			n, addr, err = c.PacketConn.ReadFrom(buf)
+			peer = addrPortOf(addr)
+		}
 		if err != nil {
 			return 0, addr, err
 		}
@@ -300,8 +314,11 @@ func (c *relayPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		c.m.relayedBytes[transportUDP][dirToClient].Add(float64(n))
 		c.m.relayedPkts[transportUDP][dirToClient].Inc()
-		if c.st.forwardChannelData(c.buf, n, addr) {
+		if c.st.forwardChannelData(c.buf, n, peer) {
 			continue
+		}
+		if addr == nil {
+			addr = net.UDPAddrFromAddrPort(peer)
 		}
 		return copy(p, c.buf[channelDataHeader:channelDataHeader+n]), addr, nil
 	}
