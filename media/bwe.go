@@ -30,14 +30,22 @@ type sentPacket struct {
 
 const historySize = 1 << 12
 
+// decreaseInterval is the least time between two decreases of the
+// estimate, nanoseconds.
+const decreaseInterval = int64(300e6)
+
 // BandwidthEstimator is a send-side estimate of one transport's available
 // bandwidth from transport-wide congestion control feedback
 // (draft-holmer-rmcat-transport-wide-cc-extensions-01 section 3). It follows
 // the structure of Google Congestion Control (draft-ietf-rmcat-gcc-02) in a
 // simplified form: a delay-based part (least-squares trend of one-way delay
 // over each feedback, smoothed; a growing queue cuts the estimate to 85% of
-// the acknowledged rate) and a loss-based part (over 10% loss cuts it, under
-// 2% lets it grow 8% a second, never far above what is actually used).
+// the acknowledged rate) and a loss-based part (over 10% loss cuts it by
+// half the loss ratio, under 2% lets it grow 8% a second up to twice the
+// acknowledged rate plus 300 kbit/s: there is no padding probe, so growth
+// must reach somewhat past what is used for a subscriber to move up a
+// layer). One decrease per 300 ms at most, so that one
+// congestion event reported by several feedback packets counts once.
 //
 // Sent is called per packet by the one goroutine that writes the transport
 // and does not allocate; OnFeedback and Estimate may be called from others.
@@ -48,12 +56,15 @@ type BandwidthEstimator struct {
 	next         uint16
 	hist         [historySize]sentPacket
 	estimate     float64
-	gradient     float64
+	samples      [trendWindow]delaySample
+	nextSample   int
+	nSamples     int
 	lastUpdate   int64
 	lastDecrease int64
-	ackStart     int64
+	ackFirst     int64 // start of the acknowledged-rate window, remote clock
 	ackBytes     int64
 	ackedRate    float64
+	ackedAt      int64 // when ackedRate was measured, local clock
 }
 
 // NewBandwidthEstimator returns an estimator with cfg's bounds.
@@ -99,37 +110,45 @@ func (e *BandwidthEstimator) clampLocked() {
 
 // feedbackStats accumulates one feedback report.
 type feedbackStats struct {
-	received, lost   int
-	bytes            int64
-	base             int64 // first send time, for numerical range
-	baseOWD          int64
-	sx, sy, sxy, sx2 float64
+	received, lost int
+	bytes          int64
+	firstArrival   int64 // receiver's clock
+	lastArrival    int64
 }
 
-func (f *feedbackStats) add(sentAt, arrival int64, size int) {
-	owd := arrival - sentAt
-	if f.received == 0 {
-		f.base, f.baseOWD = sentAt, owd
-	}
-	x := float64(sentAt-f.base) / 1e9
-	y := float64(owd-f.baseOWD) / 1e9
-	f.sx += x
-	f.sy += y
-	f.sxy += x * y
-	f.sx2 += x * x
-	f.received++
-	f.bytes += int64(size)
-}
+// trendWindow is how many recent packets the delay trend is fitted over.
+const trendWindow = 64
 
-// slope is the least-squares slope of one-way delay over send time: how
-// many seconds of queueing delay each second of sending added.
-func (f *feedbackStats) slope() (float64, bool) {
-	n := float64(f.received)
-	den := n*f.sx2 - f.sx*f.sx
-	if f.received < 3 || den <= 1e-12 {
-		return 0, false
+// delaySample is one acknowledged packet: when it was sent (local clock)
+// and its one-way delay up to an unknown constant (arrival on the
+// receiver's clock minus send time).
+type delaySample struct{ sent, owd int64 }
+
+// trend fits a least-squares line to the one-way delay of the last
+// trendWindow packets (draft-ietf-rmcat-gcc-02 section 5.3 uses a trendline
+// filter in the same way). It reports the slope (seconds of queueing delay
+// added per second of sending) and the span of send times it covers.
+func (e *BandwidthEstimator) trendLocked() (slope float64, span int64, ok bool) {
+	n := min(e.nSamples, trendWindow)
+	if n < 10 {
+		return 0, 0, false
 	}
-	return (n*f.sxy - f.sx*f.sy) / den, true
+	first := e.samples[(e.nextSample-n+trendWindow)%trendWindow]
+	last := e.samples[(e.nextSample-1+trendWindow)%trendWindow]
+	span = last.sent - first.sent
+	var sx, sy, sxy, sx2 float64
+	for k := 0; k < n; k++ {
+		smp := e.samples[(e.nextSample-n+k+trendWindow)%trendWindow]
+		x := float64(smp.sent-first.sent) / 1e9
+		y := float64(smp.owd-first.owd) / 1e9
+		sx, sy, sxy, sx2 = sx+x, sy+y, sxy+x*y, sx2+x*x
+	}
+	fn := float64(n)
+	den := fn*sx2 - sx*sx
+	if den <= 1e-12 {
+		return 0, span, false
+	}
+	return (fn*sxy - sx*sy) / den, span, true
 }
 
 // OnFeedback folds one transport-wide feedback packet, received at now
@@ -156,7 +175,15 @@ func (e *BandwidthEstimator) OnFeedback(fb *rtcp.TransportLayerCC, now int64) {
 			}
 			deltaIdx++
 			if known {
-				st.add(sent.at, arrival, int(sent.size))
+				if st.received == 0 {
+					st.firstArrival = arrival
+				}
+				st.lastArrival = max(st.lastArrival, arrival)
+				st.received++
+				st.bytes += int64(sent.size)
+				e.samples[e.nextSample] = delaySample{sent: sent.at, owd: arrival - sent.at}
+				e.nextSample = (e.nextSample + 1) % trendWindow
+				e.nSamples++
 			}
 		}
 		seq++
@@ -185,16 +212,27 @@ func (e *BandwidthEstimator) updateLocked(st *feedbackStats, now int64) {
 	if total == 0 {
 		return
 	}
-	if e.ackStart == 0 {
-		e.ackStart = now
+	// The acknowledged rate is measured on the receiver's clock (arrival
+	// times), over windows of at least 500 ms: when a queue builds up it is
+	// what the path delivers, not what was sent.
+	if st.received > 0 {
+		if e.ackBytes == 0 && e.ackFirst == 0 {
+			e.ackFirst = st.firstArrival
+		}
+		e.ackBytes += st.bytes
+		if span := st.lastArrival - e.ackFirst; span >= 500e6 {
+			e.ackedRate = float64(e.ackBytes*8) * 1e9 / float64(span)
+			e.ackedAt = now
+			e.ackFirst, e.ackBytes = st.lastArrival, 0
+		} else if span < 0 {
+			e.ackFirst, e.ackBytes = st.firstArrival, st.bytes // clock wrapped
+		}
 	}
-	e.ackBytes += st.bytes
-	if el := now - e.ackStart; el >= 500e6 {
-		e.ackedRate = float64(e.ackBytes*8) * 1e9 / float64(el)
-		e.ackStart, e.ackBytes = now, 0
-	}
-	if s, ok := st.slope(); ok {
-		e.gradient = 0.7*e.gradient + 0.3*s
+	// Overuse: over the last packets (at least 100 ms of sending) the
+	// delay grew by more than 5% of the time and by more than 10 ms.
+	overuse := false
+	if slope, span, ok := e.trendLocked(); ok && span >= 100e6 {
+		overuse = slope > 0.05 && slope*float64(span) > 10e6
 	}
 	dt := 0.0
 	if e.lastUpdate != 0 {
@@ -202,8 +240,12 @@ func (e *BandwidthEstimator) updateLocked(st *feedbackStats, now int64) {
 	}
 	e.lastUpdate = now
 	loss := float64(st.lost) / float64(total)
+	// One congestion event shows up in several feedback packets: decrease
+	// at most once per decreaseInterval (GCC waits about an RTT too).
+	canDecrease := now-e.lastDecrease >= decreaseInterval
 	switch {
-	case e.gradient > 0.05: // overuse: the queue grows
+	case !canDecrease && (overuse || loss > 0.10):
+	case overuse: // the queue grows
 		target := 0.85 * e.estimate
 		if e.ackedRate > 0 {
 			target = 0.85 * e.ackedRate
@@ -216,11 +258,38 @@ func (e *BandwidthEstimator) updateLocked(st *feedbackStats, now int64) {
 		e.estimate *= 1 - 0.5*loss
 		e.lastDecrease = now
 	case loss < 0.02 && now-e.lastDecrease > 1e9:
-		grown := e.estimate * (1 + 0.08*dt)
-		if ceiling := 1.5*e.ackedRate + 100_000; grown > ceiling {
-			grown = max(e.estimate, ceiling)
-		}
-		e.estimate = grown
+		e.growLocked(dt, now)
 	}
+	e.clampLocked()
+}
+
+// growLocked raises the estimate by 8% per second of dt. Growth stops
+// about one simulcast step above what is used: there is no probing, so the
+// estimate has to be allowed somewhat above the acknowledged rate for a
+// subscriber to move up a layer.
+func (e *BandwidthEstimator) growLocked(dt float64, now int64) {
+	acked := e.ackedRate
+	if now-e.ackedAt > 2e9 {
+		acked = 0 // stale: little or nothing was sent lately
+	}
+	grown := e.estimate * (1 + 0.08*dt)
+	if ceiling := 2*acked + 300_000; grown > ceiling {
+		grown = max(e.estimate, ceiling)
+	}
+	e.estimate = grown
+}
+
+// Update lets the estimate recover while no feedback arrives because
+// (nearly) nothing is sent, for example while every video track is paused
+// after a congestion: without it a paused subscriber would stay paused.
+// Call it periodically; it does nothing before the first feedback.
+func (e *BandwidthEstimator) Update(now int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.lastUpdate == 0 || now-e.lastUpdate < 1e9 || now-e.lastDecrease < 1e9 {
+		return
+	}
+	e.growLocked(min(float64(now-e.lastUpdate)/1e9, 1), now)
+	e.lastUpdate = now
 	e.clampLocked()
 }

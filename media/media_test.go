@@ -317,7 +317,12 @@ func TestSpeakerDetector(t *testing.T) {
 // feedback builds a TWCC feedback for packets base..base+n-1 where lost[i]
 // marks losses and arrival offsets grow by gap+extra*i microseconds.
 func feedback(base uint16, n int, lost func(int) bool, deltaUs func(int) int64) *rtcp.TransportLayerCC {
-	fb := &rtcp.TransportLayerCC{BaseSequenceNumber: base, PacketStatusCount: uint16(n), ReferenceTime: 100}
+	return feedbackAt(100, base, n, lost, deltaUs)
+}
+
+// feedbackAt is feedback with the reference time (64 ms units) given.
+func feedbackAt(ref uint32, base uint16, n int, lost func(int) bool, deltaUs func(int) int64) *rtcp.TransportLayerCC {
+	fb := &rtcp.TransportLayerCC{BaseSequenceNumber: base, PacketStatusCount: uint16(n), ReferenceTime: ref}
 	for i := 0; i < n; i++ {
 		sym := uint16(rtcp.TypeTCCPacketReceivedSmallDelta)
 		if lost(i) {
@@ -334,17 +339,28 @@ func TestBandwidthEstimator(t *testing.T) {
 	run := func(lossEvery int, extraDelayUs int64) int {
 		e := NewBandwidthEstimator(EstimatorConfig{Initial: 1_000_000, Min: 50_000, Max: 5_000_000})
 		now := int64(1e9)
+		queue := int64(0) // queueing delay built up so far, microseconds
 		for round := 0; round < 30; round++ {
 			base := uint16(0)
-			for i := 0; i < 50; i++ { // 50 packets of 1200 bytes per 100 ms: 4.8 Mbit/s
+			for i := 0; i < 64; i++ { // 64 packets of 1200 bytes per 128 ms: 4.8 Mbit/s
 				s := e.Sent(1200, now+int64(i)*2e6)
 				if i == 0 {
 					base = s
 				}
 			}
-			now += 100e6
-			e.OnFeedback(feedback(base, 50, func(i int) bool { return lossEvery > 0 && i%lossEvery == 0 },
-				func(i int) int64 { return 2000 + extraDelayUs }), now)
+			// Reference time: this round's first send time, in 64 ms units
+			// (the receiver's clock runs in step with ours, 20 ms later).
+			ref := uint32(now / 64e6)
+			first := (now + 20e6 - int64(ref)*64e6) / 1000
+			e.OnFeedback(feedbackAt(ref, base, 64, func(i int) bool { return lossEvery > 0 && i%lossEvery == 0 },
+				func(i int) int64 {
+					queue += extraDelayUs
+					if i == 0 {
+						return first + queue
+					}
+					return 2000 + extraDelayUs
+				}), now+128e6+20e6)
+			now += 128e6
 		}
 		return e.Estimate()
 	}

@@ -10,17 +10,23 @@ import (
 // be chosen (a publisher may stop sending a layer, RFC 8853 section 5.3).
 const layerActiveWindow = int64(2e9)
 
+// upgradeHeadroom is the margin, in percent of the cost, that moving to a
+// higher layer (or resuming) needs on top of the cost.
+const upgradeHeadroom = 15
+
 // allocate shares p's bandwidth (its estimate, capped by SetMaxBitrate)
 // among the tracks p receives: audio first and always; then each video
 // track, in priority order (the dominant speaker, then other active
 // speakers, then the rest), gets its lowest usable layer if it fits, else
 // is paused; what is left upgrades tracks in the same order. A layer is
-// usable if it is active and fits the subscriber's requested size.
+// usable if it is active and fits the subscriber's requested size. Moving
+// up needs 15% headroom; staying does not.
 func (p *Participant) allocate(dominant string, active []string) {
 	if p.closed() {
 		return
 	}
 	now := p.sfu.now()
+	p.bwe.Update(now)
 	budget := p.bwe.Estimate()
 	p.sfu.m.bandwidth.Observe(float64(budget))
 	p.mu.Lock()
@@ -58,6 +64,15 @@ func (p *Participant) allocate(dominant string, active []string) {
 		pick   int // index into usable, -1 paused
 	}
 	choices := make([]choice, len(video))
+	// Going above the layer being sent needs upgradeHeadroom more than
+	// the step costs, so that a budget close to a layer's rate does not
+	// switch back and forth (each switch costs a key frame).
+	fits := func(d *downTrack, layer, cost, budget int) bool {
+		if layer > int(d.current.Load()) {
+			cost += cost * upgradeHeadroom / 100
+		}
+		return cost <= budget
+	}
 	for i, d := range video {
 		c := &choices[i]
 		c.pick = -1
@@ -65,16 +80,16 @@ func (p *Participant) allocate(dominant string, active []string) {
 		if len(c.usable) == 0 {
 			continue
 		}
-		if c.rates[0] <= budget {
+		if fits(d, c.usable[0], c.rates[0], budget) {
 			c.pick = 0
 			budget -= c.rates[0]
 		}
 	}
-	for i := range video {
+	for i, d := range video {
 		c := &choices[i]
 		for c.pick >= 0 && c.pick+1 < len(c.usable) {
 			step := c.rates[c.pick+1] - c.rates[c.pick]
-			if step > budget {
+			if !fits(d, c.usable[c.pick+1], step, budget) {
 				break
 			}
 			budget -= step
