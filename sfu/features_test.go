@@ -455,9 +455,17 @@ func TestGlare(t *testing.T) {
 	if _, err := b.p.HandleOffer(context.Background(), offer.SDP); !errors.Is(err, ErrGlare) {
 		t.Fatalf("colliding client offer: %v, want ErrGlare", err)
 	}
+	// The unanswered offer can be fetched again (a lost message).
+	held := <-b.held
+	if again, ok := b.p.PendingOffer(); !ok || again != held {
+		t.Errorf("PendingOffer = %v, want the held offer", ok)
+	}
 	// b answers the server offer (the polite side's rollback), then offers
 	// again; both negotiations complete.
-	b.answerOffer(t, <-b.held)
+	b.answerOffer(t, held)
+	if _, ok := b.p.PendingOffer(); ok {
+		t.Error("PendingOffer after the answer")
+	}
 	waitFor(t, "b hearing c after glare", func() bool { r := b.track("c-audio"); return r != nil && r.packets.Load() > 5 })
 	b.renegotiate(t, false)
 	before := b.track("c-audio").packets.Load()

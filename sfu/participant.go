@@ -312,6 +312,23 @@ func (p *Participant) negotiate() {
 	}
 }
 
+// PendingOffer returns the server offer the client has not answered yet,
+// if any, so that a signalling layer that lost it can send it again (pion
+// cannot withdraw an offer, so until it is answered the client's own
+// offers get ErrGlare).
+func (p *Participant) PendingOffer() (string, bool) {
+	p.negMu.Lock()
+	defer p.negMu.Unlock()
+	if p.pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
+		return "", false
+	}
+	ld := p.pc.PendingLocalDescription()
+	if ld == nil {
+		return "", false
+	}
+	return ld.SDP, true
+}
+
 // AddICECandidate adds a candidate trickled by the client.
 func (p *Participant) AddICECandidate(c webrtc.ICECandidateInit) error {
 	if p.closed() {

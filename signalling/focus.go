@@ -283,11 +283,13 @@ func (f *Focus) handle(ctx context.Context, msg homeserver.ToDeviceMessage) {
 // sender's room and call membership, join the SFU, answer.
 func (f *Focus) handleInvite(ctx context.Context, msg homeserver.ToDeviceMessage) {
 	now := f.cfg.Now()
-	hdr, herr := parseHeader(msg.Content, f.cfg.MaxContentBytes)
+	// The homeserver bounds request bodies, so an oversized invite is
+	// still parsed this far, to address its hangup.
+	hdr := replyHeader(msg.Content, 16*f.cfg.MaxContentBytes)
 	reject := func(reason string, err error) {
 		f.m.invites.WithLabelValues(reason).Inc()
 		f.log.Info("invite refused", "sender", msg.Sender, "reason", reason, "err", err)
-		if herr != nil {
+		if hdr == nil {
 			return // nowhere to send a hangup
 		}
 		f.sendHangup(msg.Sender, hdr, "", reason)

@@ -245,6 +245,26 @@ func parseHeader(b []byte, max int) (*callHeader, error) {
 	return &h, h.check()
 }
 
+// replyHeader extracts from a call event what a hangup needs to reach its
+// sender (call_id and device_id), dropping the fields that fail checks;
+// nil if the event cannot be answered.
+func replyHeader(b []byte, max int) *callHeader {
+	var h callHeader
+	if err := decodeObject(b, max, &h); err != nil {
+		return nil
+	}
+	if checkID("call_id", h.CallID, true) != nil || checkID("device_id", h.DeviceID, true) != nil {
+		return nil
+	}
+	if checkID("conf_id", h.ConfID, false) != nil {
+		h.ConfID = ""
+	}
+	if checkID("sender_session_id", h.SenderSessionID, false) != nil {
+		h.SenderSessionID = ""
+	}
+	return &h
+}
+
 func parseCandidates(b []byte, max int) (*candidatesContent, error) {
 	var c candidatesContent
 	if err := decodeObject(b, max, &c); err != nil {
