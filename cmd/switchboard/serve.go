@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/homeserver"
+	"github.com/switchboard-chat/switchboard/web"
 )
 
 // serve runs `switchboard serve`: configuration is layered and validated,
@@ -96,7 +97,10 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	rd := &readiness{checks: append([]readyCheck{{name: "database", check: hs.Ready}}, checks...)}
 	clientMux := http.NewServeMux()
 	rd.operatorRoutes(clientMux)
-	clientMux.Handle("/", hs.ClientHandler())
+	for _, prefix := range []string{"/_matrix/", "/_synapse/", "/.well-known/"} {
+		clientMux.Handle(prefix, hs.ClientHandler())
+	}
+	clientMux.Handle("/", web.Handler())
 
 	var servers []served
 	servers = append(servers, served{
