@@ -28,7 +28,7 @@ vet:
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
-## test: prerequisites, go vet, go test, then the Node/browser tests if any
+## test: prerequisites, go vet, go test, then the Node tests and the browser tests (Chromium)
 # scripts/test-deps.sh prints the PostgreSQL URL (only) on stdout when
 # SWITCHBOARD_TEST_POSTGRES is requested; the tests get the URL in its place.
 test:
@@ -43,6 +43,11 @@ test:
 		echo "npm ci --prefix tests/js && npm test --prefix tests/js"; \
 		npm ci --prefix tests/js; \
 		SWITCHBOARD_TEST_POSTGRES="$$pg_url" npm test --prefix tests/js; \
+	fi; \
+	if [ -f tests/browser/package.json ]; then \
+		echo "npm ci --prefix tests/browser && npm test --prefix tests/browser"; \
+		npm ci --prefix tests/browser; \
+		npm test --prefix tests/browser; \
 	fi
 
 ## test-go: go test only, no prerequisites (quick loop)
