@@ -3,6 +3,7 @@ package homeserver
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -179,7 +180,7 @@ func parsePosToken(tok string) (int64, bool) {
 		return n, err == nil && n >= 0
 	case strings.HasPrefix(tok, "s"):
 		p, ok := parseSyncToken(tok)
-		if !ok {
+		if !ok || p.pos == math.MaxInt64 {
 			return 0, false
 		}
 		return p.pos + 1, true

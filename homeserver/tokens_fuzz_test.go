@@ -1,0 +1,65 @@
+package homeserver
+
+import (
+	"testing"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+)
+
+// FuzzParseSyncToken: any accepted token has non-negative parts and
+// survives a round trip through String.
+func FuzzParseSyncToken(f *testing.F) {
+	for _, s := range []string{"s0", "s12_3_4", "s1_2", "s-1", "s9223372036854775807_0_0", "t5", "", "s__", "s1_2_3_4"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tok, ok := parseSyncToken(s)
+		if !ok {
+			return
+		}
+		if tok.pos < 0 || tok.typing < 0 || tok.toDevice < 0 {
+			t.Fatalf("%q parsed to negative parts %+v", s, tok)
+		}
+		again, ok := parseSyncToken(tok.String())
+		if !ok || again != tok {
+			t.Fatalf("%q: round trip %+v -> %q -> %+v, %v", s, tok, tok.String(), again, ok)
+		}
+	})
+}
+
+// FuzzParsePosToken: an accepted pagination token is a non-negative
+// boundary; "t" tokens round-trip through posToken.
+func FuzzParsePosToken(f *testing.F) {
+	for _, s := range []string{"t0", "t42", "s7_0_0", "s9223372036854775807", "t-1", "x", "t", "s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		x, ok := parsePosToken(s)
+		if !ok {
+			return
+		}
+		if x < 0 {
+			t.Fatalf("%q parsed to negative boundary %d", s, x)
+		}
+		if s[0] == 't' {
+			if y, ok := parsePosToken(posToken(x)); !ok || y != x {
+				t.Fatalf("%q: posToken round trip %d -> %d, %v", s, x, y, ok)
+			}
+		}
+	})
+}
+
+// FuzzParseFilterParam: any filter the parser accepts can be applied to
+// an event without panicking.
+func FuzzParseFilterParam(f *testing.F) {
+	for _, s := range []string{"", "{}", `{"types":["m.*"],"not_senders":["@a:b"]}`, `{"lazy_load_members":true}`, `{"types":"x"}`, "[", `{"types":["*"]}`} {
+		f.Add(s, "m.room.message", "@a:b")
+	}
+	f.Fuzz(func(t *testing.T, raw, typ, sender string) {
+		filter, err := parseFilterParam(raw)
+		if err != nil {
+			return
+		}
+		_ = filter.allows(storage.Event{Type: typ, Sender: sender})
+	})
+}
