@@ -1,0 +1,268 @@
+// Switchboard's own browser client (web/static, served by the binary at /)
+// in Debian's Chromium with fake camera and microphone, driven through its
+// forms and buttons by playwright-core against a real `switchboard serve
+// --dev`: sign-in errors, registration, rooms, invites and messages; a 1:1
+// video call between two of our pages (ring, decline, accept, mute, hang
+// up); our page calling matrix-js-sdk's MatrixCall; and a group call of
+// three through the server's SFU focus. Screenshots of each step go to
+// test-artifacts/browser/.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { access, constants, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+import { bundle } from "./build.mjs";
+import { buildSwitchboard, startStaticServer, startSwitchboard, waitUntil } from "./server.mjs";
+import {
+    PASSWORD,
+    browserArgs,
+    chromiumPath,
+    desktop,
+    localpart,
+    openApp,
+    openRoom,
+    phone,
+    registerViaForm,
+    shot,
+    tiles,
+    waitRemoteVideo,
+    withServer,
+} from "./app.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+// Deadlines (generous for a shared 2-core machine; none is a sleep).
+const STEP_MS = 20_000;
+const MEDIA_MS = 45_000;
+
+let bin;
+let binDir;
+let browser;
+
+const relayArgs = ["--turn-allow-cidrs", "127.0.0.1/32", "--turn-relay-ip", "127.0.0.1"];
+const start = () => startSwitchboard(bin, { extraArgs: relayArgs });
+
+before(async () => {
+    try {
+        await access(chromiumPath, constants.X_OK);
+    } catch {
+        throw new Error(`no Chromium at ${chromiumPath}: apt-get install -y chromium, or set CHROMIUM_BIN`);
+    }
+    ({ bin, dir: binDir } = await buildSwitchboard());
+    browser = await chromium.launch({ executablePath: chromiumPath, args: browserArgs, timeout: 60_000 });
+});
+
+after(async () => {
+    await browser?.close();
+    if (binDir) await rm(binDir, { recursive: true, force: true });
+});
+
+/** The text of p's visible timeline. */
+function timelineText(p) {
+    return p.page.locator("#timeline").innerText();
+}
+
+/** A creates a room called name inviting B (by user ID); B accepts through the invite banner. */
+async function roomWith(a, b, name) {
+    await a.page.fill("#new-room-name", name);
+    await a.page.fill("#new-room-invite", b.userId);
+    await a.page.click("#create-room");
+    await a.page.locator("#room-name", { hasText: name }).waitFor({ timeout: STEP_MS });
+    await openRoom(b, name);
+    await b.page.locator("#invite-banner").waitFor({ state: "visible", timeout: STEP_MS });
+    await b.page.click("#accept-invite");
+    await b.page.locator("#composer").waitFor({ state: "visible", timeout: STEP_MS });
+    // A sees B join (the 1:1 call buttons appear in a two-person room).
+    await a.page.locator("#room-sub", { hasText: "2 members" }).waitFor({ timeout: STEP_MS });
+}
+
+async function send(p, text) {
+    await p.page.fill("#message", text);
+    await p.page.press("#message", "Enter");
+}
+
+/** callInfo() of p's 1:1 call. */
+function callInfo(p) {
+    return p.page.evaluate(() => window.switchboard.callInfo());
+}
+
+/** Waits for framesDecoded (getStats inbound-rtp) of p's 1:1 call to be > 0 and then rise. */
+async function framesRising1to1(p) {
+    const first = await waitUntil(`${p.label}: framesDecoded > 0`, MEDIA_MS, async () => {
+        const i = await callInfo(p);
+        return i?.stats?.framesDecoded > 0 ? i.stats.framesDecoded : undefined;
+    });
+    return waitUntil(`${p.label}: framesDecoded rising past ${first}`, MEDIA_MS, async () => {
+        const i = await callInfo(p);
+        return i?.stats?.framesDecoded > first ? i.stats : undefined;
+    });
+}
+
+describe("Switchboard web client", () => {
+    test("sign-in errors in words, register, create room, invite, join, send and receive messages (desktop and phone widths)", async (t) => {
+        await withServer("web-chat", start, async (server, pages, log) => {
+            const a = await openApp(browser, server, "A", log, { viewport: desktop });
+            const b = await openApp(browser, server, "B", log, { viewport: phone });
+            pages.push(a, b);
+            assert.equal(await a.page.inputValue("#server"), server.baseUrl, "the server field defaults to the page's origin");
+            await shot(a, "web-chat-1-signin");
+
+            await registerViaForm(a, localpart("alice"));
+
+            // Wrong password, then an unreachable server: said in words.
+            await b.page.fill("#username", a.userId.slice(1).split(":")[0]);
+            await b.page.fill("#password", "not the password");
+            await b.page.click("#signin");
+            await b.page.locator("#login-error", { hasText: "Wrong username or password." }).waitFor({ timeout: STEP_MS });
+            await shot(b, "web-chat-2-wrong-password");
+            await b.page.fill("#server", "http://127.0.0.1:9");
+            await b.page.click("#signin");
+            await b.page.locator("#login-error", { hasText: "Cannot reach the server" }).waitFor({ timeout: STEP_MS });
+            await shot(b, "web-chat-3-unreachable");
+            await b.page.fill("#server", server.baseUrl);
+            await registerViaForm(b, localpart("bob"));
+
+            await roomWith(a, b, "Planning");
+            await shot(b, "web-chat-4-joined");
+
+            await send(a, "hello from alice");
+            await b.page.locator("#timeline li", { hasText: "hello from alice" }).waitFor({ timeout: STEP_MS });
+            await send(b, "hi alice, bob here");
+            await a.page.locator("#timeline li", { hasText: "bob here" }).waitFor({ timeout: STEP_MS });
+            assert.match(await timelineText(a), /hello from alice[\s\S]*bob here/, "A's timeline is in order");
+            await shot(a, "web-chat-5-messages");
+            await shot(b, "web-chat-5-messages");
+
+            // Join by room ID through the join form: a third room, B invited,
+            // joined by typing its ID rather than through the banner.
+            await a.page.fill("#new-room-name", "Side room");
+            await a.page.fill("#new-room-invite", b.userId);
+            await a.page.click("#create-room");
+            await a.page.locator("#room-name", { hasText: "Side room" }).waitFor({ timeout: STEP_MS });
+            const roomId = await waitUntil("the side room's ID", STEP_MS, () =>
+                a.page.evaluate(() => document.querySelector('#room-list button[aria-current="true"]')?.dataset.roomId),
+            );
+            // On a phone the room list and the room take turns: back to the list.
+            await b.page.click("#back");
+            await b.page.fill("#join-target", roomId);
+            await b.page.click("#join-room");
+            await b.page.locator("#room-name", { hasText: "Side room" }).waitFor({ timeout: STEP_MS });
+            await a.page.locator("#room-sub", { hasText: "2 members" }).waitFor({ timeout: STEP_MS });
+            t.diagnostic(`A ${a.userId}, B ${b.userId}, side room ${roomId}`);
+        });
+    });
+
+    test("1:1 video call between two Switchboard pages: decline, then ring, accept, both decode video, mute shows, hang up", async (t) => {
+        await withServer("web-1to1", start, async (server, pages, log) => {
+            const a = await openApp(browser, server, "A", log);
+            const b = await openApp(browser, server, "B", log, { viewport: phone });
+            pages.push(a, b);
+            await registerViaForm(a, localpart("carol"));
+            await registerViaForm(b, localpart("dave"));
+            await roomWith(a, b, "Carol and Dave");
+
+            // First call: declined.
+            await a.page.click("#video-call");
+            await b.page.locator("#incoming").waitFor({ state: "visible", timeout: STEP_MS });
+            await shot(b, "web-1to1-1-ringing");
+            await shot(a, "web-1to1-1-ringing");
+            await b.page.click("#reject-call");
+            await a.page.locator("#toast", { hasText: "declined" }).waitFor({ timeout: STEP_MS });
+            await a.page.locator("#call-view").waitFor({ state: "hidden", timeout: STEP_MS });
+
+            // Second call: accepted.
+            const placed = Date.now();
+            await a.page.click("#video-call");
+            await b.page.locator("#incoming").waitFor({ state: "visible", timeout: STEP_MS });
+            await b.page.click("#accept-video");
+            await Promise.all([a, b].map((p) => waitRemoteVideo(p, "1:1", MEDIA_MS)));
+            const [sa, sb] = await Promise.all([framesRising1to1(a), framesRising1to1(b)]);
+            const connectedMs = Date.now() - placed;
+            assert.ok(sa.relay && sb.relay, "relay-only setting: the selected pairs use our TURN relay");
+            await shot(a, "web-1to1-2-connected");
+            await shot(b, "web-1to1-2-connected");
+
+            // A mutes: B's remote tile shows it (m.call.sdp_stream_metadata_changed).
+            await a.page.click("#toggle-mic");
+            await waitUntil("B sees A muted", STEP_MS, async () => (await tiles(b)).some((x) => !x.local && x.audioMuted));
+            await shot(b, "web-1to1-3-remote-muted");
+
+            await a.page.click("#hangup");
+            await b.page.locator("#call-view").waitFor({ state: "hidden", timeout: STEP_MS });
+            await a.page.locator("#call-view").waitFor({ state: "hidden", timeout: STEP_MS });
+            assert.equal(await callInfo(b), null, "B's call ended");
+            await shot(b, "web-1to1-4-ended");
+            t.diagnostic(`placed → both decoding ${connectedMs} ms; framesDecoded A ${sa.framesDecoded}, B ${sb.framesDecoded}`);
+        });
+    });
+
+    test("interop: our page calls a matrix-js-sdk MatrixCall page, which answers; both decode video; our hangup ends its call", async (t) => {
+        const bundleDir = await mkdtemp(path.join(tmpdir(), "switchboard-browser-page-"));
+        const js = await bundle(bundleDir);
+        const site = await startStaticServer({
+            "/": path.join(here, "page", "index.html"),
+            "/client.js": js,
+            "/client.js.map": `${js}.map`,
+        });
+        try {
+            await withServer("web-interop", start, async (server, pages, log) => {
+                const a = await openApp(browser, server, "A", log);
+                pages.push(a);
+                const jctx = await browser.newContext({ viewport: { width: 720, height: 420 } });
+                const j = { label: "J", context: jctx, page: await jctx.newPage() };
+                pages.push(j);
+                j.page.on("console", (m) => log.push(`[J] ${m.type()}: ${m.text()}`));
+                await j.page.goto(`${site.url}/`);
+                await j.page.waitForFunction(() => window.sbReady === true, null, { timeout: STEP_MS });
+                const ju = await j.page.evaluate((opts) => window.sb.start(opts), {
+                    baseUrl: server.baseUrl,
+                    username: localpart("sdk"),
+                    password: PASSWORD,
+                    forceTURN: true,
+                });
+                await registerViaForm(a, localpart("erin"));
+
+                await a.page.fill("#new-room-name", "Interop");
+                await a.page.fill("#new-room-invite", ju.userId);
+                await a.page.click("#create-room");
+                await a.page.locator("#room-name", { hasText: "Interop" }).waitFor({ timeout: STEP_MS });
+                const roomId = await a.page.evaluate(() => document.querySelector('#room-list button[aria-current="true"]')?.dataset.roomId);
+                await waitUntil("the SDK sees the invite", STEP_MS, () => j.page.evaluate((r) => window.sb.membership(r) === "invite", roomId));
+                await j.page.evaluate((r) => window.sb.join(r), roomId);
+                await a.page.locator("#room-sub", { hasText: "2 members" }).waitFor({ timeout: STEP_MS });
+
+                await a.page.click("#video-call");
+                await waitUntil("the SDK rings", STEP_MS, async () => {
+                    const i = await j.page.evaluate(() => window.sb.info());
+                    return i.incoming > 0 && i.state === "ringing";
+                });
+                await j.page.evaluate(() => window.sb.answer());
+                await waitUntil("the SDK's call connected", MEDIA_MS, async () => (await j.page.evaluate(() => window.sb.info())).state === "connected");
+                const js1 = await waitUntil("the SDK decodes video", MEDIA_MS, async () => {
+                    const s = await j.page.evaluate(() => window.sb.stats());
+                    return s?.framesDecoded > 0 ? s : undefined;
+                });
+                await waitUntil("the SDK's framesDecoded rising", MEDIA_MS, async () => (await j.page.evaluate(() => window.sb.stats()))?.framesDecoded > js1.framesDecoded);
+                await waitRemoteVideo(a, "interop", MEDIA_MS);
+                const sa = await framesRising1to1(a);
+                await shot(a, "web-interop-1-connected");
+                await shot(j, "web-interop-1-connected");
+
+                await a.page.click("#hangup");
+                const ji = await waitUntil("the SDK's call ended by our hangup", STEP_MS, async () => {
+                    const i = await j.page.evaluate(() => window.sb.info());
+                    return i.state === "ended" && i.hangup ? i : undefined;
+                });
+                assert.deepEqual(ji.hangup, { party: "remote", reason: "user_hangup" });
+                t.diagnostic(`SDK states ${ji.states.join(" → ")}; our framesDecoded ${sa.framesDecoded}`);
+            });
+        } finally {
+            await site.close();
+            await rm(bundleDir, { recursive: true, force: true });
+        }
+    });
+});
