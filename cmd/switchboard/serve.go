@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/homeserver"
+	"github.com/switchboard-chat/switchboard/sfu"
 	"github.com/switchboard-chat/switchboard/web"
 )
 
@@ -60,8 +61,9 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	var checks []readyCheck
+	var node *sfu.SFU
 	if cfg.SFU.Enabled {
-		node, err := startSFU(&cfg, socks, log, reg)
+		node, err = startSFU(&cfg, socks, log, reg)
 		if err != nil {
 			return err
 		}
@@ -93,6 +95,15 @@ func (a *app) serve(ctx context.Context, args []string) error {
 			log.Error("closing homeserver", "err", err)
 		}
 	}()
+	// The group-call focus answers calls on the SFU; it stops (hanging up
+	// its calls) before the homeserver and the SFU close.
+	var focus *runningFocus
+	if node != nil {
+		if focus, err = startFocus(hs, node, log, reg); err != nil {
+			return err
+		}
+		defer focus.stop()
+	}
 
 	rd := &readiness{checks: append([]readyCheck{{name: "database", check: hs.Ready}}, checks...)}
 	clientMux := http.NewServeMux()
@@ -159,6 +170,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		log.Error("listener failed; shutting down", "err", serveErr)
 	}
 	rd.stopping.Store(true)
+	focus.stop() // hangups go out while clients still sync
 	hs.Shutdown()
 	shutdownServers(servers, cfg.ShutdownTimeout, log)
 	wg.Wait()
