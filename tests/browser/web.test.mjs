@@ -265,4 +265,80 @@ describe("Switchboard web client", () => {
             await rm(bundleDir, { recursive: true, force: true });
         }
     });
+    test("group call through the SFU focus: three people each see two remote videos, a mute shows on the others' grids, a leave shrinks them", async (t) => {
+        await withServer("web-group", start, async (server, pages, log) => {
+            const a = await openApp(browser, server, "A", log);
+            const b = await openApp(browser, server, "B", log);
+            const c = await openApp(browser, server, "C", log, { viewport: phone });
+            pages.push(a, b, c);
+            for (const [p, n] of [[a, "gina"], [b, "hank"], [c, "iris"]]) await registerViaForm(p, localpart(n));
+            await a.page.fill("#new-room-name", "Team");
+            await a.page.fill("#new-room-invite", `${b.userId} ${c.userId}`);
+            await a.page.click("#create-room");
+            await a.page.locator("#room-name", { hasText: "Team" }).waitFor({ timeout: STEP_MS });
+            for (const p of [b, c]) {
+                await openRoom(p, "Team");
+                await p.page.click("#accept-invite");
+                await p.page.locator("#composer").waitFor({ state: "visible", timeout: STEP_MS });
+            }
+            await a.page.locator("#room-sub", { hasText: "3 members" }).waitFor({ timeout: STEP_MS });
+
+            const started = Date.now();
+            await a.page.click("#group-call");
+            await a.page.locator("#call-view").waitFor({ state: "visible", timeout: STEP_MS });
+            for (const p of [b, c]) {
+                // The others see the call in the room and join it.
+                await p.page.locator("#group-call", { hasText: "Join call" }).waitFor({ timeout: STEP_MS });
+                await p.page.click("#group-call");
+            }
+            const all = [a, b, c];
+            const local = (p) => p.userId.slice(1).split(":")[0];
+            await Promise.all(all.map((p) => waitRemoteVideo(p, "group of three", MEDIA_MS, 2)));
+            // framesDecoded (getStats) of both remote streams rises on every page.
+            for (const p of all) {
+                const first = await waitUntil(`${p.label}: two remote streams decoding`, MEDIA_MS, async () => {
+                    const i = await p.page.evaluate(() => window.switchboard.groupInfo());
+                    const s = Object.values(i?.stats ?? {}).filter((x) => x.framesDecoded > 0);
+                    return s.length >= 2 ? i.stats : undefined;
+                });
+                await waitUntil(`${p.label}: framesDecoded rising on both`, MEDIA_MS, async () => {
+                    const i = await p.page.evaluate(() => window.switchboard.groupInfo());
+                    return Object.entries(first).every(([k, v]) => (i?.stats?.[k]?.framesDecoded ?? 0) > v.framesDecoded);
+                });
+                const names = (await tiles(p)).filter((x) => !x.local).map((x) => x.name).sort();
+                const want = all.filter((o) => o !== p).map(local).sort();
+                assert.deepEqual(names, want, `${p.label}: tile names`);
+            }
+            const joinedMs = Date.now() - started;
+            // Simulcast: the browser sends more than one layer of its camera.
+            const layers = await a.page.evaluate(() => window.switchboard.groupInfo().then((i) => i.sendLayers));
+            assert.ok(layers.length >= 2, `A sends simulcast layers: ${JSON.stringify(layers)}`);
+            for (const p of all) await shot(p, "web-group-1-three");
+
+            // C mutes the microphone: A and B see it on C's tile.
+            await c.page.click("#toggle-mic");
+            for (const p of [a, b]) {
+                await waitUntil(`${p.label}: C's tile shows the mute`, STEP_MS, async () =>
+                    (await tiles(p)).some((x) => x.name === local(c) && x.audioMuted),
+                );
+            }
+            await shot(a, "web-group-2-c-muted");
+            await shot(c, "web-group-2-c-muted");
+
+            // C leaves: A's and B's grids shrink to one remote tile.
+            await c.page.click("#hangup");
+            await c.page.locator("#call-view").waitFor({ state: "hidden", timeout: STEP_MS });
+            for (const p of [a, b]) {
+                await waitUntil(`${p.label}: grid shrinks after C left`, STEP_MS, async () => {
+                    const r = (await tiles(p)).filter((x) => !x.local);
+                    return r.length === 1 && r[0].name === local(p === a ? b : a);
+                });
+            }
+            await shot(a, "web-group-3-c-left");
+            await a.page.click("#hangup");
+            await b.page.click("#hangup");
+            await Promise.all([a, b].map((p) => p.page.locator("#call-view").waitFor({ state: "hidden", timeout: STEP_MS })));
+            t.diagnostic(`group of three: first click → all six remote videos decoding ${joinedMs} ms; A's simulcast layers ${JSON.stringify(layers)}`);
+        });
+    });
 });

@@ -5,7 +5,7 @@
 import { Client, MatrixError, explainAuthError, login, normalizeBaseUrl, register } from "./matrix.js";
 import { Call, summarizeStats } from "./call.js";
 import { CallView, avatar, qualityBetween } from "./callview.js";
-import { GroupCall, activeCall, callMembers } from "./group.js";
+import { GroupCall, callMembers } from "./group.js";
 import { explainMediaError, getScreen, listDevices } from "./media.js";
 
 const $ = (id) => document.getElementById(id);
@@ -411,6 +411,7 @@ function onCallEvent(room, ev, live) {
 
 function showIncoming(inc, room, ev) {
     const name = room.memberName(ev.sender);
+    $("incoming-avatar").replaceChildren(avatar(name));
     $("incoming-title").textContent = `${name} is calling`;
     $("incoming-sub").textContent = `${inc.video ? "Video" : "Voice"} call in ${room.displayName(client.userId)}`;
     $("accept-video").hidden = !inc.video;
@@ -458,6 +459,7 @@ const reasons = {
 
 function startCallView(c) {
     call = c;
+    $("toast").hidden = true;
     const room = c.room;
     const peer = c.peerUserId;
     const peerName = peer ? room.memberName(peer) : room.displayName(client.userId);
@@ -593,6 +595,7 @@ function stopStatsLoop() {
 async function joinGroup() {
     const room = client.rooms.get(currentRoomId);
     if (!room || call || group) return;
+    $("toast").hidden = true;
     const g = new GroupCall(client, room, settings, view);
     group = g;
     renderRoomHead();

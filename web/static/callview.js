@@ -3,6 +3,30 @@
 
 const $ = (id) => document.getElementById(id);
 
+/** Inline SVG icons (24×24, currentColor): no icon font or emoji needed. */
+const paths = {
+    mic: '<path d="M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3z"/><path d="M19 11a7 7 0 0 1-14 0M12 18v3" fill="none"/>',
+    micOff: '<path d="M15 9.3V5a3 3 0 0 0-5.9-.8M9 9v2a3 3 0 0 0 5.1 2.1M19 11a7 7 0 0 1-1.2 3.9M5 11a7 7 0 0 0 11 5.7M12 18v3M3 3l18 18" fill="none"/>',
+    cam: '<rect x="2" y="6" width="14" height="12" rx="2"/><path d="M16 10l6-3v10l-6-3z"/>',
+    camOff: '<path d="M16 16v1a1 1 0 0 1-1 1H3a1 1 0 0 1-1-1V7a1 1 0 0 1 1-1h2m4 0h6a1 1 0 0 1 1 1v3l6-3v10M3 3l18 18" fill="none"/>',
+    screen: '<rect x="2" y="4" width="20" height="13" rx="2" fill="none"/><path d="M8 21h8M12 17v4M12 13V8M9.5 10.5L12 8l2.5 2.5" fill="none"/>',
+    gear: '<circle cx="12" cy="12" r="3" fill="none"/><path d="M12 2v3M12 19v3M4.2 4.2l2.1 2.1M17.7 17.7l2.1 2.1M2 12h3M19 12h3M4.2 19.8l2.1-2.1M17.7 6.3l2.1-2.1" fill="none"/>',
+    hangup: '<path d="M3 15.5c5-5 13-5 18 0l-2.5 2.5-3.5-1.5v-2.5a11 11 0 0 0-6 0v2.5L5.5 18z"/>',
+};
+
+/** An SVG icon element by name. */
+export function icon(name) {
+    const span = document.createElement("span");
+    span.className = "ic";
+    span.setAttribute("aria-hidden", "true");
+    span.innerHTML = `<svg viewBox="0 0 24 24" width="20" height="20" fill="currentColor" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">${paths[name]}</svg>`;
+    return span;
+}
+
+function setIcon(button, name) {
+    button.querySelector(".ic")?.replaceWith(icon(name));
+}
+
 /** A colour for a name, stable across reloads. */
 export function colourFor(s) {
     let h = 0;
@@ -74,9 +98,8 @@ export class Tile {
     setMuted({ audio, video }) {
         this.el.dataset.audioMuted = String(!!audio);
         this.el.dataset.videoMuted = String(!!video);
-        this.micIc.textContent = audio ? "🔇" : "";
+        this.micIc.replaceChildren(...(audio ? [icon("micOff")] : []));
         this.micIc.title = audio ? "Microphone off" : "";
-        this.micIc.setAttribute("aria-label", audio ? "microphone off" : "");
         this.video.style.visibility = video ? "hidden" : "visible";
         this.placeholder.hidden = !video;
     }
@@ -127,6 +150,9 @@ export function qualityBetween(prev, cur) {
 export class CallView {
     constructor() {
         this.root = $("call-view");
+        setIcon($("toggle-screen"), "screen");
+        setIcon($("call-devices"), "gear");
+        setIcon($("hangup"), "hangup");
         this.tilesEl = $("tiles");
         this.tiles = new Map();
         this.handlers = {};
@@ -196,7 +222,7 @@ export class CallView {
         b.setAttribute("aria-pressed", String(muted));
         b.setAttribute("aria-label", muted ? "Unmute microphone" : "Mute microphone");
         b.querySelector(".lbl").textContent = muted ? "Unmute" : "Mute";
-        b.querySelector(".ic").textContent = muted ? "🔇" : "🎙";
+        setIcon(b, muted ? "micOff" : "mic");
     }
 
     setCam(off) {
@@ -204,6 +230,7 @@ export class CallView {
         b.setAttribute("aria-pressed", String(off));
         b.setAttribute("aria-label", off ? "Turn camera on" : "Turn camera off");
         b.querySelector(".lbl").textContent = off ? "Camera on" : "Camera off";
+        setIcon(b, off ? "camOff" : "cam");
     }
 
     setScreen(on) {

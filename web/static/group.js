@@ -170,6 +170,8 @@ export class GroupCall extends EventTarget {
         const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: this.settings.relayOnly && iceServers.length ? "relay" : "all" });
         this.pc = pc;
         const dc = pc.createDataChannel("signalling");
+        // The focus sends binary messages (pion's Send); read them as bytes, not Blobs.
+        dc.binaryType = "arraybuffer";
         this.dc = dc;
         dc.addEventListener("message", (e) => this.onData(e.data));
         dc.addEventListener("open", () => this.syncSubscriptions());
@@ -295,6 +297,7 @@ export class GroupCall extends EventTarget {
     }
 
     async onFocusMessage(type, c) {
+        console.debug(`group: to-device ${type}${c.description ? ` (${c.description.type})` : ""}`);
         const pc = this.pc;
         if (!pc || this.ended) return;
         switch (type) {
@@ -368,11 +371,12 @@ export class GroupCall extends EventTarget {
     onData(raw) {
         let m;
         try {
-            m = JSON.parse(raw);
+            m = JSON.parse(typeof raw === "string" ? raw : new TextDecoder().decode(raw));
         } catch {
             return;
         }
         const c = m?.content ?? {};
+        if (m?.type !== "m.call.ping") console.debug(`group: data channel ${m?.type}${c.description ? ` (${c.description.type})` : ""}`);
         switch (m?.type) {
             case "m.call.ping":
                 this.sendData("m.call.pong", {});
@@ -624,12 +628,24 @@ export class GroupCall extends EventTarget {
         return per;
     }
 
+    /** The simulcast layers (RIDs) the browser is sending video on. */
+    async sendLayers() {
+        if (!this.pc) return [];
+        const out = [];
+        (await this.pc.getStats()).forEach((s) => {
+            if (s.type === "outbound-rtp" && s.kind === "video" && (s.bytesSent ?? 0) > 0) out.push(s.rid ?? "");
+        });
+        return out.sort();
+    }
+
     async info() {
         return {
+            sendLayers: await this.sendLayers(),
             state: this.state,
             confId: this.confId,
             callId: this.callId,
             ice: this.pc?.iceConnectionState ?? null,
+            signaling: this.pc?.signalingState ?? null,
             dc: this.dc?.readyState ?? null,
             rejoins: this.rejoins,
             iceRestarts: this.iceRestarts,

@@ -389,10 +389,11 @@ export class Client extends EventTarget {
             }
             const tl = jr.timeline?.events ?? [];
             if (jr.timeline?.limited) room.timeline = [];
+            // State first, so that names are known when events are shown.
+            for (const ev of tl) if (typeof ev.state_key === "string") room.addState(ev);
             for (const ev of tl) {
                 ev.room_id = roomId;
                 if (typeof ev.state_key === "string") {
-                    room.addState(ev);
                     roomsChanged = true;
                     this.emit("state", { room, event: ev });
                 }
