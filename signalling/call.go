@@ -314,12 +314,17 @@ func (c *call) onSpeakers(active []string, dominant string) {
 	_ = c.sendData(TypeSpeakers, json.RawMessage(b))
 }
 
-// markDCOpen notes that the data channel works; true the first time,
-// when the client is sent the current metadata and speakers.
-func (c *call) markDCOpen(now time.Time) bool {
+// markDCOpen notes that the data channel works, because the client sent
+// on it (fromClient) or a ping to it was sent; true the first time, when
+// the client is sent the current metadata and speakers. Only the
+// client's messages (and the channel opening) start a new pong window: a
+// ping the focus could send proves nothing about the client.
+func (c *call) markDCOpen(now time.Time, fromClient bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.lastSeen = now
+	if fromClient || !c.dcOpen {
+		c.lastSeen = now
+	}
 	if c.dcOpen {
 		return false
 	}
@@ -359,7 +364,7 @@ func (c *call) ping(now time.Time) {
 	if !due {
 		return
 	}
-	if err := c.sendData(TypePing, struct{}{}); err == nil && c.markDCOpen(now) {
+	if err := c.sendData(TypePing, struct{}{}); err == nil && c.markDCOpen(now, false) {
 		c.dcOpened()
 	}
 }
@@ -523,7 +528,7 @@ func (c *call) onData(b []byte) {
 		return
 	}
 	c.f.m.messages.WithLabelValues("data_channel", typeLabel(msg.Type)).Inc()
-	if c.markDCOpen(c.f.cfg.Now()) {
+	if c.markDCOpen(c.f.cfg.Now(), true) {
 		c.dcOpened()
 	}
 	switch msg.Type {

@@ -353,8 +353,7 @@ func (f *Focus) handleInvite(ctx context.Context, msg homeserver.ToDeviceMessage
 		return
 	}
 	f.m.invites.WithLabelValues("accepted").Inc()
-	f.m.calls.Inc()
-	c.start(p, answer)
+	c.start(p, answer) // counts the call in switchboard_focus_calls
 	f.log.Info("participant joined", "participant", pid, "room", inv.RoomID, "conf_id", inv.ConfID)
 }
 
