@@ -63,6 +63,7 @@ type Participant struct {
 	closeOnce sync.Once
 
 	connected     atomic.Bool
+	started       atomic.Bool // the client's first offer is applied
 	tracksDirty   atomic.Bool
 	speakersDirty atomic.Bool
 	negotiateDue  atomic.Bool
@@ -152,6 +153,7 @@ func (p *Participant) Conference() *Conference { return p.conf }
 
 // start runs the send loop and the event worker.
 func (p *Participant) start() {
+	p.started.Store(true)
 	// No lock across the two: p.mu is taken under the conference's lock,
 	// which is taken under the SFU's.
 	if p.goTracked(p.sendLoop) {

@@ -161,10 +161,16 @@ func (p *Participant) wants(id string) bool {
 }
 
 // addDown creates the down track for up and adds it to p's
-// PeerConnection; nil, nil if p already receives it.
+// PeerConnection; nil, nil if p already receives it, or has not applied
+// its first offer yet (Conference.joined subscribes it then).
 func (p *Participant) addDown(up *upTrack) (*downTrack, error) {
 	if p.closed() {
 		return nil, ErrClosed
+	}
+	if !p.started.Load() {
+		// A transceiver added before the client's offer is applied could
+		// be matched to one of the client's own m-lines.
+		return nil, nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -176,7 +182,7 @@ func (p *Participant) addDown(up *upTrack) (*downTrack, error) {
 		d.maxWidth.Store(int32(max(s.MaxWidth, 0)))
 		d.maxHeight.Store(int32(max(s.MaxHeight, 0)))
 	}
-	sender, err := p.pc.AddTrack(d)
+	sender, err := p.addSenderLocked(d)
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +191,41 @@ func (p *Participant) addDown(up *upTrack) (*downTrack, error) {
 	p.goTrackedLocked(d.readRTCP)
 	p.notify(&p.negotiateDue)
 	return d, nil
+}
+
+// addSenderLocked adds d to p's PeerConnection. pion's AddTrack reuses a
+// free transceiver of the same kind, including one the client offered
+// to send and receive on; for the client's simulcast m-line (RFC 8853)
+// that would put d's stream next to the client's own layers, where the
+// client cannot tell it from them and drops it. While such a transceiver
+// is free, d gets a new sendonly transceiver instead.
+func (p *Participant) addSenderLocked(d *downTrack) (*webrtc.RTPSender, error) {
+	for _, t := range p.pc.GetTransceivers() {
+		if t.Kind() == d.Kind() && t.Sender() == nil && receivesSimulcast(t) {
+			tr, err := p.pc.AddTransceiverFromTrack(d,
+				webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+			if err != nil {
+				return nil, err
+			}
+			return tr.Sender(), nil
+		}
+	}
+	return p.pc.AddTrack(d)
+}
+
+// receivesSimulcast reports whether the client publishes simulcast layers
+// (RIDs) on t.
+func receivesSimulcast(t *webrtc.RTPTransceiver) bool {
+	r := t.Receiver()
+	if r == nil {
+		return false
+	}
+	for _, tr := range r.Tracks() {
+		if tr.RID() != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // removeDown stops sending d to p.

@@ -117,3 +117,35 @@ func TestSimulcastLayerSwitching(t *testing.T) {
 		t.Errorf("%d sequence numbers missing: the stream is not continuous", missing)
 	}
 }
+
+// TestSimulcastPublishersReceiveEachOther: two clients that both publish
+// simulcast video on a sendrecv m-line (what pion's and Chrome's addTrack
+// offer) receive each other's video and audio. The SFU must not send a
+// track on a client's own simulcast m-line: the client cannot tell that
+// stream from its simulcast layers and drops it.
+func TestSimulcastPublishersReceiveEachOther(t *testing.T) {
+	s := newTestSFU(t, nil)
+	defer s.Close()
+	rids := []string{"q", "h", "f"}
+	a := joinClient(t, s, "sc2", "a", clientOpts{audio: true, video: true, simulcast: rids, level: 127})
+	defer a.close()
+	b := joinClient(t, s, "sc2", "b", clientOpts{audio: true, video: true, simulcast: rids, level: 127})
+	defer b.close()
+	c := joinClient(t, s, "sc2", "c", clientOpts{audio: true, video: true, simulcast: rids, level: 127})
+	defer c.close()
+	clients := map[string]*testClient{"a": a, "b": b, "c": c}
+	for rx, rc := range clients {
+		for tx := range clients {
+			if rx == tx {
+				continue
+			}
+			for _, kind := range []string{"audio", "video"} {
+				id := tx + "-" + kind
+				waitFor(t, rx+" receiving "+id, func() bool {
+					r := rc.track(id)
+					return r != nil && r.packets.Load() > 20
+				})
+			}
+		}
+	}
+}
