@@ -1,6 +1,7 @@
 package signalling
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -125,4 +126,37 @@ func TestInviteFlood(t *testing.T) {
 	alice := e.participant(t, "alice", room, conf, partOpts{})
 	alice.invite()
 	waitFor(t, "alice answered", alice.isAnswered)
+}
+
+// TestForgedMembership: a call membership written by someone else under
+// another user's state key does not let its author in. Mallory, joined to
+// the room, writes an m.call.member under alice's user ID naming her own
+// device and session, then invites: the focus reads only the sender's own
+// state key and refuses.
+func TestForgedMembership(t *testing.T) {
+	e := newEnv(t, envOpts{autoSubscribe: true})
+	owner := e.user(t, "owner")
+	const conf = "conf1"
+	room := e.callRoom(t, owner, conf)
+	alice := e.user(t, "alice")
+	mallory := e.participant(t, "mallory", room, conf, partOpts{noMember: true})
+	content := map[string]any{"m.calls": []any{map[string]any{
+		"m.call_id": conf,
+		"m.devices": []any{map[string]any{
+			"device_id": string(mallory.cli.DeviceID), "session_id": mallory.session,
+			"expires_ts": time.Now().Add(time.Hour).UnixMilli(),
+		}},
+	}}}
+	if _, err := mallory.cli.SendStateEvent(context.Background(), room, evCallMember, string(alice.UserID), content); err != nil {
+		t.Logf("the homeserver refused the forged membership: %v", err)
+	}
+	mallory.invite()
+	waitFor(t, "hangup", func() bool { _, ok := mallory.hangupReason(mallory.callID); return ok })
+	if r, _ := mallory.hangupReason(mallory.callID); r != ReasonNotJoined {
+		t.Errorf("hangup reason %q, want %q", r, ReasonNotJoined)
+	}
+	if mallory.isAnswered() {
+		t.Error("invite on a forged membership was answered")
+	}
+	assertNothing(t, e)
 }

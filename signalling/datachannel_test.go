@@ -1,0 +1,139 @@
+package signalling
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// TestDataChannel exercises MSC3898's data-channel messages with manual
+// subscriptions (as switchboard serve runs the SFU): nothing is received
+// until m.call.track_subscription asks for it, an unsubscription
+// renegotiates the track away (server m.call.negotiate offers on the data
+// channel), the focus pings and answers pings, a client's
+// m.call.sdp_stream_metadata_changed (by data channel and to-device) and
+// a client m.call.negotiate offer adding a screen share reach the others'
+// metadata, and the speaker messages name the one who speaks.
+func TestDataChannel(t *testing.T) {
+	e := newEnv(t, envOpts{focus: func(c *FocusConfig) { c.PingInterval = 100 * time.Millisecond }})
+	owner := e.user(t, "owner")
+	const conf = "conf1"
+	room := e.callRoom(t, owner, conf)
+	alice := e.participant(t, "alice", room, conf, partOpts{level: 10}) // speaking
+	bob := e.participant(t, "bob", room, conf, partOpts{})              // silent
+	alice.invite()
+	bob.invite()
+	waitFor(t, "answers", func() bool { return alice.isAnswered() && bob.isAnswered() })
+	waitFor(t, "bob's metadata for alice", func() bool {
+		s, ok := bob.metaStream("alice-stream")
+		return ok && s.UserID == string(alice.cli.UserID) && len(s.Tracks) == 2
+	})
+	if bob.offeredTrack("alice-audio") || bob.offeredTrack("alice-video") {
+		t.Fatal("bob was sent alice's tracks without subscribing")
+	}
+
+	// Subscribe: the focus renegotiates on the data channel and media flows.
+	bob.sendDC(TypeTrackSubscription, map[string]any{"subscribe": []any{
+		map[string]any{"stream_id": "alice-stream", "track_id": "alice-audio"},
+		map[string]any{"stream_id": "alice-stream", "track_id": "alice-video", "width": 320, "height": 180},
+	}})
+	waitFor(t, "bob receiving alice", func() bool { return bob.receivesFrom(alice) })
+	if n := bob.dcCount(TypeNegotiate); n == 0 {
+		t.Error("the focus's renegotiation did not come on the data channel")
+	}
+	if alice.offeredTrack("bob-audio") || alice.offeredTrack("bob-video") {
+		t.Error("alice, who subscribed to nothing, was sent bob's tracks")
+	}
+
+	// Unsubscribe from the video: renegotiated away, audio keeps flowing.
+	bob.sendDC(TypeTrackSubscription, map[string]any{"unsubscribe": []any{
+		map[string]any{"stream_id": "alice-stream", "track_id": "alice-video"}}})
+	waitFor(t, "alice's video to leave bob's connection", func() bool { return !bob.offeredTrack("alice-video") })
+	audio := bob.received("alice-audio")
+	waitFor(t, "alice's audio still flowing", func() bool { return bob.received("alice-audio") > audio+10 })
+
+	// Pings both ways.
+	waitFor(t, "pings from the focus", func() bool { return bob.dcCount(TypePing) > 0 })
+	bob.sendDC(TypePing, struct{}{})
+	waitFor(t, "the focus's pong", func() bool { return bob.dcCount(TypePong) > 0 })
+
+	// Speakers: alice sends a loud audio level, bob silence.
+	waitFor(t, "bob told that alice speaks", func() bool {
+		bob.mu.Lock()
+		defer bob.mu.Unlock()
+		s := bob.speakers
+		return len(s.Active) == 1 && s.Active[0].UserID == string(alice.cli.UserID) &&
+			s.Dominant != nil && s.Dominant.DeviceID == string(alice.cli.DeviceID)
+	})
+
+	// Mute state: by data channel, then to-device.
+	alice.sendDC(TypeMetadataChanged, map[string]any{"sdp_stream_metadata": map[string]any{
+		"alice-stream": map[string]any{"purpose": "m.usermedia", "audio_muted": true, "video_muted": false}}})
+	waitFor(t, "bob to see alice muted", func() bool {
+		s, ok := bob.metaStream("alice-stream")
+		return ok && s.AudioMuted && !s.VideoMuted
+	})
+	c := alice.callFields()
+	c["sdp_stream_metadata"] = map[string]any{
+		"alice-stream": map[string]any{"purpose": "m.usermedia", "audio_muted": false, "video_muted": true}}
+	alice.send(TypeMetadataChanged, c)
+	waitFor(t, "bob to see alice's camera off", func() bool {
+		s, ok := bob.metaStream("alice-stream")
+		return ok && !s.AudioMuted && s.VideoMuted
+	})
+
+	// Alice shares her screen: her own m.call.negotiate offer on the data
+	// channel, answered there; bob's metadata gets the new stream.
+	alice.addScreenShare()
+	waitFor(t, "bob's metadata for alice's screen", func() bool {
+		s, ok := bob.metaStream("alice-screen")
+		return ok && s.Purpose == "m.screenshare" && s.UserID == string(alice.cli.UserID) &&
+			s.Tracks["alice-screen-video"].Kind == "video"
+	})
+	waitFor(t, "alice's offer answered", func() bool {
+		return alice.pc.SignalingState() == webrtc.SignalingStateStable && alice.dcCount(TypeNegotiate) > 0
+	})
+}
+
+func (p *participant) dcCount(typ string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dcMsgs[typ]
+}
+
+// addScreenShare adds a second video track in its own stream and offers it
+// to the focus with m.call.negotiate on the data channel.
+func (p *participant) addScreenShare() {
+	t := p.t
+	t.Helper()
+	p.negMu.Lock()
+	defer p.negMu.Unlock()
+	waitFor(t, p.name+" stable before offering", func() bool {
+		return p.pc.SignalingState() == webrtc.SignalingStateStable
+	})
+	tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+		p.name+"-screen-video", p.name+"-screen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.pc.AddTrack(tr); err != nil {
+		t.Fatal(err)
+	}
+	p.wg.Add(1)
+	go p.sendVideo(tr)
+	offer, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	p.sendDC(TypeNegotiate, map[string]any{
+		"description": map[string]any{"type": "offer", "sdp": offer.SDP},
+		"sdp_stream_metadata": map[string]any{
+			p.name + "-stream": map[string]any{"purpose": "m.usermedia", "audio_muted": false, "video_muted": true},
+			p.name + "-screen": map[string]any{"purpose": "m.screenshare"},
+		},
+	})
+}
