@@ -45,8 +45,28 @@ type Config struct {
 	MaxRequestBytes int64
 	// RateLimit configures per-client request limits. Zero value: defaults.
 	RateLimit RateLimitConfig
+	// Federation configures the server-server API. Zero value: peers'
+	// certificates are verified and internal addresses are refused.
+	Federation FederationConfig
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+}
+
+// FederationConfig configures the server-server API (federation_*.go).
+type FederationConfig struct {
+	// SkipTLSVerify turns off verification of peers' TLS certificates.
+	// Only for test setups with self-signed certificates. Default false.
+	SkipTLSVerify bool
+	// AllowNetworks lists CIDRs (or single IPs) that outbound federation
+	// may reach even though they are loopback or private, e.g.
+	// "127.0.0.1/32" for servers on one machine. Default: none.
+	AllowNetworks []string
+	// KeyValidity is how long a fetched copy of our key document stays
+	// valid (valid_until_ts). Default 24 h.
+	KeyValidity time.Duration
+	// RetryMin and RetryMax bound the exponential backoff of outbound
+	// transactions to an unreachable server. Defaults 2 s and 10 min.
+	RetryMin, RetryMax time.Duration
 }
 
 // TURNConfig is what /voip/turnServer hands out: TURN REST credentials

@@ -31,6 +31,8 @@ type Server struct {
 	// statePDUs caches parsed state events for auth checks.
 	statePDUs pduCache
 	metrics   *metrics
+	// fed is the server-server API (federation_*.go).
+	fed *federation
 
 	sendLimit  *limiter
 	loginLimit *limiter
@@ -78,6 +80,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		return nil, err
 	}
 	s.echo = s.newRouter()
+	if s.fed, err = newFederation(s); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -135,7 +141,7 @@ func (c *Config) validate() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return nil
+	return c.Federation.validate()
 }
 
 // ClientHandler serves the client-server API (/_matrix/client, /.well-known).
