@@ -36,6 +36,8 @@ type DB struct {
 
 	snapshots snapshotCache
 	caches    readCaches
+	// window is nil on PostgreSQL (see window.go).
+	window *timelineWindow
 }
 
 // Open connects to dsn and applies pending migrations. A dsn starting with
@@ -63,6 +65,7 @@ func Open(ctx context.Context, dsn string, onCommit OnCommit) (*DB, error) {
 		db.r = db.w
 	} else {
 		db.dialect = sqlite
+		db.window = &timelineWindow{}
 		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
 		if i := strings.IndexByte(path, '?'); i >= 0 {
 			path = path[:i]
@@ -133,6 +136,8 @@ type Tx struct {
 	// maxPos and keys are what the running write allocated and touched.
 	maxPos int64
 	keys   []string
+	// win is what the running write reports to the timeline window.
+	win pendingWindow
 }
 
 // nextPos allocates the next position of the one stream that orders

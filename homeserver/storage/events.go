@@ -339,6 +339,11 @@ func (tx *Tx) AppendEvent(ctx context.Context, ne NewEvent) (int64, error) {
 		return 0, fmt.Errorf("storage: insert event: %w", err)
 	}
 	tx.touch(e.RoomID)
+	e.Pos = pos
+	if len(e.UnsignedExtra) == 0 {
+		e.UnsignedExtra = nil // as read back from a NULL column
+	}
+	tx.win.events = append(tx.win.events, e)
 	if e.Type == "m.room.member" && e.StateKey != nil {
 		tx.touch(*e.StateKey, KeyMembers(e.RoomID))
 	}
@@ -356,6 +361,7 @@ func (tx *Tx) Redact(ctx context.Context, eventID string, redactedJSON []byte, r
 	if err != nil {
 		return fmt.Errorf("storage: redact: %w", err)
 	}
+	tx.win.redacted = true
 	return nil
 }
 

@@ -98,6 +98,16 @@ func (db *DB) UsersSharingRooms(ctx context.Context, userID string) ([]string, e
 // Timeline returns up to limit of the room's latest timeline events with
 // after < pos <= upto, oldest first, and whether older ones were left out.
 func (db *DB) Timeline(ctx context.Context, roomID string, after, upto int64, limit int) ([]Event, bool, error) {
+	if db.window != nil {
+		if evs, limited, ok := db.window.timeline(roomID, after, upto, limit); ok {
+			return evs, limited, nil
+		}
+	}
+	return db.timelineDB(ctx, roomID, after, upto, limit)
+}
+
+// timelineDB is Timeline read from the database.
+func (db *DB) timelineDB(ctx context.Context, roomID string, after, upto int64, limit int) ([]Event, bool, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events
 		WHERE room_id = $1 AND pos > $2 AND pos <= $3 AND outlier = 0 ORDER BY pos DESC LIMIT $4`, roomID, after, upto, limit+1)
 	if err != nil {

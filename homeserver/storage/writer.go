@@ -108,10 +108,11 @@ func (db *DB) runBatch(batch []*writeReq) {
 	type touched struct {
 		pos  int64
 		keys []string
+		win  pendingWindow
 	}
 	notes := make([]touched, len(batch))
 	for i, r := range batch {
-		tx.maxPos, tx.keys = 0, nil
+		tx.maxPos, tx.keys, tx.win = 0, nil, pendingWindow{}
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
 			continue
@@ -135,7 +136,7 @@ func (db *DB) runBatch(batch []*writeReq) {
 			}
 		} else {
 			committed++
-			notes[i] = touched{tx.maxPos, tx.keys}
+			notes[i] = touched{tx.maxPos, tx.keys, tx.win}
 		}
 		if !single {
 			if _, err := sqlTx.ExecContext(ctx, "RELEASE SAVEPOINT write"); err != nil {
@@ -153,6 +154,13 @@ func (db *DB) runBatch(batch []*writeReq) {
 	if err := sqlTx.Commit(); err != nil {
 		failAll(fmt.Errorf("storage: commit: %w", err))
 		return
+	}
+	if db.window != nil {
+		for i, n := range notes {
+			if results[i] == nil {
+				db.window.apply(n.pos, n.win, n.keys)
+			}
+		}
 	}
 	if db.onCommit != nil {
 		for i, n := range notes {
