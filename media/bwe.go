@@ -1,6 +1,7 @@
 package media
 
 import (
+	"encoding/binary"
 	"sync"
 
 	"github.com/pion/rtcp"
@@ -156,37 +157,18 @@ func (e *BandwidthEstimator) trendLocked() (slope float64, span int64, ok bool) 
 func (e *BandwidthEstimator) OnFeedback(fb *rtcp.TransportLayerCC, now int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var st feedbackStats
-	arrival := int64(fb.ReferenceTime) * 64e6 // 64 ms units (section 3.1)
-	seq := fb.BaseSequenceNumber
+	w := feedbackWalk{e: e, seq: fb.BaseSequenceNumber, arrival: int64(fb.ReferenceTime) * 64e6}
 	remaining := int(fb.PacketStatusCount)
 	deltaIdx := 0
 	symbol := func(s uint16) {
-		sent := &e.hist[seq%historySize]
-		known := sent.valid && sent.seq == seq
-		switch s {
-		case rtcp.TypeTCCPacketNotReceived:
-			if known {
-				st.lost++
-			}
-		case rtcp.TypeTCCPacketReceivedSmallDelta, rtcp.TypeTCCPacketReceivedLargeDelta:
+		var delta int64
+		if s == rtcp.TypeTCCPacketReceivedSmallDelta || s == rtcp.TypeTCCPacketReceivedLargeDelta {
 			if deltaIdx < len(fb.RecvDeltas) && fb.RecvDeltas[deltaIdx] != nil {
-				arrival += fb.RecvDeltas[deltaIdx].Delta * 1000 // microseconds
+				delta = fb.RecvDeltas[deltaIdx].Delta
 			}
 			deltaIdx++
-			if known {
-				if st.received == 0 {
-					st.firstArrival = arrival
-				}
-				st.lastArrival = max(st.lastArrival, arrival)
-				st.received++
-				st.bytes += int64(sent.size)
-				e.samples[e.nextSample] = delaySample{sent: sent.at, owd: arrival - sent.at}
-				e.nextSample = (e.nextSample + 1) % trendWindow
-				e.nSamples++
-			}
 		}
-		seq++
+		w.symbol(s, delta)
 		remaining--
 	}
 	for _, c := range fb.PacketChunks {
@@ -204,7 +186,133 @@ func (e *BandwidthEstimator) OnFeedback(fb *rtcp.TransportLayerCC, now int64) {
 			}
 		}
 	}
-	e.updateLocked(&st, now)
+	e.updateLocked(&w.st, now)
+}
+
+// feedbackWalk folds the packet status symbols of one feedback packet, in
+// order, into e's history and delay samples. e.mu is held.
+type feedbackWalk struct {
+	e       *BandwidthEstimator
+	st      feedbackStats
+	seq     uint16
+	arrival int64 // receiver's clock, ns
+}
+
+// symbol takes the status of the next sequence number; deltaUS is its
+// receive delta in microseconds (received packets only).
+func (w *feedbackWalk) symbol(s uint16, deltaUS int64) {
+	e := w.e
+	sent := &e.hist[w.seq%historySize]
+	known := sent.valid && sent.seq == w.seq
+	switch s {
+	case rtcp.TypeTCCPacketNotReceived:
+		if known {
+			w.st.lost++
+		}
+	case rtcp.TypeTCCPacketReceivedSmallDelta, rtcp.TypeTCCPacketReceivedLargeDelta:
+		w.arrival += deltaUS * 1000
+		if known {
+			if w.st.received == 0 {
+				w.st.firstArrival = w.arrival
+			}
+			w.st.lastArrival = max(w.st.lastArrival, w.arrival)
+			w.st.received++
+			w.st.bytes += int64(sent.size)
+			e.samples[e.nextSample] = delaySample{sent: sent.at, owd: w.arrival - sent.at}
+			e.nextSample = (e.nextSample + 1) % trendWindow
+			e.nSamples++
+		}
+	}
+	w.seq++
+}
+
+// OnFeedbackFCI is OnFeedback on the raw feedback control information of
+// a transport-wide feedback packet (the bytes after the media source SSRC,
+// draft-holmer-rmcat-transport-wide-cc-extensions-01 section 3.1), as
+// FeedbackPackets yields it. It does not allocate, so that the feedback
+// path costs nothing per acknowledged packet. A malformed FCI changes
+// nothing and returns ErrShortPacket.
+func (e *BandwidthEstimator) OnFeedbackFCI(fci []byte, now int64) error {
+	if len(fci) < 8 {
+		return ErrShortPacket
+	}
+	base := binary.BigEndian.Uint16(fci)
+	count := int(binary.BigEndian.Uint16(fci[2:]))
+	ref := int64(fci[4])<<16 | int64(fci[5])<<8 | int64(fci[6])
+	// First pass: the chunks cover count symbols; the deltas follow them
+	// and must all be there.
+	off, n, deltaBytes := 8, 0, 0
+	for n < count {
+		if off+2 > len(fci) {
+			return ErrShortPacket
+		}
+		c := binary.BigEndian.Uint16(fci[off:])
+		off += 2
+		n, deltaBytes = chunkSymbols(c, n, count, deltaBytes, nil)
+	}
+	if off+deltaBytes > len(fci) {
+		return ErrShortPacket
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w := feedbackWalk{e: e, seq: base, arrival: ref * 64e6}
+	deltas := fci[off:]
+	n = 0
+	for c := 8; n < count; c += 2 {
+		n, _ = chunkSymbols(binary.BigEndian.Uint16(fci[c:]), n, count, 0, func(s uint16) {
+			var delta int64
+			switch s {
+			case rtcp.TypeTCCPacketReceivedSmallDelta:
+				delta = int64(deltas[0]) * 250
+				deltas = deltas[1:]
+			case rtcp.TypeTCCPacketReceivedLargeDelta:
+				delta = int64(int16(binary.BigEndian.Uint16(deltas))) * 250
+				deltas = deltas[2:]
+			}
+			w.symbol(s, delta)
+		})
+	}
+	e.updateLocked(&w.st, now)
+	return nil
+}
+
+// chunkSymbols walks the symbols of one packet status chunk (section
+// 3.1.2 run length, 3.1.3 status vector), stopping at count symbols in
+// all: n is the count before the chunk, and is returned updated with the
+// receive delta bytes the symbols need. fn, if not nil, gets each symbol.
+func chunkSymbols(c uint16, n, count, deltaBytes int, fn func(uint16)) (int, int) {
+	deltaSize := func(s uint16) int {
+		switch s {
+		case rtcp.TypeTCCPacketReceivedSmallDelta:
+			return 1
+		case rtcp.TypeTCCPacketReceivedLargeDelta:
+			return 2
+		}
+		return 0
+	}
+	take := func(s uint16) {
+		deltaBytes += deltaSize(s)
+		if fn != nil {
+			fn(s)
+		}
+		n++
+	}
+	switch {
+	case c&0x8000 == 0: // run length: symbol, 13-bit length
+		s := (c >> 13) & 3
+		for i := 0; i < int(c&0x1fff) && n < count; i++ {
+			take(s)
+		}
+	case c&0x4000 == 0: // status vector of fourteen 1-bit symbols
+		for i := 13; i >= 0 && n < count; i-- {
+			take((c >> i) & 1)
+		}
+	default: // status vector of seven 2-bit symbols
+		for i := 6; i >= 0 && n < count; i-- {
+			take((c >> (2 * i)) & 3)
+		}
+	}
+	return n, deltaBytes
 }
 
 func (e *BandwidthEstimator) updateLocked(st *feedbackStats, now int64) {

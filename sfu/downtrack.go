@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -280,7 +279,9 @@ func (d *downTrack) write(seq uint16, ts uint32, payload []byte, now int64) {
 // readRTCP handles the subscriber's feedback for this track: NACKs are
 // answered from the cache, PLI and FIR become (throttled) key frame
 // requests to the publisher, transport-wide feedback feeds the
-// subscriber's bandwidth estimate. It returns when the sender stops.
+// subscriber's bandwidth estimate. It parses without allocating (a TWCC
+// feedback packet acknowledges every packet sent). It returns when the
+// sender stops.
 func (d *downTrack) readRTCP() {
 	buf := make([]byte, 1500)
 	for {
@@ -288,27 +289,26 @@ func (d *downTrack) readRTCP() {
 		if err != nil {
 			return
 		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		for _, p := range pkts {
-			switch p := p.(type) {
-			case *rtcp.TransportLayerNack:
-				for _, pair := range p.Nacks {
-					for _, seq := range pair.PacketList() {
-						d.sub.sfu.m.nacks.Inc()
-						d.sub.enqueue(sendItem{dt: d, seq: seq, rtx: true})
-					}
-				}
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+		for rest := buf[:n]; len(rest) > 0; {
+			typ, _, fci, next, err := media.NextFeedback(rest)
+			if err != nil {
+				break
+			}
+			rest = next
+			switch typ {
+			case media.FeedbackNACK:
+				media.ForEachNACK(fci, func(seq uint16) {
+					d.sub.sfu.m.nacks.Inc()
+					d.sub.enqueue(sendItem{dt: d, seq: seq, rtx: true})
+				})
+			case media.FeedbackPLI, media.FeedbackFIR:
 				layer := int(d.current.Load())
 				if layer < 0 {
 					layer = int(d.target.Load())
 				}
 				d.up.requestKeyframe(layer)
-			case *rtcp.TransportLayerCC:
-				d.sub.bwe.OnFeedback(p, d.sub.sfu.now())
+			case media.FeedbackTWCC:
+				_ = d.sub.bwe.OnFeedbackFCI(fci, d.sub.sfu.now())
 			}
 		}
 	}
