@@ -32,6 +32,7 @@ type KeyUpload struct {
 // ErrKeyConflict; a fallback key replaces the algorithm's previous one.
 func (db *DB) UploadKeys(ctx context.Context, userID, deviceID string, up KeyUpload) (map[string]int, error) {
 	db.caches.keysGen.Add(1)
+	defer db.caches.keysGen.Add(1) // after the commit too: see readCaches
 	var counts map[string]int
 	err := db.WriteTx(ctx, func(tx *Tx) error {
 		if up.DeviceKeys != nil {
@@ -230,6 +231,7 @@ type ClaimedKey struct {
 // the result.
 func (db *DB) ClaimKeys(ctx context.Context, claims []KeyClaim) ([]ClaimedKey, error) {
 	db.caches.keysGen.Add(1)
+	defer db.caches.keysGen.Add(1) // after the commit too: see readCaches
 	var out []ClaimedKey
 	err := db.WriteTx(ctx, func(tx *Tx) error {
 		out = out[:0]

@@ -10,7 +10,11 @@ import (
 // and almost never changes: access tokens, filters and key counts.
 //
 // Each cache has a generation that writes which could change its entries
-// bump; an entry of an older generation is a miss. Token entries also
+// bump; an entry of an older generation is a miss. A reader loads the
+// generation before it queries and stores its result under that
+// generation, and a writer bumps the generation both before its write and
+// after its commit, so a result read while the write was in flight is
+// never served after it. Token entries also
 // expire after tokenCacheTTL, which bounds how long a device deleted by
 // another process of a cluster stays usable here.
 type readCaches struct {

@@ -54,6 +54,21 @@ type RoomMembership struct {
 
 // Memberships returns every room in which userID has a membership event.
 func (db *DB) Memberships(ctx context.Context, userID string) ([]RoomMembership, error) {
+	if db.window == nil {
+		return db.membershipsDB(ctx, userID)
+	}
+	if ms, ok := db.window.members.get(userID); ok {
+		return ms, nil
+	}
+	gen := db.window.members.gen.Load()
+	ms, err := db.membershipsDB(ctx, userID)
+	if err == nil {
+		db.window.members.put(userID, gen, ms)
+	}
+	return ms, err
+}
+
+func (db *DB) membershipsDB(ctx context.Context, userID string) ([]RoomMembership, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT room_id, membership, event_id, pos FROM current_state
 		WHERE type = 'm.room.member' AND state_key = $1`, userID)
 	if err != nil {

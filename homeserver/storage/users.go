@@ -66,6 +66,7 @@ func (db *DB) UserByID(ctx context.Context, userID string) (User, error) {
 // SetPassword replaces a user's password hash.
 func (db *DB) SetPassword(ctx context.Context, userID, hash string) error {
 	db.caches.tokenGen.Add(1)
+	defer db.caches.tokenGen.Add(1) // after the commit too: see readCaches
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.exec(ctx, `UPDATE users SET password_hash = $1 WHERE user_id = $2`, hash, userID)
 		if err != nil {
@@ -79,7 +80,8 @@ func (db *DB) SetPassword(ctx context.Context, userID, hash string) error {
 // Re-using a device ID (login with device_id) replaces its token, as the
 // spec's login endpoint says, and keeps its keys.
 func (db *DB) CreateDevice(ctx context.Context, d Device, tokenHash string, nowMS int64) error {
-	db.caches.tokenGen.Add(1) // re-using a device ID replaces its token
+	db.caches.tokenGen.Add(1)       // re-using a device ID replaces its token
+	defer db.caches.tokenGen.Add(1) // after the commit too: see readCaches
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		_, err := tx.exec(ctx, `INSERT INTO devices (user_id, device_id, display_name, token_hash, created_ts, last_seen_ts)
 			VALUES ($1, $2, $3, $4, $5, $5)
@@ -121,7 +123,9 @@ func (db *DB) DeviceByToken(ctx context.Context, tokenHash string) (Device, erro
 // their keys and pending to-device messages.
 func (db *DB) DeleteDevices(ctx context.Context, userID string, deviceIDs []string) error {
 	db.caches.tokenGen.Add(1)
+	defer db.caches.tokenGen.Add(1) // after the commit too: see readCaches
 	db.caches.keysGen.Add(1)
+	defer db.caches.keysGen.Add(1)
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		if deviceIDs == nil {
 			rows, err := tx.query(ctx, `SELECT device_id FROM devices WHERE user_id = $1`, userID)

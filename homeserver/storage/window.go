@@ -1,6 +1,9 @@
 package storage
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // timelineWindow keeps each room's most recent timeline events in memory,
 // filled by the writer at commit, so that an incremental /sync (the
@@ -14,6 +17,8 @@ import "sync"
 // events drops that room's window (the safe fallback for any write path
 // that does not feed the window).
 type timelineWindow struct {
+	members memberships
+
 	mu      sync.Mutex
 	rooms   map[string]*roomWindow
 	applied int64 // every commit up to here is in the windows
@@ -45,6 +50,9 @@ func (w *timelineWindow) apply(pos int64, p pendingWindow, keys []string) {
 	}
 	fed := make(map[string]bool, 1)
 	for _, e := range p.events {
+		if e.Type == "m.room.member" {
+			w.members.gen.Add(1)
+		}
 		if e.Outlier {
 			continue // not timeline; the room's window is dropped below
 		}
@@ -121,4 +129,39 @@ func (w *timelineWindow) timeline(roomID string, after, upto int64, limit int) (
 		return out, false, true
 	}
 	return nil, false, false // the range reaches below the window
+}
+
+// memberships caches DB.Memberships per user, with the same single-writer
+// condition as the window. The writer bumps gen after committing any
+// m.room.member event (before it notifies anyone), and a reader stores
+// what it read under the generation it loaded before its query, so a
+// result read while a membership change was in flight is never served.
+type memberships struct {
+	gen atomic.Uint64
+	mu  sync.Mutex
+	m   map[string]memberEntry
+}
+
+type memberEntry struct {
+	gen uint64
+	ms  []RoomMembership
+}
+
+func (c *memberships) get(userID string) ([]RoomMembership, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[userID]
+	if !ok || e.gen != c.gen.Load() {
+		return nil, false
+	}
+	return append([]RoomMembership(nil), e.ms...), true
+}
+
+func (c *memberships) put(userID string, gen uint64, ms []RoomMembership) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= readCacheLimit {
+		c.m = make(map[string]memberEntry)
+	}
+	c.m[userID] = memberEntry{gen: gen, ms: append([]RoomMembership(nil), ms...)}
 }

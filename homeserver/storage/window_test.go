@@ -113,3 +113,72 @@ func TestTimelineWindowMatchesDatabase(t *testing.T) {
 	}
 	t.Logf("window answered %d of 2000 reads", hits)
 }
+
+// TestMembershipsCacheFollowsWrites reads memberships while membership
+// events are written concurrently; afterwards every cached answer equals
+// the database's.
+func TestMembershipsCacheFollowsWrites(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "m.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	users := []string{"@a:x", "@b:x", "@c:x"}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() { // a reader that keeps the cache warm during the writes
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, u := range users {
+				if _, err := db.Memberships(ctx, u); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	})
+	for i := range 30 {
+		room := fmt.Sprintf("!r%d:x", i)
+		err := db.WriteTx(ctx, func(tx *Tx) error {
+			if err := tx.CreateRoom(ctx, Room{RoomID: room, Version: "11"}); err != nil {
+				return err
+			}
+			for j, u := range users[:1+i%3] {
+				sk := u
+				ms := []string{"join", "invite", "leave"}[(i+j)%3]
+				e := Event{EventID: fmt.Sprintf("$m%d-%d", i, j), RoomID: room, Type: "m.room.member", StateKey: &sk,
+					Sender: u, JSON: []byte(`{}`)}
+				if _, err := tx.AppendEvent(ctx, NewEvent{Event: e, Before: StateMap{}, Membership: ms}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	for _, u := range users {
+		want, err := db.membershipsDB(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.Memberships(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) || len(want) == 0 {
+			t.Errorf("%s: cached %v, database %v", u, got, want)
+		}
+		if _, ok := db.window.members.get(u); !ok {
+			t.Errorf("%s: not cached after a read", u)
+		}
+	}
+}
