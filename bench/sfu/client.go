@@ -24,7 +24,7 @@ type writeFunc func(kind packetKind, seq uint16, ts uint32, marker bool, payload
 // closed, stamping each payload with the time just before write. A layer
 // sends a key frame every keyframeEvery frames and after a keyframe
 // request (keyPending).
-func publishLoop(stop <-chan struct{}, keyPending *[3]atomic.Bool, write writeFunc) {
+func publishLoop(stop <-chan struct{}, keyPending *[3]atomic.Bool, sent *atomic.Uint64, write writeFunc) {
 	var sched schedule
 	var seqs [4]uint16 // audio, then layers
 	var key [3]bool
@@ -64,6 +64,7 @@ func publishLoop(stop <-chan struct{}, keyPending *[3]atomic.Bool, write writeFu
 		stampPayload(payload, time.Now())
 		write(kind, seqs[si], ts, idx == npk-1, payload)
 		seqs[si]++
+		sent.Add(1)
 	}
 }
 
@@ -299,7 +300,7 @@ func (c *pionClient) publishPion() {
 		}
 	}
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2}}
-	publishLoop(c.stop, &c.keyPending, func(kind packetKind, seq uint16, ts uint32, marker bool, payload []byte) {
+	publishLoop(c.stop, &c.keyPending, &c.rec.sent, func(kind packetKind, seq uint16, ts uint32, marker bool, payload []byte) {
 		pkt.Header = rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: marker,
 			Extensions: pkt.Header.Extensions[:0]}
 		pkt.Payload = payload
@@ -374,7 +375,7 @@ func (c *udpClient) startPublishing(dest *net.UDPAddr) {
 		defer c.wg.Done()
 		out := make([]byte, 1500)
 		h := rtp.Header{Version: 2}
-		publishLoop(c.stop, new([3]atomic.Bool), func(kind packetKind, seq uint16, ts uint32, marker bool, payload []byte) {
+		publishLoop(c.stop, new([3]atomic.Bool), &c.rec.sent, func(kind packetKind, seq uint16, ts uint32, marker bool, payload []byte) {
 			h.SequenceNumber, h.Timestamp, h.Marker, h.SSRC = seq, ts, marker, ssrc(c.index, kind)
 			h.PayloadType = 96
 			if kind == audioStream {

@@ -90,13 +90,13 @@ func run(w io.Writer, scs []scenario, o options) ([]row, error) {
 
 func printTable(w io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tforwarder\twant pkt/s\tfwd pkt/s\trecv pkt/s\tCPU %\tpkt/CPU-s\tallocs/pkt\tp50\tp99\tratio\tdropped\tclients CPU %\tgoroutines after/before\t")
+	fmt.Fprintln(tw, "scenario\tforwarder\tin pkt/s\twant pkt/s\tfwd pkt/s\trecv pkt/s\tCPU %\tpkt/CPU-s\tallocs/pkt\tp50\tp99\tratio\tdropped\tclients CPU %\tgoroutines after/before\t")
 	for _, r := range rows {
 		line := func(res result, ratio string) {
 			cpuPct := 100 * res.cpu.Seconds() / res.window.Seconds()
 			clientPct := 100 * res.clientCPU.Seconds() / res.window.Seconds()
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.3f\t%s\t%s\t%s\t%d\t%.0f\t%d/%d\t\n",
-				r.sc.name, res.forwarder, r.sc.expectedPPS(), res.pps(),
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.3f\t%s\t%s\t%s\t%d\t%.0f\t%d/%d\t\n",
+				r.sc.name, res.forwarder, float64(res.sent)/res.window.Seconds(), r.sc.expectedPPS(), res.pps(),
 				float64(res.received)/res.window.Seconds(), cpuPct, res.perCPUSecond(), res.allocsPerPacket(),
 				fmtDur(res.p50), fmtDur(res.p99), ratio, res.dropped, clientPct,
 				res.goroutinesAfter, res.goroutinesBefore)

@@ -72,6 +72,7 @@ type result struct {
 	window    time.Duration
 	forwarded uint64 // by the forwarder's own count
 	received  uint64 // by the receivers
+	sent      uint64 // by the publishers
 	cpu       time.Duration
 	mallocs   float64 // corrected for the control round trip
 	numGC     uint32
@@ -143,6 +144,7 @@ func measure(ctl *child, rec *recorder, sc scenario, o options, errs func() erro
 		window:    window,
 		forwarded: s2.Forwarded - s1.Forwarded,
 		received:  rec.packets.Load(),
+		sent:      rec.sent.Load(),
 		cpu:       s2.CPU - s1.CPU,
 		mallocs:   float64(s2.Mallocs-s1.Mallocs) - float64(s1.Mallocs-s0.Mallocs),
 		numGC:     s2.NumGC - s1.NumGC,

@@ -209,6 +209,7 @@ func (h *histogram) quantile(q float64) time.Duration {
 type recorder struct {
 	hist    atomic.Pointer[histogram]
 	packets atomic.Uint64
+	sent    atomic.Uint64 // packets the publishers sent
 }
 
 func newRecorder() *recorder {
@@ -229,4 +230,5 @@ func (r *recorder) observe(pkt []byte, now time.Time) {
 func (r *recorder) reset() {
 	r.hist.Store(&histogram{})
 	r.packets.Store(0)
+	r.sent.Store(0)
 }
