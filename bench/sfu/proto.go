@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -289,8 +290,12 @@ func startProfiles(dir, mode string) (func(), error) {
 	name := func(kind string) string {
 		return filepath.Join(dir, fmt.Sprintf("%s-%s-%d.pprof", kind, mode, os.Getpid()))
 	}
-	// Sample small allocations too: the per-packet ones are small.
-	runtime.MemProfileRate = 1
+	// SFUBENCH_MEMPROFILERATE=1 records every allocation (the per-packet
+	// ones are small and the default rate misses most of them), at a
+	// cost in CPU that skews the CPU profile and the figures.
+	if r, err := strconv.Atoi(os.Getenv("SFUBENCH_MEMPROFILERATE")); err == nil && r > 0 {
+		runtime.MemProfileRate = r
+	}
 	cpu, err := os.Create(name("cpu"))
 	if err != nil {
 		return nil, err
