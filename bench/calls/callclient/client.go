@@ -115,6 +115,10 @@ type Options struct {
 	// AudioLevel is the RFC 6464 level sent (0 loudest, 127 silence).
 	// Default 127.
 	AudioLevel uint8
+	// KeyframeInterval is how often the published video has a key frame
+	// besides those a PLI asks for. Default 500ms; negative: only on PLI,
+	// as browsers do.
+	KeyframeInterval time.Duration
 	// SyncTimeout is the /sync long-poll timeout. Default 30s.
 	SyncTimeout time.Duration
 }
@@ -127,7 +131,7 @@ type Phases struct {
 	ICEConnected  time.Time
 	DTLSConnected time.Time
 	FirstRTP      time.Time // first RTP packet on any received track
-	FirstVideo    time.Time // first RTP packet on a received video track
+	FirstVideo    time.Time // first RTP packet on a received video track (the SFU starts a subscriber's video at a key frame)
 }
 
 // Stream is one stream of the focus's sdp_stream_metadata.
@@ -217,6 +221,9 @@ func Join(ctx context.Context, cli *mautrix.Client, room id.RoomID, conf string,
 	}
 	if o.AudioLevel == 0 {
 		o.AudioLevel = 127
+	}
+	if o.KeyframeInterval == 0 {
+		o.KeyframeInterval = 500 * time.Millisecond
 	}
 	if o.SyncTimeout <= 0 {
 		o.SyncTimeout = 30 * time.Second

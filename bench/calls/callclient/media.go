@@ -310,8 +310,8 @@ func (m *media) sendAudio(tr *webrtc.TrackLocalStaticRTP) {
 }
 
 // sendVideo sends 30 frames/s of VP8 (RFC 7741 payload descriptor, key
-// frame header on key frames), two packets a frame; a key frame every
-// half second and after each PLI.
+// frame header on key frames), two packets a frame; a key frame first,
+// every Options.KeyframeInterval and after each PLI.
 func (m *media) sendVideo(tr *webrtc.TrackLocalStaticRTP) {
 	tk := time.NewTicker(33 * time.Millisecond)
 	defer tk.Stop()
@@ -323,7 +323,10 @@ func (m *media) sendVideo(tr *webrtc.TrackLocalStaticRTP) {
 			return
 		case <-tk.C:
 		}
-		key := frame%15 == 0
+		key := frame == 0
+		if ki := m.p.opts.KeyframeInterval; ki > 0 {
+			key = frame%max(1, int(ki/(33*time.Millisecond))) == 0
+		}
 		if n := m.plis.Load(); n != lastPLI {
 			lastPLI, key = n, true
 		}
