@@ -1,0 +1,140 @@
+package sfu
+
+import (
+	"errors"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-chat/switchboard/media"
+)
+
+// TestLeaveReleasesGoroutines: while the SFU keeps running for the
+// others, a participant who published and received, then left, leaves no
+// goroutine behind: the count returns to what it was before it joined.
+func TestLeaveReleasesGoroutines(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := newTestSFU(t, nil)
+	defer s.Close()
+	alice := joinClient(t, s, "rel", "alice", clientOpts{audio: true, video: true, level: 127})
+	defer alice.close()
+	bob := joinClient(t, s, "rel", "bob", clientOpts{audio: true, video: true, level: 127})
+	defer bob.close()
+	for _, c := range []*testClient{alice, bob} {
+		other := "bob"
+		if c == bob {
+			other = "alice"
+		}
+		waitFor(t, c.id+" receiving "+other, func() bool {
+			r := c.track(other + "-video")
+			return r != nil && r.packets.Load() > 20
+		})
+	}
+	baseline := settledGoroutines()
+
+	carol := joinClient(t, s, "rel", "carol", clientOpts{audio: true, video: true, level: 127})
+	waitFor(t, "alice receiving carol", func() bool {
+		r := alice.track("carol-video")
+		return r != nil && r.packets.Load() > 20
+	})
+	waitFor(t, "carol receiving bob", func() bool {
+		r := carol.track("bob-video")
+		return r != nil && r.packets.Load() > 20
+	})
+	during := runtime.NumGoroutine()
+	if err := carol.p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-carol.closed; !errors.Is(err, ErrLeft) {
+		t.Errorf("close reason %v", err)
+	}
+	carol.close()
+	waitFor(t, "goroutines back to the count before carol joined", func() bool {
+		return runtime.NumGoroutine() <= baseline
+	})
+	t.Logf("goroutines: %d with alice and bob, %d with carol, %d after she left",
+		baseline, during, runtime.NumGoroutine())
+	if during <= baseline {
+		t.Errorf("carol's call started no goroutine (%d, baseline %d): the check proves nothing", during, baseline)
+	}
+}
+
+// settledGoroutines waits until the goroutine count has not changed for
+// 300 ms (pion starts and ends short-lived ones) and returns it.
+func settledGoroutines() int {
+	deadline := time.Now().Add(5 * time.Second)
+	last, since := runtime.NumGoroutine(), time.Now()
+	for time.Now().Before(deadline) && time.Since(since) < 300*time.Millisecond {
+		time.Sleep(20 * time.Millisecond)
+		if n := runtime.NumGoroutine(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+	return last
+}
+
+// TestNACKUpstreamOnCacheMiss: a subscriber NACKs a packet the cache no
+// longer holds; the SFU asks the publisher for the source packet (RFC 4585
+// generic NACK with the publisher's SSRC and sequence number), at most
+// once per throttle interval; a packet still cached is resent and not asked
+// for.
+func TestNACKUpstreamOnCacheMiss(t *testing.T) {
+	up, d, w := benchDownTrack(t, 16)
+	var mu sync.Mutex
+	var sent []rtcp.Packet
+	up.writeRTCP = func(p []rtcp.Packet) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, p...)
+		return nil
+	}
+	l := up.layers[0]
+	l.ssrc = 0xabc
+	payload := make([]byte, 200)
+	for seq := range uint16(40) {
+		meta := media.PacketMeta{SequenceNumber: 1000 + seq, Timestamp: uint32(seq) * 3000, Keyframe: true}
+		l.cache.Put(payload, &meta)
+		d.forward(0, 1000+seq)
+	}
+	last := d.rw.LastSequenceNumber() // output sequence number of source 1039
+	out := func(src uint16) uint16 { return last - (1039 - src) }
+
+	d.retransmit(out(1002)) // evicted: asked upstream
+	d.retransmit(out(1003)) // evicted too, but within the throttle interval
+	before := w.n
+	d.retransmit(out(1038)) // cached: resent
+	if w.n == before {
+		t.Error("cached packet not resent")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 1 {
+		t.Fatalf("%d upstream RTCP packets, want 1: %v", len(sent), sent)
+	}
+	n, ok := sent[0].(*rtcp.TransportLayerNack)
+	if !ok || n.MediaSSRC != 0xabc || len(n.Nacks) != 1 || !slices.Equal(n.Nacks[0].PacketList(), []uint16{1002}) {
+		t.Errorf("upstream feedback %+v, want a NACK of 1002 for SSRC 0xabc", sent[0])
+	}
+}
+
+// TestICEServersHandedOut: the TURN/STUN servers configured are what the
+// SFU gives signalling to hand to clients, as a copy.
+func TestICEServersHandedOut(t *testing.T) {
+	servers := []webrtc.ICEServer{{URLs: []string{"turn:turn.example.org:3478"}, Username: "u", Credential: "c"}}
+	s := newTestSFU(t, func(c *Config) { c.ICEServers = servers })
+	defer s.Close()
+	got := s.ICEServers()
+	if len(got) != 1 || got[0].URLs[0] != "turn:turn.example.org:3478" || got[0].Username != "u" {
+		t.Fatalf("ICEServers() = %+v", got)
+	}
+	got[0] = webrtc.ICEServer{}
+	if s.ICEServers()[0].Username != "u" {
+		t.Error("ICEServers() hands out the SFU's own slice")
+	}
+}
