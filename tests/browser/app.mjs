@@ -44,15 +44,14 @@ export function tail(text, max = 200) {
 /**
  * Opens Switchboard's page from server in a fresh context. relayOnly puts
  * the page's "relay only" setting on, so that calls use only the server's
- * TURN relay on 127.0.0.1 (nothing leaves loopback).
+ * TURN relay on 127.0.0.1 (nothing leaves loopback); quality "sd" asks
+ * the camera for 640×360 (less encoding work for a shared 2-core machine).
  */
-export async function openApp(browser, server, label, log, { viewport = desktop, relayOnly = true } = {}) {
+export async function openApp(browser, server, label, log, { viewport = desktop, relayOnly = true, quality = "hd" } = {}) {
     const context = await browser.newContext({ viewport });
-    await context.addInitScript((relay) => {
-        if (!localStorage.getItem("switchboard.settings")) {
-            localStorage.setItem("switchboard.settings", JSON.stringify({ relayOnly: relay }));
-        }
-    }, relayOnly);
+    await context.addInitScript((s) => {
+        if (!localStorage.getItem("switchboard.settings")) localStorage.setItem("switchboard.settings", JSON.stringify(s));
+    }, { relayOnly, quality });
     const page = await context.newPage();
     const stamp = () => new Date().toISOString().slice(11, 23);
     page.on("console", (m) => log.push(`${stamp()} [${label}] ${m.type()}: ${m.text()}`));

@@ -13,7 +13,7 @@ const SESSION_KEY = "switchboard.session";
 const SETTINGS_KEY = "switchboard.settings";
 
 /** Per-device settings: picked camera and microphone, relay-only calls. */
-const settings = { camId: "", micId: "", relayOnly: false };
+const settings = { camId: "", micId: "", relayOnly: false, quality: "hd" };
 try {
     Object.assign(settings, JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}"));
 } catch {
@@ -654,13 +654,16 @@ async function openSettings() {
     fill($("cam-select"), cams, settings.camId, "No camera found");
     fill($("mic-select"), mics, settings.micId, "No microphone found");
     $("relay-only").checked = settings.relayOnly;
+    $("quality-select").value = settings.quality === "sd" ? "sd" : "hd";
     dlg.showModal();
 }
 
 async function settingsClosed() {
     const camId = $("cam-select").value;
     const micId = $("mic-select").value;
-    const changed = camId !== settings.camId || micId !== settings.micId;
+    const quality = $("quality-select").value;
+    const changed = camId !== settings.camId || micId !== settings.micId || quality !== settings.quality;
+    settings.quality = quality;
     settings.camId = camId;
     settings.micId = micId;
     settings.relayOnly = $("relay-only").checked;

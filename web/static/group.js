@@ -109,19 +109,17 @@ export class GroupCall extends EventTarget {
         this.setStatus("Joining…");
         try {
             let call = activeCall(this.room);
+            const ownFocus = { user_id: `@switchboard:${serverName(this.client.userId)}`, device_id: "SFU" };
             if (!call) {
                 const confId = `conf-${randomId()}`;
-                const content = { "m.intent": "m.room", "m.type": "m.video", "m.name": this.room.displayName(this.client.userId) };
+                const content = { "m.intent": "m.room", "m.type": "m.video", "m.name": this.room.displayName(this.client.userId), "m.foci": [ownFocus] };
                 await this.client.sendState(this.roomId, CALL_TYPES[0], confId, content);
                 call = { confId, content };
                 this.room.addState({ type: CALL_TYPES[0], state_key: confId, content, origin_server_ts: Date.now() });
             }
             this.confId = call.confId;
             const foci = Array.isArray(call.content["m.foci"]) ? call.content["m.foci"] : [];
-            this.focus = foci.find((f) => f?.user_id && f?.device_id) ?? {
-                user_id: `@switchboard:${serverName(this.client.userId)}`,
-                device_id: "SFU",
-            };
+            this.focus = foci.find((f) => f?.user_id && f?.device_id) ?? ownFocus;
             await this.publishMember();
             this.renewTimer = setInterval(() => this.publishMember().catch(() => {}), MEMBER_RENEW_MS);
             await this.connect();
@@ -174,7 +172,11 @@ export class GroupCall extends EventTarget {
         dc.binaryType = "arraybuffer";
         this.dc = dc;
         dc.addEventListener("message", (e) => this.onData(e.data));
-        dc.addEventListener("open", () => this.syncSubscriptions());
+        dc.addEventListener("open", () => {
+            // The focus sends the current metadata once it hears from us.
+            this.sendData("m.call.ping", {});
+            this.syncSubscriptions();
+        });
         const audio = this.localStream.getAudioTracks()[0];
         const video = this.screenTrack ?? this.localStream.getVideoTracks()[0];
         if (audio) pc.addTransceiver(audio, { direction: "sendonly", streams: [this.localStream] });

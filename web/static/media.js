@@ -15,9 +15,10 @@ export async function getMedia({ audio = true, video = true, settings = {} }) {
         audio: audio ? (settings.micId ? { deviceId: { ideal: settings.micId } } : true) : false,
         video: video
             ? {
-                  width: { ideal: 1280 },
-                  height: { ideal: 720 },
-                  frameRate: { ideal: 30 },
+                  // "sd" is for slow computers and networks.
+                  width: { ideal: settings.quality === "sd" ? 640 : 1280 },
+                  height: { ideal: settings.quality === "sd" ? 360 : 720 },
+                  frameRate: { ideal: settings.quality === "sd" ? 20 : 30 },
                   ...(settings.camId ? { deviceId: { ideal: settings.camId } } : {}),
               }
             : false,
