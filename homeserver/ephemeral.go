@@ -162,7 +162,9 @@ func (s *Server) sendToDevice(c echo.Context) error {
 			}
 		}
 		if len(remote) > 0 {
-			s.log.Debug("to-device messages for remote users dropped: federation is not wired yet", "count", len(remote))
+			if err := s.fed.sendToDeviceRemote(c.Request().Context(), remote); err != nil {
+				return err
+			}
 		}
 	}
 	return c.JSON(http.StatusOK, struct{}{})

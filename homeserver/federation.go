@@ -1,9 +1,11 @@
 package homeserver
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -29,6 +31,7 @@ type federation struct {
 	fetcher *directKeyFetcher
 	keyRing gomatrixserverlib.JSONVerifier
 	echo    *echo.Echo
+	queue   *outQueue
 }
 
 func (c *FederationConfig) validate() error {
@@ -67,7 +70,37 @@ func newFederation(s *Server) (*federation, error) {
 	f.fetcher = &directKeyFetcher{f: f, client: f.client, store: f.keys}
 	f.keyRing = &gomatrixserverlib.KeyRing{KeyFetchers: []gomatrixserverlib.KeyFetcher{f.fetcher}, KeyDatabase: f.keys}
 	f.echo = f.newRouter()
+	f.queue = newOutQueue(f)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := f.queue.start(ctx); err != nil {
+		f.queue.close()
+		return nil, err
+	}
 	return f, nil
+}
+
+// committed is called after every commit with the keys it touched: a
+// write to a room may be a local event to send.
+func (f *federation) committed(keys []string) {
+	if f == nil {
+		return
+	}
+	for _, k := range keys {
+		if strings.HasPrefix(k, "!") {
+			f.queue.kickScan()
+			return
+		}
+	}
+}
+
+// close stops the outbound queue and drops idle connections.
+func (f *federation) close() {
+	if f == nil {
+		return
+	}
+	f.queue.close()
+	f.tr.closeIdle()
 }
 
 // FederationHandler serves the server-server API and the key endpoints
@@ -150,7 +183,7 @@ func (f *federation) requireSignature(next echo.HandlerFunc) echo.HandlerFunc {
 
 // peerAlive is called for every authenticated request from server: it is
 // up, so its outbound queue may retry at once.
-func (f *federation) peerAlive(server string) {}
+func (f *federation) peerAlive(server string) { f.queue.peerAlive(server) }
 
 func (f *federation) version(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"server": map[string]string{"name": "Switchboard", "version": "0.1.0"}})
@@ -171,6 +204,7 @@ func (f *federation) routes(e *echo.Echo) {
 // authedRoutes registers the signed endpoints.
 func (f *federation) authedRoutes(v1, v2 *echo.Group) {
 	v1.GET("/query/profile", f.queryProfile)
+	v1.PUT("/send/:txnId", f.send)
 }
 
 // queryProfile serves GET /_matrix/federation/v1/query/profile (spec:

@@ -58,7 +58,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	// The notifier hears of every committed write from the storage writer,
 	// in commit order; it starts at the newest position once open.
 	notifier := newLocalNotifier(0)
-	db, err := storage.Open(ctx, cfg.Database, func(pos int64, keys []string) { notifier.Notify(pos, keys...) })
+	db, err := storage.Open(ctx, cfg.Database, func(pos int64, keys []string) {
+		notifier.Notify(pos, keys...)
+		s.fed.committed(keys)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +166,7 @@ func (s *Server) Shutdown() {
 // Close releases the database.
 func (s *Server) Close() error {
 	s.Shutdown()
+	s.fed.close()
 	return s.db.Close()
 }
 

@@ -100,15 +100,22 @@ func (s *Server) deliverToServices(msgs []storage.ToDevice) []storage.ToDevice {
 
 // SendToDevice queues to-device messages from a service for local devices.
 func (s *Server) SendToDevice(ctx context.Context, msgs []ToDeviceMessage) error {
-	var local []storage.ToDevice
+	var local, remote []storage.ToDevice
 	for _, m := range msgs {
-		if _, server, ok := splitUserID(m.TargetUser); !ok || server != s.cfg.ServerName {
-			// Remote users are reached through federation, which is not
-			// wired yet.
-			s.log.Debug("to-device message for remote user dropped", "user_id", m.TargetUser)
+		td := storage.ToDevice{UserID: m.TargetUser, DeviceID: m.TargetDevice, Sender: m.Sender, Type: m.Type, Content: m.Content}
+		if _, server, ok := splitUserID(m.TargetUser); !ok {
+			continue
+		} else if server != s.cfg.ServerName {
+			remote = append(remote, td)
 			continue
 		}
-		local = append(local, storage.ToDevice{UserID: m.TargetUser, DeviceID: m.TargetDevice, Sender: m.Sender, Type: m.Type, Content: m.Content})
+		local = append(local, td)
+	}
+	if len(remote) > 0 {
+		// Users of other servers are reached through federation.
+		if err := s.fed.sendToDeviceRemote(ctx, remote); err != nil {
+			return err
+		}
 	}
 	local = s.deliverToServices(local)
 	if len(local) == 0 {

@@ -1,0 +1,431 @@
+package homeserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/fclient"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+)
+
+// maxMissingEvents bounds one get_missing_events request.
+const maxMissingEvents = 20
+
+// checkedPDU is a PDU that passed the checks which need no room state:
+// size, canonical JSON, room, content hash and signatures.
+type checkedPDU struct {
+	pdu  gomatrixserverlib.PDU
+	room storage.Room
+	ver  gomatrixserverlib.IRoomVersion
+}
+
+// pduRoomID reads room_id from a raw PDU.
+func pduRoomID(raw []byte) (string, error) {
+	var h struct {
+		RoomID string `json:"room_id"`
+	}
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadPDU, err)
+	}
+	if h.RoomID == "" {
+		return "", fmt.Errorf("%w: no room_id", ErrBadPDU)
+	}
+	return h.RoomID, nil
+}
+
+// checkPDU runs the spec's checks on a received PDU that need no state
+// (Server-Server API, "Checks performed on receipt of a PDU", 1–3): it is
+// at most 65,536 bytes of canonical JSON (integers only, within ±2^53),
+// of the room wantRoom (when given), which we know; its content hash
+// matches; and the sender's server signed it.
+func (f *federation) checkPDU(ctx context.Context, raw []byte, wantRoom string) (*checkedPDU, error) {
+	if len(raw) > maxEventBytes {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrBadPDU, maxEventBytes)
+	}
+	if err := checkCanonicalJSON(raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
+	}
+	roomID, err := pduRoomID(raw)
+	if err != nil {
+		return nil, err
+	}
+	if wantRoom != "" && roomID != wantRoom {
+		return nil, fmt.Errorf("%w: event is for room %s, not %s", ErrBadPDU, roomID, wantRoom)
+	}
+	room, err := f.s.db.Room(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("%w: unknown room %s", ErrBadPDU, roomID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return f.checkPDUInVersion(ctx, raw, room)
+}
+
+// checkPDUInVersion parses raw in room's version and checks its hash and
+// signatures.
+func (f *federation) checkPDUInVersion(ctx context.Context, raw []byte, room storage.Room) (*checkedPDU, error) {
+	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(room.Version))
+	if err != nil {
+		return nil, fmt.Errorf("%w: room version %q", ErrBadPDU, room.Version)
+	}
+	pdu, err := ver.NewEventFromUntrustedJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
+	}
+	if pdu.Redacted() {
+		// The library redacts an event whose content hash does not match.
+		return nil, fmt.Errorf("%w: content hash mismatch", ErrBadPDU)
+	}
+	if pdu.RoomID().String() != room.RoomID {
+		return nil, fmt.Errorf("%w: room mismatch", ErrBadPDU)
+	}
+	if err := gomatrixserverlib.VerifyEventSignatures(ctx, pdu, f.keyRing, userIDForSender); err != nil {
+		return nil, fmt.Errorf("%w: signatures: %v", ErrBadPDU, err)
+	}
+	return &checkedPDU{pdu: pdu, room: room, ver: ver}, nil
+}
+
+// receivePDU checks a PDU and adds it to its room's timeline. Missing
+// prev events are first fetched from origin with get_missing_events when
+// fetchMissing is set. A PDU already stored is accepted again.
+func (f *federation) receivePDU(ctx context.Context, origin string, raw []byte, wantRoom string, fetchMissing bool) (string, error) {
+	cp, err := f.checkPDU(ctx, raw, wantRoom)
+	if err != nil {
+		return "", err
+	}
+	id := cp.pdu.EventID()
+	if _, err := f.s.db.Event(ctx, id); err == nil {
+		return id, nil
+	}
+	prevs := cp.pdu.PrevEventIDs()
+	known, err := f.s.db.Events(ctx, prevs)
+	if err != nil {
+		return id, err
+	}
+	if len(known) < len(prevs) && fetchMissing && origin != "" {
+		f.fetchMissing(ctx, origin, cp)
+	}
+	return id, f.storeChecked(ctx, cp)
+}
+
+// fetchMissing asks origin for the events between our frontier and cp
+// (spec: Server-Server API, "POST /get_missing_events") and receives them
+// oldest first. Failures are logged: the event is then refused for its
+// missing prev events.
+func (f *federation) fetchMissing(ctx context.Context, origin string, cp *checkedPDU) {
+	room, err := f.s.db.Room(ctx, cp.room.RoomID)
+	if err != nil {
+		return
+	}
+	res, err := f.client.LookupMissingEvents(ctx, f.origin(), spec.ServerName(origin), room.RoomID, fclient.MissingEvents{
+		Limit: maxMissingEvents, MinDepth: 0, EarliestEvents: room.Extremities, LatestEvents: []string{cp.pdu.EventID()},
+	}, gomatrixserverlib.RoomVersion(room.Version))
+	if err != nil {
+		f.log.Info("get_missing_events failed", "origin", origin, "room_id", room.RoomID, "err", err)
+		return
+	}
+	type byDepth struct {
+		depth int64
+		raw   []byte
+	}
+	var evs []byDepth
+	for _, js := range res.Events {
+		var h struct {
+			Depth int64 `json:"depth"`
+		}
+		if json.Unmarshal(js, &h) != nil {
+			continue
+		}
+		evs = append(evs, byDepth{h.Depth, js})
+	}
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].depth < evs[j].depth })
+	for _, e := range evs {
+		if _, err := f.receivePDU(ctx, origin, e.raw, room.RoomID, false); err != nil {
+			f.log.Info("missing event refused", "origin", origin, "room_id", room.RoomID, "err", err)
+		}
+	}
+}
+
+// storeChecked auth-checks a checked PDU against its auth events and the
+// state before it, and stores it, all inside one write so that local
+// sends and other inbound events see a consistent frontier.
+func (f *federation) storeChecked(ctx context.Context, cp *checkedPDU) error {
+	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		_, err := f.appendRemote(ctx, tx, cp)
+		return err
+	})
+}
+
+// pduLoader loads stored events as PDUs inside a write.
+type pduLoader struct {
+	f   *federation
+	tx  *storage.Tx
+	ver gomatrixserverlib.IRoomVersion
+	m   map[string]gomatrixserverlib.PDU
+}
+
+func (l *pduLoader) load(ctx context.Context, ids []string) ([]gomatrixserverlib.PDU, error) {
+	if l.m == nil {
+		l.m = make(map[string]gomatrixserverlib.PDU)
+	}
+	var need []string
+	for _, id := range ids {
+		if _, ok := l.m[id]; !ok {
+			need = append(need, id)
+		}
+	}
+	if len(need) > 0 {
+		evs, err := l.tx.Events(ctx, need)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range evs {
+			p, err := l.ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
+			if err != nil {
+				return nil, err
+			}
+			l.m[e.EventID] = p
+		}
+	}
+	out := make([]gomatrixserverlib.PDU, 0, len(ids))
+	for _, id := range ids {
+		if p, ok := l.m[id]; ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// authChain loads the auth events of pdus, transitively.
+func (l *pduLoader) authChain(ctx context.Context, pdus []gomatrixserverlib.PDU) ([]gomatrixserverlib.PDU, error) {
+	seen := map[string]bool{}
+	var out []gomatrixserverlib.PDU
+	frontier := pdus
+	for len(frontier) > 0 {
+		var ids []string
+		for _, p := range frontier {
+			for _, a := range p.AuthEventIDs() {
+				if !seen[a] {
+					seen[a] = true
+					ids = append(ids, a)
+				}
+			}
+		}
+		next, err := l.load(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, next...)
+		frontier = next
+	}
+	return out, nil
+}
+
+// resolve runs state resolution (v2 for the room versions we support)
+// over several state sets.
+func (l *pduLoader) resolve(ctx context.Context, sets []storage.StateMap) (storage.StateMap, error) {
+	conflict := false
+	for _, s := range sets[1:] {
+		if !sameStateMap(s, sets[0]) {
+			conflict = true
+			break
+		}
+	}
+	if !conflict {
+		return sets[0], nil
+	}
+	idSet := map[string]bool{}
+	for _, s := range sets {
+		for _, id := range s {
+			idSet[id] = true
+		}
+	}
+	ids := make([]string, 0, len(idSet))
+	for id := range idSet {
+		ids = append(ids, id)
+	}
+	pdus, err := l.load(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := l.authChain(ctx, pdus)
+	if err != nil {
+		return nil, err
+	}
+	resolved, err := gomatrixserverlib.ResolveConflicts(l.ver.Version(), pdus, auth, userIDForSender, func(string) bool { return false })
+	if err != nil {
+		return nil, err
+	}
+	out := make(storage.StateMap, len(resolved))
+	for _, p := range resolved {
+		if p.StateKey() != nil {
+			out[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
+		}
+	}
+	return out, nil
+}
+
+func sameStateMap(a, b storage.StateMap) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// authAgainst checks pdu against the auth events a state map holds.
+func (l *pduLoader) authAgainst(ctx context.Context, pdu gomatrixserverlib.PDU, state storage.StateMap) error {
+	needed := gomatrixserverlib.StateNeededForAuth([]gomatrixserverlib.PDU{pdu})
+	var ids []string
+	for _, t := range needed.Tuples() {
+		if id, ok := state[storage.StateKey{Type: t.EventType, StateKey: t.StateKey}]; ok {
+			ids = append(ids, id)
+		}
+	}
+	pdus, err := l.load(ctx, ids)
+	if err != nil {
+		return err
+	}
+	provider, err := gomatrixserverlib.NewAuthEvents(pdus)
+	if err != nil {
+		return err
+	}
+	return gomatrixserverlib.Allowed(pdu, provider, userIDForSender)
+}
+
+// appendRemote stores cp in the room's timeline inside tx (spec:
+// Server-Server API, "Checks performed on receipt of a PDU", 4–5): it
+// must pass auth against its own auth events and against the state before
+// it, computed from its prev events (resolved when they fork). The room's
+// new state is the state after it when it extends our whole frontier,
+// else the resolution of our current state and its state.
+func (f *federation) appendRemote(ctx context.Context, tx *storage.Tx, cp *checkedPDU) (int64, error) {
+	pdu := cp.pdu
+	id := pdu.EventID()
+	if _, err := tx.Event(ctx, id); err == nil {
+		return 0, nil
+	}
+	room, err := tx.Room(ctx, cp.room.RoomID)
+	if err != nil {
+		return 0, err
+	}
+	l := &pduLoader{f: f, tx: tx, ver: cp.ver, m: make(map[string]gomatrixserverlib.PDU)}
+	// 4. Auth events: all known, and they allow the event.
+	authIDs := pdu.AuthEventIDs()
+	authPDUs, err := l.load(ctx, authIDs)
+	if err != nil {
+		return 0, err
+	}
+	if len(authPDUs) != len(authIDs) {
+		return 0, fmt.Errorf("%w: unknown auth events", ErrBadPDU)
+	}
+	provider, err := gomatrixserverlib.NewAuthEvents(authPDUs)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrBadPDU, err)
+	}
+	if err := gomatrixserverlib.Allowed(pdu, provider, userIDForSender); err != nil {
+		return 0, fmt.Errorf("%w: auth events refuse it: %v", ErrBadPDU, err)
+	}
+	// 5. State before the event.
+	prevIDs := pdu.PrevEventIDs()
+	prevs, err := tx.Events(ctx, prevIDs)
+	if err != nil {
+		return 0, err
+	}
+	if len(prevs) != len(prevIDs) || len(prevIDs) == 0 {
+		return 0, fmt.Errorf("%w: missing prev events", ErrBadPDU)
+	}
+	current, err := tx.Snapshot(ctx, room.CurrentSnapshot)
+	if err != nil {
+		return 0, err
+	}
+	var sets []storage.StateMap
+	var beforeID int64
+	for _, p := range prevs {
+		if p.Outlier {
+			// Joined after this point: our best knowledge is current state.
+			sets = append(sets, current)
+			continue
+		}
+		st, err := tx.Snapshot(ctx, p.SnapAfter)
+		if err != nil {
+			return 0, err
+		}
+		sets = append(sets, st)
+		beforeID = p.SnapAfter
+	}
+	if len(prevs) > 1 || prevs[0].Outlier {
+		beforeID = 0
+	}
+	before, err := l.resolve(ctx, sets)
+	if err != nil {
+		return 0, fmt.Errorf("state resolution: %w", err)
+	}
+	if err := l.authAgainst(ctx, pdu, before); err != nil {
+		return 0, fmt.Errorf("%w: state before it refuses it: %v", ErrBadPDU, err)
+	}
+	after := before
+	if sk := pdu.StateKey(); sk != nil {
+		after = cloneState(before)
+		after[storage.StateKey{Type: pdu.Type(), StateKey: *sk}] = id
+	}
+	// The new frontier and current state.
+	prevSet := map[string]bool{}
+	for _, p := range prevIDs {
+		prevSet[p] = true
+	}
+	covered := true
+	ext := []string{}
+	for _, x := range room.Extremities {
+		if prevSet[x] {
+			continue
+		}
+		covered = false
+		ext = append(ext, x)
+	}
+	ext = append(ext, id)
+	newCurrent := after
+	if !covered {
+		// Record the new event's PDU for resolution before it is stored.
+		l.m[id] = pdu
+		if newCurrent, err = l.resolve(ctx, []storage.StateMap{current, after}); err != nil {
+			return 0, fmt.Errorf("state resolution: %w", err)
+		}
+	}
+	memberships := map[string]string{}
+	var sk *string
+	if pdu.StateKey() != nil {
+		k := *pdu.StateKey()
+		sk = &k
+		if pdu.Type() == spec.MRoomMember {
+			memberships[id], _ = pdu.Membership()
+		}
+	}
+	ev := storage.Event{
+		EventID: id, RoomID: room.RoomID, Type: pdu.Type(), StateKey: sk, Sender: string(pdu.SenderID()),
+		OriginTS: int64(pdu.OriginServerTS()), ReceivedTS: f.s.nowMS(), Depth: pdu.Depth(), JSON: pdu.JSON(),
+	}
+	if sk != nil {
+		if prevID, ok := before[storage.StateKey{Type: pdu.Type(), StateKey: *sk}]; ok {
+			if pp, err := l.load(ctx, []string{prevID}); err == nil && len(pp) == 1 {
+				ev.UnsignedExtra, _ = json.Marshal(map[string]any{
+					"prev_content": json.RawMessage(pp[0].Content()), "replaces_state": prevID, "prev_sender": string(pp[0].SenderID()),
+				})
+			}
+		}
+	}
+	return tx.StoreRemoteEvent(ctx, storage.RemoteEvent{
+		Event: ev, Before: before, BeforeID: beforeID, Current: newCurrent, Extremities: ext, Depth: pdu.Depth(), Memberships: memberships,
+	})
+}

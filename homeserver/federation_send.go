@@ -1,0 +1,165 @@
+package homeserver
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/fclient"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+)
+
+// inboundTxn is the body of PUT /_matrix/federation/v1/send/{txnId}.
+type inboundTxn struct {
+	Origin         string                  `json:"origin"`
+	OriginServerTS int64                   `json:"origin_server_ts"`
+	PDUs           []json.RawMessage       `json:"pdus"`
+	EDUs           []gomatrixserverlib.EDU `json:"edus"`
+}
+
+// send implements PUT /_matrix/federation/v1/send/{txnId} (spec:
+// Server-Server API, "Transactions"): each PDU is checked and stored on its
+// own and gets its own result; EDUs are applied; a repeated transaction ID
+// from the same origin gets the first answer again.
+func (f *federation) send(c echo.Context) error {
+	ctx := c.Request().Context()
+	origin := fedOrigin(c)
+	txnID := param(c, "txnId")
+	var txn inboundTxn
+	if err := json.Unmarshal(fedContent(c), &txn); err != nil {
+		return errBadJSON("%v", err)
+	}
+	if txn.Origin != "" && txn.Origin != origin {
+		return errUnauthorized("transaction origin %q does not match the signing server", txn.Origin)
+	}
+	if len(txn.PDUs) > maxTxnPDUs || len(txn.EDUs) > maxTxnEDUs {
+		return errBadJSON("at most %d PDUs and %d EDUs per transaction", maxTxnPDUs, maxTxnEDUs)
+	}
+	if resp, ok, err := f.s.db.InboundTxn(ctx, origin, txnID); err != nil {
+		return err
+	} else if ok {
+		return c.JSONBlob(http.StatusOK, resp)
+	}
+	results := map[string]fclient.PDUResult{}
+	for _, raw := range txn.PDUs {
+		id, err := f.receivePDU(ctx, origin, raw, "", true)
+		if err != nil {
+			f.log.Info("inbound PDU refused", "origin", origin, "event_id", id, "err", err)
+			if id != "" {
+				results[id] = fclient.PDUResult{Error: err.Error()}
+			}
+			continue
+		}
+		results[id] = fclient.PDUResult{}
+	}
+	for _, edu := range txn.EDUs {
+		f.receiveEDU(ctx, origin, edu)
+	}
+	resp, err := json.Marshal(fclient.RespSend{PDUs: results})
+	if err != nil {
+		return err
+	}
+	if err := f.s.db.RecordInboundTxn(ctx, origin, txnID, resp, f.s.nowMS()); err != nil {
+		return err
+	}
+	return c.JSONBlob(http.StatusOK, resp)
+}
+
+// directToDevice is the content of an m.direct_to_device EDU (spec:
+// Server-Server API, "Send-to-device messaging").
+type directToDevice struct {
+	Sender    string                                `json:"sender"`
+	Type      string                                `json:"type"`
+	MessageID string                                `json:"message_id"`
+	Messages  map[string]map[string]json.RawMessage `json:"messages"`
+}
+
+// receiveEDU applies one EDU from origin. EDUs have no result; bad ones are
+// logged and dropped.
+func (f *federation) receiveEDU(ctx context.Context, origin string, edu gomatrixserverlib.EDU) {
+	switch edu.Type {
+	case spec.MDirectToDevice:
+		var d directToDevice
+		if err := json.Unmarshal(edu.Content, &d); err != nil {
+			f.log.Info("bad m.direct_to_device EDU", "origin", origin, "err", err)
+			return
+		}
+		if serverOf(d.Sender) != origin || d.Type == "" {
+			f.log.Info("m.direct_to_device EDU with a sender of another server", "origin", origin, "sender", d.Sender)
+			return
+		}
+		var msgs []storage.ToDevice
+		for userID, devices := range d.Messages {
+			if !f.isLocalUser(userID) {
+				continue
+			}
+			for deviceID, content := range devices {
+				if len(content) == 0 || content[0] != '{' {
+					continue
+				}
+				msgs = append(msgs, storage.ToDevice{UserID: userID, DeviceID: deviceID, Sender: d.Sender, Type: d.Type, Content: content})
+			}
+		}
+		if msgs = f.s.deliverToServices(msgs); len(msgs) == 0 {
+			return
+		}
+		if _, err := f.s.db.PutToDevice(ctx, msgs); err != nil {
+			f.log.Warn("storing federated to-device messages failed", "origin", origin, "err", err)
+		}
+	case spec.MTyping:
+		var t struct {
+			RoomID string `json:"room_id"`
+			UserID string `json:"user_id"`
+			Typing bool   `json:"typing"`
+		}
+		if err := json.Unmarshal(edu.Content, &t); err != nil || serverOf(t.UserID) != origin {
+			return
+		}
+		if m, err := f.s.db.Membership(ctx, t.RoomID, t.UserID); err != nil || m != "join" {
+			return
+		}
+		f.s.typing.Set(t.RoomID, t.UserID, t.Typing, 30*time.Second)
+	default:
+		f.log.Debug("EDU ignored", "origin", origin, "type", edu.Type)
+	}
+}
+
+// sendToDeviceRemote queues to-device messages for users of other servers
+// as one m.direct_to_device EDU per server and sender.
+func (f *federation) sendToDeviceRemote(ctx context.Context, msgs []storage.ToDevice) error {
+	type key struct{ server, sender, typ string }
+	grouped := map[key]*directToDevice{}
+	for _, m := range msgs {
+		k := key{serverOf(m.UserID), m.Sender, m.Type}
+		if k.server == "" {
+			continue
+		}
+		d := grouped[k]
+		if d == nil {
+			d = &directToDevice{Sender: m.Sender, Type: m.Type, MessageID: randomString(12), Messages: map[string]map[string]json.RawMessage{}}
+			grouped[k] = d
+		}
+		if d.Messages[m.UserID] == nil {
+			d.Messages[m.UserID] = map[string]json.RawMessage{}
+		}
+		d.Messages[m.UserID][m.DeviceID] = json.RawMessage(m.Content)
+	}
+	byDest := map[string][][]byte{}
+	for k, d := range grouped {
+		content, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		edu, err := json.Marshal(gomatrixserverlib.EDU{Type: spec.MDirectToDevice, Origin: f.s.cfg.ServerName, Destination: k.server, Content: content})
+		if err != nil {
+			return err
+		}
+		byDest[k.server] = append(byDest[k.server], edu)
+	}
+	return f.queue.enqueueEDUs(ctx, byDest)
+}
