@@ -265,7 +265,7 @@ describe("Switchboard web client", () => {
             await rm(bundleDir, { recursive: true, force: true });
         }
     });
-    test("group call through the SFU focus: three people each see two remote videos, a mute shows on the others' grids, a leave shrinks them", async (t) => {
+    test("group call through the SFU focus: three people each see two remote videos, a mute shows on the others' grids, a leave shrinks them; ICE restart and fresh join recover", async (t) => {
         await withServer("web-group", start, async (server, pages, log) => {
             // Three pages encode simulcast and decode two streams each: SD
             // cameras keep that within a shared 2-core machine.
@@ -339,6 +339,30 @@ describe("Switchboard web client", () => {
                 });
             }
             await shot(a, "web-group-3-c-left");
+
+            // Reconnecting. A restarts ICE on a working connection (offer to
+            // the focus by to-device m.call.negotiate): media keeps flowing.
+            const groupInfo = (p) => p.page.evaluate(() => window.switchboard.groupInfo());
+            assert.ok(await a.page.evaluate(() => window.switchboard.injectGroupFault("ice-restart")));
+            const ia = await waitUntil("A: ICE restart done", MEDIA_MS, async () => {
+                const i = await groupInfo(a);
+                return i.iceRestarts === 1 && i.reconnects === 1 && i.state === "connected" ? i : undefined;
+            });
+            await waitRemoteVideo(b, "after A's ICE restart", MEDIA_MS);
+            // B loses its connection without a word to the focus: it joins
+            // afresh (new PeerConnection, new invite) and says so on screen.
+            assert.ok(await b.page.evaluate(() => window.switchboard.injectGroupFault("drop")));
+            await b.page.locator("#call-status", { hasText: "rejoining" }).waitFor({ timeout: STEP_MS }).catch(() => {});
+            const ib = await waitUntil("B: rejoined", MEDIA_MS, async () => {
+                const i = await groupInfo(b);
+                return i.rejoins === 1 && i.reconnects === 1 && i.state === "connected" ? i : undefined;
+            });
+            await shot(b, "web-group-4-b-rejoined");
+            await Promise.all([a, b].map((p) => waitRemoteVideo(p, "after B's fresh join", MEDIA_MS)));
+            for (const p of [a, b]) assert.equal((await tiles(p)).filter((x) => !x.local).length, 1, `${p.label}: one remote tile after the rejoin`);
+            await shot(a, "web-group-5-after-rejoin");
+            t.diagnostic(`A's status after its ICE restart "${ia.status}"; B's after its fresh join "${ib.status}"`);
+
             await a.page.click("#hangup");
             await b.page.click("#hangup");
             await Promise.all([a, b].map((p) => p.page.locator("#call-view").waitFor({ state: "hidden", timeout: STEP_MS })));

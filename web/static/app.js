@@ -698,6 +698,10 @@ window.switchboard = {
     async groupInfo() {
         return group ? group.info() : null;
     },
+    /** See GroupCall.injectFault: "ice-restart" or "drop". */
+    injectGroupFault(kind) {
+        return group ? group.injectFault(kind) : false;
+    },
     videos() {
         return [...document.querySelectorAll("#tiles .tile")].map((t) => {
             const v = t.querySelector("video");

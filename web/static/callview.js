@@ -126,8 +126,14 @@ export class Tile {
         const parts = [`${Math.round(q.kbps)} kb/s`];
         parts.push(`${q.lossPct.toFixed(q.lossPct < 10 ? 1 : 0)}% loss`);
         if (q.rttMs !== null && q.rttMs !== undefined) parts.push(`${q.rttMs} ms`);
-        this.quality.textContent = parts.join(" · ");
+        const main = document.createElement("span");
+        main.textContent = parts[0];
+        const detail = document.createElement("span");
+        detail.className = "detail";
+        detail.textContent = ` · ${parts.slice(1).join(" · ")}`;
+        this.quality.replaceChildren(main, detail);
         this.quality.title = `Connection ${level}: ${parts.join(", ")}`;
+        this.quality.setAttribute("aria-label", `Connection ${level}: ${parts.join(", ")}`);
         this.el.dataset.quality = level;
     }
 }
@@ -155,6 +161,7 @@ export class CallView {
         setIcon($("hangup"), "hangup");
         this.tilesEl = $("tiles");
         this.tiles = new Map();
+        new ResizeObserver(() => this.layout()).observe(this.tilesEl);
         this.handlers = {};
         $("toggle-mic").addEventListener("click", () => this.handlers.mic?.());
         $("toggle-cam").addEventListener("click", () => this.handlers.cam?.());
@@ -163,7 +170,31 @@ export class CallView {
         $("hangup").addEventListener("click", () => this.handlers.hangup?.());
     }
 
+    /**
+     * Sizes the grid so that every tile is as large as it can be at 16:9
+     * within the screen: tries each column count, keeps the widest tile.
+     */
+    layout() {
+        if (this.root.hidden || this.oneToOne) {
+            this.tilesEl.style.gridTemplateColumns = "";
+            return;
+        }
+        const n = this.tilesEl.children.length;
+        const W = this.tilesEl.clientWidth - 16;
+        const H = this.tilesEl.clientHeight;
+        if (n === 0 || W <= 0 || H <= 0) return;
+        const gap = 10;
+        let best = { w: 0, cols: 1 };
+        for (let cols = 1; cols <= n; cols++) {
+            const rows = Math.ceil(n / cols);
+            const w = Math.min((W - gap * (cols - 1)) / cols, ((H - gap * (rows - 1)) / rows) * (16 / 9));
+            if (w > best.w) best = { w, cols };
+        }
+        this.tilesEl.style.gridTemplateColumns = `repeat(${best.cols}, ${Math.floor(best.w)}px)`;
+    }
+
     open({ title, oneToOne, hangupLabel, handlers, canShare = true }) {
+        this.oneToOne = oneToOne;
         this.handlers = handlers;
         $("call-title").textContent = title;
         this.tilesEl.classList.toggle("one-to-one", oneToOne);
@@ -174,6 +205,7 @@ export class CallView {
         this.setCam(false);
         this.setScreen(false);
         this.root.hidden = false;
+        this.layout();
         $("hangup").focus();
     }
 
@@ -203,6 +235,7 @@ export class CallView {
             this.tiles.set(key, t);
             if (opts.local) this.tilesEl.prepend(t.el);
             else this.tilesEl.append(t.el);
+            this.layout();
         } else if (opts.name) {
             t.setName(opts.name);
         }
@@ -215,6 +248,7 @@ export class CallView {
         t.video.srcObject = null;
         t.el.remove();
         this.tiles.delete(key);
+        this.layout();
     }
 
     setMic(muted) {

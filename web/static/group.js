@@ -92,6 +92,7 @@ export class GroupCall extends EventTarget {
         this.reconnecting = false;
         this.rejoins = 0;
         this.iceRestarts = 0;
+        this.reconnects = 0;
         this.ended = false;
     }
 
@@ -359,6 +360,8 @@ export class GroupCall extends EventTarget {
         if (!desc || !pc) return;
         if (desc.type === "answer") {
             if (pc.signalingState === "have-local-offer") await pc.setRemoteDescription(desc);
+            const s = pc.iceConnectionState;
+            if (this.reconnecting && (s === "connected" || s === "completed")) this.markConnected();
             return;
         }
         // The focus is the impolite peer: its offer wins over ours (implicit rollback).
@@ -538,15 +541,7 @@ export class GroupCall extends EventTarget {
         if (pc !== this.pc || this.ended) return;
         const s = pc.iceConnectionState;
         if (s === "connected" || s === "completed") {
-            clearTimeout(this.restartTimer);
-            clearTimeout(this.rejoinTimer);
-            this.restartTimer = this.rejoinTimer = undefined;
-            const was = this.reconnecting;
-            this.reconnecting = false;
-            this.state = "connected";
-            this.setStatus("Connected");
-            this.render();
-            if (was) this.setStatus("Reconnected");
+            this.markConnected();
             return;
         }
         if (s === "disconnected" && !this.restartTimer && !this.rejoinTimer) {
@@ -559,17 +554,38 @@ export class GroupCall extends EventTarget {
         }
     }
 
+    /** Media flows (again): stop the recovery timers and say so. */
+    markConnected() {
+        clearTimeout(this.restartTimer);
+        clearTimeout(this.rejoinTimer);
+        this.restartTimer = this.rejoinTimer = undefined;
+        const was = this.reconnecting;
+        this.reconnecting = false;
+        this.state = "connected";
+        this.render();
+        if (was) {
+            this.reconnects++;
+            this.setStatus("Reconnected");
+        }
+    }
+
     /** First step of recovery: an ICE restart offered to the focus. */
-    async restartIce(pc) {
+    async restartIce(pc, force = false) {
         this.restartTimer = undefined;
         if (pc !== this.pc || this.ended) return;
         const s = pc.iceConnectionState;
-        if (s === "connected" || s === "completed") return;
+        if (!force && (s === "connected" || s === "completed")) return;
         this.reconnecting = true;
         this.state = "reconnecting";
         this.iceRestarts++;
         this.setStatus("Connection lost: reconnecting (restarting ICE)…", true);
-        this.rejoinTimer = setTimeout(() => this.rejoin("ICE restart did not bring the connection back"), RESTART_MS);
+        this.rejoinTimer = setTimeout(() => {
+            const now = pc.iceConnectionState;
+            // A restart on a connection that never dropped may not change
+            // the ICE state at all: still connected means recovered.
+            if (pc === this.pc && pc.signalingState === "stable" && (now === "connected" || now === "completed")) this.markConnected();
+            else this.rejoin("ICE restart did not bring the connection back");
+        }, RESTART_MS);
         this.negQueue = this.negQueue
             .then(async () => {
                 if (pc !== this.pc || pc.signalingState !== "stable") return;
@@ -602,6 +618,28 @@ export class GroupCall extends EventTarget {
             this.setStatus(`Could not rejoin: ${err.message}. Retrying…`, true);
             this.rejoinTimer = setTimeout(() => this.rejoin("retry"), 5000);
         }
+    }
+
+    /**
+     * Fault injection for debugging and the browser tests: "ice-restart"
+     * restarts ICE on a working connection; "drop" loses the connection
+     * without telling the focus (as a dead network would) and recovers
+     * the way a failed ICE restart does, with a fresh join.
+     */
+    injectFault(kind) {
+        if (!this.pc || this.ended) return false;
+        if (kind === "ice-restart") {
+            this.restartIce(this.pc, true);
+            return true;
+        }
+        if (kind === "drop") {
+            const pc = this.pc;
+            pc.close();
+            this.reconnecting = true;
+            this.rejoin("connection dropped");
+            return true;
+        }
+        return false;
     }
 
     // ---- stats ----
@@ -651,6 +689,8 @@ export class GroupCall extends EventTarget {
             dc: this.dc?.readyState ?? null,
             rejoins: this.rejoins,
             iceRestarts: this.iceRestarts,
+            reconnects: this.reconnects,
+            status: document.getElementById("call-status")?.textContent ?? "",
             remote: this.remoteStreamsMeta().map(([id, s]) => ({ streamId: id, userId: s.user_id, audioMuted: !!s.audio_muted, videoMuted: !!s.video_muted, hasStream: this.remoteStreams.has(id) })),
             stats: await this.tileStats(),
             speakers: this.speakers,
