@@ -3,6 +3,7 @@ package sfu
 import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-chat/switchboard/media"
@@ -60,9 +61,18 @@ func (s *SFU) newAPI() (*webrtc.API, error) {
 		return nil, err
 	}
 	ir.Add(gen)
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+	// RTCP reports (RFC 3550 section 6.4), as webrtc.ConfigureRTCPReports
+	// would add them, with the receiver side reading sender reports only.
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
 		return nil, err
 	}
+	ir.Add(srOnlyFactory{rr})
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	ir.Add(sr)
 	// Registers the transport-cc extension and feedback for both kinds,
 	// and generates feedback for what publishers send us.
 	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {

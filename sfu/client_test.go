@@ -163,6 +163,7 @@ type testClient struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	plis      atomic.Int64
+	rrWithLSR atomic.Int64 // receiver reports from the SFU that echo our sender reports
 	simSender *webrtc.RTPSender
 	codec     string      // video mime type sent, "" for VP8
 	hold      atomic.Bool // keep server offers in held instead of answering
@@ -381,8 +382,15 @@ func (c *testClient) drainSender(s *webrtc.RTPSender) {
 				return
 			}
 			for _, p := range pkts {
-				if _, ok := p.(*rtcp.PictureLossIndication); ok {
+				switch p := p.(type) {
+				case *rtcp.PictureLossIndication:
 					c.plis.Add(1)
+				case *rtcp.ReceiverReport:
+					for _, r := range p.Reports {
+						if r.LastSenderReport != 0 {
+							c.rrWithLSR.Add(1)
+						}
+					}
 				}
 			}
 		}

@@ -138,3 +138,36 @@ func TestICEServersHandedOut(t *testing.T) {
 		t.Error("ICEServers() hands out the SFU's own slice")
 	}
 }
+
+// TestReceiverReportsEchoSenderReports: the SFU's receiver reports to a
+// publisher carry the LSR of the publisher's sender reports (RFC 3550
+// section 6.4.1), so the publisher can measure the round trip; and
+// hasSenderReport finds sender reports in compound packets only.
+func TestReceiverReportsEchoSenderReports(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	s := newTestSFU(t, nil)
+	defer s.Close()
+	pub := joinClient(t, s, "rr", "pub", clientOpts{audio: true, video: true, level: 127})
+	defer pub.close()
+	waitFor(t, "a receiver report echoing a sender report", func() bool { return pub.rrWithLSR.Load() > 0 })
+
+	srPkt, _ := (&rtcp.SenderReport{SSRC: 1}).Marshal()
+	rrPkt, _ := (&rtcp.ReceiverReport{SSRC: 1}).Marshal()
+	tcc := []byte{0x8f, 205, 0, 4, 0, 0, 0, 1, 0, 0, 0, 2, 0, 1, 0, 1, 0, 0, 1, 0, 0x20, 0x01, 4, 0}
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"SR", srPkt, true},
+		{"RR then SR", append(slices.Clone(rrPkt), srPkt...), true},
+		{"TWCC", tcc, false},
+		{"RR", rrPkt, false},
+		{"truncated before SR", append(slices.Clone(rrPkt[:len(rrPkt)-4]), srPkt...), false},
+		{"empty", nil, false},
+	} {
+		if got := hasSenderReport(c.b); got != c.want {
+			t.Errorf("%s: hasSenderReport = %v", c.name, got)
+		}
+	}
+}
