@@ -117,6 +117,9 @@ func printTable(w io.Writer, rows []row) {
 }
 
 func fmtDur(d time.Duration) string {
+	if d >= time.Duration(len(histogram{}.buckets))*bucketWidth {
+		return ">200ms" // the histogram's last bucket
+	}
 	if d < time.Millisecond {
 		return fmt.Sprintf("%dµs", d.Microseconds())
 	}
