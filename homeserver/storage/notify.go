@@ -19,7 +19,9 @@ func KeyAccountData(userID string) string { return "ad|" + userID }
 func KeyToDevice(userID string) string { return "td|" + userID }
 
 // KeyMembers names a room's membership.
-func KeyMembers(roomID string) string { return "mem|" + roomID }
+func KeyMembers(roomID string) string { return keyMembersPrefix + roomID }
+
+const keyMembersPrefix = "mem|"
 
 // KeyDeviceLists is touched by every device list change.
 const KeyDeviceLists = "dl"

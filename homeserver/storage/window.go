@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -49,10 +50,15 @@ func (w *timelineWindow) apply(pos int64, p pendingWindow, keys []string) {
 		w.rooms = make(map[string]*roomWindow)
 	}
 	fed := make(map[string]bool, 1)
-	for _, e := range p.events {
-		if e.Type == "m.room.member" {
+	// Any write that changes a membership row touches KeyMembers of its
+	// room (local appends and federation's state changes alike).
+	for _, k := range keys {
+		if strings.HasPrefix(k, keyMembersPrefix) {
 			w.members.gen.Add(1)
+			break
 		}
+	}
+	for _, e := range p.events {
 		if e.Outlier {
 			continue // not timeline; the room's window is dropped below
 		}
@@ -133,7 +139,7 @@ func (w *timelineWindow) timeline(roomID string, after, upto int64, limit int) (
 
 // memberships caches DB.Memberships per user, with the same single-writer
 // condition as the window. The writer bumps gen after committing any
-// m.room.member event (before it notifies anyone), and a reader stores
+// write that touched a room's members (before it notifies anyone), and a reader stores
 // what it read under the generation it loaded before its query, so a
 // result read while a membership change was in flight is never served.
 type memberships struct {
