@@ -26,6 +26,30 @@ export const browserArgs = [
 
 export const PASSWORD = "correct horse battery staple";
 
+/**
+ * A WAV file (RIFF, 16-bit PCM, 48 kHz mono) of a loud 440 Hz tone, for
+ * Chromium's --use-file-for-fake-audio-capture: the default fake
+ * microphone beeps once a second, too briefly to count as speaking.
+ */
+export function toneWav(seconds = 2, rate = 48000) {
+    const n = seconds * rate;
+    const b = Buffer.alloc(44 + n * 2);
+    b.write("RIFF", 0);
+    b.writeUInt32LE(36 + n * 2, 4);
+    b.write("WAVEfmt ", 8);
+    b.writeUInt32LE(16, 16);
+    b.writeUInt16LE(1, 20); // PCM
+    b.writeUInt16LE(1, 22); // mono
+    b.writeUInt32LE(rate, 24);
+    b.writeUInt32LE(rate * 2, 28);
+    b.writeUInt16LE(2, 32);
+    b.writeUInt16LE(16, 34);
+    b.write("data", 36);
+    b.writeUInt32LE(n * 2, 40);
+    for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(20000 * Math.sin((2 * Math.PI * 440 * i) / rate)), 44 + i * 2);
+    return b;
+}
+
 /** A unique, valid Matrix localpart for this run. */
 export function localpart(name) {
     return `${name}-${process.pid}-${Date.now().toString(36)}`;

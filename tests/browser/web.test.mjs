@@ -9,7 +9,7 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { access, constants, mkdtemp, rm } from "node:fs/promises";
+import { access, constants, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,6 +29,7 @@ import {
     registerViaForm,
     shot,
     tiles,
+    toneWav,
     waitRemoteVideo,
     withServer,
 } from "./app.mjs";
@@ -41,6 +42,7 @@ const MEDIA_MS = 45_000;
 
 let bin;
 let binDir;
+let wavDir;
 let browser;
 
 const relayArgs = ["--turn-allow-cidrs", "127.0.0.1/32", "--turn-relay-ip", "127.0.0.1"];
@@ -53,12 +55,20 @@ before(async () => {
         throw new Error(`no Chromium at ${chromiumPath}: apt-get install -y chromium, or set CHROMIUM_BIN`);
     }
     ({ bin, dir: binDir } = await buildSwitchboard());
-    browser = await chromium.launch({ executablePath: chromiumPath, args: browserArgs, timeout: 60_000 });
+    wavDir = await mkdtemp(path.join(tmpdir(), "switchboard-browser-wav-"));
+    const wav = path.join(wavDir, "tone.wav");
+    await writeFile(wav, toneWav());
+    browser = await chromium.launch({
+        executablePath: chromiumPath,
+        args: [...browserArgs, `--use-file-for-fake-audio-capture=${wav}`],
+        timeout: 60_000,
+    });
 });
 
 after(async () => {
     await browser?.close();
     if (binDir) await rm(binDir, { recursive: true, force: true });
+    if (wavDir) await rm(wavDir, { recursive: true, force: true });
 });
 
 /** The text of p's visible timeline. */
@@ -319,6 +329,19 @@ describe("Switchboard web client", () => {
             });
             for (const p of all) await shot(p, "web-group-1-three");
 
+            // Active speaker: with A and B muted, C (a loud tone) is the one
+            // speaking, and A's and B's grids highlight C's tile.
+            await a.page.click("#toggle-mic");
+            await b.page.click("#toggle-mic");
+            for (const p of [a, b]) {
+                await waitUntil(`${p.label}: C's tile highlighted as the speaker`, STEP_MS, async () =>
+                    (await tiles(p)).some((x) => x.name === local(c) && x.speaking),
+                );
+            }
+            await shot(a, "web-group-2-c-speaking");
+            await a.page.click("#toggle-mic");
+            await b.page.click("#toggle-mic");
+
             // C mutes the microphone: A and B see it on C's tile.
             await c.page.click("#toggle-mic");
             for (const p of [a, b]) {
@@ -326,8 +349,8 @@ describe("Switchboard web client", () => {
                     (await tiles(p)).some((x) => x.name === local(c) && x.audioMuted),
                 );
             }
-            await shot(a, "web-group-2-c-muted");
-            await shot(c, "web-group-2-c-muted");
+            await shot(a, "web-group-3-c-muted");
+            await shot(c, "web-group-3-c-muted");
 
             // C leaves: A's and B's grids shrink to one remote tile.
             await c.page.click("#hangup");
@@ -338,7 +361,7 @@ describe("Switchboard web client", () => {
                     return r.length === 1 && r[0].name === local(p === a ? b : a);
                 });
             }
-            await shot(a, "web-group-3-c-left");
+            await shot(a, "web-group-4-c-left");
 
             // Reconnecting. A restarts ICE on a working connection (offer to
             // the focus by to-device m.call.negotiate): media keeps flowing.
@@ -357,10 +380,10 @@ describe("Switchboard web client", () => {
                 const i = await groupInfo(b);
                 return i.rejoins === 1 && i.reconnects === 1 && i.state === "connected" ? i : undefined;
             });
-            await shot(b, "web-group-4-b-rejoined");
+            await shot(b, "web-group-5-b-rejoined");
             await Promise.all([a, b].map((p) => waitRemoteVideo(p, "after B's fresh join", MEDIA_MS)));
             for (const p of [a, b]) assert.equal((await tiles(p)).filter((x) => !x.local).length, 1, `${p.label}: one remote tile after the rejoin`);
-            await shot(a, "web-group-5-after-rejoin");
+            await shot(a, "web-group-6-after-rejoin");
             t.diagnostic(`A's status after its ICE restart "${ia.status}"; B's after its fresh join "${ib.status}"`);
 
             await a.page.click("#hangup");

@@ -93,6 +93,7 @@ export class GroupCall extends EventTarget {
         this.rejoins = 0;
         this.iceRestarts = 0;
         this.reconnects = 0;
+        this.noticeUntil = 0;
         this.ended = false;
     }
 
@@ -478,7 +479,9 @@ export class GroupCall extends EventTarget {
         local?.setSpeaking(!!d && this.isMe(d.user_id, d.device_id));
         if (this.state === "connected") {
             const n = this.remoteStreamsMeta().length;
-            this.setStatus(n === 0 ? "Connected. Waiting for others to join…" : `Connected · ${n + 1} in the call`);
+            const text = n === 0 ? "Connected. Waiting for others to join…" : `Connected · ${n + 1} in the call`;
+            // "Reconnected" stays up a few seconds before the usual status.
+            this.setStatus(Date.now() < this.noticeUntil ? `Reconnected · ${text.replace(/^Connected[.·]? ?/, "")}` : text);
         }
     }
 
@@ -565,7 +568,9 @@ export class GroupCall extends EventTarget {
         this.render();
         if (was) {
             this.reconnects++;
-            this.setStatus("Reconnected");
+            this.noticeUntil = Date.now() + 5000;
+            this.render();
+            setTimeout(() => this.render(), 5100);
         }
     }
 
