@@ -1,10 +1,12 @@
 package turn
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -34,8 +36,18 @@ func freeUDPPort(t testing.TB) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-// startCoturnPeer runs turnutils_peer (a UDP echo server) on 127.0.0.1.
-func startCoturnPeer(t *testing.T) int {
+// toolSocketBuffer is what the tests give the UDP sockets of coturn's
+// tools (see procsock_linux_test.go): as much as the relay's listener.
+const toolSocketBuffer = listenerSocketBuffer
+
+// coturnPeer is a running turnutils_peer.
+type coturnPeer struct {
+	port, pid int
+}
+
+// startCoturnPeer runs turnutils_peer (a UDP echo server) on 127.0.0.1 and
+// enlarges its socket buffers.
+func startCoturnPeer(t *testing.T) coturnPeer {
 	t.Helper()
 	bin := coturnTool(t, "turnutils_peer")
 	port := freeUDPPort(t)
@@ -60,7 +72,10 @@ func startCoturnPeer(t *testing.T) int {
 		n, err := c.Read(buf)
 		return err == nil && string(buf[:n]) == "ping"
 	})
-	return port
+	if n, err := enlargeUDPBuffers(cmd.Process.Pid, toolSocketBuffer); err != nil || n == 0 {
+		t.Logf("turnutils_peer keeps its own socket buffers (%d enlarged: %v); on a busy machine it may drop packets itself", n, err)
+	}
+	return coturnPeer{port: port, pid: cmd.Process.Pid}
 }
 
 var (
@@ -69,11 +84,14 @@ var (
 	uclientRTT  = regexp.MustCompile(`Average round trip delay ([0-9.]+) ms`)
 )
 
-// uclientResult is what turnutils_uclient reports at the end of a run.
+// uclientResult is what turnutils_uclient reports at the end of a run,
+// and the datagrams the kernel dropped at full receive queues meanwhile,
+// by process ("relay" is this test binary).
 type uclientResult struct {
 	sent, received, lost, dropped int
 	rttMs                         float64
 	output                        string
+	kernelDrops                   map[string]uint64
 }
 
 func parseUclient(out string) (uclientResult, error) {
@@ -93,19 +111,57 @@ func parseUclient(out string) (uclientResult, error) {
 	return r, nil
 }
 
-func runUclient(t *testing.T, args ...string) uclientResult {
+// runUclient runs turnutils_uclient to the end. While it runs, the UDP
+// sockets it opens get the same buffers as the peer's, and the kernel's
+// drop counters of the relay's, the peer's and the client's sockets are
+// followed, so a loss can be put where it happened.
+func runUclient(t *testing.T, peer coturnPeer, args ...string) uclientResult {
 	t.Helper()
 	bin := coturnTool(t, "turnutils_uclient")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	watch := newDropWatch(map[string]int{"relay": os.Getpid(), "turnutils_peer": peer.pid, "turnutils_uclient": cmd.Process.Pid})
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	var (
+		enlarged   int
+		enlargeErr error
+	)
+wait:
+	for {
+		select {
+		case err = <-exited:
+			break wait
+		case <-tick.C:
+			n, e := enlargeUDPBuffers(cmd.Process.Pid, toolSocketBuffer)
+			enlarged += n
+			if e != nil && enlargeErr == nil {
+				enlargeErr = e
+			}
+			watch.sample()
+		}
+	}
+	watch.sample()
+	if enlargeErr != nil {
+		t.Logf("turnutils_uclient kept its own socket buffers (%d enlarged): %v", enlarged, enlargeErr)
+	}
 	if err != nil {
-		t.Fatalf("turnutils_uclient %v: %v\n%s", args, err, tail(string(out), 3000))
+		t.Fatalf("turnutils_uclient %v: %v\n%s", args, err, tail(out.String(), 3000))
 	}
-	r, perr := parseUclient(string(out))
+	r, perr := parseUclient(out.String())
 	if perr != nil {
-		t.Fatalf("turnutils_uclient %v: %v\n%s", args, perr, tail(string(out), 3000))
+		t.Fatalf("turnutils_uclient %v: %v\n%s", args, perr, tail(out.String(), 3000))
 	}
+	r.kernelDrops = watch.totals()
 	return r
 }
 
@@ -127,7 +183,7 @@ func TestCoturnInterop(t *testing.T) {
 		c.MaxTTL = 25 * time.Hour
 		c.UserQuota = 100
 	})
-	peerPort := startCoturnPeer(t)
+	peer := startCoturnPeer(t)
 	modes := []struct {
 		name  string
 		flags []string
@@ -143,16 +199,22 @@ func TestCoturnInterop(t *testing.T) {
 				port = h.tcpAddr.Port
 			}
 			args := append([]string{}, mode.flags...)
-			args = append(args, "-W", testSecret, "-u", "interop", "-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
+			args = append(args, "-W", testSecret, "-u", "interop", "-e", "127.0.0.1", "-r", strconv.Itoa(peer.port),
 				"-m", "20", "-n", "500", "-l", "200", "-z", "5", "-c", "-p", strconv.Itoa(port), "127.0.0.1")
-			r := runUclient(t, args...)
-			t.Logf("%s: sent %d received %d lost %d dropped %d mean rtt %.3f ms; relay counted to_peer %v to_client %v",
-				mode.name, r.sent, r.received, r.lost, r.dropped, r.rttMs,
-				h.metric("switchboard_turn_relayed_packets_total", "transport", "udp", "direction", "to_peer"),
-				h.metric("switchboard_turn_relayed_packets_total", "transport", "udp", "direction", "to_client"))
+			toPeer0 := h.metric("switchboard_turn_relayed_packets_total", "transport", "udp", "direction", "to_peer")
+			toClient0 := h.metric("switchboard_turn_relayed_packets_total", "transport", "udp", "direction", "to_client")
+			bwDrop0 := h.metric("switchboard_turn_bandwidth_dropped_packets_total")
+			r := runUclient(t, peer, args...)
+			toPeer := h.metric("switchboard_turn_relayed_packets_total", "transport", "udp", "direction", "to_peer") - toPeer0
+			toClient := h.metric("switchboard_turn_relayed_packets_total", "transport", "udp", "direction", "to_client") - toClient0
+			bwDrop := h.metric("switchboard_turn_bandwidth_dropped_packets_total") - bwDrop0
+			summary := fmt.Sprintf("%s: sent %d received %d lost %d send-dropped %d mean rtt %.3f ms; "+
+				"relay relayed %v to the peer and %v to the client, dropped %v over the bandwidth cap; "+
+				"kernel receive-queue drops: %v",
+				mode.name, r.sent, r.received, r.lost, r.dropped, r.rttMs, toPeer, toClient, bwDrop, r.kernelDrops)
+			t.Log(summary)
 			if r.sent != 20*500 || r.received != r.sent || r.lost != 0 || r.dropped != 0 {
-				t.Fatalf("loss through the relay: sent %d received %d lost %d dropped %d\n%s",
-					r.sent, r.received, r.lost, r.dropped, tail(r.output, 3000))
+				t.Fatalf("loss through the relay: %s\n%s", summary, tail(r.output, 3000))
 			}
 		})
 	}
@@ -163,12 +225,12 @@ func TestCoturnInterop(t *testing.T) {
 func TestCoturnDefaultTTLRefused(t *testing.T) {
 	checkLeaks(t)
 	h := startHarness(t, nil)
-	peerPort := startCoturnPeer(t)
+	peer := startCoturnPeer(t)
 	bin := coturnTool(t, "turnutils_uclient")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, _ := exec.CommandContext(ctx, bin, "-W", testSecret, "-u", "interop", "-e", "127.0.0.1",
-		"-r", strconv.Itoa(peerPort), "-m", "1", "-n", "5", "-c", "-p", strconv.Itoa(h.udpAddr.Port), "127.0.0.1").CombinedOutput()
+		"-r", strconv.Itoa(peer.port), "-m", "1", "-n", "5", "-c", "-p", strconv.Itoa(h.udpAddr.Port), "127.0.0.1").CombinedOutput()
 	if got := h.metric("switchboard_turn_auth_failures_total", "reason", authTooLong); got < 1 {
 		t.Fatalf("no ttl_too_long auth failure recorded; uclient said:\n%s", tail(string(out), 2000))
 	}
@@ -197,8 +259,8 @@ func TestCoturnInteropTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	peerPort := startCoturnPeer(t)
-	r := runUclient(t, "-t", "-S", "-W", testSecret, "-u", "interop", "-e", "127.0.0.1", "-r", strconv.Itoa(peerPort),
+	peer := startCoturnPeer(t)
+	r := runUclient(t, peer, "-t", "-S", "-W", testSecret, "-u", "interop", "-e", "127.0.0.1", "-r", strconv.Itoa(peer.port),
 		"-m", "5", "-n", "200", "-l", "200", "-z", "5", "-c", "-p", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), "127.0.0.1")
 	t.Logf("tls: sent %d received %d lost %d mean rtt %.3f ms", r.sent, r.received, r.lost, r.rttMs)
 	if r.sent != 5*200 || r.received != r.sent || r.lost != 0 {

@@ -170,7 +170,7 @@ func (g *relayGen) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net
 	if err != nil {
 		return nil, nil, err
 	}
-	setSocketBuffers(conn, relaySocketBuffer)
+	setSocketBuffers(conn, relaySocketBuffer, false)
 	port := conn.LocalAddr().(*net.UDPAddr).Port //nolint:forcetypeassert // a udp socket
 	st, err := g.newState(conf.UserID, transportUDP, uint16(port))
 	if err != nil {

@@ -13,25 +13,6 @@ import (
 	"golang.org/x/net/ipv4"
 )
 
-// Socket buffer sizes asked for (the kernel caps them at
-// net.core.rmem_max / wmem_max). A shared client-facing UDP socket takes
-// bursts from every client at once; Go's scheduler on a busy machine can
-// leave it unread for milliseconds, and the 208 KiB default then overflows.
-const (
-	listenerSocketBuffer = 4 << 20
-	relaySocketBuffer    = 1 << 20
-)
-
-// setSocketBuffers enlarges a socket's kernel buffers where it can.
-func setSocketBuffers(c any, size int) {
-	if rb, ok := c.(interface{ SetReadBuffer(int) error }); ok {
-		_ = rb.SetReadBuffer(size)
-	}
-	if wb, ok := c.(interface{ SetWriteBuffer(int) error }); ok {
-		_ = wb.SetWriteBuffer(size)
-	}
-}
-
 // closeWait bounds how long Close waits for pion's goroutines to let go of
 // the relay sockets.
 const closeWait = 5 * time.Second
@@ -135,7 +116,12 @@ func New(cfg Config, packetConns []net.PacketConn, listeners []net.Listener) (*S
 		},
 	}
 	for _, pc := range packetConns {
-		setSocketBuffers(pc, listenerSocketBuffer)
+		if got := setSocketBuffers(pc, listenerSocketBuffer, true); got.read != 0 && !got.sized(listenerSocketBuffer) {
+			s.log.Warn("TURN UDP listener socket buffers are smaller than asked for; under load the kernel will drop client packets. "+
+				"Raise net.core.rmem_max and net.core.wmem_max, or give the process CAP_NET_ADMIN",
+				"listener", pc.LocalAddr().String(), "want_bytes", listenerSocketBuffer,
+				"read_bytes", got.read, "write_bytes", got.write)
+		}
 		s.loops.Add(1)
 		pl := newPacketListener(pc, s)
 		s.udpListeners[pl.local] = pl
