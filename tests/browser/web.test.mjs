@@ -163,6 +163,30 @@ describe("Switchboard web client", () => {
             await b.page.locator("#room-name", { hasText: "Side room" }).waitFor({ timeout: STEP_MS });
             await a.page.locator("#room-sub", { hasText: "2 members" }).waitFor({ timeout: STEP_MS });
             t.diagnostic(`A ${a.userId}, B ${b.userId}, side room ${roomId}`);
+
+            // No camera permission: a browser that does not grant it (no
+            // fake permission UI) says so in words when a call starts.
+            const denying = await chromium.launch({
+                executablePath: chromiumPath,
+                args: browserArgs.filter((x) => x !== "--use-fake-ui-for-media-stream"),
+                timeout: 60_000,
+            });
+            try {
+                const d = await openApp(denying, server, "D", log);
+                pages.push(d);
+                await registerViaForm(d, localpart("dora"));
+                await d.page.fill("#new-room-name", "Alone");
+                await d.page.click("#create-room");
+                await d.page.locator("#room-name", { hasText: "Alone" }).waitFor({ timeout: STEP_MS });
+                await d.page.click("#group-call");
+                await d.page.locator("#toast", { hasText: "No permission to use your camera or microphone" }).waitFor({ timeout: STEP_MS });
+                await d.page.locator("#call-view").waitFor({ state: "hidden", timeout: STEP_MS });
+                await shot(d, "web-chat-6-no-camera-permission");
+                pages.pop();
+                await d.context.close();
+            } finally {
+                await denying.close();
+            }
         });
     });
 
