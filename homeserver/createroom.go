@@ -125,6 +125,13 @@ func (s *Server) createRoom(c echo.Context) error {
 			return merr(http.StatusBadRequest, "M_ROOM_IN_USE", "Room alias %s already taken", alias)
 		}
 	}
+	for _, u := range req.Invite {
+		if !s.isLocal(u) {
+			if err := s.fed.inviteRemote(ctx, roomID, d.UserID, u, "", req.IsDirect); err != nil {
+				s.log.Info("createRoom: remote invite failed", "room_id", roomID, "user_id", u, "err", err)
+			}
+		}
+	}
 	s.log.Info("room created", "room_id", roomID, "creator", d.UserID, "version", ver, "preset", preset)
 	resp := map[string]any{"room_id": roomID}
 	if alias != "" {
@@ -222,6 +229,9 @@ func (s *Server) createRoomEvents(creator, ver, alias, preset string, profile ma
 		}
 	}
 	for _, u := range req.Invite {
+		if !s.isLocal(u) {
+			continue // invited over federation once the room exists
+		}
 		inv := map[string]any{"membership": "invite"}
 		if req.IsDirect {
 			inv["is_direct"] = true

@@ -205,6 +205,11 @@ func (f *federation) routes(e *echo.Echo) {
 func (f *federation) authedRoutes(v1, v2 *echo.Group) {
 	v1.GET("/query/profile", f.queryProfile)
 	v1.PUT("/send/:txnId", f.send)
+	v1.GET("/make_join/:roomId/:userId", f.makeJoin)
+	v2.PUT("/send_join/:roomId/:eventId", f.sendJoin)
+	v2.PUT("/send_leave/:roomId/:eventId", f.sendLeave)
+	v2.PUT("/invite/:roomId/:eventId", f.invite)
+	v1.GET("/query/directory", f.queryDirectory)
 }
 
 // queryProfile serves GET /_matrix/federation/v1/query/profile (spec:

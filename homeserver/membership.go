@@ -37,12 +37,20 @@ func (s *Server) setMembership(c echo.Context, roomID, sender, target, membershi
 }
 
 func (s *Server) joinRoom(c echo.Context) error {
-	return s.join(c, param(c, "roomId"))
+	return s.join(c, param(c, "roomId"), nil)
 }
 
 func (s *Server) joinRoomByIDOrAlias(c echo.Context) error {
 	target := param(c, "room")
-	if strings.HasPrefix(target, "#") {
+	var servers []string
+	if strings.HasPrefix(target, "#") && !strings.HasSuffix(target, ":"+s.cfg.ServerName) {
+		// An alias of another server: ask it (federation query/directory).
+		roomID, via, err := s.fed.resolveRemoteAlias(c.Request().Context(), target)
+		if err != nil {
+			return err
+		}
+		target, servers = roomID, via
+	} else if strings.HasPrefix(target, "#") {
 		roomID, _, err := s.db.Alias(c.Request().Context(), target)
 		if errors.Is(err, storage.ErrNotFound) {
 			return errNotFound("Room alias %s not found", target)
@@ -54,10 +62,10 @@ func (s *Server) joinRoomByIDOrAlias(c echo.Context) error {
 	} else if !strings.HasPrefix(target, "!") {
 		return errInvalidParam("%q is neither a room ID nor an alias", target)
 	}
-	return s.join(c, target)
+	return s.join(c, target, servers)
 }
 
-func (s *Server) join(c echo.Context, roomID string) error {
+func (s *Server) join(c echo.Context, roomID string, servers []string) error {
 	var req struct {
 		Reason string `json:"reason"`
 	}
@@ -70,6 +78,18 @@ func (s *Server) join(c echo.Context, roomID string) error {
 	if m, err := s.db.Membership(ctx, roomID, d.UserID); err != nil {
 		return err
 	} else if m == "join" {
+		return c.JSON(http.StatusOK, map[string]string{"room_id": roomID})
+	}
+	// A room this server is not in is joined through another server
+	// (federation_join.go), via the servers the client named.
+	if remote, err := s.fed.needsRemoteJoin(ctx, roomID); err != nil {
+		return err
+	} else if remote {
+		q := c.QueryParams()
+		named := append(append(servers, q["server_name"]...), q["via"]...)
+		if err := s.fed.joinRemote(ctx, roomID, d.UserID, s.fed.joinServers(ctx, roomID, d.UserID, named)); err != nil {
+			return err
+		}
 		return c.JSON(http.StatusOK, map[string]string{"room_id": roomID})
 	}
 	if _, err := s.setMembership(c, roomID, d.UserID, d.UserID, "join", req.Reason, nil); err != nil {
@@ -115,6 +135,13 @@ func (s *Server) membershipOf(action string) echo.HandlerFunc {
 			if m == "join" || m == "ban" {
 				return errForbidden("%s is already in the room or banned", req.UserID)
 			}
+		}
+		if action == "invite" && !s.isLocal(req.UserID) {
+			// The invitee's server signs remote invites (federation_invite.go).
+			if err := s.fed.inviteRemote(c.Request().Context(), roomID, d.UserID, req.UserID, req.Reason, false); err != nil {
+				return err
+			}
+			return c.JSON(http.StatusOK, struct{}{})
 		}
 		if _, err := s.setMembership(c, roomID, d.UserID, req.UserID, membership, req.Reason, nil); err != nil {
 			return err

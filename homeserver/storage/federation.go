@@ -258,6 +258,8 @@ func (tx *Tx) StoreOutlier(ctx context.Context, e Event) error {
 		pos, e.EventID, e.RoomID, e.Type, sk, e.Sender, e.OriginTS, e.ReceivedTS, e.Depth, string(e.JSON)); err != nil {
 		return fmt.Errorf("storage: insert outlier: %w", err)
 	}
+	e.Pos, e.Outlier = pos, true
+	tx.win.events = append(tx.win.events, e)
 	return nil
 }
 
@@ -314,7 +316,13 @@ func (tx *Tx) StoreRemoteEvent(ctx context.Context, re RemoteEvent) (int64, erro
 		e.SnapBefore, e.SnapAfter, extra); err != nil {
 		return 0, fmt.Errorf("storage: insert event: %w", err)
 	}
+	e.Pos = pos
+	if len(e.UnsignedExtra) == 0 {
+		e.UnsignedExtra = nil // as read back from a NULL column
+	}
+	tx.win.events = append(tx.win.events, e)
 	// Current state: write what changed, delete what resolution dropped.
+	memberChanged := false
 	for k, id := range re.Current {
 		if old[k] == id {
 			continue
@@ -327,6 +335,7 @@ func (tx *Tx) StoreRemoteEvent(ctx context.Context, re RemoteEvent) (int64, erro
 				membership = membershipOf(ev.JSON)
 			}
 			tx.touch(k.StateKey, KeyMembers(e.RoomID))
+			memberChanged = true
 		}
 		if _, err := tx.exec(ctx, `INSERT INTO current_state (room_id, type, state_key, event_id, membership, pos)
 			VALUES ($1, $2, $3, $4, $5, $6)
@@ -345,9 +354,18 @@ func (tx *Tx) StoreRemoteEvent(ctx context.Context, re RemoteEvent) (int64, erro
 		}
 		if k.Type == "m.room.member" {
 			tx.touch(k.StateKey, KeyMembers(e.RoomID))
+			memberChanged = true
 		}
 	}
+	if memberChanged && e.Type != "m.room.member" {
+		// Memberships changed by resolution, not by this event: an
+		// outlier member entry makes the window drop cached memberships.
+		tx.win.events = append(tx.win.events, Event{RoomID: e.RoomID, Type: "m.room.member", Outlier: true})
+	}
 	tx.touch(e.RoomID)
+	if re.Extremities == nil {
+		re.Extremities = []string{}
+	}
 	ext, _ := json.Marshal(re.Extremities)
 	if _, err := tx.exec(ctx, `UPDATE rooms SET extremities = $1, depth = $2, current_snapshot = $3 WHERE room_id = $4`,
 		string(ext), max(re.Depth, room.Depth), currentID, e.RoomID); err != nil {

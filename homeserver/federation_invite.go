@@ -1,0 +1,243 @@
+package homeserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/fclient"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+)
+
+// strippedStateTypes are sent along with an invite (spec: Client-Server
+// API, "Stripped state").
+var inviteStateTypes = []string{spec.MRoomCreate, spec.MRoomJoinRules, spec.MRoomName, "m.room.avatar", spec.MRoomCanonicalAlias, "m.room.encryption", "m.room.topic"}
+
+// inviteRemote invites a user of another server (spec: Server-Server API,
+// "Inviting to a room"): the event is built on our frontier, signed by the
+// invitee's server through PUT /v2/invite, then stored; the queue sends it
+// to the room's other servers.
+func (f *federation) inviteRemote(ctx context.Context, roomID, sender, target, reason string, isDirect bool) error {
+	content := map[string]any{"membership": "invite"}
+	if isDirect {
+		content["is_direct"] = true
+	}
+	if reason != "" {
+		content["reason"] = reason
+	}
+	b, _ := json.Marshal(content)
+	var (
+		pdu      gomatrixserverlib.PDU
+		room     storage.Room
+		ver      gomatrixserverlib.IRoomVersion
+		stripped []gomatrixserverlib.InviteStrippedState
+	)
+	err := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		w, err := f.s.openRoom(ctx, tx, roomID)
+		if err != nil {
+			return err
+		}
+		key := target
+		if pdu, err = w.buildSigned(ctx, newEvent{Sender: sender, Type: spec.MRoomMember, StateKey: &key, Content: b}); err != nil {
+			return err
+		}
+		room, ver = w.room, w.ver
+		for _, t := range inviteStateTypes {
+			if id, ok := w.state[storage.StateKey{Type: t}]; ok {
+				if p, err := w.pdu(ctx, id); err == nil {
+					stripped = append(stripped, gomatrixserverlib.NewInviteStrippedState(p))
+				}
+			}
+		}
+		if id, ok := w.state[storage.StateKey{Type: spec.MRoomMember, StateKey: sender}]; ok {
+			if p, err := w.pdu(ctx, id); err == nil {
+				stripped = append(stripped, gomatrixserverlib.NewInviteStrippedState(p))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	req, err := fclient.NewInviteV2Request(pdu, stripped)
+	if err != nil {
+		return err
+	}
+	resp, err := f.client.SendInviteV2(ctx, f.origin(), spec.ServerName(serverOf(target)), req)
+	if err != nil {
+		f.log.Info("remote invite refused or failed", "room_id", roomID, "target", target, "err", err)
+		return errForbidden("the invitee's server did not accept the invite: %v", err)
+	}
+	cp, err := f.checkPDUInVersion(ctx, resp.Event, room, true)
+	if err != nil {
+		return errForbidden("the invitee's server returned a bad invite: %v", err)
+	}
+	if cp.pdu.EventID() != pdu.EventID() {
+		return errForbidden("the invitee's server changed the invite")
+	}
+	if err := verifyServerSignature(ctx, f.keyRing, serverOf(target), cp.pdu, ver); err != nil {
+		return errForbidden("the invite lacks the invitee's server signature: %v", err)
+	}
+	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		_, err := f.appendRemote(ctx, tx, cp)
+		return err
+	})
+}
+
+// verifyServerSignature checks that server signed the event (its
+// redacted form, as event signatures are over).
+func verifyServerSignature(ctx context.Context, v gomatrixserverlib.JSONVerifier, server string, pdu gomatrixserverlib.PDU, ver gomatrixserverlib.IRoomVersion) error {
+	redacted, err := ver.RedactEventJSON(pdu.JSON())
+	if err != nil {
+		return err
+	}
+	res, err := v.VerifyJSONs(ctx, []gomatrixserverlib.VerifyJSONRequest{{
+		ServerName: spec.ServerName(server), AtTS: pdu.OriginServerTS(), Message: redacted,
+		ValidityCheckingFunc: gomatrixserverlib.StrictValiditySignatureCheck,
+	}})
+	if err != nil {
+		return err
+	}
+	return res[0].Error
+}
+
+// invite serves PUT /_matrix/federation/v2/invite/{roomId}/{eventId}: an
+// invite of one of our users, which we sign and keep so that the invitee
+// sees it in /sync (spec: Server-Server API, "Inviting to a room").
+func (f *federation) invite(c echo.Context) error {
+	ctx := c.Request().Context()
+	origin := fedOrigin(c)
+	roomID, eventID := param(c, "roomId"), param(c, "eventId")
+	var req struct {
+		Event           json.RawMessage   `json:"event"`
+		InviteRoomState []json.RawMessage `json:"invite_room_state"`
+		RoomVersion     string            `json:"room_version"`
+	}
+	if err := json.Unmarshal(fedContent(c), &req); err != nil {
+		return errBadJSON("%v", err)
+	}
+	if !supportedRoomVersions[req.RoomVersion] {
+		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported", req.RoomVersion).withExtra("room_version", req.RoomVersion)
+	}
+	if len(req.Event) > maxEventBytes {
+		return errTooLarge("event is larger than %d bytes", maxEventBytes)
+	}
+	if err := checkCanonicalJSON(req.Event); err != nil {
+		return errBadJSON("%v", err)
+	}
+	cp, err := f.checkPDUInVersion(ctx, req.Event, storage.Room{RoomID: roomID, Version: req.RoomVersion}, false)
+	if err != nil {
+		return errBadJSON("%v", err)
+	}
+	pdu := cp.pdu
+	if err := verifyServerSignature(ctx, f.keyRing, serverOf(string(pdu.SenderID())), pdu, cp.ver); err != nil {
+		return errForbidden("invite not signed by the inviter's server: %v", err)
+	}
+	target := ""
+	if pdu.StateKey() != nil {
+		target = *pdu.StateKey()
+	}
+	if pdu.EventID() != eventID || pdu.Type() != spec.MRoomMember {
+		return errBadJSON("not the membership event %s", eventID)
+	}
+	if m, _ := pdu.Membership(); m != "invite" {
+		return errBadJSON("not an invite")
+	}
+	if serverOf(string(pdu.SenderID())) != origin {
+		return errForbidden("the inviter is not a user of %s", origin)
+	}
+	if !f.isLocalUser(target) {
+		return errForbidden("%s is not a user of this server", target)
+	}
+	if _, err := f.s.db.UserByID(ctx, target); err != nil {
+		return errNotFound("Unknown user %s", target)
+	}
+	signed := pdu.Sign(f.s.cfg.ServerName, gomatrixserverlib.KeyID(f.s.cfg.KeyID), f.s.cfg.SigningKey)
+	in, err := f.serverInRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	if !in {
+		// We are not in the room: keep the invite (and the room's stripped
+		// state in its unsigned) so the invitee's /sync shows it.
+		if err := f.storeInviteStub(ctx, signed, req.RoomVersion, req.InviteRoomState); err != nil {
+			return err
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"event": json.RawMessage(signed.JSON())})
+}
+
+// storeInviteStub records an invite to a room this server is not in: the
+// room row and the invite as its only current state.
+func (f *federation) storeInviteStub(ctx context.Context, pdu gomatrixserverlib.PDU, version string, stripped []json.RawMessage) error {
+	now := f.s.nowMS()
+	roomID := pdu.RoomID().String()
+	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		err := tx.CreateRoom(ctx, storage.Room{RoomID: roomID, Version: version, Creator: string(pdu.SenderID()), CreatedTS: now})
+		if err != nil && !errors.Is(err, storage.ErrExists) {
+			return err
+		}
+		if _, err := tx.Event(ctx, pdu.EventID()); err == nil {
+			return nil
+		}
+		room, err := tx.Room(ctx, roomID)
+		if err != nil {
+			return err
+		}
+		current, err := tx.Snapshot(ctx, room.CurrentSnapshot)
+		if err != nil {
+			return err
+		}
+		next := cloneState(current)
+		next[storage.StateKey{Type: spec.MRoomMember, StateKey: *pdu.StateKey()}] = pdu.EventID()
+		ev := eventRow(pdu, now)
+		if len(stripped) > 0 {
+			ev.UnsignedExtra, _ = json.Marshal(map[string]any{"invite_room_state": stripped})
+		}
+		_, err = tx.StoreRemoteEvent(ctx, storage.RemoteEvent{
+			Event: ev, Before: current, BeforeID: room.CurrentSnapshot, Current: next,
+			Extremities: room.Extremities, Depth: room.Depth, Memberships: map[string]string{pdu.EventID(): "invite"},
+		})
+		return err
+	})
+}
+
+// queryDirectory serves GET /_matrix/federation/v1/query/directory.
+func (f *federation) queryDirectory(c echo.Context) error {
+	alias := c.QueryParam("room_alias")
+	if !f.s.validAlias(alias) {
+		return errNotFound("Room alias %s not found", alias)
+	}
+	roomID, _, err := f.s.db.Alias(c.Request().Context(), alias)
+	if errors.Is(err, storage.ErrNotFound) {
+		return errNotFound("Room alias %s not found", alias)
+	}
+	if err != nil {
+		return err
+	}
+	servers, err := f.roomServers(c.Request().Context(), roomID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"room_id": roomID, "servers": servers})
+}
+
+// resolveRemoteAlias asks the alias's server for its room and servers.
+func (f *federation) resolveRemoteAlias(ctx context.Context, alias string) (string, []string, error) {
+	server := alias[strings.IndexByte(alias, ':')+1:]
+	res, err := f.client.LookupRoomAlias(ctx, f.origin(), spec.ServerName(server), alias)
+	if err != nil {
+		return "", nil, errNotFound("Room alias %s not found: %v", alias, err)
+	}
+	servers := make([]string, 0, len(res.Servers))
+	for _, s := range res.Servers {
+		servers = append(servers, string(s))
+	}
+	return res.RoomID, servers, nil
+}

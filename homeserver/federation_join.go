@@ -1,0 +1,478 @@
+package homeserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/labstack/echo/v4"
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+)
+
+// protoFor fills a proto event for ne on the room's current frontier and
+// state (prev_events, auth_events, depth), without signing or storing it.
+func (w *roomWriter) protoFor(ctx context.Context, ne newEvent) (*gomatrixserverlib.ProtoEvent, *gomatrixserverlib.AuthEvents, error) {
+	proto := &gomatrixserverlib.ProtoEvent{
+		SenderID:   ne.Sender,
+		RoomID:     w.room.RoomID,
+		Type:       ne.Type,
+		StateKey:   ne.StateKey,
+		PrevEvents: w.room.Extremities,
+		Depth:      w.room.Depth + 1,
+		Content:    spec.RawJSON(ne.Content),
+		Version:    w.ver,
+	}
+	if len(w.room.Extremities) == 0 {
+		proto.PrevEvents = []string{}
+	}
+	auth, err := w.authEvents(ctx, proto)
+	if err != nil {
+		return nil, nil, err
+	}
+	needed, _ := gomatrixserverlib.StateNeededForProtoEvent(proto)
+	refs, err := needed.AuthEventReferences(auth)
+	if err != nil {
+		return nil, nil, err
+	}
+	proto.AuthEvents = refs
+	return proto, auth, nil
+}
+
+// buildSigned builds and signs an event for ne with this server's key and
+// checks it against the current state, without storing it.
+func (w *roomWriter) buildSigned(ctx context.Context, ne newEvent) (gomatrixserverlib.PDU, error) {
+	proto, auth, err := w.protoFor(ctx, ne)
+	if err != nil {
+		return nil, err
+	}
+	pdu, err := w.ver.NewEventBuilderFromProtoEvent(proto).Build(w.s.cfg.Now(), spec.ServerName(w.s.cfg.ServerName),
+		gomatrixserverlib.KeyID(w.s.cfg.KeyID), w.s.cfg.SigningKey)
+	if err != nil {
+		return nil, errBadJSON("cannot build event: %v", err)
+	}
+	if err := gomatrixserverlib.Allowed(pdu, auth, userIDForSender); err != nil {
+		return nil, errForbidden("%v", err)
+	}
+	return pdu, nil
+}
+
+// serverInRoom reports whether a local user is joined to roomID.
+func (f *federation) serverInRoom(ctx context.Context, roomID string) (bool, error) {
+	members, err := f.s.db.JoinedMembers(ctx, roomID)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(members, f.isLocalUser), nil
+}
+
+// roomServers lists the servers of a room's joined members.
+func (f *federation) roomServers(ctx context.Context, roomID string) ([]string, error) {
+	members, err := f.s.db.JoinedMembers(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range members {
+		if s := serverOf(m); s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// makeJoin serves GET /_matrix/federation/v1/make_join/{roomId}/{userId}
+// (spec: Server-Server API, "Joining Rooms"): a join template on our
+// frontier for a user of the requesting server.
+func (f *federation) makeJoin(c echo.Context) error {
+	ctx := c.Request().Context()
+	roomID, userID := param(c, "roomId"), param(c, "userId")
+	if serverOf(userID) != fedOrigin(c) {
+		return errForbidden("user %s is not of server %s", userID, fedOrigin(c))
+	}
+	room, err := f.s.db.Room(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return errNotFound("Unknown room %s", roomID)
+	}
+	if err != nil {
+		return err
+	}
+	if in, err := f.serverInRoom(ctx, roomID); err != nil {
+		return err
+	} else if !in {
+		return errNotFound("This server is not in room %s", roomID)
+	}
+	if vers := c.QueryParams()["ver"]; !slices.Contains(vers, room.Version) {
+		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %s is not in your supported versions", room.Version).withExtra("room_version", room.Version)
+	}
+	content, _ := json.Marshal(map[string]string{"membership": "join"})
+	var proto *gomatrixserverlib.ProtoEvent
+	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		w, err := f.s.openRoom(ctx, tx, roomID)
+		if err != nil {
+			return err
+		}
+		ne := newEvent{Sender: userID, Type: spec.MRoomMember, StateKey: &userID, Content: content}
+		if _, err := w.buildSigned(ctx, ne); err != nil {
+			return err
+		}
+		proto, _, err = w.protoFor(ctx, ne)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"event": proto, "room_version": room.Version})
+}
+
+// withExtra adds a field to the error body.
+func (e *MatrixError) withExtra(k string, v any) *MatrixError {
+	if e.Extra == nil {
+		e.Extra = map[string]any{}
+	}
+	e.Extra[k] = v
+	return e
+}
+
+// checkMembershipPDU checks a membership event sent by a server about its
+// own user: the path's event ID, membership, state_key == sender, and the
+// sender belongs to origin.
+func checkMembershipPDU(pdu gomatrixserverlib.PDU, eventID, membership, origin string) error {
+	if pdu.EventID() != eventID {
+		return errBadJSON("event ID %s does not match the path", pdu.EventID())
+	}
+	if pdu.Type() != spec.MRoomMember || pdu.StateKey() == nil || *pdu.StateKey() != string(pdu.SenderID()) {
+		return errBadJSON("not a membership event of its sender")
+	}
+	if m, _ := pdu.Membership(); m != membership {
+		return errBadJSON("membership is %q, not %q", m, membership)
+	}
+	if serverOf(string(pdu.SenderID())) != origin {
+		return errForbidden("sender is not a user of %s", origin)
+	}
+	return nil
+}
+
+// sendJoin serves PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}:
+// the signed join is checked and stored, relayed to the room's other
+// servers, and answered with the state before it and its auth chain.
+func (f *federation) sendJoin(c echo.Context) error {
+	return f.sendMembership(c, "join")
+}
+
+// sendLeave serves PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}.
+func (f *federation) sendLeave(c echo.Context) error {
+	return f.sendMembership(c, "leave")
+}
+
+func (f *federation) sendMembership(c echo.Context, membership string) error {
+	ctx := c.Request().Context()
+	roomID, eventID, origin := param(c, "roomId"), param(c, "eventId"), fedOrigin(c)
+	cp, err := f.checkPDU(ctx, fedContent(c), roomID)
+	if err != nil {
+		return errBadJSON("%v", err)
+	}
+	if err := checkMembershipPDU(cp.pdu, eventID, membership, origin); err != nil {
+		return err
+	}
+	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		_, err := f.appendRemote(ctx, tx, cp)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrBadPDU) {
+			return errForbidden("%v", err)
+		}
+		return err
+	}
+	// Relay to the other servers in the room: the joining server only
+	// knows us (spec: "the resident server ... sends the event to the
+	// other servers").
+	servers, err := f.roomServers(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	var dests []string
+	for _, s := range servers {
+		if s != origin && s != f.s.cfg.ServerName {
+			dests = append(dests, s)
+		}
+	}
+	if err := f.queue.enqueuePDU(ctx, dests, cp.pdu.JSON()); err != nil {
+		return err
+	}
+	if membership == "leave" {
+		return c.JSON(http.StatusOK, struct{}{})
+	}
+	ev, err := f.s.db.Event(ctx, eventID)
+	if err != nil {
+		return err
+	}
+	state, chain, err := f.stateAndAuthChain(ctx, cp.ver, ev.SnapBefore, cp.pdu.AuthEventIDs())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"origin": f.s.cfg.ServerName, "state": state, "auth_chain": chain, "event": json.RawMessage(cp.pdu.JSON()), "members_omitted": false,
+	})
+}
+
+// stateAndAuthChain returns the events of a snapshot and the auth chain of
+// those events and of extraAuth, as PDU JSON.
+func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverlib.IRoomVersion, snap int64, extraAuth []string) ([]json.RawMessage, []json.RawMessage, error) {
+	st, err := f.s.db.Snapshot(ctx, snap)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := make([]string, 0, len(st))
+	for _, id := range st {
+		ids = append(ids, id)
+	}
+	evs, err := f.s.db.Events(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	state := make([]json.RawMessage, 0, len(evs))
+	var frontier []string
+	seen := map[string]bool{}
+	for _, e := range evs {
+		state = append(state, e.JSON)
+		p, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
+		if err != nil {
+			return nil, nil, err
+		}
+		frontier = append(frontier, p.AuthEventIDs()...)
+	}
+	frontier = append(frontier, extraAuth...)
+	chain := []json.RawMessage{}
+	for len(frontier) > 0 {
+		var next []string
+		for _, id := range frontier {
+			if !seen[id] {
+				seen[id] = true
+				next = append(next, id)
+			}
+		}
+		evs, err := f.s.db.Events(ctx, next)
+		if err != nil {
+			return nil, nil, err
+		}
+		frontier = nil
+		for _, e := range evs {
+			chain = append(chain, e.JSON)
+			p, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
+			if err != nil {
+				return nil, nil, err
+			}
+			frontier = append(frontier, p.AuthEventIDs()...)
+		}
+	}
+	return state, chain, nil
+}
+
+// needsRemoteJoin reports whether joining roomID must go through another
+// server: we do not know the room, or no local user is in it.
+func (f *federation) needsRemoteJoin(ctx context.Context, roomID string) (bool, error) {
+	if _, err := f.s.db.Room(ctx, roomID); errors.Is(err, storage.ErrNotFound) {
+		_, server, _ := cutRoomServer(roomID)
+		return server != f.s.cfg.ServerName, nil
+	} else if err != nil {
+		return false, err
+	}
+	in, err := f.serverInRoom(ctx, roomID)
+	return !in, err
+}
+
+// cutRoomServer splits "!opaque:server".
+func cutRoomServer(roomID string) (string, string, bool) {
+	for i := 0; i < len(roomID); i++ {
+		if roomID[i] == ':' {
+			return roomID[:i], roomID[i+1:], true
+		}
+	}
+	return roomID, "", false
+}
+
+// joinServers lists where to try a remote join: the servers the client
+// named, the server of the room ID, and the server that invited userID.
+func (f *federation) joinServers(ctx context.Context, roomID, userID string, named []string) []string {
+	var out []string
+	add := func(s string) {
+		if s != "" && s != f.s.cfg.ServerName && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	for _, s := range named {
+		add(s)
+	}
+	if e, err := f.s.db.CurrentStateEvent(ctx, roomID, spec.MRoomMember, userID); err == nil {
+		add(serverOf(e.Sender))
+	}
+	_, server, _ := cutRoomServer(roomID)
+	add(server)
+	return out
+}
+
+// joinRemote joins userID to roomID through one of servers (spec:
+// Server-Server API, "Joining Rooms": make_join, sign, send_join), checks
+// the returned state and stores it with the join event.
+func (f *federation) joinRemote(ctx context.Context, roomID, userID string, servers []string) error {
+	if len(servers) == 0 {
+		return errNotFound("No server to join room %s through", roomID)
+	}
+	var lastErr error
+	for _, server := range servers {
+		err := f.joinVia(ctx, roomID, userID, server)
+		if err == nil {
+			return nil
+		}
+		f.log.Info("remote join failed", "room_id", roomID, "via", server, "err", err)
+		lastErr = err
+		var me *MatrixError
+		if errors.As(err, &me) && me.Status == http.StatusForbidden {
+			return me
+		}
+	}
+	return merr(http.StatusNotFound, "M_UNKNOWN", "could not join %s through %v: %v", roomID, servers, lastErr)
+}
+
+func (f *federation) joinVia(ctx context.Context, roomID, userID, server string) error {
+	mj, err := f.client.MakeJoin(ctx, f.origin(), spec.ServerName(server), roomID, userID)
+	if err != nil {
+		return fmt.Errorf("make_join: %w", err)
+	}
+	if !supportedRoomVersions[string(mj.RoomVersion)] {
+		return merr(http.StatusBadRequest, "M_UNSUPPORTED_ROOM_VERSION", "room version %q is not supported", mj.RoomVersion)
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(mj.RoomVersion)
+	if err != nil {
+		return err
+	}
+	proto := mj.JoinEvent
+	if proto.Type != spec.MRoomMember || proto.SenderID != userID || proto.StateKey == nil || *proto.StateKey != userID || proto.RoomID != roomID {
+		return fmt.Errorf("%w: make_join returned a template for something else", ErrFederation)
+	}
+	content := map[string]any{"membership": "join"}
+	for k, v := range f.s.memberProfile(ctx, userID) {
+		content[k] = v
+	}
+	if err := proto.SetContent(content); err != nil {
+		return err
+	}
+	proto.Version = ver
+	join, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(f.s.cfg.Now(), f.origin(), gomatrixserverlib.KeyID(f.s.cfg.KeyID), f.s.cfg.SigningKey)
+	if err != nil {
+		return err
+	}
+	resp, err := f.client.SendJoin(ctx, f.origin(), spec.ServerName(server), join)
+	if err != nil {
+		return fmt.Errorf("send_join: %w", err)
+	}
+	state, err := f.checkEvents(ctx, ver, roomID, resp.StateEvents)
+	if err != nil {
+		return err
+	}
+	chain, err := f.checkEvents(ctx, ver, roomID, resp.AuthEvents)
+	if err != nil {
+		return err
+	}
+	stateMap := storage.StateMap{}
+	memberships := map[string]string{}
+	var create gomatrixserverlib.PDU
+	for _, p := range state {
+		if p.StateKey() == nil {
+			return fmt.Errorf("%w: non-state event in send_join state", ErrBadPDU)
+		}
+		stateMap[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
+		if p.Type() == spec.MRoomMember {
+			memberships[p.EventID()], _ = p.Membership()
+		}
+		if p.Type() == spec.MRoomCreate && *p.StateKey() == "" {
+			create = p
+		}
+	}
+	if create == nil {
+		return fmt.Errorf("%w: send_join state has no m.room.create", ErrBadPDU)
+	}
+	// The join itself must be allowed by the state we were given.
+	if err := (&pduLoader{m: map[string]gomatrixserverlib.PDU{}}).allowedByList(join, state); err != nil {
+		return fmt.Errorf("%w: join not allowed by the returned state: %v", ErrBadPDU, err)
+	}
+	memberships[join.EventID()] = "join"
+	now := f.s.nowMS()
+	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		err := tx.CreateRoom(ctx, storage.Room{RoomID: roomID, Version: string(mj.RoomVersion), Creator: string(create.SenderID()), CreatedTS: int64(create.OriginServerTS())})
+		if err != nil && !errors.Is(err, storage.ErrExists) {
+			return err
+		}
+		for _, p := range append(chain, state...) {
+			if err := tx.StoreOutlier(ctx, eventRow(p, now)); err != nil {
+				return err
+			}
+		}
+		current := cloneState(stateMap)
+		current[storage.StateKey{Type: spec.MRoomMember, StateKey: userID}] = join.EventID()
+		_, err = tx.StoreRemoteEvent(ctx, storage.RemoteEvent{
+			Event: eventRow(join, now), Before: stateMap, Current: current,
+			Extremities: []string{join.EventID()}, Depth: join.Depth(), Memberships: memberships,
+		})
+		return err
+	})
+}
+
+// allowedByList checks pdu against the auth events found in events.
+func (l *pduLoader) allowedByList(pdu gomatrixserverlib.PDU, events []gomatrixserverlib.PDU) error {
+	needed := gomatrixserverlib.StateNeededForAuth([]gomatrixserverlib.PDU{pdu})
+	want := map[storage.StateKey]bool{}
+	for _, t := range needed.Tuples() {
+		want[storage.StateKey{Type: t.EventType, StateKey: t.StateKey}] = true
+	}
+	var auth []gomatrixserverlib.PDU
+	for _, e := range events {
+		if e.StateKey() != nil && want[storage.StateKey{Type: e.Type(), StateKey: *e.StateKey()}] {
+			auth = append(auth, e)
+		}
+	}
+	provider, err := gomatrixserverlib.NewAuthEvents(auth)
+	if err != nil {
+		return err
+	}
+	return gomatrixserverlib.Allowed(pdu, provider, userIDForSender)
+}
+
+// eventRow is the storage row of a PDU.
+func eventRow(p gomatrixserverlib.PDU, receivedMS int64) storage.Event {
+	var sk *string
+	if p.StateKey() != nil {
+		k := *p.StateKey()
+		sk = &k
+	}
+	return storage.Event{EventID: p.EventID(), RoomID: p.RoomID().String(), Type: p.Type(), StateKey: sk, Sender: string(p.SenderID()),
+		OriginTS: int64(p.OriginServerTS()), ReceivedTS: receivedMS, Depth: p.Depth(), JSON: p.JSON()}
+}
+
+// checkEvents parses and checks events received in bulk (send_join state
+// and auth chain): size, canonical JSON, room, hash and signatures.
+func (f *federation) checkEvents(ctx context.Context, ver gomatrixserverlib.IRoomVersion, roomID string, raws gomatrixserverlib.EventJSONs) ([]gomatrixserverlib.PDU, error) {
+	room := storage.Room{RoomID: roomID, Version: string(ver.Version())}
+	out := make([]gomatrixserverlib.PDU, 0, len(raws))
+	for _, raw := range raws {
+		if len(raw) > maxEventBytes {
+			return nil, fmt.Errorf("%w: event larger than %d bytes", ErrBadPDU, maxEventBytes)
+		}
+		if err := checkCanonicalJSON(raw); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
+		}
+		cp, err := f.checkPDUInVersion(ctx, raw, room, true)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cp.pdu)
+	}
+	return out, nil
+}
