@@ -4,9 +4,9 @@
 
 import { Client, MatrixError, explainAuthError, login, normalizeBaseUrl, register } from "./matrix.js";
 import { Call, summarizeStats } from "./call.js";
-import { CallView, avatar, qualityBetween } from "./callview.js";
+import { CallView, avatar } from "./callview.js";
 import { GroupCall, callMembers } from "./group.js";
-import { explainMediaError, getScreen, listDevices } from "./media.js";
+import { explainMediaError, getScreen, listDevices, startRinging, stopRinging } from "./media.js";
 
 const $ = (id) => document.getElementById(id);
 const SESSION_KEY = "switchboard.session";
@@ -29,7 +29,6 @@ let call; // the 1:1 call, if any
 let group; // the group call, if any
 let incomingCall;
 const view = new CallView();
-let statsTimer;
 let toastTimer;
 
 // ---- small helpers ----
@@ -394,6 +393,7 @@ function onCallEvent(room, ev, live) {
         inc.receive(ev);
         incomingCall = inc;
         inc.addEventListener("state", () => {
+            if (inc.state !== "ringing") stopRinging();
             if (inc.state === "ended" && incomingCall === inc) {
                 incomingCall = undefined;
                 $("incoming").hidden = true;
@@ -410,6 +410,7 @@ function onCallEvent(room, ev, live) {
 }
 
 function showIncoming(inc, room, ev) {
+    startRinging();
     const name = room.memberName(ev.sender);
     $("incoming-avatar").replaceChildren(avatar(name));
     $("incoming-title").textContent = `${name} is calling`;
@@ -424,6 +425,7 @@ function acceptIncoming(video) {
     const inc = incomingCall;
     if (!inc) return;
     incomingCall = undefined;
+    stopRinging();
     $("incoming").hidden = true;
     startCallView(inc);
     inc.answer(video);
@@ -433,6 +435,7 @@ function rejectIncoming() {
     const inc = incomingCall;
     if (!inc) return;
     incomingCall = undefined;
+    stopRinging();
     $("incoming").hidden = true;
     inc.reject();
 }
@@ -511,7 +514,7 @@ function startCallView(c) {
     c.addEventListener("remote-meta", refreshCallTiles);
     c.addEventListener("error", (e) => toast(e.detail));
     onState();
-    startStatsLoop(async () => {
+    view.startStats(async () => {
         const s = await c.stats();
         return s ? { remote: s } : {};
     });
@@ -521,7 +524,7 @@ function startCallView(c) {
 function stopCall(c, message) {
     if (call !== c) return;
     call = undefined;
-    stopStatsLoop();
+    view.stopStats();
     view.close();
     if (message) toast(message, { info: true });
     if (currentRoomId) renderRoomHead();
@@ -565,31 +568,6 @@ async function toggleScreen(pc, stream, owner, show) {
     });
 }
 
-// ---- stats ----
-
-function startStatsLoop(fetchStats) {
-    stopStatsLoop();
-    let prev = {};
-    const tick = async () => {
-        let cur;
-        try {
-            cur = await fetchStats();
-        } catch {
-            cur = {};
-        }
-        for (const [key, s] of Object.entries(cur)) {
-            view.tiles.get(key)?.setQuality(qualityBetween(prev[key], s));
-        }
-        prev = cur;
-    };
-    statsTimer = setInterval(tick, 2000);
-}
-
-function stopStatsLoop() {
-    clearInterval(statsTimer);
-    statsTimer = undefined;
-}
-
 // ---- group calls ----
 
 async function joinGroup() {
@@ -615,12 +593,12 @@ async function joinGroup() {
     g.addEventListener("ended", (e) => {
         if (group !== g) return;
         group = undefined;
-        stopStatsLoop();
+        view.stopStats();
         view.close();
         if (e.detail) toast(e.detail);
         if (currentRoomId) renderRoomHead();
     });
-    startStatsLoop(() => g.tileStats());
+    view.startStats(() => g.tileStats());
     await g.join();
 }
 
@@ -671,6 +649,7 @@ async function settingsClosed() {
     if (changed) {
         try {
             await group?.switchDevices();
+            await call?.switchDevices();
         } catch (err) {
             toast(explainMediaError(err));
         }

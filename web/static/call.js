@@ -251,6 +251,25 @@ export class Call extends EventTarget {
         this.sendMeta();
     }
 
+    /** Re-opens the camera and microphone picked in the settings, mid-call. */
+    async switchDevices() {
+        if (this.state === "ended" || !this.localStream || !this.pc) return;
+        const fresh = await getMedia({ audio: true, video: this.video, settings: this.settings });
+        for (const nt of fresh.getTracks()) {
+            const old = this.localStream.getTracks().find((t) => t.kind === nt.kind);
+            nt.enabled = nt.kind === "audio" ? !this.micMuted : !this.camMuted;
+            const sender = this.pc.getSenders().find((s) => s.track === old || (s === this.videoSender && nt.kind === "video"));
+            if (!(nt.kind === "video" && this.screenTrack)) await sender?.replaceTrack(nt);
+            if (old) {
+                this.localStream.removeTrack(old);
+                old.stop();
+            }
+            this.localStream.addTrack(nt);
+            if (nt.kind === "video") this.cameraTrack = nt;
+        }
+        this.dispatchEvent(new Event("streams"));
+    }
+
     sendMeta() {
         if (this.state === "ended" || !this.pc) return;
         this.send("m.call.sdp_stream_metadata_changed", { sdp_stream_metadata: this.metadata() }).catch(() => {});

@@ -218,6 +218,30 @@ export class CallView {
         this.setStatus("");
     }
 
+    /**
+     * Every 2 s, asks fetchStats for getStats summaries keyed by tile and
+     * shows each tile's bitrate, loss and round trip since the last time.
+     */
+    startStats(fetchStats) {
+        this.stopStats();
+        let prev = {};
+        this.statsTimer = setInterval(async () => {
+            let cur;
+            try {
+                cur = await fetchStats();
+            } catch {
+                cur = {};
+            }
+            for (const [key, s] of Object.entries(cur)) this.tiles.get(key)?.setQuality(qualityBetween(prev[key], s));
+            prev = cur;
+        }, 2000);
+    }
+
+    stopStats() {
+        clearInterval(this.statsTimer);
+        this.statsTimer = undefined;
+    }
+
     get isOpen() {
         return !this.root.hidden;
     }

@@ -479,9 +479,9 @@ export class GroupCall extends EventTarget {
         local?.setSpeaking(!!d && this.isMe(d.user_id, d.device_id));
         if (this.state === "connected") {
             const n = this.remoteStreamsMeta().length;
-            const text = n === 0 ? "Connected. Waiting for others to join…" : `Connected · ${n + 1} in the call`;
+            const who = n === 0 ? "waiting for others to join…" : `${n + 1} in the call`;
             // "Reconnected" stays up a few seconds before the usual status.
-            this.setStatus(Date.now() < this.noticeUntil ? `Reconnected · ${text.replace(/^Connected[.·]? ?/, "")}` : text);
+            this.setStatus(`${Date.now() < this.noticeUntil ? "Reconnected" : "Connected"} · ${who}`);
         }
     }
 

@@ -75,3 +75,39 @@ export function explainMediaError(err) {
     }
     return `Could not open your camera or microphone: ${err?.message ?? err}`;
 }
+
+/** A soft two-tone ring (Web Audio) while a call is ringing here. */
+let ringer;
+
+export function startRinging() {
+    stopRinging();
+    try {
+        const ctx = new AudioContext();
+        const ring = () => {
+            const t = ctx.currentTime;
+            for (const [f, at] of [[660, 0], [880, 0.25]]) {
+                const o = ctx.createOscillator();
+                const g = ctx.createGain();
+                o.frequency.value = f;
+                g.gain.setValueAtTime(0.0001, t + at);
+                g.gain.exponentialRampToValueAtTime(0.15, t + at + 0.03);
+                g.gain.exponentialRampToValueAtTime(0.0001, t + at + 0.22);
+                o.connect(g).connect(ctx.destination);
+                o.start(t + at);
+                o.stop(t + at + 0.25);
+            }
+        };
+        ctx.resume().catch(() => {});
+        ring();
+        ringer = { ctx, timer: setInterval(ring, 2000) };
+    } catch {
+        // no audio output: the dialog is enough
+    }
+}
+
+export function stopRinging() {
+    if (!ringer) return;
+    clearInterval(ringer.timer);
+    ringer.ctx.close().catch(() => {});
+    ringer = undefined;
+}
