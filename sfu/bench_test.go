@@ -109,11 +109,18 @@ func BenchmarkRetransmit(b *testing.B) {
 		d.forward(0, uint16(i))
 	}
 	last := d.rw.LastSequenceNumber()
+	// Each resend is 60 ms after the last, past rtxHoldoff.
+	clock := time.Now()
+	d.sub.sfu.cfg.Now = func() time.Time { clock = clock.Add(60 * time.Millisecond); return clock }
 	b.ReportAllocs()
 	i := 0
+	before := counterValue(d.sub.sfu.m.retransmits)
 	for b.Loop() {
 		i++
 		d.retransmit(last - uint16(i%200))
+	}
+	if counterValue(d.sub.sfu.m.retransmits) == before {
+		b.Fatal("nothing resent")
 	}
 }
 

@@ -15,6 +15,11 @@ import (
 // histSize is how many sent packets a down track remembers to answer NACKs.
 const histSize = 1024
 
+// rtxHoldoff is the least time between two resends of one packet: a NACK
+// repeated sooner asks for a resend that is still on its way (receivers
+// repeat NACKs, and a starved one sends them in bursts).
+const rtxHoldoff = int64(50e6)
+
 // histEntry maps an output sequence number back to the cached source packet
 // and the rewritten fields it was sent with.
 type histEntry struct {
@@ -25,6 +30,7 @@ type histEntry struct {
 	ts     uint32
 	pic    uint16
 	tl0    uint8
+	rtxAt  int64 // last resend, unix ns; 0 if never
 }
 
 // downTrack is one published track as sent to one subscriber. It is a
@@ -208,8 +214,12 @@ func (d *downTrack) forward(layer int, seq uint16) {
 // 6.2.1) with the same rewritten fields, or forwards the NACK to the
 // publisher when the cache no longer has it. Send goroutine only.
 func (d *downTrack) retransmit(outSeq uint16) {
-	h := d.hist[outSeq%histSize]
+	h := &d.hist[outSeq%histSize]
 	if !h.valid || h.outSeq != outSeq {
+		return
+	}
+	now := d.sub.sfu.now()
+	if h.rtxAt != 0 && now-h.rtxAt < rtxHoldoff {
 		return
 	}
 	l := d.up.layer(int(h.layer))
@@ -225,8 +235,9 @@ func (d *downTrack) retransmit(outSeq uint16) {
 	if d.up.mcodec == media.CodecVP8 {
 		media.RewriteVP8(payload, &d.meta.VP8, h.pic, h.tl0)
 	}
+	h.rtxAt = now
 	d.sub.sfu.m.retransmits.Inc()
-	d.write(outSeq, h.ts, payload, d.sub.sfu.now())
+	d.write(outSeq, h.ts, payload, now)
 }
 
 // write sends one packet with our SSRC and payload type and the header

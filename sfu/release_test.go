@@ -171,3 +171,38 @@ func TestReceiverReportsEchoSenderReports(t *testing.T) {
 		}
 	}
 }
+
+// TestRetransmitHoldoff: a NACK repeated within rtxHoldoff of the resend
+// it asked for is ignored; after it, the packet is resent again.
+func TestRetransmitHoldoff(t *testing.T) {
+	up, d, w := benchDownTrack(t, 64)
+	clock := time.Unix(1000, 0)
+	d.sub.sfu.cfg.Now = func() time.Time { return clock }
+	payload := make([]byte, 200)
+	for seq := range uint16(10) {
+		meta := media.PacketMeta{SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Keyframe: true}
+		up.layers[0].cache.Put(payload, &meta)
+		d.forward(0, seq)
+	}
+	out := d.rw.LastSequenceNumber() - 3
+	resent := func() float64 { return counterValue(d.sub.sfu.m.retransmits) }
+	written := w.n
+	d.retransmit(out)
+	if resent() != 1 || w.n == written {
+		t.Fatalf("first NACK: %v resends", resent())
+	}
+	clock = clock.Add(10 * time.Millisecond)
+	d.retransmit(out)
+	if resent() != 1 {
+		t.Errorf("NACK 10 ms after the resend resent again")
+	}
+	d.retransmit(out - 1) // another packet is not held back
+	if resent() != 2 {
+		t.Errorf("a different packet was not resent")
+	}
+	clock = clock.Add(time.Duration(rtxHoldoff))
+	d.retransmit(out)
+	if resent() != 3 {
+		t.Errorf("NACK after the holdoff not answered: %v resends", resent())
+	}
+}

@@ -76,7 +76,8 @@ func (c *sfuChild) handle(m msg) msg {
 		return msg{Op: "ok"}
 	case "stats":
 		st := snapshot()
-		st.Forwarded = c.counter("switchboard_sfu_forwarded_packets_total")
+		st.Resent = c.counter("switchboard_sfu_retransmitted_packets_total")
+		st.Forwarded = c.counter("switchboard_sfu_forwarded_packets_total") - st.Resent
 		st.Dropped = c.counter("switchboard_sfu_dropped_packets_total")
 		return msg{Op: "stats", Stats: &st}
 	}

@@ -90,15 +90,15 @@ func run(w io.Writer, scs []scenario, o options) ([]row, error) {
 
 func printTable(w io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tforwarder\tin pkt/s\twant pkt/s\tfwd pkt/s\trecv pkt/s\tCPU %\tpkt/CPU-s\tallocs/pkt\tp50\tp99\tratio\tdropped\tclients CPU %\tgoroutines after/before\t")
+	fmt.Fprintln(tw, "scenario\tforwarder\tin pkt/s\twant pkt/s\tfwd pkt/s\trecv pkt/s\tCPU %\tpkt/CPU-s\tallocs/pkt\tp50\tp99\tratio\trtx pkt/s\tdropped\tclients CPU %\tgoroutines after/before\t")
 	for _, r := range rows {
 		line := func(res result, ratio string) {
 			cpuPct := 100 * res.cpu.Seconds() / res.window.Seconds()
 			clientPct := 100 * res.clientCPU.Seconds() / res.window.Seconds()
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.3f\t%s\t%s\t%s\t%d\t%.0f\t%d/%d\t\n",
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.3f\t%s\t%s\t%s\t%.0f\t%d\t%.0f\t%d/%d\t\n",
 				r.sc.name, res.forwarder, float64(res.sent)/res.window.Seconds(), r.sc.expectedPPS(), res.pps(),
 				float64(res.received)/res.window.Seconds(), cpuPct, res.perCPUSecond(), res.allocsPerPacket(),
-				fmtDur(res.p50), fmtDur(res.p99), ratio, res.dropped, clientPct,
+				fmtDur(res.p50), fmtDur(res.p99), ratio, float64(res.resent)/res.window.Seconds(), res.dropped, clientPct,
 				res.goroutinesAfter, res.goroutinesBefore)
 		}
 		ratio := "-"
@@ -112,7 +112,8 @@ func printTable(w io.Writer, rows []row) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "\nCPU % is the forwarder process's user+system time over the window (100 = one core);")
-	fmt.Fprintln(w, "pkt/CPU-s = forwarded packets / forwarder CPU-seconds; ratio = sfu pkt/CPU-s / reference pkt/CPU-s;")
+	fmt.Fprintln(w, "fwd = first sends (NACK resends are rtx, not counted in fwd); dropped = packets dropped on full SFU send queues;")
+	fmt.Fprintln(w, "pkt/CPU-s = forwarded packets / forwarder CPU-seconds (its CPU includes any resends); ratio = sfu pkt/CPU-s / reference pkt/CPU-s;")
 	fmt.Fprintln(w, "p50/p99 = publisher write -> subscriber read, including the clients' own SRTP and pion stack on the sfu rows.")
 }
 

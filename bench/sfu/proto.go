@@ -55,7 +55,8 @@ type stats struct {
 	CPU        time.Duration `json:"cpu"` // user + system, all threads
 	Mallocs    uint64        `json:"mallocs"`
 	NumGC      uint32        `json:"num_gc"`
-	Forwarded  uint64        `json:"forwarded"` // packets written to subscribers
+	Forwarded  uint64        `json:"forwarded"` // packets written to subscribers, first sends
+	Resent     uint64        `json:"resent"`    // NACK retransmissions, not in Forwarded
 	Dropped    uint64        `json:"dropped"`   // packets dropped on full queues
 	Goroutines int           `json:"goroutines"`
 	// Baseline is the goroutine count before the forwarder started

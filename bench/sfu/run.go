@@ -70,7 +70,8 @@ type options struct {
 type result struct {
 	forwarder string
 	window    time.Duration
-	forwarded uint64 // by the forwarder's own count
+	forwarded uint64 // by the forwarder's own count, first sends
+	resent    uint64 // NACK retransmissions (SFU only)
 	received  uint64 // by the receivers
 	sent      uint64 // by the publishers
 	cpu       time.Duration
@@ -143,6 +144,7 @@ func measure(ctl *child, rec *recorder, sc scenario, o options, errs func() erro
 	return result{
 		window:    window,
 		forwarded: s2.Forwarded - s1.Forwarded,
+		resent:    s2.Resent - s1.Resent,
 		received:  rec.packets.Load(),
 		sent:      rec.sent.Load(),
 		cpu:       s2.CPU - s1.CPU,
