@@ -65,6 +65,12 @@ func baseConfig() Config {
 
 func startHarness(t *testing.T, mutate func(*Config)) *harness {
 	t.Helper()
+	return startHarnessOn(t, "127.0.0.1", mutate)
+}
+
+// startHarnessOn starts a relay whose listeners bind to ip (port 0).
+func startHarnessOn(t *testing.T, ip string, mutate func(*Config)) *harness {
+	t.Helper()
 	h := &harness{t: t, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	cfg := baseConfig()
 	cfg.Registerer = h.reg
@@ -72,11 +78,11 @@ func startHarness(t *testing.T, mutate func(*Config)) *harness {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,9 +179,9 @@ func dialRaw(t *testing.T, h *harness, tcp bool, username, password string) *raw
 		err error
 	)
 	if tcp {
-		c, err = net.Dial("tcp4", h.tcpAddr.String())
+		c, err = net.Dial("tcp", h.tcpAddr.String())
 	} else {
-		c, err = net.Dial("udp4", h.udpAddr.String())
+		c, err = net.Dial("udp", h.udpAddr.String())
 	}
 	if err != nil {
 		t.Fatal(err)
