@@ -148,6 +148,7 @@ export function qualityBetween(prev, cur) {
     const kbps = Math.max(0, ((cur.bytesReceived - prev.bytesReceived) * 8) / 1000 / secs);
     const got = cur.packetsReceived - prev.packetsReceived;
     const lost = Math.max(0, cur.packetsLost - prev.packetsLost);
+    if (got + lost === 0) return null; // nothing arrived yet: no badge rather than "0 kb/s"
     const lossPct = got + lost > 0 ? (100 * lost) / (got + lost) : 0;
     return { kbps, lossPct, rttMs: cur.rttMs };
 }
