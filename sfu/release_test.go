@@ -206,3 +206,36 @@ func TestRetransmitHoldoff(t *testing.T) {
 		t.Errorf("NACK after the holdoff not answered: %v resends", resent())
 	}
 }
+
+// TestSwitchRequestsKeyframe: when the allocator moves a subscriber to
+// another simulcast layer, the publisher is asked for a key frame of that
+// layer (RFC 4585 section 6.3.1 PLI with the layer's SSRC), since the
+// switch waits for one; a request repeated within the keyframe interval is
+// not sent.
+func TestSwitchRequestsKeyframe(t *testing.T) {
+	up, d, _ := benchDownTrack(t, 16)
+	var mu sync.Mutex
+	var sent []rtcp.Packet
+	up.writeRTCP = func(p []rtcp.Packet) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, p...)
+		return nil
+	}
+	up.layers[1] = &upLayer{index: 1, ssrc: 0x1111, cache: media.NewPacketCache(16),
+		pli: media.NewThrottle(1e9), upNack: media.NewThrottle(1e9)}
+	d.current.Store(0)
+	d.setTarget(1)
+	d.setTarget(1) // again, within the interval
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 1 {
+		t.Fatalf("%d RTCP packets to the publisher, want 1", len(sent))
+	}
+	if p, ok := sent[0].(*rtcp.PictureLossIndication); !ok || p.MediaSSRC != 0x1111 {
+		t.Errorf("sent %+v, want a PLI for SSRC 0x1111", sent[0])
+	}
+	if d.want.Load() != 0b11 {
+		t.Errorf("receive mask %b, want the current and the target layer", d.want.Load())
+	}
+}
