@@ -195,6 +195,8 @@ func (f *federation) routes(e *echo.Echo) {
 	e.POST("/_matrix/key/v2/query", f.queryKeys)
 	e.GET("/_matrix/key/v2/query/:serverName", f.queryServerKeys)
 	e.GET("/_matrix/federation/v1/version", f.version)
+	// Authenticated by its OpenID token rather than X-Matrix.
+	e.GET("/_matrix/federation/v1/openid/userinfo", f.openIDUserInfo)
 
 	v1 := e.Group("/_matrix/federation/v1", f.requireSignature)
 	v2 := e.Group("/_matrix/federation/v2", f.requireSignature)
@@ -210,6 +212,16 @@ func (f *federation) authedRoutes(v1, v2 *echo.Group) {
 	v2.PUT("/send_leave/:roomId/:eventId", f.sendLeave)
 	v2.PUT("/invite/:roomId/:eventId", f.invite)
 	v1.GET("/query/directory", f.queryDirectory)
+	v1.GET("/make_leave/:roomId/:userId", f.makeLeave)
+	v1.GET("/event/:eventId", f.getEvent)
+	v1.GET("/state/:roomId", f.stateAt(false))
+	v1.GET("/state_ids/:roomId", f.stateAt(true))
+	v1.GET("/event_auth/:roomId/:eventId", f.eventAuth)
+	v1.GET("/backfill/:roomId", f.backfill)
+	v1.POST("/get_missing_events/:roomId", f.getMissingEvents)
+	v1.GET("/user/devices/:userId", f.userDevices)
+	v1.POST("/user/keys/query", f.userKeysQuery)
+	v1.POST("/user/keys/claim", f.userKeysClaim)
 }
 
 // queryProfile serves GET /_matrix/federation/v1/query/profile (spec:

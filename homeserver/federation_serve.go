@@ -1,0 +1,392 @@
+package homeserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+)
+
+// maxServedEvents bounds backfill and get_missing_events answers.
+const maxServedEvents = 100
+
+// originInRoom answers 403 unless a user of the requesting server is (or
+// was invited to) the room: peers read only rooms they share with us.
+func (f *federation) originInRoom(ctx context.Context, roomID, origin string) (gomatrixserverlib.IRoomVersion, error) {
+	room, err := f.s.db.Room(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errNotFound("Unknown room %s", roomID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	state, err := f.s.db.CurrentState(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range state {
+		if e.Type == spec.MRoomMember && e.StateKey != nil && serverOf(*e.StateKey) == origin {
+			if m := membershipOfEvent(e); m == "join" || m == "invite" || m == "leave" {
+				ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(room.Version))
+				if err != nil {
+					return nil, err
+				}
+				return ver, nil
+			}
+		}
+	}
+	return nil, errForbidden("server %s is not in room %s", origin, roomID)
+}
+
+// roomEvent loads an event of roomID, 404 if it is unknown or elsewhere.
+func (f *federation) roomEvent(ctx context.Context, roomID, eventID string) (storage.Event, error) {
+	e, err := f.s.db.Event(ctx, eventID)
+	if errors.Is(err, storage.ErrNotFound) || err == nil && e.RoomID != roomID {
+		return storage.Event{}, errNotFound("Unknown event %s", eventID)
+	}
+	return e, err
+}
+
+// getEvent serves GET /_matrix/federation/v1/event/{eventId}.
+func (f *federation) getEvent(c echo.Context) error {
+	ctx := c.Request().Context()
+	e, err := f.s.db.Event(ctx, param(c, "eventId"))
+	if errors.Is(err, storage.ErrNotFound) {
+		return errNotFound("Unknown event")
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := f.originInRoom(ctx, e.RoomID, fedOrigin(c)); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, f.txnOf([]json.RawMessage{e.JSON}))
+}
+
+func (f *federation) txnOf(pdus []json.RawMessage) map[string]any {
+	return map[string]any{"origin": f.s.cfg.ServerName, "origin_server_ts": f.s.nowMS(), "pdus": pdus}
+}
+
+// stateAt serves GET /state/{roomId} and /state_ids/{roomId}: the state
+// before event_id and its auth chain.
+func (f *federation) stateAt(idsOnly bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		roomID := param(c, "roomId")
+		ver, err := f.originInRoom(ctx, roomID, fedOrigin(c))
+		if err != nil {
+			return err
+		}
+		e, err := f.roomEvent(ctx, roomID, c.QueryParam("event_id"))
+		if err != nil {
+			return err
+		}
+		state, chain, err := f.stateAndAuthChain(ctx, ver, e.SnapBefore, nil)
+		if err != nil {
+			return err
+		}
+		if !idsOnly {
+			return c.JSON(http.StatusOK, map[string]any{"pdus": state, "auth_chain": chain})
+		}
+		return c.JSON(http.StatusOK, map[string]any{"pdu_ids": eventIDsOf(ver, state), "auth_chain_ids": eventIDsOf(ver, chain)})
+	}
+}
+
+func eventIDsOf(ver gomatrixserverlib.IRoomVersion, raws []json.RawMessage) []string {
+	out := make([]string, 0, len(raws))
+	for _, r := range raws {
+		if p, err := ver.NewEventFromTrustedJSON(r, false); err == nil {
+			out = append(out, p.EventID())
+		}
+	}
+	return out
+}
+
+// eventAuth serves GET /event_auth/{roomId}/{eventId}.
+func (f *federation) eventAuth(c echo.Context) error {
+	ctx := c.Request().Context()
+	roomID := param(c, "roomId")
+	ver, err := f.originInRoom(ctx, roomID, fedOrigin(c))
+	if err != nil {
+		return err
+	}
+	e, err := f.roomEvent(ctx, roomID, param(c, "eventId"))
+	if err != nil {
+		return err
+	}
+	p, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
+	if err != nil {
+		return err
+	}
+	_, chain, err := f.stateAndAuthChain(ctx, ver, 0, p.AuthEventIDs())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"auth_chain": chain})
+}
+
+// walkBack collects events reachable backwards through prev_events from
+// start (included when withStart), not past stop, deepest first, at most
+// limit.
+func (f *federation) walkBack(ctx context.Context, ver gomatrixserverlib.IRoomVersion, roomID string, start []string, stop map[string]bool, withStart bool, minDepth int64, limit int) ([]storage.Event, error) {
+	seen := map[string]bool{}
+	var out []storage.Event
+	frontier := start
+	first := true
+	for len(frontier) > 0 && len(out) < limit {
+		evs, err := f.s.db.Events(ctx, frontier)
+		if err != nil {
+			return nil, err
+		}
+		sort.Slice(evs, func(i, j int) bool { return evs[i].Depth > evs[j].Depth })
+		frontier = nil
+		for _, e := range evs {
+			if e.RoomID != roomID || seen[e.EventID] {
+				continue
+			}
+			seen[e.EventID] = true
+			if !first || withStart {
+				if e.Depth < minDepth || len(out) >= limit {
+					continue
+				}
+				out = append(out, e)
+			}
+			p, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
+			if err != nil {
+				continue
+			}
+			for _, prev := range p.PrevEventIDs() {
+				if !stop[prev] && !seen[prev] {
+					frontier = append(frontier, prev)
+				}
+			}
+		}
+		first = false
+	}
+	return out, nil
+}
+
+// backfill serves GET /backfill/{roomId}?v=...&limit=.
+func (f *federation) backfill(c echo.Context) error {
+	ctx := c.Request().Context()
+	roomID := param(c, "roomId")
+	ver, err := f.originInRoom(ctx, roomID, fedOrigin(c))
+	if err != nil {
+		return err
+	}
+	limit, _ := strconv.Atoi(c.QueryParam("limit"))
+	limit = min(max(limit, 1), maxServedEvents)
+	evs, err := f.walkBack(ctx, ver, roomID, c.QueryParams()["v"], nil, true, 0, limit)
+	if err != nil {
+		return err
+	}
+	pdus := make([]json.RawMessage, 0, len(evs))
+	for _, e := range evs {
+		pdus = append(pdus, e.JSON)
+	}
+	return c.JSON(http.StatusOK, f.txnOf(pdus))
+}
+
+// getMissingEvents serves POST /get_missing_events/{roomId}: the events
+// before latest_events back to earliest_events.
+func (f *federation) getMissingEvents(c echo.Context) error {
+	ctx := c.Request().Context()
+	roomID := param(c, "roomId")
+	ver, err := f.originInRoom(ctx, roomID, fedOrigin(c))
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Limit          int      `json:"limit"`
+		MinDepth       int64    `json:"min_depth"`
+		EarliestEvents []string `json:"earliest_events"`
+		LatestEvents   []string `json:"latest_events"`
+	}
+	if err := json.Unmarshal(fedContent(c), &req); err != nil {
+		return errBadJSON("%v", err)
+	}
+	if req.Limit <= 0 {
+		req.Limit = 10
+	}
+	stop := map[string]bool{}
+	for _, id := range req.EarliestEvents {
+		stop[id] = true
+	}
+	evs, err := f.walkBack(ctx, ver, roomID, req.LatestEvents, stop, false, req.MinDepth, min(req.Limit, maxServedEvents))
+	if err != nil {
+		return err
+	}
+	pdus := make([]json.RawMessage, 0, len(evs))
+	for i := len(evs) - 1; i >= 0; i-- {
+		pdus = append(pdus, evs[i].JSON)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"events": pdus})
+}
+
+// makeLeave serves GET /make_leave/{roomId}/{userId}.
+func (f *federation) makeLeave(c echo.Context) error {
+	ctx := c.Request().Context()
+	roomID, userID := param(c, "roomId"), param(c, "userId")
+	if serverOf(userID) != fedOrigin(c) {
+		return errForbidden("user %s is not of server %s", userID, fedOrigin(c))
+	}
+	room, err := f.s.db.Room(ctx, roomID)
+	if err != nil {
+		return errNotFound("Unknown room %s", roomID)
+	}
+	content, _ := json.Marshal(map[string]string{"membership": "leave"})
+	var proto *gomatrixserverlib.ProtoEvent
+	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		w, err := f.s.openRoom(ctx, tx, roomID)
+		if err != nil {
+			return err
+		}
+		ne := newEvent{Sender: userID, Type: spec.MRoomMember, StateKey: &userID, Content: content}
+		if _, err := w.buildSigned(ctx, ne); err != nil {
+			return err
+		}
+		proto, _, err = w.protoFor(ctx, ne)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"event": proto, "room_version": room.Version})
+}
+
+// userDevices serves GET /user/devices/{userId}.
+func (f *federation) userDevices(c echo.Context) error {
+	ctx := c.Request().Context()
+	userID := param(c, "userId")
+	if !f.isLocalUser(userID) {
+		return errInvalidParam("%s is not a user of this server", userID)
+	}
+	devs, err := f.s.db.Devices(ctx, userID)
+	if err != nil {
+		return err
+	}
+	keys, err := f.s.db.QueryDeviceKeys(ctx, userID, nil)
+	if err != nil {
+		return err
+	}
+	byID := map[string]json.RawMessage{}
+	for _, k := range keys {
+		byID[k.DeviceID] = k.Keys
+	}
+	out := []map[string]any{}
+	for _, d := range devs {
+		entry := map[string]any{"device_id": d.DeviceID}
+		if d.DisplayName != "" {
+			entry["device_display_name"] = d.DisplayName
+		}
+		if k, ok := byID[d.DeviceID]; ok {
+			entry["keys"] = k
+		}
+		out = append(out, entry)
+	}
+	resp := map[string]any{"user_id": userID, "stream_id": f.s.notifier.Position(), "devices": out}
+	cross, err := f.s.db.CrossSigningKeys(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if k, ok := cross[storage.CrossSigningMaster]; ok {
+		resp["master_key"] = json.RawMessage(k)
+	}
+	if k, ok := cross[storage.CrossSigningSelfSigning]; ok {
+		resp["self_signing_key"] = json.RawMessage(k)
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// userKeysQuery serves POST /user/keys/query for our users.
+func (f *federation) userKeysQuery(c echo.Context) error {
+	ctx := c.Request().Context()
+	var req struct {
+		DeviceKeys map[string][]string `json:"device_keys"`
+	}
+	if err := json.Unmarshal(fedContent(c), &req); err != nil {
+		return errBadJSON("%v", err)
+	}
+	devices := map[string]map[string]json.RawMessage{}
+	masters, selfs := map[string]json.RawMessage{}, map[string]json.RawMessage{}
+	for userID, ids := range req.DeviceKeys {
+		if !f.isLocalUser(userID) {
+			continue
+		}
+		keys, err := f.s.db.QueryDeviceKeys(ctx, userID, ids)
+		if err != nil {
+			return err
+		}
+		byDevice := map[string]json.RawMessage{}
+		for _, k := range keys {
+			if obj, err := withUnsigned(k.Keys, k.DisplayName); err == nil {
+				byDevice[k.DeviceID] = obj
+			}
+		}
+		devices[userID] = byDevice
+		cross, err := f.s.db.CrossSigningKeys(ctx, userID)
+		if err != nil {
+			return err
+		}
+		if k, ok := cross[storage.CrossSigningMaster]; ok {
+			masters[userID] = k
+		}
+		if k, ok := cross[storage.CrossSigningSelfSigning]; ok {
+			selfs[userID] = k
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"device_keys": devices, "master_keys": masters, "self_signing_keys": selfs})
+}
+
+// userKeysClaim serves POST /user/keys/claim for our users.
+func (f *federation) userKeysClaim(c echo.Context) error {
+	var req struct {
+		OneTimeKeys map[string]map[string]string `json:"one_time_keys"`
+	}
+	if err := json.Unmarshal(fedContent(c), &req); err != nil {
+		return errBadJSON("%v", err)
+	}
+	var claims []storage.KeyClaim
+	for userID, devs := range req.OneTimeKeys {
+		if !f.isLocalUser(userID) {
+			continue
+		}
+		for dev, alg := range devs {
+			claims = append(claims, storage.KeyClaim{UserID: userID, DeviceID: dev, Algorithm: alg})
+		}
+	}
+	sort.Slice(claims, func(i, j int) bool {
+		a, b := claims[i], claims[j]
+		return a.UserID < b.UserID || a.UserID == b.UserID && a.DeviceID < b.DeviceID
+	})
+	keys, err := f.s.db.ClaimKeys(c.Request().Context(), claims)
+	if err != nil {
+		return err
+	}
+	out := map[string]map[string]map[string]json.RawMessage{}
+	for _, k := range keys {
+		if out[k.UserID] == nil {
+			out[k.UserID] = map[string]map[string]json.RawMessage{}
+		}
+		out[k.UserID][k.DeviceID] = map[string]json.RawMessage{k.KeyID: k.Key}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"one_time_keys": out})
+}
+
+// openIDUserInfo serves GET /_matrix/federation/v1/openid/userinfo, which
+// is authenticated by the OpenID token, not by X-Matrix.
+func (f *federation) openIDUserInfo(c echo.Context) error {
+	userID, err := f.s.OpenIDUserInfo(c.Request().Context(), c.QueryParam("access_token"))
+	if err != nil || userID == "" {
+		return errUnknownToken("Access token unknown or expired")
+	}
+	return c.JSON(http.StatusOK, map[string]string{"sub": userID})
+}
