@@ -234,7 +234,7 @@ describe("Switchboard web client", () => {
         });
     });
 
-    test("interop: our page calls a matrix-js-sdk MatrixCall page, which answers; both decode video; our hangup ends its call", async (t) => {
+    test("interop: our page calls a matrix-js-sdk MatrixCall page, which answers; both decode video; our hangup ends its call; then it calls us", async (t) => {
         const bundleDir = await mkdtemp(path.join(tmpdir(), "switchboard-browser-page-"));
         const js = await bundle(bundleDir);
         const site = await startStaticServer({
@@ -292,7 +292,19 @@ describe("Switchboard web client", () => {
                     return i.state === "ended" && i.hangup ? i : undefined;
                 });
                 assert.deepEqual(ji.hangup, { party: "remote", reason: "user_hangup" });
-                t.diagnostic(`SDK states ${ji.states.join(" → ")}; our framesDecoded ${sa.framesDecoded}`);
+                await a.page.locator("#call-view").waitFor({ state: "hidden", timeout: STEP_MS });
+
+                // And the other way: the SDK calls us, we accept, it hangs up.
+                await j.page.evaluate((r) => window.sb.placeVideoCall(r), roomId);
+                await a.page.locator("#incoming").waitFor({ state: "visible", timeout: STEP_MS });
+                await a.page.click("#accept-video");
+                await waitRemoteVideo(a, "SDK → us", MEDIA_MS);
+                const sb = await framesRising1to1(a);
+                await waitUntil("the SDK's second call connected", MEDIA_MS, async () => (await j.page.evaluate(() => window.sb.info())).state === "connected");
+                await shot(a, "web-interop-2-sdk-called-us");
+                await j.page.evaluate(() => window.sb.hangup());
+                await a.page.locator("#call-view").waitFor({ state: "hidden", timeout: STEP_MS });
+                t.diagnostic(`SDK states ${ji.states.join(" → ")}; our framesDecoded ${sa.framesDecoded} (we called), ${sb.framesDecoded} (SDK called)`);
             });
         } finally {
             await site.close();
