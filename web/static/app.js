@@ -285,7 +285,7 @@ function describe(ev, room) {
         case "m.room.message":
             return { who, text: typeof c.body === "string" ? c.body : "", notice: c.msgtype === "m.notice" || c.msgtype === "m.emote" };
         case "m.room.member": {
-            const target = c.displayname || ev.state_key;
+            const target = c.displayname || room.memberName(ev.state_key);
             const prev = ev.unsigned?.prev_content?.membership;
             if (c.membership === "join" && prev === "join") return null; // profile change
             const verbs = { join: "joined", leave: ev.sender === ev.state_key ? "left" : `removed ${target}`, invite: `invited ${target}`, ban: `banned ${target}` };
