@@ -66,6 +66,10 @@ type BandwidthEstimator struct {
 	ackBytes     int64
 	ackedRate    float64
 	ackedAt      int64 // when ackedRate was measured, local clock
+	// lastFB identifies the last raw feedback folded (feedback packet
+	// count and base sequence number), fbSeen whether there was one.
+	lastFB uint32
+	fbSeen bool
 }
 
 // NewBandwidthEstimator returns an estimator with cfg's bounds.
@@ -230,8 +234,10 @@ func (w *feedbackWalk) symbol(s uint16, deltaUS int64) {
 // a transport-wide feedback packet (the bytes after the media source SSRC,
 // draft-holmer-rmcat-transport-wide-cc-extensions-01 section 3.1), as
 // FeedbackPackets yields it. It does not allocate, so that the feedback
-// path costs nothing per acknowledged packet. A malformed FCI changes
-// nothing and returns ErrShortPacket.
+// path costs nothing per acknowledged packet. A feedback packet equal in
+// feedback packet count and base sequence number to the one before is a
+// copy and is ignored. A malformed FCI changes nothing and returns
+// ErrShortPacket.
 func (e *BandwidthEstimator) OnFeedbackFCI(fci []byte, now int64) error {
 	if len(fci) < 8 {
 		return ErrShortPacket
@@ -255,6 +261,15 @@ func (e *BandwidthEstimator) OnFeedbackFCI(fci []byte, now int64) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// The same feedback packet may be handed over more than once (an RTP
+	// stack delivers a compound RTCP packet to each sender it names):
+	// fold it once. The feedback packet count (section 3.1) tells them
+	// apart.
+	id := uint32(fci[7])<<16 | uint32(base)
+	if e.fbSeen && id == e.lastFB {
+		return nil
+	}
+	e.fbSeen, e.lastFB = true, id
 	w := feedbackWalk{e: e, seq: base, arrival: ref * 64e6}
 	deltas := fci[off:]
 	n = 0

@@ -265,3 +265,30 @@ func BenchmarkFeedbackPath(b *testing.B) {
 		}
 	}
 }
+
+// TestOnFeedbackFCIOnce: the same feedback packet handed over twice (as
+// pion does when a compound packet names several senders) is folded once;
+// the next feedback packet is folded.
+func TestOnFeedbackFCIOnce(t *testing.T) {
+	a, b := twinEstimators()
+	fb := withHeader(feedback(10, 30, func(i int) bool { return i == 4 }, func(int) int64 { return 1000 }))
+	raw, err := fb.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.OnFeedbackFCI(raw[12:], 2e9); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.OnFeedbackFCI(raw[12:], 2e9)
+	_ = b.OnFeedbackFCI(raw[12:], 2e9)
+	if estimatorState(a) != estimatorState(b) {
+		t.Error("a copy of a feedback packet was folded again")
+	}
+	fb.FbPktCount++
+	raw2, _ := fb.Marshal()
+	before := estimatorState(b)
+	_ = b.OnFeedbackFCI(raw2[12:], 2.1e9)
+	if estimatorState(b) == before {
+		t.Error("the next feedback packet was ignored")
+	}
+}

@@ -287,12 +287,8 @@ func (d *downTrack) write(seq uint16, ts uint32, payload []byte, now int64) {
 	m.bytes.Add(float64(len(payload)))
 }
 
-// readRTCP handles the subscriber's feedback for this track: NACKs are
-// answered from the cache, PLI and FIR become (throttled) key frame
-// requests to the publisher, transport-wide feedback feeds the
-// subscriber's bandwidth estimate. It parses without allocating (a TWCC
-// feedback packet acknowledges every packet sent). It returns when the
-// sender stops.
+// readRTCP reads the subscriber's feedback for this track and hands it to
+// handleRTCP. It returns when the sender stops.
 func (d *downTrack) readRTCP() {
 	buf := make([]byte, 1500)
 	for {
@@ -300,27 +296,46 @@ func (d *downTrack) readRTCP() {
 		if err != nil {
 			return
 		}
-		for rest := buf[:n]; len(rest) > 0; {
-			typ, _, fci, next, err := media.NextFeedback(rest)
-			if err != nil {
-				break
+		d.handleRTCP(buf[:n])
+	}
+}
+
+// handleRTCP acts on one compound RTCP packet from the subscriber: NACKs
+// are answered from the cache, PLI and FIR become (throttled) key frame
+// requests to the publisher, transport-wide feedback feeds the
+// subscriber's bandwidth estimate. pion hands a compound packet to every
+// sender whose SSRC it names, so NACKs and key frame requests for other
+// SSRCs are left to their own down tracks, and the estimator folds a
+// feedback packet that reaches several down tracks once. It parses
+// without allocating (a TWCC feedback packet acknowledges every packet
+// sent).
+func (d *downTrack) handleRTCP(pkt []byte) {
+	d.mu.Lock()
+	ssrc := d.ssrc
+	d.mu.Unlock()
+	for rest := pkt; len(rest) > 0; {
+		typ, mediaSSRC, fci, next, err := media.NextFeedback(rest)
+		if err != nil {
+			return
+		}
+		rest = next
+		if typ != media.FeedbackTWCC && mediaSSRC != ssrc {
+			continue
+		}
+		switch typ {
+		case media.FeedbackNACK:
+			media.ForEachNACK(fci, func(seq uint16) {
+				d.sub.sfu.m.nacks.Inc()
+				d.sub.enqueue(sendItem{dt: d, seq: seq, rtx: true})
+			})
+		case media.FeedbackPLI, media.FeedbackFIR:
+			layer := int(d.current.Load())
+			if layer < 0 {
+				layer = int(d.target.Load())
 			}
-			rest = next
-			switch typ {
-			case media.FeedbackNACK:
-				media.ForEachNACK(fci, func(seq uint16) {
-					d.sub.sfu.m.nacks.Inc()
-					d.sub.enqueue(sendItem{dt: d, seq: seq, rtx: true})
-				})
-			case media.FeedbackPLI, media.FeedbackFIR:
-				layer := int(d.current.Load())
-				if layer < 0 {
-					layer = int(d.target.Load())
-				}
-				d.up.requestKeyframe(layer)
-			case media.FeedbackTWCC:
-				_ = d.sub.bwe.OnFeedbackFCI(fci, d.sub.sfu.now())
-			}
+			d.up.requestKeyframe(layer)
+		case media.FeedbackTWCC:
+			_ = d.sub.bwe.OnFeedbackFCI(fci, d.sub.sfu.now())
 		}
 	}
 }

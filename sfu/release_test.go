@@ -239,3 +239,47 @@ func TestSwitchRequestsKeyframe(t *testing.T) {
 		t.Errorf("receive mask %b, want the current and the target layer", d.want.Load())
 	}
 }
+
+// TestFeedbackForOtherSSRCsIgnored: a compound RTCP packet naming several
+// of a subscriber's tracks reaches each of their down tracks; each answers
+// only the NACKs and key frame requests for its own SSRC, and the
+// transport-wide feedback in it counts once.
+func TestFeedbackForOtherSSRCsIgnored(t *testing.T) {
+	up, d, _ := benchDownTrack(t, 64)
+	var mu sync.Mutex
+	plis := 0
+	up.writeRTCP = func(p []rtcp.Packet) error {
+		mu.Lock()
+		defer mu.Unlock()
+		plis += len(p)
+		return nil
+	}
+	d.current.Store(0)
+	own, other := d.ssrc, d.ssrc+1
+	compound, err := rtcp.Marshal([]rtcp.Packet{
+		&rtcp.ReceiverReport{SSRC: 9, Reports: []rtcp.ReceptionReport{{SSRC: own}, {SSRC: other}}},
+		&rtcp.TransportLayerNack{MediaSSRC: other, Nacks: []rtcp.NackPair{{PacketID: 5, LostPackets: 0xff}}},
+		&rtcp.PictureLossIndication{MediaSSRC: other},
+		&rtcp.TransportLayerNack{MediaSSRC: own, Nacks: []rtcp.NackPair{{PacketID: 7, LostPackets: 1}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.handleRTCP(compound)
+	var seqs []uint16
+	for len(d.sub.queue) > 0 {
+		it := <-d.sub.queue
+		if !it.rtx || it.dt != d {
+			t.Errorf("queued %+v", it)
+		}
+		seqs = append(seqs, it.seq)
+	}
+	if !slices.Equal(seqs, []uint16{7, 8}) {
+		t.Errorf("resends queued for %v, want [7 8] (the NACK for this SSRC only)", seqs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if plis != 0 {
+		t.Errorf("a PLI for another SSRC asked the publisher for %d key frames", plis)
+	}
+}
