@@ -143,3 +143,27 @@ func (n *fedNode) user(t testing.TB, localpart string) *mautrix.Client {
 func fedBackends(t *testing.T, fn func(t *testing.T, b storagetest.Backend)) {
 	forEachBackend(t, fn)
 }
+
+// cut closes the node's federation listener (the node keeps running, its
+// clients keep working, its peers cannot reach it).
+func (n *fedNode) cut() {
+	n.fedSrv.Close()
+}
+
+// restore listens again on the same federation port.
+func (n *fedNode) restore() {
+	n.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ln, err := net.Listen("tcp", n.fedAddr)
+		if err == nil {
+			n.fedSrv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: n.srv.FederationHandler()}}
+			n.fedSrv.StartTLS()
+			return
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("listen again on %s: %v", n.fedAddr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -2,10 +2,13 @@ package homeserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"reflect"
 	"testing"
+
+	"github.com/matrix-org/gomatrixserverlib"
 )
 
 // TestResolveServerOrder checks the spec's resolution order with
@@ -116,6 +119,37 @@ func FuzzParseWellKnownServer(f *testing.F) {
 		}
 		if _, _, err := splitServerName(s); err != nil {
 			t.Fatalf("accepted an invalid server name %q", s)
+		}
+	})
+}
+
+// FuzzInboundPDU feeds arbitrary bytes through the state-free checks of
+// an inbound PDU and a transaction body: nothing may panic, and whatever
+// passes is canonical, small and of a room.
+func FuzzInboundPDU(f *testing.F) {
+	for _, s := range []string{
+		`{"room_id":"!r:x","type":"m.room.message","sender":"@a:x","content":{"body":"hi"},"depth":3,"prev_events":[],"auth_events":[],"origin_server_ts":1,"hashes":{"sha256":"AAAA"},"signatures":{}}`,
+		`{"room_id":"!r:x","depth":1.5}`, `{"room_id":5}`, `{}`, `[`, `{"pdus":[{}],"edus":[{"edu_type":"m.typing","content":{}}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	ver, _ := gomatrixserverlib.GetRoomVersion(defaultRoomVersion)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var txn inboundTxn
+		_ = json.Unmarshal(raw, &txn)
+		if len(raw) > maxEventBytes || checkCanonicalJSON(raw) != nil {
+			return
+		}
+		roomID, err := pduRoomID(raw)
+		if err != nil {
+			return
+		}
+		pdu, err := ver.NewEventFromUntrustedJSON(raw)
+		if err != nil {
+			return
+		}
+		if pdu.RoomID().String() != roomID {
+			t.Fatalf("room %q parsed as %q", roomID, pdu.RoomID().String())
 		}
 	})
 }
