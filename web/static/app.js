@@ -773,6 +773,7 @@ function wire() {
     });
     window.addEventListener("pagehide", () => {
         // Best effort: tell the others we left.
+        if (client) client.unloading = true;
         call?.hangup();
         group?.leave();
     });

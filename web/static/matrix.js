@@ -44,7 +44,7 @@ export function normalizeBaseUrl(baseUrl) {
  * Sends one request to baseUrl. Network failures and non-JSON answers
  * become MatrixErrors with a message a person can act on.
  */
-export async function request(baseUrl, method, urlPath, { body, query, token, signal } = {}) {
+export async function request(baseUrl, method, urlPath, { body, query, token, signal, keepalive = false } = {}) {
     let url = `${baseUrl}${urlPath}`;
     if (query) {
         const q = new URLSearchParams();
@@ -57,7 +57,7 @@ export async function request(baseUrl, method, urlPath, { body, query, token, si
     if (body !== undefined) headers["Content-Type"] = "application/json";
     let res;
     try {
-        res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+        res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal, keepalive });
     } catch (err) {
         if (err.name === "AbortError") throw err;
         throw new MatrixError(`Cannot reach the server at ${baseUrl}. Check the address and your connection.`, { network: true });
@@ -229,7 +229,8 @@ export class Client extends EventTarget {
     }
 
     request(method, urlPath, opts = {}) {
-        return request(this.baseUrl, method, urlPath, { ...opts, token: this.accessToken });
+        // While the page unloads, requests must outlive it (fetch keepalive).
+        return request(this.baseUrl, method, urlPath, { ...opts, token: this.accessToken, keepalive: this.unloading === true });
     }
 
     // The API calls the client uses, by spec section.
