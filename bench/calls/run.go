@@ -55,6 +55,11 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 			return nil, err
 		}
 	}
+	// The server runs in its data directory: a relative path would not
+	// name the same file there.
+	if bin, err = filepath.Abs(bin); err != nil {
+		return nil, err
+	}
 	logPath := cfg.serverLog
 	if logPath == "" {
 		logPath = filepath.Join(tmp, "server.log")
