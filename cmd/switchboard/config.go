@@ -43,7 +43,7 @@ type Config struct {
 	Log          LogConfig          `yaml:"log"`
 	Registration RegistrationConfig `yaml:"registration"`
 	Client       ListenerConfig     `yaml:"client"`
-	Federation   ListenerConfig     `yaml:"federation"`
+	Federation   FederationConfig   `yaml:"federation"`
 	Metrics      MetricsConfig      `yaml:"metrics"`
 	TURN         TURNConfig         `yaml:"turn"`
 	SFU          SFUConfig          `yaml:"sfu"`
@@ -80,6 +80,24 @@ type ListenerConfig struct {
 	// self-signed pair generated on first start.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+}
+
+// FederationConfig is the federation listener and how this server reaches
+// other servers.
+type FederationConfig struct {
+	// Listen is host:port. Default ":8448"; empty turns federation off.
+	Listen string `yaml:"listen"`
+	// TLSCert and TLSKey are PEM files. Default <data_dir>/tls.crt and
+	// tls.key, a self-signed pair generated on first start.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// SkipTLSVerify turns off verification of other servers' certificates.
+	// Only for test setups with self-signed certificates. Default false.
+	SkipTLSVerify bool `yaml:"skip_tls_verify"`
+	// AllowCIDRs are loopback or private networks that outbound federation
+	// may reach (by default they are refused, after DNS and redirects), e.g.
+	// ["127.0.0.1/32"] for several servers on one machine. Default: none.
+	AllowCIDRs []string `yaml:"allow_cidrs"`
 }
 
 // MetricsConfig is the operator listener: /metrics, /health, /ready.
@@ -185,7 +203,7 @@ func defaultConfig() Config {
 		Log:             LogConfig{Level: "info", Format: "json"},
 		Registration:    RegistrationConfig{Mode: "closed"},
 		Client:          ListenerConfig{Listen: ":" + defaultClientPort},
-		Federation:      ListenerConfig{Listen: ":" + defaultFederationPort},
+		Federation:      FederationConfig{Listen: ":" + defaultFederationPort},
 		Metrics:         MetricsConfig{Listen: "127.0.0.1:" + defaultMetricsPort},
 		TURN: TURNConfig{
 			Enabled:       true,

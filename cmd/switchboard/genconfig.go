@@ -78,6 +78,11 @@ federation:
   # generated in data_dir, which other servers will refuse.
   tls_cert: ""
   tls_key: ""
+  # Test setups only: accept other servers' self-signed certificates.
+  skip_tls_verify: false
+  # Loopback/private networks outbound federation may reach (refused by
+  # default), e.g. ["127.0.0.1/32"] for several servers on one machine.
+  allow_cidrs: []
 
 metrics:
   # Prometheus /metrics plus /health and /ready. Use ":9090" to scrape it

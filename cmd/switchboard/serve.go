@@ -247,6 +247,10 @@ func homeserverConfig(cfg *Config, mat *material, addrs boundAddrs, dev bool) ho
 			LoginBurst:     cfg.Limits.RateLimit.LoginBurst,
 			Disabled:       cfg.Limits.RateLimit.Disabled,
 		},
+		Federation: homeserver.FederationConfig{
+			SkipTLSVerify: cfg.Federation.SkipTLSVerify,
+			AllowNetworks: cfg.Federation.AllowCIDRs,
+		},
 	}
 	if hc.PublicBaseURL == "" && dev {
 		hc.PublicBaseURL = httpURL(addrs.Client, mat.clientTLS != nil)
