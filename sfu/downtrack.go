@@ -326,7 +326,7 @@ func (d *downTrack) handleRTCP(pkt []byte) {
 		case media.FeedbackNACK:
 			media.ForEachNACK(fci, func(seq uint16) {
 				d.sub.sfu.m.nacks.Inc()
-				d.sub.enqueue(sendItem{dt: d, seq: seq, rtx: true})
+				d.sub.enqueueResend(sendItem{dt: d, seq: seq, rtx: true})
 			})
 		case media.FeedbackPLI, media.FeedbackFIR:
 			layer := int(d.current.Load())

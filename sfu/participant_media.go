@@ -30,6 +30,19 @@ func (p *Participant) enqueue(it sendItem) {
 	}
 }
 
+// enqueueResend queues a NACK resend only while p's queue is less than
+// half full: the other half is kept for new packets, so that a receiver
+// losing packets (and NACKing them) cannot fill the queue with resends
+// and make the SFU drop the packets that follow, which it would NACK in
+// turn.
+func (p *Participant) enqueueResend(it sendItem) {
+	if len(p.queue) >= cap(p.queue)/2 {
+		p.sfu.m.dropped.Inc()
+		return
+	}
+	p.enqueue(it)
+}
+
 // sendLoop is the one goroutine that writes media to p.
 func (p *Participant) sendLoop() {
 	for {

@@ -283,3 +283,30 @@ func TestFeedbackForOtherSSRCsIgnored(t *testing.T) {
 		t.Errorf("a PLI for another SSRC asked the publisher for %d key frames", plis)
 	}
 }
+
+// TestResendsKeepRoomForNewPackets: NACK resends are queued only while
+// the subscriber's queue is under half full; new packets may use all of it.
+func TestResendsKeepRoomForNewPackets(t *testing.T) {
+	_, d, _ := benchDownTrack(t, 16)
+	p := d.sub // queue of 16
+	for i := range 7 {
+		p.enqueue(sendItem{dt: d, seq: uint16(i)})
+	}
+	p.enqueueResend(sendItem{dt: d, seq: 100, rtx: true}) // 7 queued: accepted
+	p.enqueueResend(sendItem{dt: d, seq: 101, rtx: true}) // 8 queued: refused
+	for i := range 8 {
+		p.enqueue(sendItem{dt: d, seq: uint16(200 + i)}) // new packets fill the rest
+	}
+	if len(p.queue) != 16 {
+		t.Fatalf("%d queued, want 16", len(p.queue))
+	}
+	var resends []uint16
+	for len(p.queue) > 0 {
+		if it := <-p.queue; it.rtx {
+			resends = append(resends, it.seq)
+		}
+	}
+	if !slices.Equal(resends, []uint16{100}) {
+		t.Errorf("resends queued %v, want [100]", resends)
+	}
+}
