@@ -39,6 +39,7 @@ func (s *Server) putTyping(c echo.Context) error {
 		timeout = 30 * time.Second
 	}
 	s.typing.Set(roomID, d.UserID, *req.Typing, timeout)
+	s.fed.sendTyping(c.Request().Context(), roomID, d.UserID, *req.Typing)
 	return c.JSON(http.StatusOK, struct{}{})
 }
 
@@ -101,6 +102,9 @@ func (s *Server) storeReceipt(c echo.Context, receiptType, eventID, threadID str
 	} else if receiptType == "m.read" {
 		_, err = s.db.PutReceipt(ctx, storage.Receipt{RoomID: roomID, UserID: d.UserID, Type: receiptType,
 			ThreadID: threadID, EventID: eventID, TS: s.nowMS()})
+		if err == nil {
+			s.fed.sendReceipt(ctx, roomID, d.UserID, eventID, threadID, s.nowMS())
+		}
 	} else {
 		// m.read.private: kept as room account data so only its owner sees it.
 		content, _ := json.Marshal(map[string]string{"event_id": eventID})

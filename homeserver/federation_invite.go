@@ -241,3 +241,64 @@ func (f *federation) resolveRemoteAlias(ctx context.Context, alias string) (stri
 	}
 	return res.RoomID, servers, nil
 }
+
+// leaveRemote rejects an invite to (or leaves) a room this server is not
+// in, through make_leave/send_leave v2 at the inviter's or the room's
+// server; the leave then replaces the invite in the local stub.
+func (f *federation) leaveRemote(ctx context.Context, roomID, userID string) error {
+	var lastErr error
+	for _, server := range f.joinServers(ctx, roomID, userID, nil) {
+		if lastErr = f.leaveVia(ctx, roomID, userID, server); lastErr == nil {
+			return nil
+		}
+		f.log.Info("remote leave failed", "room_id", roomID, "via", server, "err", lastErr)
+	}
+	if lastErr == nil {
+		lastErr = errNotFound("no server to leave %s through", roomID)
+	}
+	return merr(http.StatusBadGateway, "M_UNKNOWN", "could not leave %s: %v", roomID, lastErr)
+}
+
+func (f *federation) leaveVia(ctx context.Context, roomID, userID, server string) error {
+	ml, err := f.client.MakeLeave(ctx, f.origin(), spec.ServerName(server), roomID, userID)
+	if err != nil {
+		return err
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(ml.RoomVersion)
+	if err != nil || !supportedRoomVersions[string(ml.RoomVersion)] {
+		return errBadJSON("room version %q is not supported", ml.RoomVersion)
+	}
+	proto := ml.LeaveEvent
+	if proto.Type != spec.MRoomMember || proto.SenderID != userID || proto.StateKey == nil || *proto.StateKey != userID || proto.RoomID != roomID {
+		return errBadJSON("make_leave returned a template for something else")
+	}
+	if err := proto.SetContent(map[string]string{"membership": "leave"}); err != nil {
+		return err
+	}
+	proto.Version = ver
+	leave, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(f.s.cfg.Now(), f.origin(), gomatrixserverlib.KeyID(f.s.cfg.KeyID), f.s.cfg.SigningKey)
+	if err != nil {
+		return err
+	}
+	if err := f.client.SendLeave(ctx, f.origin(), spec.ServerName(server), leave); err != nil {
+		return err
+	}
+	now := f.s.nowMS()
+	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		room, err := tx.Room(ctx, roomID)
+		if err != nil {
+			return err
+		}
+		current, err := tx.Snapshot(ctx, room.CurrentSnapshot)
+		if err != nil {
+			return err
+		}
+		next := cloneState(current)
+		next[storage.StateKey{Type: spec.MRoomMember, StateKey: userID}] = leave.EventID()
+		_, err = tx.StoreRemoteEvent(ctx, storage.RemoteEvent{
+			Event: eventRow(leave, now), Before: current, BeforeID: room.CurrentSnapshot, Current: next,
+			Extremities: room.Extremities, Depth: room.Depth, Memberships: map[string]string{leave.EventID(): "leave"},
+		})
+		return err
+	})
+}

@@ -215,3 +215,26 @@ func requireAge(t *testing.T, n *fedNode, cli *mautrix.Client, room id.RoomID, e
 	}
 	t.Fatalf("event %s not in /messages", eventID)
 }
+
+// TestFederationRejectInvite has a user on B decline an invite from A:
+// the leave goes through make_leave/send_leave and A's room shows it.
+func TestFederationRejectInvite(t *testing.T) {
+	b := storagetest.Backends(t)[0]
+	a, bb := startFedNode(t, b), startFedNode(t, b)
+	ctx := testCtx(t)
+	alice, bob := a.user(t, "alice"), bb.user(t, "bob")
+	bobSync := newFedSyncer(t, bob)
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bob.UserID}, IsDirect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobSync.until(func(r *mautrix.RespSync) bool { _, ok := r.Rooms.Invite[room.RoomID]; return ok })
+	if _, err := bob.LeaveRoom(ctx, room.RoomID); err != nil {
+		t.Fatalf("reject: %v", err)
+	}
+	m, err := a.srv.Membership(ctx, string(room.RoomID), string(bob.UserID))
+	if err != nil || m != "leave" {
+		t.Fatalf("A sees bob's membership %q (%v)", m, err)
+	}
+	bobSync.until(func(r *mautrix.RespSync) bool { _, ok := r.Rooms.Leave[room.RoomID]; return ok })
+}

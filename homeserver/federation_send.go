@@ -124,6 +124,8 @@ func (f *federation) receiveEDU(ctx context.Context, origin string, edu gomatrix
 			return
 		}
 		f.s.typing.Set(t.RoomID, t.UserID, t.Typing, 30*time.Second)
+	case spec.MReceipt:
+		f.receiveReceipts(ctx, origin, json.RawMessage(edu.Content))
 	default:
 		f.log.Debug("EDU ignored", "origin", origin, "type", edu.Type)
 	}
@@ -162,4 +164,83 @@ func (f *federation) sendToDeviceRemote(ctx context.Context, msgs []storage.ToDe
 		byDest[k.server] = append(byDest[k.server], edu)
 	}
 	return f.queue.enqueueEDUs(ctx, byDest)
+}
+
+// sendRoomEDU queues an EDU for every other server in roomID. Failures
+// are logged: EDUs are best effort.
+func (f *federation) sendRoomEDU(ctx context.Context, roomID, eduType string, content any) {
+	servers, err := f.roomServers(ctx, roomID)
+	if err != nil {
+		f.log.Warn("EDU destinations", "room_id", roomID, "err", err)
+		return
+	}
+	c, err := json.Marshal(content)
+	if err != nil {
+		return
+	}
+	byDest := map[string][][]byte{}
+	for _, s := range servers {
+		if s == f.s.cfg.ServerName {
+			continue
+		}
+		edu, err := json.Marshal(gomatrixserverlib.EDU{Type: eduType, Origin: f.s.cfg.ServerName, Destination: s, Content: c})
+		if err != nil {
+			return
+		}
+		byDest[s] = append(byDest[s], edu)
+	}
+	if err := f.queue.enqueueEDUs(ctx, byDest); err != nil {
+		f.log.Warn("queueing an EDU failed", "room_id", roomID, "type", eduType, "err", err)
+	}
+}
+
+// sendTyping tells the room's other servers that userID is (not) typing
+// (spec: Server-Server API, "Typing Notifications").
+func (f *federation) sendTyping(ctx context.Context, roomID, userID string, typing bool) {
+	f.sendRoomEDU(ctx, roomID, spec.MTyping, map[string]any{"room_id": roomID, "user_id": userID, "typing": typing})
+}
+
+// sendReceipt tells the room's other servers of a public read receipt
+// (spec: Server-Server API, "Receipts").
+func (f *federation) sendReceipt(ctx context.Context, roomID, userID, eventID, threadID string, ts int64) {
+	data := map[string]any{"ts": ts}
+	if threadID != "" {
+		data["thread_id"] = threadID
+	}
+	f.sendRoomEDU(ctx, roomID, spec.MReceipt, map[string]any{
+		roomID: map[string]any{"m.read": map[string]any{userID: map[string]any{"event_ids": []string{eventID}, "data": data}}},
+	})
+}
+
+// receiveReceipts stores the m.read receipts of an m.receipt EDU from
+// origin's joined users.
+func (f *federation) receiveReceipts(ctx context.Context, origin string, content json.RawMessage) {
+	var rooms map[string]map[string]map[string]struct {
+		EventIDs []string `json:"event_ids"`
+		Data     struct {
+			TS       int64  `json:"ts"`
+			ThreadID string `json:"thread_id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(content, &rooms); err != nil {
+		f.log.Info("bad m.receipt EDU", "origin", origin, "err", err)
+		return
+	}
+	for roomID, types := range rooms {
+		for userID, r := range types["m.read"] {
+			if serverOf(userID) != origin || len(r.EventIDs) == 0 {
+				continue
+			}
+			if m, err := f.s.db.Membership(ctx, roomID, userID); err != nil || m != "join" {
+				continue
+			}
+			if e, err := f.s.db.Event(ctx, r.EventIDs[0]); err != nil || e.RoomID != roomID {
+				continue
+			}
+			if _, err := f.s.db.PutReceipt(ctx, storage.Receipt{RoomID: roomID, UserID: userID, Type: "m.read",
+				ThreadID: r.Data.ThreadID, EventID: r.EventIDs[0], TS: r.Data.TS}); err != nil {
+				f.log.Warn("storing a federated receipt failed", "origin", origin, "err", err)
+			}
+		}
+	}
 }

@@ -2,7 +2,9 @@ package homeserver
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -54,5 +56,61 @@ func TestFederationToDevice(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}) {
 			t.Fatalf("to-device messages arrived as %v", got)
 		}
+	})
+}
+
+// TestFederationTypingAndReceipts checks that typing notifications and
+// read receipts of a user on A reach a user on B through /sync.
+func TestFederationTypingAndReceipts(t *testing.T) {
+	b := storagetest.Backends(t)[0]
+	a, bb := startFedNode(t, b), startFedNode(t, b)
+	ctx := testCtx(t)
+	alice, bob := a.user(t, "alice"), bb.user(t, "bob")
+	bobSync := newFedSyncer(t, bob)
+	room := joinAcross(t, ctx, alice, bob, bobSync)
+	sent, err := bob.SendText(ctx, room, "read me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.UserTyping(ctx, room, true, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	bobSync.until(func(r *mautrix.RespSync) bool {
+		jr, ok := r.Rooms.Join[room]
+		if !ok || jr == nil {
+			return false
+		}
+		for _, ev := range jr.Ephemeral.Events {
+			if ev.Type == event.EphemeralEventTyping && strings.Contains(fmt.Sprint(ev.Content.Raw["user_ids"]), string(alice.UserID)) {
+				return true
+			}
+		}
+		return false
+	})
+	// Alice must have the event before she can acknowledge it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := a.srv.db.Event(ctx, string(sent.EventID)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("bob's message did not reach A")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := alice.SendReceipt(ctx, room, sent.EventID, event.ReceiptTypeRead, nil); err != nil {
+		t.Fatal(err)
+	}
+	bobSync.until(func(r *mautrix.RespSync) bool {
+		jr, ok := r.Rooms.Join[room]
+		if !ok || jr == nil {
+			return false
+		}
+		for _, ev := range jr.Ephemeral.Events {
+			if ev.Type == event.EphemeralEventReceipt && strings.Contains(fmt.Sprint(ev.Content.Raw), string(alice.UserID)) {
+				return true
+			}
+		}
+		return false
 	})
 }

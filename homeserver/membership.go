@@ -169,6 +169,16 @@ func (s *Server) leaveRoom(c echo.Context) error {
 	case "":
 		return errNotFound("You are not in room %s", roomID)
 	}
+	if remote, err := s.fed.needsRemoteJoin(c.Request().Context(), roomID); err != nil {
+		return err
+	} else if remote {
+		// Rejecting an invite to a room this server is not in goes through
+		// the room's servers (make_leave/send_leave, federation_invite.go).
+		if err := s.fed.leaveRemote(c.Request().Context(), roomID, d.UserID); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, struct{}{})
+	}
 	if _, err := s.setMembership(c, roomID, d.UserID, d.UserID, "leave", req.Reason, nil); err != nil {
 		return err
 	}
