@@ -36,4 +36,9 @@
 //     allocates on every packet of its own ChannelData path.
 //   - Quotas per user and in total, answered with 486 through pion's
 //     QuotaHandler, and switchboard_turn_* Prometheus metrics.
+//   - Socket buffers (sockbuf.go): client-facing UDP listeners get 4 MiB
+//     receive and send buffers, forced past net.core.rmem_max/wmem_max
+//     with SO_RCVBUFFORCE/SO_SNDBUFFORCE when the process has
+//     CAP_NET_ADMIN, and New warns when it could not get them: with the
+//     stock 208 KiB a busy host drops client packets at the listener.
 package turn
