@@ -373,6 +373,12 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 	if err != nil {
 		return fmt.Errorf("send_join: %w", err)
 	}
+	// Every state and auth event is signed and allowed by its auth events,
+	// and the join is allowed by the state (spec: "send_join" response).
+	noFetch := func(gomatrixserverlib.RoomVersion, []string) ([]gomatrixserverlib.PDU, error) { return nil, nil }
+	if _, err := gomatrixserverlib.CheckSendJoinResponse(ctx, mj.RoomVersion, &resp, f.keyRing, join, noFetch, userIDForSender); err != nil {
+		return fmt.Errorf("%w: send_join response: %v", ErrBadPDU, err)
+	}
 	state, err := f.checkEvents(ctx, ver, roomID, resp.StateEvents)
 	if err != nil {
 		return err

@@ -37,6 +37,9 @@ type outQueue struct {
 	kick chan struct{}
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// ctx ends at close, cutting in-flight requests short.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu sync.Mutex // guards dests and stopped
 	// dests holds one sender per destination with work.
@@ -50,7 +53,8 @@ type destSender struct {
 }
 
 func newOutQueue(f *federation) *outQueue {
-	return &outQueue{f: f, kick: make(chan struct{}, 1), stop: make(chan struct{}), dests: make(map[string]*destSender)}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &outQueue{f: f, kick: make(chan struct{}, 1), stop: make(chan struct{}), dests: make(map[string]*destSender), ctx: ctx, cancel: cancel}
 }
 
 // start runs the scanner and a sender for every destination with queued
@@ -81,6 +85,7 @@ func (q *outQueue) close() {
 	}
 	q.stopped = true
 	close(q.stop)
+	q.cancel()
 	q.mu.Unlock()
 	q.wg.Wait()
 }
@@ -141,7 +146,7 @@ func (q *outQueue) scanLoop() {
 // scanOnce queues the local events after the cursor; more reports a full
 // batch (call again).
 func (q *outQueue) scanOnce() (more bool, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
 	defer cancel()
 	db := q.f.s.db
 	cursor, err := db.FederationCursor(ctx)
@@ -260,6 +265,9 @@ func (q *outQueue) sendLoop(d *destSender) {
 			}
 		}
 		sent, err := q.sendOnce(d.name)
+		if q.ctx.Err() != nil {
+			return // closing: not the peer's fault
+		}
 		switch {
 		case err != nil:
 			bo.Failures++
@@ -315,7 +323,7 @@ func (q *outQueue) peerAlive(dest string) {
 // sendOnce sends one transaction of queued items and deletes them once
 // the peer answered 200; it returns how many items went out.
 func (q *outQueue) sendOnce(dest string) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+	ctx, cancel := context.WithTimeout(q.ctx, sendTimeout)
 	defer cancel()
 	items, err := q.f.s.db.QueueBatch(ctx, dest, maxTxnPDUs, maxTxnEDUs)
 	if err != nil || len(items) == 0 {

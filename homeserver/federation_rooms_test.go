@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -31,10 +32,30 @@ func newFedSyncer(t *testing.T, cli *mautrix.Client) *fedSyncer {
 	return &fedSyncer{t: t, cli: cli, since: resp.NextBatch}
 }
 
+// syncFilter asks for long timelines, so that a burst of federated
+// events is not cut to the default 10 (limited).
+const fedSyncFilter = `{"room":{"timeline":{"limit":200}}}`
+
 // until syncs until pred says done, handing it every response.
 func (s *fedSyncer) until(pred func(*mautrix.RespSync) bool) {
 	s.t.Helper()
-	s.since = syncUntil(s.t, s.cli, s.since, pred)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := s.cli.FullSyncRequest(context.Background(), mautrix.ReqSync{Timeout: 5000, Since: s.since, FilterID: fedSyncFilter})
+		if err != nil {
+			s.t.Fatalf("sync: %v", err)
+		}
+		s.since = resp.NextBatch
+		for _, jr := range resp.Rooms.Join {
+			if jr != nil && jr.Timeline.Limited {
+				s.t.Errorf("%s: a limited timeline: events were skipped", s.cli.UserID)
+			}
+		}
+		if pred(resp) {
+			return
+		}
+	}
+	s.t.Fatalf("%s: sync did not deliver what was expected in time", s.cli.UserID)
 }
 
 // waitTimeline syncs until n timeline events of type evType from sender
