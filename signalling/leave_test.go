@@ -6,10 +6,12 @@ import (
 	"time"
 )
 
-// TestLeaving covers every way out of a call other than m.call.hangup
-// (TestGroupCall): call membership removed, emptied or expired, leaving
-// the room, and a dead data channel (no pong). Each time the leaver gets
-// a hangup with the reason, the focus forgets it, and the participant who
+// TestLeaving covers the ways out of a call besides a to-device
+// m.call.hangup (TestGroupCall): call membership removed, emptied or
+// expired, leaving the room, and a dead data channel (no pong), where the
+// leaver gets a hangup with the reason; and m.call.hangup on the data
+// channel and m.call.reject, where it gets none. Each time the focus
+// forgets the leaver, and the participant who
 // stays sees its stream leave the metadata and its tracks leave the
 // connection. The conference ends when the last one leaves.
 func TestLeaving(t *testing.T) {
@@ -45,10 +47,17 @@ func TestLeaving(t *testing.T) {
 		{name: "no pong", reason: ReasonICETimeout, leave: func(p *participant) {
 			p.noPong.Store(true)
 		}},
+		// The client's own ways out: no hangup comes back.
+		{name: "hangup on the data channel", leave: func(p *participant) {
+			p.sendDC(TypeHangup, struct{}{})
+		}},
+		{name: "reject", leave: func(p *participant) {
+			p.send(TypeReject, p.callFields())
+		}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			name := []string{"bob", "carol", "dave", "erin", "frank"}[i]
+			name := []string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi"}[i]
 			p := e.participant(t, name, room, conf, partOpts{})
 			p.invite()
 			waitMedia(t, []*participant{alice, p})
@@ -59,13 +68,18 @@ func TestLeaving(t *testing.T) {
 			})
 			p.hungUp.Store(true) // errors from here on are expected
 			tc.leave(p)
-			waitFor(t, name+"'s hangup", func() bool { _, ok := p.hangupReason(p.callID); return ok })
-			if r, _ := p.hangupReason(p.callID); r != tc.reason {
-				t.Errorf("hangup reason %q, want %q", r, tc.reason)
+			if tc.reason != "" {
+				waitFor(t, name+"'s hangup", func() bool { _, ok := p.hangupReason(p.callID); return ok })
+				if r, _ := p.hangupReason(p.callID); r != tc.reason {
+					t.Errorf("hangup reason %q, want %q", r, tc.reason)
+				}
 			}
 			waitFor(t, "the focus to drop "+name, func() bool {
 				return e.focus.Calls() == 1 && gauge(t, e.focusReg, "switchboard_focus_calls") == 1
 			})
+			if r, ok := p.hangupReason(p.callID); tc.reason == "" && ok {
+				t.Errorf("%s left by itself but got a hangup (%q)", name, r)
+			}
 			waitFor(t, "alice to lose "+name+"'s stream", func() bool {
 				_, inMeta := alice.metaStream(name + "-stream")
 				return !inMeta && !alice.offeredTrack(name+"-audio") && !alice.offeredTrack(name+"-video")
