@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -40,6 +41,9 @@ type outQueue struct {
 	// ctx ends at close, cutting in-flight requests short.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// cursor caches the stored scan cursor (-1: not loaded); only the
+	// scanner goroutine uses it.
+	cursor int64
 
 	mu sync.Mutex // guards dests and stopped
 	// dests holds one sender per destination with work.
@@ -50,11 +54,13 @@ type outQueue struct {
 type destSender struct {
 	name string
 	wake chan struct{}
+	// alive is set by peerAlive: the peer called us, retry now.
+	alive atomic.Bool
 }
 
 func newOutQueue(f *federation) *outQueue {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &outQueue{f: f, kick: make(chan struct{}, 1), stop: make(chan struct{}), dests: make(map[string]*destSender), ctx: ctx, cancel: cancel}
+	return &outQueue{f: f, kick: make(chan struct{}, 1), stop: make(chan struct{}), dests: make(map[string]*destSender), ctx: ctx, cancel: cancel, cursor: -1}
 }
 
 // start runs the scanner and a sender for every destination with queued
@@ -149,11 +155,14 @@ func (q *outQueue) scanOnce() (more bool, err error) {
 	ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
 	defer cancel()
 	db := q.f.s.db
-	cursor, err := db.FederationCursor(ctx)
-	if err != nil {
-		return false, err
+	if q.cursor < 0 {
+		c, err := db.FederationCursor(ctx)
+		if err != nil {
+			return false, err
+		}
+		q.cursor = c
 	}
-	evs, err := db.EventsAfter(ctx, cursor, scanBatch)
+	evs, err := db.EventsAfter(ctx, q.cursor, scanBatch)
 	if err != nil || len(evs) == 0 {
 		return false, err
 	}
@@ -192,6 +201,7 @@ func (q *outQueue) scanOnce() (more bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	q.cursor = last
 	for d := range woken {
 		q.wakeDest(d)
 	}
@@ -244,13 +254,26 @@ func (q *outQueue) enqueuePDU(ctx context.Context, dests []string, js []byte) er
 // sendLoop delivers destination's queue, one transaction at a time.
 func (q *outQueue) sendLoop(d *destSender) {
 	defer q.wg.Done()
-	db := q.f.s.db
+	// The backoff lives in memory and is written through to the database
+	// (where a restart finds it); only this goroutine changes it.
+	ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
+	bo, err := q.f.s.db.DestinationBackoff(ctx, d.name)
+	cancel()
+	if err != nil {
+		q.f.log.Warn("federation backoff read failed", "destination", d.name, "err", err)
+	}
+	reset := func() {
+		if bo.Failures == 0 && bo.RetryAt == 0 {
+			return
+		}
+		bo = storage.Backoff{}
+		if err := q.setBackoff(d.name, bo); err != nil {
+			q.f.log.Warn("federation backoff write failed", "destination", d.name, "err", err)
+		}
+	}
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		bo, err := db.DestinationBackoff(ctx, d.name)
-		cancel()
-		if err != nil {
-			q.f.log.Warn("federation backoff read failed", "destination", d.name, "err", err)
+		if d.alive.Swap(false) {
+			reset()
 		}
 		if wait := time.Duration(bo.RetryAt-q.f.s.nowMS()) * time.Millisecond; wait > 0 {
 			t := time.NewTimer(wait)
@@ -260,7 +283,7 @@ func (q *outQueue) sendLoop(d *destSender) {
 				return
 			case <-d.wake:
 				t.Stop()
-				continue // re-read the backoff: peerAlive may have reset it
+				continue // peerAlive may have ended the backoff
 			case <-t.C:
 			}
 		}
@@ -268,8 +291,7 @@ func (q *outQueue) sendLoop(d *destSender) {
 		if q.ctx.Err() != nil {
 			return // closing: not the peer's fault
 		}
-		switch {
-		case err != nil:
+		if err != nil {
 			bo.Failures++
 			delay := q.f.s.cfg.Federation.RetryMin << min(bo.Failures-1, 20)
 			delay = min(delay, q.f.s.cfg.Federation.RetryMax)
@@ -279,11 +301,8 @@ func (q *outQueue) sendLoop(d *destSender) {
 				q.f.log.Warn("federation backoff write failed", "destination", d.name, "err", err)
 			}
 			continue
-		case bo.Failures > 0:
-			if err := q.setBackoff(d.name, storage.Backoff{}); err != nil {
-				q.f.log.Warn("federation backoff write failed", "destination", d.name, "err", err)
-			}
 		}
+		reset()
 		if sent > 0 {
 			continue
 		}
@@ -301,7 +320,9 @@ func (q *outQueue) setBackoff(dest string, bo storage.Backoff) error {
 	return q.f.s.db.SetDestinationBackoff(ctx, dest, bo)
 }
 
-// peerAlive resets dest's backoff and wakes its sender if it has one.
+// peerAlive ends dest's backoff and wakes its sender if it has one. It is
+// called for every authenticated inbound request, so it touches no
+// database.
 func (q *outQueue) peerAlive(dest string) {
 	q.mu.Lock()
 	d, ok := q.dests[dest]
@@ -309,11 +330,7 @@ func (q *outQueue) peerAlive(dest string) {
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if bo, err := q.f.s.db.DestinationBackoff(ctx, dest); err == nil && bo.Failures > 0 {
-		_ = q.f.s.db.SetDestinationBackoff(ctx, dest, storage.Backoff{})
-	}
+	d.alive.Store(true)
 	select {
 	case d.wake <- struct{}{}:
 	default:

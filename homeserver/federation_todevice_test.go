@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -18,6 +19,10 @@ import (
 // delivers them, in order, once B is back.
 func TestFederationToDevice(t *testing.T) {
 	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
+		// Registered first, so it runs after the nodes stopped: the
+		// queue's scanner and senders and the peer connections are gone.
+		ignore := goleak.IgnoreCurrent()
+		t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 		a, bb := startFedNode(t, b), startFedNode(t, b)
 		ctx := testCtx(t)
 		alice, bob := a.user(t, "alice"), bb.user(t, "bob")
