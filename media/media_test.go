@@ -259,6 +259,22 @@ func TestThrottle(t *testing.T) {
 	}
 }
 
+func TestThrottleSatisfied(t *testing.T) {
+	th := NewThrottle(int64(time.Second))
+	th.Satisfied(5, 100) // nothing allowed yet: no effect
+	if !th.Allow(10) {
+		t.Fatal("first event refused")
+	}
+	th.Satisfied(200, 100) // answered at 200: next allowed from 300
+	if th.Allow(299) || !th.Allow(300) {
+		t.Error("after Satisfied the next event is not allowed at now+guard")
+	}
+	th.Satisfied(310, 5e9) // a guard longer than the interval never delays
+	if !th.Allow(300 + 1e9) {
+		t.Error("Satisfied delayed the next event")
+	}
+}
+
 func TestRateMeter(t *testing.T) {
 	var m RateMeter
 	for i := int64(0); i <= 100; i++ {

@@ -16,6 +16,20 @@ func NewThrottle(intervalNanos int64) *Throttle {
 	return &Throttle{interval: intervalNanos}
 }
 
+// Satisfied records at now that what the last allowed event asked for has
+// happened (a requested key frame arrived): the next event may go through
+// guard nanoseconds from now, sooner than the interval would allow. It
+// never delays the next event.
+func (t *Throttle) Satisfied(now, guard int64) {
+	next := now + guard - t.interval
+	for {
+		last := t.last.Load()
+		if last == 0 || next >= last || t.last.CompareAndSwap(last, next) {
+			return
+		}
+	}
+}
+
 // Allow reports whether an event at now (unix nanoseconds) may go through,
 // and if so records it.
 func (t *Throttle) Allow(now int64) bool {

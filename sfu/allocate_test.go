@@ -44,7 +44,7 @@ func newAllocFixture(t *testing.T) *allocFixture {
 			return nil
 		}
 		for i, r := range rates {
-			l := &upLayer{index: i, ssrc: uint32(i), pli: media.NewThrottle(1)}
+			l := &upLayer{index: i, ssrc: uint32(i), pli: media.NewThrottle(1), fwdPLI: media.NewThrottle(1)}
 			// Two seconds of packets at rate r.
 			for ts := int64(0); ts <= 2e9; ts += 1e8 {
 				l.rate.Add(r/8/10, now.UnixNano()-2e9+ts)

@@ -45,7 +45,8 @@ func benchDownTrack(b testing.TB, cacheSize int) (*upTrack, *downTrack, *marshal
 		writeRTCP: func([]rtcp.Packet) error { return nil },
 		codec: webrtc.RTPCodecParameters{PayloadType: 96,
 			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}}
-	l := &upLayer{cache: media.NewPacketCache(cacheSize), pli: media.NewThrottle(1e9), upNack: media.NewThrottle(1e9)}
+	l := &upLayer{cache: media.NewPacketCache(cacheSize), pli: media.NewThrottle(1e9), fwdPLI: media.NewThrottle(1e9),
+		upNack: media.NewThrottle(1e9)}
 	up.layers[0] = l
 	up.live = 1
 	d := newDownTrack(up, sub)

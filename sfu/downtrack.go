@@ -333,7 +333,7 @@ func (d *downTrack) handleRTCP(pkt []byte) {
 			if layer < 0 {
 				layer = int(d.target.Load())
 			}
-			d.up.requestKeyframe(layer)
+			d.up.forwardKeyframeRequest(layer)
 		case media.FeedbackTWCC:
 			_ = d.sub.bwe.OnFeedbackFCI(fci, d.sub.sfu.now())
 		}

@@ -103,6 +103,7 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	l := &upLayer{rid: rid, index: idx, remote: remote, ssrc: uint32(remote.SSRC()),
 		cache:  media.NewPacketCache(cacheSize),
 		pli:    media.NewThrottle(int64(p.sfu.cfg.KeyframeInterval)),
+		fwdPLI: media.NewThrottle(int64(p.sfu.cfg.KeyframeInterval)),
 		upNack: media.NewThrottle(int64(20 * time.Millisecond))}
 	up.mu.Lock()
 	if up.layers[idx] != nil {

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,7 +224,7 @@ func TestSwitchRequestsKeyframe(t *testing.T) {
 		return nil
 	}
 	up.layers[1] = &upLayer{index: 1, ssrc: 0x1111, cache: media.NewPacketCache(16),
-		pli: media.NewThrottle(1e9), upNack: media.NewThrottle(1e9)}
+		pli: media.NewThrottle(1e9), fwdPLI: media.NewThrottle(1e9), upNack: media.NewThrottle(1e9)}
 	d.current.Store(0)
 	d.setTarget(1)
 	d.setTarget(1) // again, within the interval
@@ -308,5 +309,54 @@ func TestResendsKeepRoomForNewPackets(t *testing.T) {
 	}
 	if !slices.Equal(resends, []uint16{100}) {
 		t.Errorf("resends queued %v, want [100]", resends)
+	}
+}
+
+// TestKeyframeRequestsHeldNotLost: a key frame request the throttle holds
+// back goes out once the throttle allows (a late subscriber still gets its
+// key frame); a key frame that arrives answers it and lets the next request
+// through after the short guard; subscribers' own PLIs stay within one per
+// interval however many key frames arrive.
+func TestKeyframeRequestsHeldNotLost(t *testing.T) {
+	up, _, _ := benchDownTrack(t, 16)
+	var clock atomic.Int64
+	clock.Store(1e12)
+	up.pub.sfu.cfg.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	plis := 0
+	up.writeRTCP = func(p []rtcp.Packet) error { plis += len(p); return nil }
+	l := up.layers[0]
+	advance := func(d time.Duration) int64 { return clock.Add(int64(d)) }
+
+	up.requestKeyframe(0) // first subscriber: sent
+	advance(100 * time.Millisecond)
+	up.requestKeyframe(0) // second subscriber, within the interval: held
+	if plis != 1 || !l.pliPending.Load() {
+		t.Fatalf("after two requests: %d PLIs sent, pending %v; want 1 and a held request", plis, l.pliPending.Load())
+	}
+	up.keyframeState(l, false, advance(400*time.Millisecond)) // still within the interval
+	if plis != 1 {
+		t.Fatalf("held request sent early: %d PLIs", plis)
+	}
+	up.keyframeState(l, false, advance(600*time.Millisecond)) // interval over: the held request goes
+	if plis != 2 || l.pliPending.Load() {
+		t.Fatalf("held request not sent once allowed: %d PLIs, pending %v", plis, l.pliPending.Load())
+	}
+
+	// A key frame answers the request; the next one may follow after the guard.
+	up.keyframeState(l, true, advance(50*time.Millisecond))
+	advance(time.Duration(keyframeGuard))
+	up.requestKeyframe(0)
+	if plis != 3 {
+		t.Fatalf("request after an answered one and the guard: %d PLIs, want 3", plis)
+	}
+
+	// Subscribers' PLIs: at most one per interval even with key frames in between.
+	before := plis
+	for range 20 {
+		up.keyframeState(l, true, advance(200*time.Millisecond))
+		up.forwardKeyframeRequest(0)
+	}
+	if got := plis - before; got > 4 || got < 3 { // 20 × 200 ms = 4 s
+		t.Errorf("%d subscriber PLIs in 4 s reached the publisher, want 3-4", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -49,7 +50,12 @@ type upLayer struct {
 	cache  *media.PacketCache
 	rate   media.RateMeter
 	pli    *media.Throttle
+	fwdPLI *media.Throttle // subscribers' own requests, strictly once per interval
 	upNack *media.Throttle
+	// pliPending is a key frame request the throttle held back; the read
+	// loop sends it once the throttle allows, unless a key frame comes
+	// first.
+	pliPending atomic.Bool
 	// lastPacket is when the layer last received a packet, unix ns.
 	lastPacket atomic.Int64
 	// width and height are the frame size from the last key frame that
@@ -128,17 +134,63 @@ func (u *upTrack) removeDown(d *downTrack) {
 }
 
 // requestKeyframe sends a PLI (RFC 4585 section 6.3.1) for layer i to the
-// publisher, at most once per Config.KeyframeInterval per layer.
+// publisher, at most once per Config.KeyframeInterval per layer. A request
+// the throttle holds back is not lost: it waits in pliPending. A key frame
+// that arrives shortens the wait for the next request to
+// keyframeGuard, so that a subscriber joining just after another one
+// does not wait out the whole interval for its first frame.
 func (u *upTrack) requestKeyframe(i int) {
 	if u.kind != webrtc.RTPCodecTypeVideo {
 		return
 	}
 	l := u.layer(i)
-	if l == nil || !l.pli.Allow(u.pub.sfu.now()) {
+	if l == nil {
 		return
 	}
+	if !l.pli.Allow(u.pub.sfu.now()) {
+		l.pliPending.Store(true)
+		return
+	}
+	l.pliPending.Store(false)
+	u.sendPLI(l)
+}
+
+// forwardKeyframeRequest passes on a subscriber's PLI or FIR for layer i:
+// subscribers' requests stay within one per Config.KeyframeInterval per
+// layer, however many key frames arrive meanwhile.
+func (u *upTrack) forwardKeyframeRequest(i int) {
+	l := u.layer(i)
+	if l == nil || u.kind != webrtc.RTPCodecTypeVideo || !l.fwdPLI.Allow(u.pub.sfu.now()) {
+		return
+	}
+	u.requestKeyframe(i)
+}
+
+// keyframeGuard is the least time between a key frame and the next
+// request for one.
+const keyframeGuard = int64(150 * time.Millisecond)
+
+func (u *upTrack) sendPLI(l *upLayer) {
 	u.pub.sfu.m.plis.Inc()
 	_ = u.writeRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
+}
+
+// keyframeState updates the layer's key frame requests for a received
+// packet: a key frame answers any request; otherwise a held-back request
+// goes out once the throttle allows it.
+func (u *upTrack) keyframeState(l *upLayer, keyframe bool, now int64) {
+	if u.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	if keyframe {
+		l.pliPending.Store(false)
+		l.pli.Satisfied(now, keyframeGuard)
+		return
+	}
+	if l.pliPending.Load() && l.pli.Allow(now) {
+		l.pliPending.Store(false)
+		u.sendPLI(l)
+	}
 }
 
 // nackUpstream asks the publisher again for a packet the cache lacks
@@ -196,6 +248,9 @@ func (u *upTrack) readLoop(l *upLayer, ext extIDs) {
 		}
 		now := s.now()
 		l.lastPacket.Store(now)
+		if len(payload) > 0 {
+			u.keyframeState(l, meta.Keyframe, now)
+		}
 		if len(payload) > 0 {
 			l.rate.Add(n, now)
 		}
