@@ -339,7 +339,9 @@ func (p *Participant) AddICECandidate(c webrtc.ICECandidateInit) error {
 	return p.pc.AddICECandidate(c)
 }
 
-// SendData sends a message on the client's data channel.
+// SendData sends a message on the client's data channel, as a text
+// message (WebRTC data channel PPID "string"): the signalling messages
+// carried there are JSON, which browsers then receive as strings.
 func (p *Participant) SendData(b []byte) error {
 	p.mu.Lock()
 	dc := p.dc
@@ -347,7 +349,7 @@ func (p *Participant) SendData(b []byte) error {
 	if dc == nil || dc.ReadyState() != webrtc.DataChannelStateOpen {
 		return ErrNoDataChannel
 	}
-	return dc.Send(b)
+	return dc.SendText(string(b))
 }
 
 // UpdateSubscriptions subscribes to (or changes the size limit of) the
