@@ -165,9 +165,6 @@ func (s *Server) isLocal(userID string) bool {
 	return strings.HasPrefix(userID, "@") && serverOf(userID) == s.cfg.ServerName
 }
 
-// remoteFailure is what "failures" says about a server we cannot ask yet.
-var remoteFailure = map[string]any{"status": 503, "message": "Federation key queries are not available"}
-
 // keysQuery implements POST /keys/query.
 func (s *Server) keysQuery(c echo.Context) error {
 	var req struct {
@@ -184,10 +181,14 @@ func (s *Server) keysQuery(c echo.Context) error {
 	devices := map[string]map[string]json.RawMessage{}
 	masters, selfs, users := map[string]json.RawMessage{}, map[string]json.RawMessage{}, map[string]json.RawMessage{}
 	failures := map[string]any{}
+	remote := map[string]map[string][]string{}
 	for userID, ids := range req.DeviceKeys {
 		if !s.isLocal(userID) {
 			if srv := serverOf(userID); srv != "" {
-				failures[srv] = remoteFailure
+				if remote[srv] == nil {
+					remote[srv] = map[string][]string{}
+				}
+				remote[srv][userID] = ids
 			}
 			continue
 		}
@@ -220,6 +221,8 @@ func (s *Server) keysQuery(c echo.Context) error {
 			users[userID] = k
 		}
 	}
+	// Users of other servers: asked over federation (federation_client_proxy.go).
+	s.fed.queryRemoteKeys(ctx, remote, devices, masters, selfs, failures)
 	return c.JSON(http.StatusOK, map[string]any{
 		"device_keys":       devices,
 		"master_keys":       masters,
@@ -257,10 +260,14 @@ func (s *Server) keysClaim(c echo.Context) error {
 	}
 	failures := map[string]any{}
 	var claims []storage.KeyClaim
+	remote := map[string]map[string]map[string]string{}
 	for userID, devs := range req.OneTimeKeys {
 		if !s.isLocal(userID) {
 			if srv := serverOf(userID); srv != "" {
-				failures[srv] = remoteFailure
+				if remote[srv] == nil {
+					remote[srv] = map[string]map[string]string{}
+				}
+				remote[srv][userID] = devs
 			}
 			continue
 		}
@@ -285,6 +292,7 @@ func (s *Server) keysClaim(c echo.Context) error {
 		}
 		out[k.UserID][k.DeviceID] = map[string]json.RawMessage{k.KeyID: k.Key}
 	}
+	s.fed.claimRemoteKeys(c.Request().Context(), remote, out, failures)
 	return c.JSON(http.StatusOK, map[string]any{"one_time_keys": out, "failures": failures})
 }
 

@@ -2,6 +2,7 @@ package homeserver
 
 import (
 	"crypto/ed25519"
+	"net"
 	"time"
 )
 
@@ -67,6 +68,10 @@ type FederationConfig struct {
 	// RetryMin and RetryMax bound the exponential backoff of outbound
 	// transactions to an unreachable server. Defaults 2 s and 10 min.
 	RetryMin, RetryMax time.Duration
+	// Resolver looks up server names (addresses and SRV records).
+	// Default net.DefaultResolver; tests pass one that never leaves the
+	// machine.
+	Resolver *net.Resolver
 }
 
 // TURNConfig is what /voip/turnServer hands out: TURN REST credentials

@@ -60,7 +60,7 @@ func newFederation(s *Server) (*federation, error) {
 		return nil, err
 	}
 	f := &federation{s: s, log: s.log.With("component", "federation")}
-	f.tr = newFedTransport(policy, s.cfg.Federation.SkipTLSVerify)
+	f.tr = newFedTransport(policy, s.cfg.Federation.SkipTLSVerify, s.cfg.Federation.Resolver)
 	f.client = fclient.NewFederationClient([]*fclient.SigningIdentity{{
 		ServerName: spec.ServerName(s.cfg.ServerName),
 		KeyID:      gomatrixserverlib.KeyID(s.cfg.KeyID),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -71,6 +72,7 @@ func (n *fedNode) config() Config {
 			AllowNetworks: []string{"127.0.0.1/32"},
 			RetryMin:      100 * time.Millisecond,
 			RetryMax:      time.Second,
+			Resolver:      offlineResolver(),
 		},
 	}
 	for _, o := range n.opts {
@@ -166,4 +168,12 @@ func (n *fedNode) restore() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// offlineResolver answers from /etc/hosts and fails every DNS query
+// without sending it: tests send nothing beyond loopback.
+func offlineResolver() *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("test resolver: no DNS")
+	}}
 }

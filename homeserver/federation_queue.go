@@ -139,7 +139,9 @@ func (q *outQueue) scanLoop() {
 		for {
 			more, err := q.scanOnce()
 			if err != nil {
-				q.f.log.Warn("federation queue scan failed", "err", err)
+				if q.ctx.Err() == nil { // not closing
+					q.f.log.Warn("federation queue scan failed", "err", err)
+				}
 				break
 			}
 			if !more {
@@ -259,7 +261,7 @@ func (q *outQueue) sendLoop(d *destSender) {
 	ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
 	bo, err := q.f.s.db.DestinationBackoff(ctx, d.name)
 	cancel()
-	if err != nil {
+	if err != nil && q.ctx.Err() == nil {
 		q.f.log.Warn("federation backoff read failed", "destination", d.name, "err", err)
 	}
 	reset := func() {

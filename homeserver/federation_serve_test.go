@@ -99,6 +99,26 @@ func TestFederationUserQueries(t *testing.T) {
 	if err != nil || len(claim.OneTimeKeys[string(alice.UserID)][string(alice.DeviceID)]) != 1 {
 		t.Fatalf("user/keys/claim: %+v %v", claim, err)
 	}
+	// B's clients see A's users: profile, device keys, one-time keys.
+	bob := bb.user(t, "bob")
+	if err := alice.SetDisplayName(ctx, "Alice A"); err != nil {
+		t.Fatal(err)
+	}
+	prof, err := bob.GetProfile(ctx, alice.UserID)
+	if err != nil || prof.DisplayName != "Alice A" {
+		t.Fatalf("remote profile: %+v %v", prof, err)
+	}
+	var kq struct {
+		DeviceKeys map[string]map[string]map[string]any `json:"device_keys"`
+		Failures   map[string]any                       `json:"failures"`
+	}
+	if _, err := bob.MakeFullRequest(ctx, mautrix.FullRequest{Method: http.MethodPost, URL: bob.BuildClientURL("v3", "keys", "query"),
+		RequestJSON: map[string]any{"device_keys": map[string][]string{string(alice.UserID): {}}}, ResponseJSON: &kq}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := kq.DeviceKeys[string(alice.UserID)][string(alice.DeviceID)]; !ok || len(kq.Failures) != 0 {
+		t.Fatalf("remote keys/query: %+v", kq)
+	}
 	// OpenID: a token from A's client API identifies alice to B.
 	tok, err := alice.RequestOpenIDToken(ctx)
 	if err != nil {

@@ -83,9 +83,12 @@ type fedTransport struct {
 	byName map[string]*http.Transport
 }
 
-func newFedTransport(policy addrPolicy, skipVerify bool) *fedTransport {
+func newFedTransport(policy addrPolicy, skipVerify bool, resolver *net.Resolver) *fedTransport {
+	if resolver == nil {
+		resolver = net.DefaultResolver
+	}
 	t := &fedTransport{
-		dialer:     &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: policy.control},
+		dialer:     &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: policy.control, Resolver: resolver},
 		skipVerify: skipVerify,
 		byName:     make(map[string]*http.Transport),
 	}
@@ -96,7 +99,7 @@ func newFedTransport(policy addrPolicy, skipVerify bool) *fedTransport {
 			}
 			return nil
 		}}
-	t.resolver = &serverResolver{wellKnown: fetchWellKnown(wkClient), lookupSRV: net.DefaultResolver.LookupSRV}
+	t.resolver = &serverResolver{wellKnown: fetchWellKnown(wkClient), lookupSRV: resolver.LookupSRV}
 	return t
 }
 

@@ -46,6 +46,8 @@ func newTestServer(t testing.TB, b storagetest.Backend, opts ...func(*Config)) *
 		SigningKey:   key,
 		KeyID:        "ed25519:test",
 		RateLimit:    RateLimitConfig{Disabled: true},
+		// Federation resolves names from /etc/hosts only: no DNS traffic.
+		Federation: FederationConfig{Resolver: offlineResolver()},
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -1,0 +1,93 @@
+package homeserver
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+)
+
+// remoteQueryTimeout bounds a client request's wait on another server.
+const remoteQueryTimeout = 10 * time.Second
+
+// remoteProfile asks userID's server for the profile (spec: Server-Server
+// API, "GET /query/profile"), for the client API's /profile.
+func (f *federation) remoteProfile(ctx context.Context, userID string) (displayName, avatarURL string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+	defer cancel()
+	p, err := f.client.LookupProfile(ctx, f.origin(), spec.ServerName(serverOf(userID)), userID, "")
+	if err != nil {
+		f.log.Debug("remote profile lookup failed", "user_id", userID, "err", err)
+		return "", "", errNotFound("Profile was not found")
+	}
+	return p.DisplayName, p.AvatarURL, nil
+}
+
+// keyFailure is what /keys/query and /keys/claim say about a server that
+// did not answer.
+var keyFailure = map[string]any{"status": 503, "message": "the server did not answer"}
+
+// queryRemoteKeys fills a client's /keys/query answer for users of other
+// servers, one user/keys/query per server (spec: Server-Server API,
+// "POST /user/keys/query").
+func (f *federation) queryRemoteKeys(ctx context.Context, byServer map[string]map[string][]string,
+	devices map[string]map[string]json.RawMessage, masters, selfs map[string]json.RawMessage, failures map[string]any) {
+	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+	defer cancel()
+	for server, users := range byServer {
+		res, err := f.client.QueryKeys(ctx, f.origin(), spec.ServerName(server), users)
+		if err != nil {
+			failures[server] = keyFailure
+			continue
+		}
+		for userID, devs := range res.DeviceKeys {
+			if serverOf(userID) != server {
+				continue // a server answers for its own users only
+			}
+			out := map[string]json.RawMessage{}
+			for id, k := range devs {
+				if b, err := json.Marshal(k); err == nil {
+					out[id] = b
+				}
+			}
+			devices[userID] = out
+		}
+		for userID, k := range res.MasterKeys {
+			if b, err := json.Marshal(k); err == nil && serverOf(userID) == server {
+				masters[userID] = b
+			}
+		}
+		for userID, k := range res.SelfSigningKeys {
+			if b, err := json.Marshal(k); err == nil && serverOf(userID) == server {
+				selfs[userID] = b
+			}
+		}
+	}
+}
+
+// claimRemoteKeys fills a client's /keys/claim answer for users of other
+// servers (spec: Server-Server API, "POST /user/keys/claim").
+func (f *federation) claimRemoteKeys(ctx context.Context, byServer map[string]map[string]map[string]string,
+	out map[string]map[string]map[string]json.RawMessage, failures map[string]any) {
+	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+	defer cancel()
+	for server, claims := range byServer {
+		res, err := f.client.ClaimKeys(ctx, f.origin(), spec.ServerName(server), claims)
+		if err != nil {
+			failures[server] = keyFailure
+			continue
+		}
+		for userID, devs := range res.OneTimeKeys {
+			if serverOf(userID) != server {
+				continue
+			}
+			if out[userID] == nil {
+				out[userID] = map[string]map[string]json.RawMessage{}
+			}
+			for dev, keys := range devs {
+				out[userID][dev] = keys
+			}
+		}
+	}
+}
