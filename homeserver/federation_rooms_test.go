@@ -119,6 +119,23 @@ func TestFederationInviteJoinMessagesAndCall(t *testing.T) {
 		if err != nil || len(members.Joined) != 2 {
 			t.Fatalf("bob's server sees members %v (%v)", members, err)
 		}
+		// Bob's own /sync carries the state the join brought, not the
+		// empty state before the invite stub: alice is in the room.
+		initial, err := bob.SyncRequest(ctx, 0, "", "", false, event.PresenceOnline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		aliceJoined := false
+		if jr, ok := initial.Rooms.Join[room]; ok {
+			for _, ev := range append(jr.State.Events, jr.Timeline.Events...) {
+				if ev.Type == event.StateMember && ev.GetStateKey() == string(alice.UserID) && ev.Content.Raw["membership"] == "join" {
+					aliceJoined = true
+				}
+			}
+		}
+		if !aliceJoined {
+			t.Fatalf("bob's initial /sync does not show alice joined to %s", room)
+		}
 
 		// Messages both ways.
 		if _, err := alice.SendText(ctx, room, "hello from A"); err != nil {

@@ -429,14 +429,14 @@ func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, roomID st
 
 	// State between since (or the room's start) and the timeline's start.
 	if fresh || limited {
-		var startSnap int64
+		var startSnap, endSnap int64
 		var err error
 		if len(evs) > 0 {
-			startSnap = evs[0].SnapBefore
+			startSnap, endSnap = evs[0].SnapBefore, evs[len(evs)-1].SnapAfter
 		} else if startSnap, err = s.db.SnapshotAt(ctx, roomID, upto); err != nil {
 			return nil, false, err
 		}
-		state, err := s.stateDelta(ctx, req, roomID, since.pos, startSnap, fresh, tl)
+		state, err := s.stateDelta(ctx, req, roomID, since.pos, startSnap, endSnap, fresh, tl)
 		if err != nil {
 			return nil, false, err
 		}
@@ -486,10 +486,40 @@ func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, roomID st
 // the since position and startSnap. With lazy-loading, member events are
 // limited to the timeline's senders and the user (spec: "Lazy-loading room
 // members").
-func (s *Server) stateDelta(ctx context.Context, req *syncRequest, roomID string, sincePos, startSnap int64, fresh bool, tl []storage.Event) ([]storage.Event, error) {
+//
+// The state a client derives (this state, then the timeline's state
+// events) must be the room's state at the timeline's end (endSnap, 0 if
+// the timeline is empty). That fails where the room's state changed
+// between two timeline events without an event of its own: a federated
+// invite stub has no state before it, and the state the join brings
+// arrives with the join. So for every key no timeline event sets, the
+// state at the timeline's end is sent instead of the one at its start.
+func (s *Server) stateDelta(ctx context.Context, req *syncRequest, roomID string, sincePos, startSnap, endSnap int64, fresh bool, tl []storage.Event) ([]storage.Event, error) {
 	target, err := s.db.Snapshot(ctx, startSnap)
 	if err != nil {
 		return nil, err
+	}
+	if endSnap != 0 && endSnap != startSnap {
+		end, err := s.db.Snapshot(ctx, endSnap)
+		if err != nil {
+			return nil, err
+		}
+		setByTimeline := make(map[storage.StateKey]bool)
+		for _, e := range tl {
+			if e.StateKey != nil {
+				setByTimeline[storage.StateKey{Type: e.Type, StateKey: *e.StateKey}] = true
+			}
+		}
+		merged := make(storage.StateMap, len(end))
+		for k, id := range target {
+			merged[k] = id
+		}
+		for k, id := range end {
+			if !setByTimeline[k] {
+				merged[k] = id
+			}
+		}
+		target = merged
 	}
 	var base storage.StateMap
 	if !fresh {
