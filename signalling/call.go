@@ -213,9 +213,15 @@ func (c *call) onTracks(ti []sfu.TrackInfo) {
 }
 
 // pushMetadata tells the client whose streams it can receive (MSC3898
-// m.call.sdp_stream_metadata_changed).
+// m.call.sdp_stream_metadata_changed), on the data channel only: metadata
+// sent to-device before the channel opened could arrive after newer
+// metadata sent on the channel and overwrite it (the two paths are not
+// ordered). Until the channel opens the client has the metadata of the
+// offers it answered, and dcOpened pushes the whole set.
 func (c *call) pushMetadata() {
-	c.signal(TypeMetadataChanged, map[string]any{"sdp_stream_metadata": c.metadata()})
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	_ = c.sendData(TypeMetadataChanged, map[string]any{"sdp_stream_metadata": c.metadata()})
 }
 
 // outStream is one stream of the sdp_stream_metadata the focus sends:
