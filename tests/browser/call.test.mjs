@@ -21,6 +21,7 @@ import { chromium } from "playwright-core";
 
 import { bundle } from "./build.mjs";
 import { buildSwitchboard, repoRoot, startStaticServer, startSwitchboard, waitUntil } from "./server.mjs";
+import { browserArgs, localpart, tail } from "./app.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const chromiumPath = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
@@ -32,17 +33,6 @@ const CONNECT_MS = 45_000; // answer → both calls connected
 const MEDIA_MS = 30_000; // connected → video frames decoded and rising
 const DENIED_MS = 60_000; // the denied call's ICE gives up
 
-const browserArgs = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-];
 
 let bin;
 let binDir;
@@ -50,17 +40,7 @@ let bundleDir;
 let site;
 let browser;
 
-/** A unique, valid Matrix localpart for this run. */
-function localpart(name) {
-    return `${name}-${process.pid}-${Date.now().toString(36)}`;
-}
 
-/** Keeps the last max lines of text. */
-function tail(text, max = 300) {
-    const lines = text.split("\n");
-    if (lines.length <= max) return text;
-    return `[... ${lines.length - max} earlier lines in the artifacts folder ...]\n${lines.slice(-max).join("\n")}`;
-}
 
 /**
  * Opens the test page in a fresh browser context and records its console
@@ -103,8 +83,8 @@ async function withCall(name, extraArgs, body) {
                 .catch(() => {});
         }
         err.message +=
-            `\n--- switchboard log (test "${name}" failed; full copy in test-artifacts/) ---\n${tail(serverLog)}` +
-            `\n--- page console output ---\n${tail(consoleLog)}`;
+            `\n--- switchboard log (test "${name}" failed; full copy in test-artifacts/) ---\n${tail(serverLog, 300)}` +
+            `\n--- page console output ---\n${tail(consoleLog, 300)}`;
         throw err;
     } finally {
         for (const p of pages) await p.context.close().catch(() => {});

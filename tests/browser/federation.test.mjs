@@ -23,6 +23,7 @@ import { chromium } from "playwright-core";
 
 import { bundle } from "./build.mjs";
 import { buildSwitchboard, repoRoot, startStaticServer, startSwitchboard, waitUntil } from "./server.mjs";
+import { browserArgs, localpart, tail } from "./app.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const chromiumPath = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
@@ -34,17 +35,6 @@ const STEP_MS = 30_000; // one signalling step: sync, invite, join, ring
 const CONNECT_MS = 45_000; // answer → both calls connected
 const MEDIA_MS = 30_000; // connected → video frames decoded and rising
 
-const browserArgs = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-];
 
 let bin;
 let binDir;
@@ -53,17 +43,7 @@ let cfgDir;
 let site;
 let browser;
 
-/** A unique, valid Matrix localpart for this run. */
-function localpart(name) {
-    return `${name}-${process.pid}-${Date.now().toString(36)}`;
-}
 
-/** Keeps the last max lines of text. */
-function tail(text, max = 200) {
-    const lines = text.split("\n");
-    if (lines.length <= max) return text;
-    return `[... ${lines.length - max} earlier lines in the artifacts folder ...]\n${lines.slice(-max).join("\n")}`;
-}
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 function freePort() {
