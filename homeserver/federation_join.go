@@ -110,9 +110,21 @@ func (f *federation) makeJoin(c echo.Context) error {
 	if vers := c.QueryParams()["ver"]; !slices.Contains(vers, room.Version) {
 		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %s is not in your supported versions", room.Version).withExtra("room_version", room.Version)
 	}
-	content, _ := json.Marshal(map[string]string{"membership": "join"})
+	proto, err := f.membershipTemplate(ctx, roomID, userID, spec.Join)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"event": proto, "room_version": room.Version})
+}
+
+// membershipTemplate is the make_join / make_leave answer: the unsigned
+// m.room.member event (prev and auth events filled in) that userID's
+// server signs and sends back, after checking that it would pass the auth
+// rules now.
+func (f *federation) membershipTemplate(ctx context.Context, roomID, userID, membership string) (*gomatrixserverlib.ProtoEvent, error) {
+	content, _ := json.Marshal(map[string]string{"membership": membership})
 	var proto *gomatrixserverlib.ProtoEvent
-	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+	err := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		w, err := f.s.openRoom(ctx, tx, roomID)
 		if err != nil {
 			return err
@@ -124,10 +136,7 @@ func (f *federation) makeJoin(c echo.Context) error {
 		proto, _, err = w.protoFor(ctx, ne)
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]any{"event": proto, "room_version": room.Version})
+	return proto, err
 }
 
 // withExtra adds a field to the error body.

@@ -242,20 +242,7 @@ func (f *federation) makeLeave(c echo.Context) error {
 	if err != nil {
 		return errNotFound("Unknown room %s", roomID)
 	}
-	content, _ := json.Marshal(map[string]string{"membership": "leave"})
-	var proto *gomatrixserverlib.ProtoEvent
-	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		w, err := f.s.openRoom(ctx, tx, roomID)
-		if err != nil {
-			return err
-		}
-		ne := newEvent{Sender: userID, Type: spec.MRoomMember, StateKey: &userID, Content: content}
-		if _, err := w.buildSigned(ctx, ne); err != nil {
-			return err
-		}
-		proto, _, err = w.protoFor(ctx, ne)
-		return err
-	})
+	proto, err := f.membershipTemplate(ctx, roomID, userID, spec.Leave)
 	if err != nil {
 		return err
 	}

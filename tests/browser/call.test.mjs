@@ -22,6 +22,7 @@ import { chromium } from "playwright-core";
 import { bundle } from "./build.mjs";
 import { buildSwitchboard, repoRoot, startStaticServer, startSwitchboard, waitUntil } from "./server.mjs";
 import { browserArgs, localpart, tail } from "./app.mjs";
+import { assertRelayOnly, openSdkPage, stats, waitCall, waitDecoding } from "./sdkpage.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const chromiumPath = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
@@ -47,71 +48,8 @@ let browser;
  * output and uncaught errors into log (shared by the pages of a test, in
  * arrival order).
  */
-async function openPage(label, log) {
-    const context = await browser.newContext({ viewport: { width: 720, height: 420 } });
-    const page = await context.newPage();
-    const stamp = () => new Date().toISOString().slice(11, 23);
-    page.on("console", (m) => log.push(`${stamp()} [${label}] ${m.type()}: ${m.text()}`));
-    page.on("pageerror", (err) => log.push(`${stamp()} [${label}] pageerror: ${err.stack ?? err}`));
-    page.on("crash", () => log.push(`${stamp()} [${label}] page crashed`));
-    await page.goto(`${site.url}/`);
-    await page.waitForFunction(() => window.sbReady === true, null, { timeout: STEP_MS });
-    return { label, context, page };
-}
-
-/**
- * Runs body with a fresh server (extraArgs) and two pages, A and B. On
- * failure the server's log and both pages' console output are written to
- * test-artifacts/ and their tails appended to the error.
- */
-async function withCall(name, extraArgs, body) {
-    const server = await startSwitchboard(bin, { extraArgs });
-    const pages = [];
-    const log = [];
-    try {
-        pages.push(await openPage("A", log), await openPage("B", log));
-        await body(server, pages[0], pages[1]);
-    } catch (err) {
-        const serverLog = server.log();
-        const consoleLog = log.join("\n");
-        await mkdir(artifacts, { recursive: true });
-        await writeFile(path.join(artifacts, `browser-${name}-server.log`), serverLog);
-        await writeFile(path.join(artifacts, `browser-${name}-console.log`), consoleLog);
-        for (const p of pages) {
-            await p.page
-                .screenshot({ path: path.join(artifacts, `browser-${name}-${p.label}-failed.png`), timeout: 5000 })
-                .catch(() => {});
-        }
-        err.message +=
-            `\n--- switchboard log (test "${name}" failed; full copy in test-artifacts/) ---\n${tail(serverLog, 300)}` +
-            `\n--- page console output ---\n${tail(consoleLog, 300)}`;
-        throw err;
-    } finally {
-        for (const p of pages) await p.context.close().catch(() => {});
-        await server.stop();
-    }
-}
-
-/** sb.info() of a page. */
-function info(p) {
-    return p.page.evaluate(() => window.sb.info());
-}
-
-/** sb.stats() of a page. */
-function stats(p) {
-    return p.page.evaluate(() => window.sb.stats());
-}
-
-/** Polls p's call until pred(info) holds; fails early if the call ended. */
-function waitCall(p, what, ms, pred, { endedIsFailure = true } = {}) {
-    return waitUntil(`${p.label}: ${what}`, ms, async () => {
-        const i = await info(p);
-        if (pred(i)) return i;
-        if (endedIsFailure && i.state === "ended") {
-            throw new Error(`${p.label}: call ended while waiting for ${what}: ${JSON.stringify(i)}`);
-        }
-        return undefined;
-    });
+function openPage(label, log) {
+    return openSdkPage(browser, site.url, label, log, STEP_MS);
 }
 
 /**
@@ -199,40 +137,15 @@ describe("1:1 Matrix video call in Chromium through switchboard's TURN relay", (
             const connectedAt = Date.now();
 
             // framesDecoded must be non-zero and then rise on both pages.
-            const firstFrames = {};
-            const decoding = {};
-            for (const p of [a, b]) {
-                const s1 = await waitUntil(`${p.label}: video frames decoded`, MEDIA_MS, async () => {
-                    const s = await stats(p);
-                    return s && s.framesDecoded > 0 ? s : undefined;
-                });
-                firstFrames[p.label] = s1.framesDecoded;
-                decoding[p.label] = await waitUntil(`${p.label}: framesDecoded rising past ${s1.framesDecoded}`, MEDIA_MS, async () => {
-                    const s = await stats(p);
-                    return s && s.framesDecoded > s1.framesDecoded ? s : undefined;
-                });
-            }
+            const { firstFrames, decoding } = await waitDecoding([a, b], MEDIA_MS);
 
             const framesAt = Date.now();
 
             // Relay only: the selected pair's local candidate is a relayed
             // address from our TURN server, and so is the remote one.
             for (const p of [a, b]) {
-                const s = decoding[p.label];
-                const pair = s.selectedPair;
-                assert.ok(pair, `${p.label}: no selected candidate pair: ${JSON.stringify(s)}`);
-                assert.equal(pair.local?.candidateType, "relay", `${p.label}: local candidate of the selected pair: ${JSON.stringify(pair)}`);
-                assert.equal(pair.remote?.candidateType, "relay", `${p.label}: remote candidate of the selected pair: ${JSON.stringify(pair)}`);
+                const pair = assertRelayOnly(p, decoding[p.label], server.addrs);
                 assert.equal(pair.local.address, "127.0.0.1", `${p.label}: relayed address is not --turn-relay-ip`);
-                assert.ok(
-                    s.localCandidates.every((c) => c.startsWith("relay ")),
-                    `${p.label}: forceTURN gathered non-relay candidates: ${JSON.stringify(s.localCandidates)}`,
-                );
-                if (pair.local.url) {
-                    const port = pair.local.url.match(/:(\d+)(\?|$)/)?.[1];
-                    const ours = [server.addrs.turn_udp, server.addrs.turn_tcp, server.addrs.turn_tls].filter(Boolean).map((x) => x.split(":").pop());
-                    assert.ok(ours.includes(port), `${p.label}: relay candidate from ${pair.local.url}, not our TURN ports ${ours}`);
-                }
             }
 
             // The relay's own counters saw the media, to peers and to clients.

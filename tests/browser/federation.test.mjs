@@ -24,6 +24,7 @@ import { chromium } from "playwright-core";
 import { bundle } from "./build.mjs";
 import { buildSwitchboard, repoRoot, startStaticServer, startSwitchboard, waitUntil } from "./server.mjs";
 import { browserArgs, localpart, tail } from "./app.mjs";
+import { assertRelayOnly, openSdkPage, waitCall, waitDecoding } from "./sdkpage.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const chromiumPath = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
@@ -92,38 +93,8 @@ async function startFederating(label) {
 }
 
 /** Opens the test page in a fresh browser context, logging into log. */
-async function openPage(label, log) {
-    const context = await browser.newContext({ viewport: { width: 720, height: 420 } });
-    const page = await context.newPage();
-    const stamp = () => new Date().toISOString().slice(11, 23);
-    page.on("console", (m) => log.push(`${stamp()} [${label}] ${m.type()}: ${m.text()}`));
-    page.on("pageerror", (err) => log.push(`${stamp()} [${label}] pageerror: ${err.stack ?? err}`));
-    page.on("crash", () => log.push(`${stamp()} [${label}] page crashed`));
-    await page.goto(`${site.url}/`);
-    await page.waitForFunction(() => window.sbReady === true, null, { timeout: STEP_MS });
-    return { label, context, page };
-}
-
-/** sb.info() of a page. */
-function info(p) {
-    return p.page.evaluate(() => window.sb.info());
-}
-
-/** sb.stats() of a page. */
-function stats(p) {
-    return p.page.evaluate(() => window.sb.stats());
-}
-
-/** Polls p's call until pred(info) holds; fails early if the call ended. */
-function waitCall(p, what, ms, pred, { endedIsFailure = true } = {}) {
-    return waitUntil(`${p.label}: ${what}`, ms, async () => {
-        const i = await info(p);
-        if (pred(i)) return i;
-        if (endedIsFailure && i.state === "ended") {
-            throw new Error(`${p.label}: call ended while waiting for ${what}: ${JSON.stringify(i)}`);
-        }
-        return undefined;
-    });
+function openPage(label, log) {
+    return openSdkPage(browser, site.url, label, log, STEP_MS);
 }
 
 before(async () => {
@@ -228,39 +199,13 @@ describe("1:1 Matrix video call in Chromium between two federated switchboard se
             const connectedAt = Date.now();
 
             // framesDecoded must be non-zero and then rise on both pages.
-            const firstFrames = {};
-            const decoding = {};
-            for (const p of [a, b]) {
-                const s1f = await waitUntil(`${p.label}: video frames decoded`, MEDIA_MS, async () => {
-                    const s = await stats(p);
-                    return s && s.framesDecoded > 0 ? s : undefined;
-                });
-                firstFrames[p.label] = s1f.framesDecoded;
-                decoding[p.label] = await waitUntil(`${p.label}: framesDecoded rising past ${s1f.framesDecoded}`, MEDIA_MS, async () => {
-                    const s = await stats(p);
-                    return s && s.framesDecoded > s1f.framesDecoded ? s : undefined;
-                });
-            }
+            const { firstFrames, decoding } = await waitDecoding([a, b], MEDIA_MS);
             const framesAt = Date.now();
 
             // Relay only, and each side's local relay candidate comes from
             // its own server's TURN ports.
             for (const p of [a, b]) {
-                const s = decoding[p.label];
-                const pair = s.selectedPair;
-                assert.ok(pair, `${p.label}: no selected candidate pair: ${JSON.stringify(s)}`);
-                assert.equal(pair.local?.candidateType, "relay", `${p.label}: local candidate of the selected pair: ${JSON.stringify(pair)}`);
-                assert.equal(pair.remote?.candidateType, "relay", `${p.label}: remote candidate of the selected pair: ${JSON.stringify(pair)}`);
-                assert.ok(
-                    s.localCandidates.every((c) => c.startsWith("relay ")),
-                    `${p.label}: forceTURN gathered non-relay candidates: ${JSON.stringify(s.localCandidates)}`,
-                );
-                if (pair.local.url) {
-                    const port = pair.local.url.match(/:(\d+)(\?|$)/)?.[1];
-                    const a_ = home.get(p).addrs;
-                    const ours = [a_.turn_udp, a_.turn_tcp, a_.turn_tls].filter(Boolean).map((x) => x.split(":").pop());
-                    assert.ok(ours.includes(port), `${p.label}: relay candidate from ${pair.local.url}, not its own server's TURN ports ${ours}`);
-                }
+                assertRelayOnly(p, decoding[p.label], home.get(p).addrs, "its own server's");
             }
 
             // Both relays carried media, to peers and to clients.
