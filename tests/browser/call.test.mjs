@@ -53,6 +53,39 @@ function openPage(label, log) {
 }
 
 /**
+ * Runs body with a fresh server (extraArgs) and two pages, A and B. On
+ * failure the server's log and both pages' console output are written to
+ * test-artifacts/ and their tails appended to the error.
+ */
+async function withCall(name, extraArgs, body) {
+    const server = await startSwitchboard(bin, { extraArgs });
+    const pages = [];
+    const log = [];
+    try {
+        pages.push(await openPage("A", log), await openPage("B", log));
+        await body(server, pages[0], pages[1]);
+    } catch (err) {
+        const serverLog = server.log();
+        const consoleLog = log.join("\n");
+        await mkdir(artifacts, { recursive: true });
+        await writeFile(path.join(artifacts, `browser-${name}-server.log`), serverLog);
+        await writeFile(path.join(artifacts, `browser-${name}-console.log`), consoleLog);
+        for (const p of pages) {
+            await p.page
+                .screenshot({ path: path.join(artifacts, `browser-${name}-${p.label}-failed.png`), timeout: 5000 })
+                .catch(() => {});
+        }
+        err.message +=
+            `\n--- switchboard log (test "${name}" failed; full copy in test-artifacts/) ---\n${tail(serverLog, 300)}` +
+            `\n--- page console output ---\n${tail(consoleLog, 300)}`;
+        throw err;
+    } finally {
+        for (const p of pages) await p.context.close().catch(() => {});
+        await server.stop();
+    }
+}
+
+/**
  * Registers both users, checks that each got our TURN URIs from
  * /voip/turnServer, makes a DM room A → B with B joined as both see it,
  * places A's video call and has B answer it. Returns the room id.
