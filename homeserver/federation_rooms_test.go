@@ -87,7 +87,21 @@ func joinAcross(t *testing.T, ctx context.Context, alice, bob *mautrix.Client, b
 	if _, err := alice.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
 		t.Fatalf("remote invite: %v", err)
 	}
-	bobSync.until(func(r *mautrix.RespSync) bool { _, ok := r.Rooms.Invite[room.RoomID]; return ok })
+	// The invite shows the room's name, which only the inviting server's
+	// invite_room_state carries to b.
+	bobSync.until(func(r *mautrix.RespSync) bool {
+		ir, ok := r.Rooms.Invite[room.RoomID]
+		if !ok {
+			return false
+		}
+		for _, ev := range ir.State.Events {
+			if ev.Type == event.StateRoomName && ev.Content.Raw["name"] == "Across" {
+				return true
+			}
+		}
+		t.Fatalf("invite to %s without the room name: %d stripped events", room.RoomID, len(ir.State.Events))
+		return false
+	})
 	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
 		t.Fatalf("remote join: %v", err)
 	}
@@ -266,7 +280,21 @@ func TestFederationRejectInvite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bobSync.until(func(r *mautrix.RespSync) bool { _, ok := r.Rooms.Invite[room.RoomID]; return ok })
+	// The invite shows the room's name, which only the inviting server's
+	// invite_room_state carries to b.
+	bobSync.until(func(r *mautrix.RespSync) bool {
+		ir, ok := r.Rooms.Invite[room.RoomID]
+		if !ok {
+			return false
+		}
+		for _, ev := range ir.State.Events {
+			if ev.Type == event.StateRoomName && ev.Content.Raw["name"] == "Across" {
+				return true
+			}
+		}
+		t.Fatalf("invite to %s without the room name: %d stripped events", room.RoomID, len(ir.State.Events))
+		return false
+	})
 	if _, err := bob.LeaveRoom(ctx, room.RoomID); err != nil {
 		t.Fatalf("reject: %v", err)
 	}

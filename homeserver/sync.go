@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -573,6 +574,7 @@ func (s *Server) syncInvitedRoom(ctx context.Context, roomID string) (*invitedRo
 	}
 	ir := &invitedRoom{}
 	ir.InviteState.Events = []strippedEvent{}
+	var remote []json.RawMessage
 	for _, e := range state {
 		keep := e.Type == spec.MRoomMember
 		for _, t := range strippedStateTypes {
@@ -586,6 +588,32 @@ func (s *Server) syncInvitedRoom(ctx context.Context, roomID string) (*invitedRo
 		}
 		ir.InviteState.Events = append(ir.InviteState.Events, strippedEvent{
 			Content: contentOf(e), Sender: e.Sender, StateKey: *e.StateKey, Type: e.Type})
+		if e.Type == spec.MRoomMember && len(e.UnsignedExtra) > 0 {
+			remote = append(remote, e.UnsignedExtra)
+		}
+	}
+	// An invite from another server carries the room's stripped state,
+	// which we have no other copy of (spec: Server-Server API, "PUT
+	// /invite": invite_room_state). What we hold ourselves wins.
+	for _, extra := range remote {
+		var u struct {
+			InviteRoomState []strippedEvent `json:"invite_room_state"`
+		}
+		if json.Unmarshal(extra, &u) != nil {
+			continue
+		}
+		for _, se := range u.InviteRoomState {
+			if se.Type == "" || !slices.Contains(strippedStateTypes, se.Type) && se.Type != spec.MRoomMember || len(se.Content) == 0 {
+				continue
+			}
+			dup := false
+			for _, have := range ir.InviteState.Events {
+				dup = dup || have.Type == se.Type && have.StateKey == se.StateKey
+			}
+			if !dup {
+				ir.InviteState.Events = append(ir.InviteState.Events, se)
+			}
+		}
 	}
 	return ir, nil
 }
