@@ -126,6 +126,10 @@ func (f *federation) receiveEDU(ctx context.Context, origin string, edu gomatrix
 		f.s.typing.Set(t.RoomID, t.UserID, t.Typing, 30*time.Second)
 	case spec.MReceipt:
 		f.receiveReceipts(ctx, origin, json.RawMessage(edu.Content))
+	case eduDeviceListUpdate, eduSigningKeyUpdate:
+		f.receiveDeviceListEDU(ctx, origin, edu)
+	case eduPresence:
+		f.receivePresenceEDU(ctx, origin, edu.Content)
 	default:
 		f.log.Debug("EDU ignored", "origin", origin, "type", edu.Type)
 	}

@@ -96,6 +96,8 @@ func (s *Server) routes(e *echo.Echo) {
 	a.authed(http.MethodPost, "/rooms/:roomId/receipt/:receiptType/:eventId", s.postReceipt)
 	a.authed(http.MethodPost, "/rooms/:roomId/read_markers", s.postReadMarkers)
 	a.authed(http.MethodPut, "/sendToDevice/:type/:txnId", s.sendToDevice)
+	a.authed(http.MethodGet, "/presence/:userId/status", s.getPresence)
+	a.authed(http.MethodPut, "/presence/:userId/status", s.putPresence)
 	a.authed(http.MethodGet, "/user/:userId/account_data/:type", s.getAccountData)
 	a.authed(http.MethodPut, "/user/:userId/account_data/:type", s.putAccountData)
 	a.authed(http.MethodGet, "/user/:userId/rooms/:roomId/account_data/:type", s.getAccountData)

@@ -81,6 +81,9 @@ func (s *Server) sync(c echo.Context) error {
 	if err := s.loadSyncFilter(ctx, d.UserID, c.QueryParam("filter"), &req.filter); err != nil {
 		return err
 	}
+	if err := s.syncSetPresence(ctx, d.UserID, c.QueryParam("set_presence")); err != nil {
+		return err
+	}
 	s.metrics.syncRequests.Inc()
 	var timer <-chan time.Time
 	if req.since != nil && timeout > 0 {
@@ -227,7 +230,7 @@ func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64, me
 		}
 	}
 	initial := req.since == nil
-	next := syncToken{pos: upto, typing: s.typing.Serial(), toDevice: since.toDevice}
+	next := syncToken{pos: upto, typing: s.typing.Serial(), toDevice: since.toDevice, presence: s.presenceSerial(ctx)}
 	resp := &syncResponse{
 		Rooms:       syncRooms{Join: map[string]*joinedRoom{}, Invite: map[string]*invitedRoom{}, Leave: map[string]*leftRoom{}},
 		AccountData: eventList{Events: []any{}},
@@ -357,6 +360,14 @@ func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64, me
 			resp.DeviceLists = dl
 			empty = false
 		}
+	}
+	// Presence of the users sharing a room with us (spec: Client-Server
+	// API, "Presence").
+	if pe, err := s.syncPresence(ctx, req.UserID, since.presence); err != nil {
+		return nil, false, err
+	} else if len(pe) > 0 {
+		resp.Presence.Events = pe
+		empty = false
 	}
 	if err := s.keyCounts(ctx, req, resp); err != nil {
 		return nil, false, err

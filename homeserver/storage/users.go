@@ -167,8 +167,22 @@ func (tx *Tx) addDeviceListChange(ctx context.Context, userID string) error {
 	if _, err := tx.exec(ctx, `INSERT INTO device_list_changes (pos, user_id) VALUES ($1, $2)`, pos, userID); err != nil {
 		return fmt.Errorf("storage: device list change: %w", err)
 	}
-	tx.touch(userID, KeyDeviceLists)
+	tx.touch(userID, KeyDeviceLists, KeyUserDevices(userID))
 	return tx.touchUserRooms(ctx, userID)
+}
+
+// KeyUserDevices names one user's device list: the federation sender
+// hears of a local user's change through it (m.device_list_update).
+func KeyUserDevices(userID string) string { return KeyUserDevicesPrefix + userID }
+
+// KeyUserDevicesPrefix starts every KeyUserDevices key.
+const KeyUserDevicesPrefix = "dl|"
+
+// RecordDeviceListChange records that a remote user's device list
+// changed, as their server told us (m.device_list_update): /sync lists
+// them in device_lists.changed for the users sharing a room with them.
+func (db *DB) RecordDeviceListChange(ctx context.Context, userID string) error {
+	return db.WriteTx(ctx, func(tx *Tx) error { return tx.addDeviceListChange(ctx, userID) })
 }
 
 func scanStrings(rows *sql.Rows) ([]string, error) {
