@@ -32,6 +32,8 @@ type federation struct {
 	keyRing gomatrixserverlib.JSONVerifier
 	echo    *echo.Echo
 	queue   *outQueue
+	// devLists announces local device list changes (federation_edu.go).
+	devLists *deviceListSender
 }
 
 func (c *FederationConfig) validate() error {
@@ -66,11 +68,12 @@ func newFederation(s *Server) (*federation, error) {
 		KeyID:      gomatrixserverlib.KeyID(s.cfg.KeyID),
 		PrivateKey: s.cfg.SigningKey,
 	}}, fclient.WithTransport(f.tr), fclient.WithTimeout(60*time.Second))
-	f.keys = newKeyStore()
+	f.keys = newKeyStore(s.db, spec.ServerName(s.cfg.ServerName), s.cfg.Now, f.log)
 	f.fetcher = &directKeyFetcher{f: f, client: f.client, store: f.keys}
 	f.keyRing = &gomatrixserverlib.KeyRing{KeyFetchers: []gomatrixserverlib.KeyFetcher{f.fetcher}, KeyDatabase: f.keys}
 	f.echo = f.newRouter()
 	f.queue = newOutQueue(f)
+	f.devLists = newDeviceListSender(f)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := f.queue.start(ctx); err != nil {
@@ -86,6 +89,7 @@ func (f *federation) committed(keys []string) {
 	if f == nil {
 		return
 	}
+	f.devLists.committed(keys)
 	for _, k := range keys {
 		if strings.HasPrefix(k, "!") {
 			f.queue.kickScan()
@@ -99,6 +103,7 @@ func (f *federation) close() {
 	if f == nil {
 		return
 	}
+	f.devLists.close()
 	f.queue.close()
 	f.tr.closeIdle()
 }

@@ -27,6 +27,7 @@ type Server struct {
 	echo     *echo.Echo
 	notifier Notifier
 	typing   *typingTracker
+	presence *presenceTracker
 	inbox    serviceInbox
 	// statePDUs caches parsed state events for auth checks.
 	statePDUs pduCache
@@ -74,6 +75,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	notifier.start(max)
 	s.notifier = notifier
 	s.typing = newTypingTracker(cfg.Now, s.notifier)
+	s.presence = newPresenceTracker(cfg.Now)
 	if !cfg.RateLimit.Disabled {
 		s.sendLimit = newLimiter(cfg.RateLimit.SendPerSecond, cfg.RateLimit.SendBurst, cfg.Now)
 		s.loginLimit = newLimiter(cfg.RateLimit.LoginPerSecond, cfg.RateLimit.LoginBurst, cfg.Now)
