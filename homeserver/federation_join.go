@@ -189,15 +189,14 @@ func (f *federation) sendMembership(c echo.Context, membership string) error {
 	if err := checkMembershipPDU(cp.pdu, eventID, membership, origin); err != nil {
 		return err
 	}
-	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		_, err := f.appendRemote(ctx, tx, cp)
-		return err
-	})
-	if err != nil {
+	if err := f.storeChecked(ctx, cp); err != nil {
 		if errors.Is(err, ErrBadPDU) {
 			return errForbidden("%v", err)
 		}
 		return err
+	}
+	if v, err := f.s.db.EventVerdict(ctx, eventID); err == nil {
+		return errForbidden("the %s is not allowed by the room's current state: %s", membership, v.Reason)
 	}
 	// Relay to the other servers in the room: the joining server only
 	// knows us (spec: "the resident server ... sends the event to the

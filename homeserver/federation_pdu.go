@@ -108,6 +108,9 @@ func (f *federation) receivePDU(ctx context.Context, origin string, raw []byte, 
 	if _, err := f.s.db.Event(ctx, id); err == nil {
 		return id, nil
 	}
+	if v, err := f.s.db.EventVerdict(ctx, id); err == nil && v.Verdict == storage.VerdictRejected {
+		return id, fmt.Errorf("%w: rejected before: %s", ErrBadPDU, v.Reason)
+	}
 	prevs := cp.pdu.PrevEventIDs()
 	known, err := f.s.db.Events(ctx, prevs)
 	if err != nil {
@@ -161,10 +164,36 @@ func (f *federation) fetchMissing(ctx context.Context, origin string, cp *checke
 // state before it, and stores it, all inside one write so that local
 // sends and other inbound events see a consistent frontier.
 func (f *federation) storeChecked(ctx context.Context, cp *checkedPDU) error {
-	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+	err := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		_, err := f.appendRemote(ctx, tx, cp)
 		return err
 	})
+	var rej *rejection
+	if errors.As(err, &rej) {
+		// Remembered so that events citing it are refused too, and a
+		// resend is answered without the work.
+		werr := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+			return tx.RecordVerdict(ctx, storage.Verdict{EventID: cp.pdu.EventID(), RoomID: cp.room.RoomID,
+				Verdict: storage.VerdictRejected, Reason: rej.Error(), ReceivedTS: f.s.nowMS()})
+		})
+		if werr != nil {
+			f.log.Warn("recording a rejected event failed", "event_id", cp.pdu.EventID(), "err", werr)
+		}
+	}
+	return err
+}
+
+// rejection is an authorization failure of an event whose hash and
+// signatures are good (spec: Server-Server API, "Rejection"): unlike a
+// forgery it is recorded, and events that cite it as an auth event are
+// rejected in turn.
+type rejection struct{ err error }
+
+func (r *rejection) Error() string { return r.err.Error() }
+func (r *rejection) Unwrap() error { return r.err }
+
+func reject(format string, args ...any) error {
+	return &rejection{fmt.Errorf("%w: "+format, append([]any{ErrBadPDU}, args...)...)}
 }
 
 // pduLoader loads stored events as PDUs inside a write.
@@ -325,8 +354,13 @@ func (f *federation) appendRemote(ctx context.Context, tx *storage.Tx, cp *check
 		return 0, err
 	}
 	l := &pduLoader{f: f, tx: tx, ver: cp.ver, m: make(map[string]gomatrixserverlib.PDU)}
-	// 4. Auth events: all known, and they allow the event.
+	// 4. Auth events: all known and not rejected, and they allow the event.
 	authIDs := pdu.AuthEventIDs()
+	for _, a := range authIDs {
+		if v, err := tx.EventVerdict(ctx, a); err == nil && v.Verdict == storage.VerdictRejected {
+			return 0, reject("auth event %s was rejected", a)
+		}
+	}
 	authPDUs, err := l.load(ctx, authIDs)
 	if err != nil {
 		return 0, err
@@ -336,10 +370,10 @@ func (f *federation) appendRemote(ctx context.Context, tx *storage.Tx, cp *check
 	}
 	provider, err := gomatrixserverlib.NewAuthEvents(authPDUs)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrBadPDU, err)
+		return 0, reject("%v", err)
 	}
 	if err := gomatrixserverlib.Allowed(pdu, provider, userIDForSender); err != nil {
-		return 0, fmt.Errorf("%w: auth events refuse it: %v", ErrBadPDU, err)
+		return 0, reject("auth events refuse it: %v", err)
 	}
 	// 5. State before the event.
 	prevIDs := pdu.PrevEventIDs()
@@ -377,7 +411,26 @@ func (f *federation) appendRemote(ctx context.Context, tx *storage.Tx, cp *check
 		return 0, fmt.Errorf("state resolution: %w", err)
 	}
 	if err := l.authAgainst(ctx, pdu, before); err != nil {
-		return 0, fmt.Errorf("%w: state before it refuses it: %v", ErrBadPDU, err)
+		return 0, reject("state before it refuses it: %v", err)
+	}
+	// 6. Soft failure: the event must also pass against the room's current
+	// state (resolved with the state before it when they differ), else it
+	// is kept out of the timeline, the frontier and the current state; a
+	// user banned here cannot keep talking through a server that has not
+	// heard of the ban (spec: Server-Server API, "Soft failure").
+	if !sameStateMap(before, current) {
+		now, err := l.resolve(ctx, []storage.StateMap{current, before})
+		if err != nil {
+			return 0, fmt.Errorf("state resolution: %w", err)
+		}
+		if err := l.authAgainst(ctx, pdu, now); err != nil {
+			f.log.Info("inbound PDU soft-failed", "event_id", id, "room_id", room.RoomID, "err", err)
+			if err := tx.StoreOutlier(ctx, eventRow(pdu, f.s.nowMS())); err != nil {
+				return 0, err
+			}
+			return 0, tx.RecordVerdict(ctx, storage.Verdict{EventID: id, RoomID: room.RoomID,
+				Verdict: storage.VerdictSoftFailed, Reason: err.Error(), ReceivedTS: f.s.nowMS()})
+		}
 	}
 	after := before
 	if sk := pdu.StateKey(); sk != nil {

@@ -1,0 +1,54 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Event verdicts.
+const (
+	VerdictRejected   = "rejected"
+	VerdictSoftFailed = "soft_failed"
+)
+
+// Verdict is why a federated event was refused or soft-failed.
+type Verdict struct {
+	EventID, RoomID, Verdict, Reason string
+	ReceivedTS                       int64
+}
+
+// RecordVerdict stores a verdict in the running write; a verdict already
+// recorded for the event is kept.
+func (tx *Tx) RecordVerdict(ctx context.Context, v Verdict) error {
+	_, err := tx.exec(ctx, `INSERT INTO event_verdicts (event_id, room_id, verdict, reason, received_ts) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (event_id) DO NOTHING`, v.EventID, v.RoomID, v.Verdict, v.Reason, v.ReceivedTS)
+	if err != nil {
+		return fmt.Errorf("storage: record verdict: %w", err)
+	}
+	return nil
+}
+
+// EventVerdict returns the verdict on eventID, ErrNotFound if there is none.
+func (db *DB) EventVerdict(ctx context.Context, eventID string) (Verdict, error) {
+	return eventVerdict(ctx, db.r, eventID)
+}
+
+// EventVerdict reads a verdict inside a write.
+func (tx *Tx) EventVerdict(ctx context.Context, eventID string) (Verdict, error) {
+	return eventVerdict(ctx, tx, eventID)
+}
+
+func eventVerdict(ctx context.Context, q querier, eventID string) (Verdict, error) {
+	v := Verdict{EventID: eventID}
+	err := q.QueryRowContext(ctx, `SELECT room_id, verdict, reason, received_ts FROM event_verdicts WHERE event_id = $1`, eventID).
+		Scan(&v.RoomID, &v.Verdict, &v.Reason, &v.ReceivedTS)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Verdict{}, ErrNotFound
+	}
+	if err != nil {
+		return Verdict{}, fmt.Errorf("storage: event verdict: %w", err)
+	}
+	return v, nil
+}
