@@ -68,7 +68,7 @@ func newFederation(s *Server) (*federation, error) {
 		KeyID:      gomatrixserverlib.KeyID(s.cfg.KeyID),
 		PrivateKey: s.cfg.SigningKey,
 	}}, fclient.WithTransport(f.tr), fclient.WithTimeout(60*time.Second))
-	f.keys = newKeyStore()
+	f.keys = newKeyStore(s.db, spec.ServerName(s.cfg.ServerName), s.cfg.Now, f.log)
 	f.fetcher = &directKeyFetcher{f: f, client: f.client, store: f.keys}
 	f.keyRing = &gomatrixserverlib.KeyRing{KeyFetchers: []gomatrixserverlib.KeyFetcher{f.fetcher}, KeyDatabase: f.keys}
 	f.echo = f.newRouter()
