@@ -1,0 +1,220 @@
+package homeserver
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+)
+
+// TestFederationDeviceListUpdate: bob on B logs in a second device and
+// uploads its keys; B sends m.device_list_update EDUs, so alice's /sync on
+// A lists bob in device_lists.changed, and her /keys/query shows the new
+// device.
+func TestFederationDeviceListUpdate(t *testing.T) {
+	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
+		a, bb := startFedNode(t, b), startFedNode(t, b)
+		ctx := testCtx(t)
+		alice, bob := a.user(t, "alice"), bb.user(t, "bob")
+		aliceSync, bobSync := newFedSyncer(t, alice), newFedSyncer(t, bob)
+		joinAcross(t, ctx, alice, bob, bobSync)
+		// Bob's join itself lists him as changed (a new room member).
+		aliceSync.until(func(r *mautrix.RespSync) bool { return slices.Contains(r.DeviceLists.Changed, bob.UserID) })
+
+		second, err := mautrix.NewClient(bb.URL, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		login, err := second.Login(ctx, &mautrix.ReqLogin{Type: mautrix.AuthTypePassword,
+			Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: "bob"}, Password: "password", StoreCredentials: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := second.UploadKeys(ctx, &mautrix.ReqUploadKeys{DeviceKeys: &mautrix.DeviceKeys{
+			UserID: bob.UserID, DeviceID: login.DeviceID, Algorithms: []id.Algorithm{id.AlgorithmMegolmV1},
+			Keys: mautrix.KeyMap{id.NewDeviceKeyID(id.KeyAlgorithmEd25519, login.DeviceID): "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY"}}}); err != nil {
+			t.Fatal(err)
+		}
+		aliceSync.until(func(r *mautrix.RespSync) bool { return slices.Contains(r.DeviceLists.Changed, bob.UserID) })
+
+		keys, err := alice.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{bob.UserID: {}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dk, ok := keys.DeviceKeys[bob.UserID][login.DeviceID]
+		if !ok || dk.Keys[id.NewDeviceKeyID(id.KeyAlgorithmEd25519, login.DeviceID)] != "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY" {
+			t.Fatalf("alice's keys/query of bob: %+v", keys.DeviceKeys[bob.UserID])
+		}
+	})
+}
+
+// sendEDUs sends EDUs from node from to node to in one signed
+// transaction; the receiver applies them before it answers.
+func sendEDUs(t *testing.T, from, to *fedNode, edus ...gomatrixserverlib.EDU) {
+	t.Helper()
+	txn := gomatrixserverlib.Transaction{TransactionID: gomatrixserverlib.TransactionID(randomString(8)), Origin: spec.ServerName(from.name),
+		Destination: spec.ServerName(to.name), OriginServerTS: spec.AsTimestamp(time.Now()), PDUs: []json.RawMessage{}}
+	for _, e := range edus {
+		e.Origin, e.Destination = from.name, to.name
+		txn.EDUs = append(txn.EDUs, e)
+	}
+	if _, err := from.srv.fed.client.SendTransaction(context.Background(), txn); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+}
+
+func eduOf(t *testing.T, typ string, content any) gomatrixserverlib.EDU {
+	t.Helper()
+	c, err := json.Marshal(content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gomatrixserverlib.EDU{Type: typ, Content: c}
+}
+
+// TestFederationUserEDUsRefused: device list and presence EDUs about a
+// user of another server than the sender, or about a user sharing no room
+// with the receiver's users, or malformed, change nothing; the same EDUs
+// about a user who shares a room apply.
+func TestFederationUserEDUsRefused(t *testing.T) {
+	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
+		a, bb := startFedNode(t, b), startFedNode(t, b)
+		ctx := testCtx(t)
+		alice, bob := a.user(t, "alice"), bb.user(t, "bob")
+		carol := a.user(t, "carol") // on A, shares no room with anyone on B
+		bobSync := newFedSyncer(t, bob)
+		joinAcross(t, ctx, alice, bob, bobSync)
+		from, err := bb.srv.db.MaxPos(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		elsewhere := "@mallory:elsewhere.example"
+		dlu := func(user string) gomatrixserverlib.EDU {
+			return eduOf(t, eduDeviceListUpdate, map[string]any{"user_id": user, "device_id": "NEWDEV", "stream_id": 7, "prev_id": []int{}})
+		}
+		push := func(user string) gomatrixserverlib.EDU {
+			return eduOf(t, eduPresence, map[string]any{"push": []map[string]any{{"user_id": user, "presence": "online", "last_active_ago": 5}}})
+		}
+		sendEDUs(t, a, bb,
+			dlu(elsewhere), dlu(string(carol.UserID)), push(elsewhere), push(string(carol.UserID)),
+			eduOf(t, eduSigningKeyUpdate, map[string]any{"user_id": elsewhere}),
+			eduOf(t, eduDeviceListUpdate, map[string]any{"user_id": alice.UserID, "device_id": "X", "keys": "not an object"}),
+			eduOf(t, eduDeviceListUpdate, map[string]any{"user_id": alice.UserID, "stream_id": 1}),
+			eduOf(t, eduDeviceListUpdate, []int{1}),
+			eduOf(t, eduPresence, map[string]any{"push": []map[string]any{{"user_id": alice.UserID, "presence": "busy"}}}),
+			eduOf(t, eduPresence, map[string]any{"push": "no"}),
+		)
+		upto, err := bb.srv.db.MaxPos(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed, err := bb.srv.db.DeviceListChangesBetween(ctx, from, upto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changed) != 0 {
+			t.Fatalf("refused EDUs recorded device list changes of %v", changed)
+		}
+		for _, u := range []string{elsewhere, string(carol.UserID), string(alice.UserID)} {
+			if st, ok := bb.srv.presence.Get(u); ok {
+				t.Fatalf("refused EDUs recorded presence of %s: %+v", u, st)
+			}
+		}
+
+		// The same EDUs about alice, who shares a room with bob, apply.
+		sendEDUs(t, a, bb, dlu(string(alice.UserID)), push(string(alice.UserID)))
+		if upto, err = bb.srv.db.MaxPos(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if changed, err = bb.srv.db.DeviceListChangesBetween(ctx, from, upto); err != nil || !slices.Equal(changed, []string{string(alice.UserID)}) {
+			t.Fatalf("device list changes after alice's EDU: %v, %v", changed, err)
+		}
+		if st, ok := bb.srv.presence.Get(string(alice.UserID)); !ok || st.Presence != presenceOnline {
+			t.Fatalf("alice's presence on B: %+v, %v", st, ok)
+		}
+	})
+}
+
+// TestFederationPresence: alice on A sets herself unavailable with a
+// status message; bob on B sees it in /sync and GET .../status.
+func TestFederationPresence(t *testing.T) {
+	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
+		a, bb := startFedNode(t, b), startFedNode(t, b)
+		ctx := testCtx(t)
+		alice, bob := a.user(t, "alice"), bb.user(t, "bob")
+		bobSync := newFedSyncer(t, bob)
+		joinAcross(t, ctx, alice, bob, bobSync)
+		// A must know bob joined before it has anyone to tell.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if m, err := a.srv.db.Membership(ctx, string(firstRoom(t, ctx, bob)), string(bob.UserID)); err == nil && m == "join" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("bob's join did not reach A")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := alice.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceUnavailable, StatusMsg: "in a call"}); err != nil {
+			t.Fatal(err)
+		}
+		bobSync.until(func(r *mautrix.RespSync) bool {
+			p := presenceOf(r, alice.UserID)
+			return p != nil && p["presence"] == "unavailable" && p["status_msg"] == "in a call"
+		})
+		got, err := bob.GetPresence(ctx, alice.UserID)
+		if err != nil || got.Presence != event.PresenceUnavailable || got.StatusMsg != "in a call" {
+			t.Fatalf("bob's GET of alice's presence = %+v, %v", got, err)
+		}
+	})
+}
+
+// firstRoom returns the one room cli is joined to.
+func firstRoom(t *testing.T, ctx context.Context, cli *mautrix.Client) id.RoomID {
+	t.Helper()
+	rooms, err := cli.JoinedRooms(ctx)
+	if err != nil || len(rooms.JoinedRooms) != 1 {
+		t.Fatalf("joined rooms of %s: %+v, %v", cli.UserID, rooms, err)
+	}
+	return rooms.JoinedRooms[0]
+}
+
+// FuzzUserEDUs: the device list, signing key and presence EDU parsers
+// never panic, and what they accept is about a user of the origin.
+func FuzzUserEDUs(f *testing.F) {
+	for _, s := range []string{
+		`{"user_id":"@a:o","device_id":"D","stream_id":1,"prev_id":[],"keys":{"k":1}}`,
+		`{"user_id":"@a:x","device_id":"D"}`, `{"user_id":"@a:o","device_id":"","keys":"s"}`,
+		`{"push":[{"user_id":"@a:o","presence":"online","last_active_ago":3,"status_msg":"s"}]}`,
+		`{"push":[{"user_id":"@a:o","presence":"away"},{"user_id":"@b:x","presence":"offline"},7]}`,
+		`{"push":null}`, `[]`, `{"user_id":5}`, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	const origin = "o"
+	f.Fuzz(func(t *testing.T, content []byte) {
+		if u, err := parseDeviceListUpdate(origin, content); err == nil {
+			if serverOf(u.UserID) != origin || u.DeviceID == "" {
+				t.Fatalf("device list update accepted: %+v", u)
+			}
+		}
+		if u, err := parseSigningKeyUpdate(origin, content); err == nil && serverOf(u) != origin {
+			t.Fatalf("signing key update accepted for %q", u)
+		}
+		pushes, _ := parsePresenceEDU(origin, content)
+		for _, p := range pushes {
+			if serverOf(p.UserID) != origin || !validPresence(p.Presence) || p.LastActiveAgo < 0 {
+				t.Fatalf("presence push accepted: %+v", p)
+			}
+		}
+	})
+}
