@@ -45,6 +45,26 @@ func pduRoomID(raw []byte) (string, error) {
 // of the room wantRoom (when given), which we know; its content hash
 // matches; and the sender's server signed it.
 func (f *federation) checkPDU(ctx context.Context, raw []byte, wantRoom string) (*checkedPDU, error) {
+	return f.checkArrived(ctx, raw, wantRoom, arrivedPushed)
+}
+
+// arrival says how a PDU reached us.
+type arrival int
+
+const (
+	// arrivedPushed: sent by its origin (/send, send_join, send_leave):
+	// the origin's own new event, so a content hash mismatch is forgery.
+	arrivedPushed arrival = iota
+	// arrivedPulled: history we asked a server for (get_missing_events,
+	// /event, /state, /state_ids, /backfill). Servers serve redacted
+	// events in redacted form, so a content hash mismatch is not refused:
+	// the event is kept redacted, its signatures still checked (spec:
+	// Server-Server API, "Checks performed on receipt of a PDU", 3).
+	arrivedPulled
+)
+
+// checkArrived is checkPDU for a PDU that arrived how.
+func (f *federation) checkArrived(ctx context.Context, raw []byte, wantRoom string, how arrival) (*checkedPDU, error) {
 	if len(raw) > maxEventBytes {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrBadPDU, maxEventBytes)
 	}
@@ -65,13 +85,17 @@ func (f *federation) checkPDU(ctx context.Context, raw []byte, wantRoom string) 
 	if err != nil {
 		return nil, err
 	}
-	return f.checkPDUInVersion(ctx, raw, room, true)
+	return f.parsePDU(ctx, raw, room, true, how)
 }
 
 // checkPDUInVersion parses raw in room's version and checks its hash and,
 // with verifySigs, its signatures (an invite's, for instance, is checked
 // before the invitee's server signed it).
 func (f *federation) checkPDUInVersion(ctx context.Context, raw []byte, room storage.Room, verifySigs bool) (*checkedPDU, error) {
+	return f.parsePDU(ctx, raw, room, verifySigs, arrivedPushed)
+}
+
+func (f *federation) parsePDU(ctx context.Context, raw []byte, room storage.Room, verifySigs bool, how arrival) (*checkedPDU, error) {
 	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(room.Version))
 	if err != nil {
 		return nil, fmt.Errorf("%w: room version %q", ErrBadPDU, room.Version)
@@ -80,7 +104,7 @@ func (f *federation) checkPDUInVersion(ctx context.Context, raw []byte, room sto
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
 	}
-	if pdu.Redacted() {
+	if pdu.Redacted() && how == arrivedPushed {
 		// The library redacts an event whose content hash does not match.
 		return nil, fmt.Errorf("%w: content hash mismatch", ErrBadPDU)
 	}
@@ -96,11 +120,13 @@ func (f *federation) checkPDUInVersion(ctx context.Context, raw []byte, room sto
 	return &checkedPDU{pdu: pdu, room: room, ver: ver}, nil
 }
 
-// receivePDU checks a PDU and adds it to its room's timeline. Missing
-// prev events are first fetched from origin with get_missing_events when
-// fetchMissing is set. A PDU already stored is accepted again.
-func (f *federation) receivePDU(ctx context.Context, origin string, raw []byte, wantRoom string, fetchMissing bool) (string, error) {
-	cp, err := f.checkPDU(ctx, raw, wantRoom)
+// receivePDU checks a PDU and adds it to its room's timeline. When prev
+// events are missing and origin is known, a pushed PDU's gap is first
+// asked for with get_missing_events; prev events still missing then are
+// fetched with the state at them (fillPrevState). A PDU already stored
+// is accepted again.
+func (f *federation) receivePDU(ctx context.Context, origin string, raw []byte, wantRoom string, how arrival) (string, error) {
+	cp, err := f.checkArrived(ctx, raw, wantRoom, how)
 	if err != nil {
 		return "", err
 	}
@@ -111,15 +137,44 @@ func (f *federation) receivePDU(ctx context.Context, origin string, raw []byte, 
 	if v, err := f.s.db.EventVerdict(ctx, id); err == nil && v.Verdict == storage.VerdictRejected {
 		return id, fmt.Errorf("%w: rejected before: %s", ErrBadPDU, v.Reason)
 	}
-	prevs := cp.pdu.PrevEventIDs()
-	known, err := f.s.db.Events(ctx, prevs)
-	if err != nil {
-		return id, err
-	}
-	if len(known) < len(prevs) && fetchMissing && origin != "" {
-		f.fetchMissing(ctx, origin, cp)
+	if origin != "" {
+		missing, err := f.unknownEvents(ctx, cp.pdu.PrevEventIDs())
+		if err != nil {
+			return id, err
+		}
+		if len(missing) > 0 && how == arrivedPushed {
+			f.fetchMissing(ctx, origin, cp)
+			if missing, err = f.unknownEvents(ctx, missing); err != nil {
+				return id, err
+			}
+		}
+		for _, prev := range missing {
+			if err := f.fillPrevState(ctx, origin, cp, prev); err != nil {
+				f.log.Info("state at a missing prev event not obtained", "origin", origin, "event_id", prev, "err", err)
+				break
+			}
+		}
 	}
 	return id, f.storeChecked(ctx, cp)
+}
+
+// unknownEvents returns those of ids that are not stored.
+func (f *federation) unknownEvents(ctx context.Context, ids []string) ([]string, error) {
+	known, err := f.s.db.Events(ctx, ids)
+	if err != nil || len(known) == len(ids) {
+		return nil, err
+	}
+	have := make(map[string]bool, len(known))
+	for _, e := range known {
+		have[e.EventID] = true
+	}
+	var out []string
+	for _, id := range ids {
+		if !have[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // fetchMissing asks origin for the events between our frontier and cp
@@ -154,7 +209,7 @@ func (f *federation) fetchMissing(ctx context.Context, origin string, cp *checke
 	}
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].depth < evs[j].depth })
 	for _, e := range evs {
-		if _, err := f.receivePDU(ctx, origin, e.raw, room.RoomID, false); err != nil {
+		if _, err := f.receivePDU(ctx, origin, e.raw, room.RoomID, arrivedPulled); err != nil {
 			f.log.Info("missing event refused", "origin", origin, "room_id", room.RoomID, "err", err)
 		}
 	}
@@ -355,25 +410,8 @@ func (f *federation) appendRemote(ctx context.Context, tx *storage.Tx, cp *check
 	}
 	l := &pduLoader{f: f, tx: tx, ver: cp.ver, m: make(map[string]gomatrixserverlib.PDU)}
 	// 4. Auth events: all known and not rejected, and they allow the event.
-	authIDs := pdu.AuthEventIDs()
-	for _, a := range authIDs {
-		if v, err := tx.EventVerdict(ctx, a); err == nil && v.Verdict == storage.VerdictRejected {
-			return 0, reject("auth event %s was rejected", a)
-		}
-	}
-	authPDUs, err := l.load(ctx, authIDs)
-	if err != nil {
+	if err := l.allowedByOwnAuth(ctx, pdu); err != nil {
 		return 0, err
-	}
-	if len(authPDUs) != len(authIDs) {
-		return 0, fmt.Errorf("%w: unknown auth events", ErrBadPDU)
-	}
-	provider, err := gomatrixserverlib.NewAuthEvents(authPDUs)
-	if err != nil {
-		return 0, reject("%v", err)
-	}
-	if err := gomatrixserverlib.Allowed(pdu, provider, userIDForSender); err != nil {
-		return 0, reject("auth events refuse it: %v", err)
 	}
 	// 5. State before the event.
 	prevIDs := pdu.PrevEventIDs()
@@ -391,8 +429,9 @@ func (f *federation) appendRemote(ctx context.Context, tx *storage.Tx, cp *check
 	var sets []storage.StateMap
 	var beforeID int64
 	for _, p := range prevs {
-		if p.Outlier {
-			// Joined after this point: our best knowledge is current state.
+		if p.Outlier && p.SnapAfter == 0 {
+			// Known without its state (joined after this point, or soft
+			// failed): our best knowledge is the current state.
 			sets = append(sets, current)
 			continue
 		}
@@ -482,7 +521,93 @@ func (f *federation) appendRemote(ctx context.Context, tx *storage.Tx, cp *check
 			}
 		}
 	}
-	return tx.StoreRemoteEvent(ctx, storage.RemoteEvent{
+	pos, err := tx.StoreRemoteEvent(ctx, storage.RemoteEvent{
 		Event: ev, Before: before, BeforeID: beforeID, Current: newCurrent, Extremities: ext, Depth: pdu.Depth(), Memberships: memberships,
 	})
+	if err != nil {
+		return 0, err
+	}
+	return pos, f.applyRedactions(ctx, tx, l, pdu, before)
+}
+
+// applyRedactions redacts what a received event's arrival settles (spec:
+// Client-Server API, "Redactions", and the room versions' note that a
+// redaction is applied only once its target is known, and only if the
+// two senders share a server or the redacter has the redact power
+// level): the target of a redaction, or an earlier redaction's target
+// that arrived only now.
+func (f *federation) applyRedactions(ctx context.Context, tx *storage.Tx, l *pduLoader, pdu gomatrixserverlib.PDU, before storage.StateMap) error {
+	if pdu.Type() == spec.MRoomRedaction {
+		target, err := tx.Event(ctx, pdu.Redacts())
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil // applied when the target arrives
+		}
+		if err != nil || target.RoomID != pdu.RoomID().String() || target.RedactedBy != "" {
+			return err
+		}
+		return f.redactIfAllowed(ctx, tx, l, pdu, target, before)
+	}
+	redactions, err := tx.RedactionsOf(ctx, pdu.RoomID().String(), pdu.EventID())
+	if err != nil || len(redactions) == 0 {
+		return err
+	}
+	for _, r := range redactions {
+		rp, err := l.load(ctx, []string{r.EventID})
+		if err != nil || len(rp) == 0 || rp[0].Redacts() != pdu.EventID() {
+			continue
+		}
+		target, err := tx.Event(ctx, pdu.EventID())
+		if err != nil || target.RedactedBy != "" {
+			return err
+		}
+		st, err := tx.Snapshot(ctx, r.SnapBefore)
+		if err != nil {
+			return err
+		}
+		if err := f.redactIfAllowed(ctx, tx, l, rp[0], target, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// redactIfAllowed stores target's redacted form if redaction, judged by
+// the state before it, may redact it.
+func (f *federation) redactIfAllowed(ctx context.Context, tx *storage.Tx, l *pduLoader, redaction gomatrixserverlib.PDU, target storage.Event, state storage.StateMap) error {
+	if serverOf(string(redaction.SenderID())) != serverOf(target.Sender) {
+		level, err := l.powerLevels(ctx, state)
+		if err != nil {
+			return err
+		}
+		if level.UserLevel(redaction.SenderID()) < level.Redact {
+			f.log.Info("remote redaction not applied: no power to redact another server's event",
+				"redaction", redaction.EventID(), "target", target.EventID)
+			return nil
+		}
+	}
+	redacted, err := l.ver.RedactEventJSON(target.JSON)
+	if err != nil {
+		return err
+	}
+	delete(l.m, target.EventID)
+	f.s.statePDUs.drop(target.EventID)
+	return tx.Redact(ctx, target.EventID, redacted, redaction.EventID())
+}
+
+// powerLevels returns the power levels a state map holds, or the defaults
+// with the creator at 100 (spec: "m.room.power_levels", absent event).
+func (l *pduLoader) powerLevels(ctx context.Context, state storage.StateMap) (*gomatrixserverlib.PowerLevelContent, error) {
+	if id, ok := state[storage.StateKey{Type: spec.MRoomPowerLevels}]; ok {
+		if p, err := l.load(ctx, []string{id}); err == nil && len(p) == 1 {
+			return p[0].PowerLevels()
+		}
+	}
+	pl := gomatrixserverlib.PowerLevelContent{}
+	pl.Defaults()
+	if id, ok := state[storage.StateKey{Type: spec.MRoomCreate}]; ok {
+		if p, err := l.load(ctx, []string{id}); err == nil && len(p) == 1 {
+			pl.Users = map[string]int64{string(p[0].SenderID()): 100}
+		}
+	}
+	return &pl, nil
 }

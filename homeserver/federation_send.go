@@ -47,7 +47,7 @@ func (f *federation) send(c echo.Context) error {
 	}
 	results := map[string]fclient.PDUResult{}
 	for _, raw := range txn.PDUs {
-		id, err := f.receivePDU(ctx, origin, raw, "", true)
+		id, err := f.receivePDU(ctx, origin, raw, "", arrivedPushed)
 		if err != nil {
 			f.log.Info("inbound PDU refused", "origin", origin, "event_id", id, "err", err)
 			if id != "" {

@@ -89,6 +89,10 @@ func (f *federation) stateAt(idsOnly bool) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		if e.SnapBefore == 0 {
+			// An outlier we hold without the state at it.
+			return errNotFound("The state at %s is not known here", e.EventID)
+		}
 		state, chain, err := f.stateAndAuthChain(ctx, ver, e.SnapBefore, nil)
 		if err != nil {
 			return err

@@ -175,3 +175,15 @@ func stateKeyEmpty(p *gomatrixserverlib.ProtoEvent) {
 	k := ""
 	p.StateKey = &k
 }
+
+// eventually polls cond until it holds, failing after 20 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -241,8 +241,34 @@ func sameState(a, b StateMap) bool {
 // StoreOutlier stores an event that is not part of the timeline (state or
 // auth events fetched while joining); an event already stored is kept.
 func (tx *Tx) StoreOutlier(ctx context.Context, e Event) error {
+	return tx.storeOutlier(ctx, e, nil)
+}
+
+// StoreOutlierWithState stores an event outside the timeline together
+// with the state before it (a prev event fetched with /state_ids), so
+// that events after it can compute their state; an event already stored
+// is kept.
+func (tx *Tx) StoreOutlierWithState(ctx context.Context, e Event, before StateMap) error {
+	return tx.storeOutlier(ctx, e, before)
+}
+
+func (tx *Tx) storeOutlier(ctx context.Context, e Event, before StateMap) error {
 	if _, err := getEvent(ctx, tx, e.EventID); err == nil {
 		return nil
+	}
+	if before != nil {
+		var err error
+		if e.SnapBefore, err = tx.insertSnapshot(ctx, e.RoomID, before); err != nil {
+			return err
+		}
+		e.SnapAfter = e.SnapBefore
+		if e.StateKey != nil {
+			after := before.clone()
+			after[StateKey{e.Type, *e.StateKey}] = e.EventID
+			if e.SnapAfter, err = tx.insertSnapshot(ctx, e.RoomID, after); err != nil {
+				return err
+			}
+		}
 	}
 	pos, err := tx.nextPos(ctx)
 	if err != nil {
@@ -254,8 +280,8 @@ func (tx *Tx) StoreOutlier(ctx context.Context, e Event) error {
 	}
 	if _, err := tx.exec(ctx, `INSERT INTO events (pos, event_id, room_id, type, state_key, sender, origin_server_ts, received_ts,
 		depth, json, snap_before, snap_after, outlier)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, 1)`,
-		pos, e.EventID, e.RoomID, e.Type, sk, e.Sender, e.OriginTS, e.ReceivedTS, e.Depth, string(e.JSON)); err != nil {
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1)`,
+		pos, e.EventID, e.RoomID, e.Type, sk, e.Sender, e.OriginTS, e.ReceivedTS, e.Depth, string(e.JSON), e.SnapBefore, e.SnapAfter); err != nil {
 		return fmt.Errorf("storage: insert outlier: %w", err)
 	}
 	e.Pos, e.Outlier = pos, true

@@ -52,3 +52,16 @@ func eventVerdict(ctx context.Context, q querier, eventID string) (Verdict, erro
 	}
 	return v, nil
 }
+
+// RedactionsOf returns the stored redactions in roomID that name eventID
+// (a redaction may arrive before its target). The LIKE is a prefilter
+// (wildcards in the ID can only widen it); callers check the parsed
+// redacts field.
+func (tx *Tx) RedactionsOf(ctx context.Context, roomID, eventID string) ([]Event, error) {
+	rows, err := tx.query(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id = $1 AND type = 'm.room.redaction' AND outlier = 0
+		AND json LIKE $2 ORDER BY pos`, roomID, "%"+eventID+"%")
+	if err != nil {
+		return nil, fmt.Errorf("storage: redactions of: %w", err)
+	}
+	return scanEvents(rows)
+}
