@@ -1,11 +1,14 @@
 package homeserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/matrix-org/gomatrixserverlib"
@@ -131,14 +134,21 @@ func (f *federation) invite(c echo.Context) error {
 	if err := checkCanonicalJSON(req.Event); err != nil {
 		return errBadJSON("%v", err)
 	}
+	// The hash and signatures are over the event's canonical form (spec:
+	// Appendices, "Canonical JSON"): JSON whose canonical form says
+	// something else than a plain parse (a duplicate key, invalid UTF-8, a
+	// lone surrogate escape) would be checked as one event and read as
+	// another.
+	if err := sameWhenReparsed(req.Event); err != nil {
+		return errBadJSON("%v", err)
+	}
 	cp, err := f.checkPDUInVersion(ctx, req.Event, storage.Room{RoomID: roomID, Version: req.RoomVersion}, false)
 	if err != nil {
 		return errBadJSON("%v", err)
 	}
 	pdu := cp.pdu
-	if err := verifyServerSignature(ctx, f.keyRing, serverOf(string(pdu.SenderID())), pdu, cp.ver); err != nil {
-		return errForbidden("invite not signed by the inviter's server: %v", err)
-	}
+	// Cheap checks first: a hostile peer should not make us fetch keys
+	// from a server of its choice for an invite we refuse anyway.
 	target := ""
 	if pdu.StateKey() != nil {
 		target = *pdu.StateKey()
@@ -158,6 +168,13 @@ func (f *federation) invite(c echo.Context) error {
 	if _, err := f.s.db.UserByID(ctx, target); err != nil {
 		return errNotFound("Unknown user %s", target)
 	}
+	stripped, err := checkStrippedState(req.InviteRoomState)
+	if err != nil {
+		return err
+	}
+	if err := verifyServerSignature(ctx, f.keyRing, origin, pdu, cp.ver); err != nil {
+		return errForbidden("invite not signed by the inviter's server: %v", err)
+	}
 	signed := pdu.Sign(f.s.cfg.ServerName, gomatrixserverlib.KeyID(f.s.cfg.KeyID), f.s.cfg.SigningKey)
 	in, err := f.serverInRoom(ctx, roomID)
 	if err != nil {
@@ -166,11 +183,75 @@ func (f *federation) invite(c echo.Context) error {
 	if !in {
 		// We are not in the room: keep the invite (and the room's stripped
 		// state in its unsigned) so the invitee's /sync shows it.
-		if err := f.storeInviteStub(ctx, signed, req.RoomVersion, req.InviteRoomState); err != nil {
+		if err := f.storeInviteStub(ctx, signed, req.RoomVersion, stripped); err != nil {
 			return err
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"event": json.RawMessage(signed.JSON())})
+}
+
+// maxStrippedState bounds invite_room_state: a room's stripped state is a
+// handful of events (spec: Client-Server API, "Stripped state").
+const maxStrippedState = 50
+
+// checkStrippedState checks an invite's invite_room_state: at most
+// maxStrippedState canonical JSON objects, each a stripped state event
+// with string type, state_key and sender and an object content, each at
+// most maxEventBytes. It is shown to the invitee as the inviting server
+// sent it, so a malformed entry refuses the invite rather than reaching
+// clients.
+func checkStrippedState(entries []json.RawMessage) ([]json.RawMessage, error) {
+	if len(entries) > maxStrippedState {
+		return nil, errTooLarge("at most %d invite_room_state events", maxStrippedState)
+	}
+	for i, e := range entries {
+		if len(e) > maxEventBytes {
+			return nil, errTooLarge("invite_room_state event %d is larger than %d bytes", i, maxEventBytes)
+		}
+		if err := checkCanonicalJSON(e); err != nil {
+			return nil, errBadJSON("invite_room_state event %d: %v", i, err)
+		}
+		if err := sameWhenReparsed(e); err != nil {
+			return nil, errBadJSON("invite_room_state event %d: %v", i, err)
+		}
+		var ev struct {
+			Type     *string         `json:"type"`
+			StateKey *string         `json:"state_key"`
+			Sender   *string         `json:"sender"`
+			Content  json.RawMessage `json:"content"`
+		}
+		if err := json.Unmarshal(e, &ev); err != nil || ev.Type == nil || ev.StateKey == nil || ev.Sender == nil ||
+			len(ev.Content) == 0 || ev.Content[0] != '{' {
+			return nil, errBadJSON("invite_room_state event %d is not a stripped state event", i)
+		}
+	}
+	return entries, nil
+}
+
+// sameWhenReparsed checks that raw reads the same to every parser: its
+// canonical form equals that of the value a plain JSON parse finds in it.
+func sameWhenReparsed(raw []byte) error {
+	if !utf8.Valid(raw) {
+		return errors.New("event is not valid UTF-8")
+	}
+	canon, err := gomatrixserverlib.CanonicalJSON(raw)
+	if err != nil {
+		return fmt.Errorf("event is not canonicalisable: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return fmt.Errorf("invalid JSON: %w", err)
+	}
+	again, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if canon2, err := gomatrixserverlib.CanonicalJSON(again); err != nil || !bytes.Equal(canon, canon2) {
+		return errors.New("event is not canonical JSON: a duplicate key or an invalid string escape")
+	}
+	return nil
 }
 
 // storeInviteStub records an invite to a room this server is not in: the
