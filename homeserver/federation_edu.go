@@ -31,8 +31,9 @@ const (
 // the EDU.
 var errBadEDU = errors.New("homeserver: federation: bad EDU")
 
-// maxPresencePush bounds the entries of one m.presence EDU applied.
-const maxPresencePush = 1000
+// maxPresencePush bounds the entries of one m.presence EDU applied (each
+// costs a query of the rooms the user shares with ours).
+const maxPresencePush = 100
 
 // deviceListUpdate is the content of an m.device_list_update EDU (spec:
 // Server-Server API, "Device Management", m.device_list_update).

@@ -273,6 +273,11 @@ func (s *Server) getPresence(c echo.Context) error {
 	return c.JSON(http.StatusOK, presenceContent(st, s.cfg.Now()))
 }
 
+func hasKey[V any](m map[string]V, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
 // sharesRoom reports whether a and b are both joined to some room.
 func (s *Server) sharesRoom(ctx context.Context, a, b string) (bool, error) {
 	users, err := s.db.UsersSharingRooms(ctx, a)
@@ -354,19 +359,24 @@ func (s *Server) syncPresence(ctx context.Context, userID string, since int64) (
 	if !s.presence.HasChanges(since) {
 		return nil, nil
 	}
-	shared, err := s.db.UsersSharingRooms(ctx, userID)
-	if err != nil {
-		return nil, err
+	changed := s.presence.Changed(since, func(string) bool { return true })
+	var set map[string]bool
+	if len(changed) > 1 || len(changed) == 1 && !hasKey(changed, userID) {
+		// Only then is the query of who shares a room with us needed.
+		shared, err := s.db.UsersSharingRooms(ctx, userID)
+		if err != nil {
+			return nil, err
+		}
+		set = make(map[string]bool, len(shared))
+		for _, u := range shared {
+			set[u] = true
+		}
 	}
-	set := make(map[string]bool, len(shared)+1)
-	set[userID] = true
-	for _, u := range shared {
-		set[u] = true
-	}
-	changed := s.presence.Changed(since, func(u string) bool { return set[u] })
 	users := make([]string, 0, len(changed))
 	for u := range changed {
-		users = append(users, u)
+		if u == userID || set[u] {
+			users = append(users, u)
+		}
 	}
 	sort.Strings(users)
 	now := s.cfg.Now()
