@@ -218,3 +218,99 @@ func FuzzUserEDUs(f *testing.F) {
 		}
 	})
 }
+
+// TestFederationDeviceListEDUContents: while A is unreachable, bob on B
+// logs in a device, uploads its keys and deletes it; B's queue for A then
+// holds m.device_list_update EDUs for it, the keys in one and deleted in
+// the last, with growing stream IDs whose prev_id names the one before.
+// Once A is back, alice's /sync lists bob as changed.
+func TestFederationDeviceListEDUContents(t *testing.T) {
+	b := storagetest.Backends(t)[0]
+	a, bb := startFedNode(t, b), startFedNode(t, b)
+	ctx := testCtx(t)
+	alice, bob := a.user(t, "alice"), bb.user(t, "bob")
+	aliceSync, bobSync := newFedSyncer(t, alice), newFedSyncer(t, bob)
+	joinAcross(t, ctx, alice, bob, bobSync)
+	aliceSync.until(func(r *mautrix.RespSync) bool { return slices.Contains(r.DeviceLists.Changed, bob.UserID) })
+
+	a.cut()
+	phone, err := mautrix.NewClient(bb.URL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phone.Login(ctx, &mautrix.ReqLogin{Type: mautrix.AuthTypePassword, DeviceID: "PHONE",
+		Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: "bob"}, Password: "password", StoreCredentials: true}); err != nil {
+		t.Fatal(err)
+	}
+	const key = "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY"
+	if _, err := phone.UploadKeys(ctx, &mautrix.ReqUploadKeys{DeviceKeys: &mautrix.DeviceKeys{
+		UserID: bob.UserID, DeviceID: "PHONE", Algorithms: []id.Algorithm{id.AlgorithmMegolmV1},
+		Keys: mautrix.KeyMap{"ed25519:PHONE": key}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.DeleteDevice(ctx, "PHONE", &mautrix.ReqDeleteDevice[any]{Auth: passwordAuth("bob")}); err != nil {
+		t.Fatal(err)
+	}
+
+	var updates []deviceListUpdate
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		items, err := bb.srv.db.QueueBatch(ctx, a.name, 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		updates = updates[:0]
+		for _, it := range items {
+			var e gomatrixserverlib.EDU
+			if err := json.Unmarshal(it.JSON, &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Type != eduDeviceListUpdate {
+				continue
+			}
+			var u deviceListUpdate
+			if err := json.Unmarshal(e.Content, &u); err != nil {
+				t.Fatal(err)
+			}
+			updates = append(updates, u)
+		}
+		if n := len(updates); n > 0 && updates[n-1].Deleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B's queue for A holds no deletion of PHONE: %+v", updates)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var withKeys bool
+	for i, u := range updates {
+		if u.UserID != string(bob.UserID) || u.DeviceID != "PHONE" {
+			t.Fatalf("update %d is about %s %s", i, u.UserID, u.DeviceID)
+		}
+		var k struct {
+			Keys map[string]string `json:"keys"`
+		}
+		if len(u.Keys) > 0 && json.Unmarshal(u.Keys, &k) == nil && k.Keys["ed25519:PHONE"] == key {
+			withKeys = true
+		}
+		if i > 0 {
+			prev := updates[i-1]
+			if u.StreamID <= prev.StreamID || !slices.Equal(u.PrevID, []int64{prev.StreamID}) {
+				t.Fatalf("update %d: stream %d prev %v after stream %d", i, u.StreamID, u.PrevID, prev.StreamID)
+			}
+		}
+	}
+	if !withKeys || len(updates) < 2 {
+		t.Fatalf("updates for PHONE: %+v", updates)
+	}
+
+	a.restore()
+	aliceSync.until(func(r *mautrix.RespSync) bool { return slices.Contains(r.DeviceLists.Changed, bob.UserID) })
+	keys, err := alice.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{bob.UserID: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := keys.DeviceKeys[bob.UserID]["PHONE"]; ok {
+		t.Fatalf("alice still sees bob's deleted device: %+v", keys.DeviceKeys[bob.UserID])
+	}
+}
