@@ -32,6 +32,7 @@ type federation struct {
 	keyRing gomatrixserverlib.JSONVerifier
 	echo    *echo.Echo
 	queue   *outQueue
+	dry     dryBackfills
 }
 
 func (c *FederationConfig) validate() error {
