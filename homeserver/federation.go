@@ -34,6 +34,8 @@ type federation struct {
 	queue   *outQueue
 	// devLists announces local device list changes (federation_edu.go).
 	devLists *deviceListSender
+	// dry remembers backfills that brought nothing (federation_fetch.go).
+	dry dryBackfills
 }
 
 func (c *FederationConfig) validate() error {

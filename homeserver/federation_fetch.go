@@ -2,8 +2,11 @@ package homeserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+	"sync"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -191,4 +194,174 @@ func dedupe(ids []string) []string {
 		}
 	}
 	return out
+}
+
+// maxBackfillAuth bounds the unknown auth events one backfill fetches.
+const maxBackfillAuth = 50
+
+// dryBackfillRetry is how long a backfill that brought nothing is not
+// tried again from the same point.
+const dryBackfillRetry = time.Minute
+
+// dryBackfills remembers, per room, the point from which a backfill
+// brought nothing, so that a client scrolling at the true start of what
+// any server holds does not ask the room's servers again each time.
+type dryBackfills struct {
+	mu sync.Mutex
+	m  map[string]dryPoint
+}
+
+type dryPoint struct {
+	eventID string
+	at      time.Time
+}
+
+func (d *dryBackfills) isDry(roomID, eventID string, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, ok := d.m[roomID]
+	return ok && p.eventID == eventID && now.Sub(p.at) < dryBackfillRetry
+}
+
+func (d *dryBackfills) mark(roomID, eventID string, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil || len(d.m) > 10000 {
+		d.m = make(map[string]dryPoint)
+	}
+	d.m[roomID] = dryPoint{eventID, now}
+}
+
+// backfillRoom asks the room's other servers for up to limit events before
+// the start of our timeline of roomID (spec: Server-Server API,
+// "Backfilling and retrieving missing events": GET /backfill), checks
+// them like any PDU (hash, signatures, auth against their auth events,
+// which are fetched when unknown) and adds them before our history. It
+// reports how many were added. Events not older than our earliest one
+// are ignored: backfill only reaches back.
+func (f *federation) backfillRoom(ctx context.Context, roomID string, limit int) (int, error) {
+	earliest, err := f.s.db.EarliestTimelineEvent(ctx, roomID)
+	if err != nil || earliest.Type == spec.MRoomCreate {
+		return 0, nil
+	}
+	now := f.s.cfg.Now()
+	if f.dry.isDry(roomID, earliest.EventID, now) {
+		return 0, nil
+	}
+	room, err := f.s.db.Room(ctx, roomID)
+	if err != nil {
+		return 0, err
+	}
+	servers, err := f.roomServers(ctx, roomID)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+	defer cancel()
+	tried := 0
+	for _, server := range servers {
+		if server == f.s.cfg.ServerName || tried == 3 {
+			continue
+		}
+		tried++
+		n, err := f.backfillFrom(ctx, spec.ServerName(server), room, earliest, limit)
+		if err != nil {
+			f.log.Info("backfill failed", "room_id", roomID, "server", server, "err", err)
+			continue
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+	f.dry.mark(roomID, earliest.EventID, now)
+	return 0, nil
+}
+
+func (f *federation) backfillFrom(ctx context.Context, server spec.ServerName, room storage.Room, earliest storage.Event, limit int) (int, error) {
+	txn, err := f.client.Backfill(ctx, f.origin(), server, room.RoomID, min(limit+1, maxServedEvents), []string{earliest.EventID})
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrFederation, err)
+	}
+	var pdus []gomatrixserverlib.PDU
+	var ver gomatrixserverlib.IRoomVersion
+	inBatch := map[string]bool{}
+	for _, raw := range txn.PDUs {
+		cp, err := f.checkArrived(ctx, raw, room.RoomID, arrivedPulled)
+		if err != nil {
+			f.log.Info("backfilled PDU refused", "server", server, "room_id", room.RoomID, "err", err)
+			continue
+		}
+		ver = cp.ver
+		if cp.pdu.Depth() >= earliest.Depth || inBatch[cp.pdu.EventID()] {
+			continue // not before our history (the event we asked from, or later)
+		}
+		if v, err := f.s.db.EventVerdict(ctx, cp.pdu.EventID()); err == nil {
+			f.log.Info("backfilled PDU has a verdict already", "event_id", v.EventID, "verdict", v.Verdict)
+			continue
+		}
+		inBatch[cp.pdu.EventID()] = true
+		pdus = append(pdus, cp.pdu)
+	}
+	if len(pdus) == 0 {
+		return 0, nil
+	}
+	// Auth events we lack, fetched before the write.
+	var authIDs []string
+	for _, p := range pdus {
+		for _, a := range p.AuthEventIDs() {
+			if !inBatch[a] {
+				authIDs = append(authIDs, a)
+			}
+		}
+	}
+	need, err := f.unknownEvents(ctx, dedupe(authIDs))
+	if err != nil {
+		return 0, err
+	}
+	if len(need) > maxBackfillAuth {
+		return 0, fmt.Errorf("%w: backfill needs %d unknown auth events", ErrBadPDU, len(need))
+	}
+	authPDUs, err := f.fetchEvents(ctx, server, room, earliest.EventID, need)
+	if err != nil {
+		return 0, err
+	}
+	// Newest first, so that older events take lower positions.
+	sort.SliceStable(pdus, func(i, j int) bool { return pdus[i].Depth() > pdus[j].Depth() })
+	added := 0
+	var rejected []storage.Verdict
+	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		added, rejected = 0, nil
+		l := &pduLoader{f: f, tx: tx, ver: ver, m: make(map[string]gomatrixserverlib.PDU)}
+		if err := l.storeOutliers(ctx, authPDUs, f.s.nowMS()); err != nil {
+			return err
+		}
+		for _, p := range pdus {
+			l.m[p.EventID()] = p
+		}
+		for _, p := range pdus {
+			if err := l.allowedByOwnAuth(ctx, p); err != nil {
+				var rej *rejection
+				if !errors.As(err, &rej) {
+					return err
+				}
+				rejected = append(rejected, storage.Verdict{EventID: p.EventID(), RoomID: room.RoomID,
+					Verdict: storage.VerdictRejected, Reason: err.Error(), ReceivedTS: f.s.nowMS()})
+				continue
+			}
+			ok, err := tx.StoreBackfilled(ctx, eventRow(p, f.s.nowMS()))
+			if err != nil {
+				return err
+			}
+			if ok {
+				added++
+			}
+		}
+		for _, v := range rejected {
+			if err := tx.RecordVerdict(ctx, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return added, err
 }

@@ -429,9 +429,10 @@ func (f *federation) appendRemote(ctx context.Context, tx *storage.Tx, cp *check
 	var sets []storage.StateMap
 	var beforeID int64
 	for _, p := range prevs {
-		if p.Outlier && p.SnapAfter == 0 {
-			// Known without its state (joined after this point, or soft
-			// failed): our best knowledge is the current state.
+		if p.SnapAfter == 0 {
+			// Known without the state at it (from before our join,
+			// backfilled, or soft-failed): our best knowledge is the
+			// current state.
 			sets = append(sets, current)
 			continue
 		}
@@ -442,7 +443,7 @@ func (f *federation) appendRemote(ctx context.Context, tx *storage.Tx, cp *check
 		sets = append(sets, st)
 		beforeID = p.SnapAfter
 	}
-	if len(prevs) > 1 || prevs[0].Outlier {
+	if len(prevs) > 1 {
 		beforeID = 0
 	}
 	before, err := l.resolve(ctx, sets)

@@ -176,8 +176,9 @@ func parseFilterParam(raw string) (*roomFilter, error) {
 func parsePosToken(tok string) (int64, bool) {
 	switch {
 	case strings.HasPrefix(tok, "t"):
+		// Negative: backfilled history (storage.StoreBackfilled).
 		n, err := strconv.ParseInt(tok[1:], 10, 64)
-		return n, err == nil && n >= 0
+		return n, err == nil && n > math.MinInt64
 	case strings.HasPrefix(tok, "s"):
 		p, ok := parseSyncToken(tok)
 		if !ok || p.pos == math.MaxInt64 {
@@ -232,7 +233,11 @@ func (s *Server) messages(c echo.Context) error {
 		}
 		from = max + 1
 	}
+	// Backfilled events sit below position 0, so no "to" is the lowest.
 	var to int64
+	if backwards {
+		to = math.MinInt64
+	}
 	if tok := c.QueryParam("to"); tok != "" {
 		x, ok := parsePosToken(tok)
 		if !ok {
@@ -246,6 +251,18 @@ func (s *Server) messages(c echo.Context) error {
 	evs, err := s.db.Messages(ctx, roomID, from, backwards, to, limit)
 	if err != nil {
 		return err
+	}
+	if backwards && len(evs) < limit && to == math.MinInt64 {
+		// The start of what we hold: the room may be older than our join
+		// (spec: Server-Server API, "Backfilling"). Failures leave the
+		// page as it is.
+		if n, err := s.fed.backfillRoom(ctx, roomID, limit-len(evs)); err != nil {
+			s.log.Info("backfill", "room_id", roomID, "err", err)
+		} else if n > 0 {
+			if evs, err = s.db.Messages(ctx, roomID, from, backwards, to, limit); err != nil {
+				return err
+			}
+		}
 	}
 	chunk := make([]storage.Event, 0, len(evs))
 	for _, e := range evs {
@@ -321,7 +338,7 @@ func (s *Server) eventContext(c echo.Context) error {
 		}
 		limit = min(n, 100)
 	}
-	before, err := s.db.Messages(ctx, roomID, e.Pos, true, 0, limit/2)
+	before, err := s.db.Messages(ctx, roomID, e.Pos, true, math.MinInt64, limit/2)
 	if err != nil {
 		return err
 	}

@@ -409,3 +409,54 @@ func membershipOf(js []byte) string {
 	_ = json.Unmarshal(js, &ev)
 	return ev.Content.Membership
 }
+
+// EarliestTimelineEvent returns the room's timeline event with the lowest
+// stream position (where backwards pagination ends), ErrNotFound if none.
+func (db *DB) EarliestTimelineEvent(ctx context.Context, roomID string) (Event, error) {
+	e, err := scanEvent(db.r.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id = $1 AND outlier = 0
+		ORDER BY pos ASC LIMIT 1`, roomID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Event{}, ErrNotFound
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("storage: earliest event: %w", err)
+	}
+	return e, nil
+}
+
+// StoreBackfilled adds an event from before the room's known history to
+// its timeline (or moves an outlier there). Backfilled events take
+// stream positions below every other, counting down from -1, so that
+// backwards pagination finds them before the events we already had and
+// /sync, which reads forwards from its token, never sends them as new.
+// They carry no state snapshot (the state at them is unknown here). It
+// reports whether the event was added.
+func (tx *Tx) StoreBackfilled(ctx context.Context, e Event) (bool, error) {
+	old, err := getEvent(ctx, tx, e.EventID)
+	known := err == nil
+	if known && !old.Outlier {
+		return false, nil
+	}
+	var low int64
+	if err := tx.queryRow(ctx, `SELECT COALESCE(MIN(pos), 0) FROM events`).Scan(&low); err != nil {
+		return false, fmt.Errorf("storage: backfill position: %w", err)
+	}
+	pos := min(low, 0) - 1
+	if known {
+		if _, err := tx.exec(ctx, `UPDATE events SET pos = $1, outlier = 0 WHERE event_id = $2`, pos, e.EventID); err != nil {
+			return false, fmt.Errorf("storage: backfill outlier: %w", err)
+		}
+		return true, nil
+	}
+	var sk any
+	if e.StateKey != nil {
+		sk = *e.StateKey
+	}
+	if _, err := tx.exec(ctx, `INSERT INTO events (pos, event_id, room_id, type, state_key, sender, origin_server_ts, received_ts,
+		depth, json, snap_before, snap_after, outlier)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 0, 0)`,
+		pos, e.EventID, e.RoomID, e.Type, sk, e.Sender, e.OriginTS, e.ReceivedTS, e.Depth, string(e.JSON)); err != nil {
+		return false, fmt.Errorf("storage: insert backfilled event: %w", err)
+	}
+	return true, nil
+}

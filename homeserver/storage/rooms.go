@@ -142,7 +142,9 @@ func (db *DB) timelineDB(ctx context.Context, roomID string, after, upto int64, 
 
 // Messages pages through a room's timeline from a position: backwards
 // (dir "b") returns events with pos < from, newest first; forwards (dir "f")
-// events with pos >= from, oldest first. to bounds the range (0: none).
+// events with pos >= from, oldest first. to bounds the range: backwards
+// it is exclusive (math.MinInt64: none; backfilled events have negative
+// positions), forwards exclusive too (0: none).
 func (db *DB) Messages(ctx context.Context, roomID string, from int64, backwards bool, to int64, limit int) ([]Event, error) {
 	var rows *sql.Rows
 	var err error
