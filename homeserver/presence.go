@@ -25,9 +25,8 @@ const (
 	presenceOffline     = "offline"
 )
 
-// presenceIdleAfter is how long a local user who set no presence
-// explicitly stays online without syncing before they read as
-// unavailable.
+// presenceIdleAfter is how long a local user stays online without
+// syncing or setting their presence before they read as unavailable.
 const presenceIdleAfter = 5 * time.Minute
 
 // presenceScanEvery spaces the scans for idle users, so that a busy
@@ -53,8 +52,8 @@ type presenceState struct {
 	CurrentlyActive bool
 	// serial is the tracker serial of the last change.
 	serial int64
-	// auto: a sync set this state, not an explicit PUT or a remote
-	// server; only those fall idle.
+	// auto: a sync or the idle timeout set this state, not an explicit
+	// PUT or a remote server; a sync may change it.
 	auto bool
 }
 
@@ -142,8 +141,10 @@ func (t *presenceTracker) Serial(isLocal func(string) bool) (int64, []string) {
 	t.lastScan = now
 	var idle []string
 	for u, st := range t.users {
-		if st.auto && st.Presence == presenceOnline && now.Sub(st.LastActive) > presenceIdleAfter && isLocal(u) {
-			st.Presence, st.CurrentlyActive, st.auto = presenceUnavailable, false, false
+		if st.Presence == presenceOnline && now.Sub(st.LastActive) > presenceIdleAfter && isLocal(u) {
+			// Idle is the server's doing: the user's next sync
+			// makes them online again.
+			st.Presence, st.CurrentlyActive, st.auto = presenceUnavailable, false, true
 			t.serial++
 			st.serial = t.serial
 			idle = append(idle, u)

@@ -116,11 +116,19 @@ func TestPresence(t *testing.T) {
 			return p != nil && p["presence"] == "online"
 		})
 
-		// Carol stops syncing: past the idle time she reads unavailable.
+		// Carol stops syncing: past the idle time she reads unavailable;
+		// her next sync makes her online again.
 		clock.Advance(presenceIdleAfter + time.Minute)
-		syncUntil(t, bob, since, func(r *mautrix.RespSync) bool {
+		since = syncUntil(t, bob, since, func(r *mautrix.RespSync) bool {
 			p := presenceOf(r, carol.UserID)
 			return p != nil && p["presence"] == "unavailable"
+		})
+		if _, err := carol.SyncRequest(ctx, 0, "", "", false, ""); err != nil {
+			t.Fatal(err)
+		}
+		syncUntil(t, bob, since, func(r *mautrix.RespSync) bool {
+			p := presenceOf(r, carol.UserID)
+			return p != nil && p["presence"] == "online"
 		})
 	})
 }
