@@ -32,20 +32,11 @@ const maxFetchedState = 5000
 func (f *federation) fillPrevState(ctx context.Context, origin string, cp *checkedPDU, prevID string) error {
 	server := spec.ServerName(origin)
 	roomID := cp.room.RoomID
-	txn, err := f.client.GetEvent(ctx, f.origin(), server, prevID)
-	if err != nil {
-		return fmt.Errorf("%w: event %s: %v", ErrFederation, prevID, err)
-	}
-	if len(txn.PDUs) != 1 {
-		return fmt.Errorf("%w: /event answered %d PDUs", ErrBadPDU, len(txn.PDUs))
-	}
-	prev, err := f.checkArrived(ctx, txn.PDUs[0], roomID, arrivedPulled)
+	got, err := f.fetchEvents(ctx, server, cp.room, "", []string{prevID})
 	if err != nil {
 		return err
 	}
-	if prev.pdu.EventID() != prevID {
-		return fmt.Errorf("%w: /event answered %s for %s", ErrBadPDU, prev.pdu.EventID(), prevID)
-	}
+	prev := &checkedPDU{pdu: got[0], room: cp.room, ver: cp.ver}
 	ids, err := f.client.LookupStateIDs(ctx, f.origin(), server, roomID, prevID)
 	if err != nil {
 		return fmt.Errorf("%w: state_ids: %v", ErrFederation, err)
@@ -93,7 +84,8 @@ func (f *federation) fillPrevState(ctx context.Context, origin string, cp *check
 }
 
 // fetchEvents fetches and checks events of room from server: one by one
-// with /event when few, else through /state at atEvent.
+// with /event when few or atEvent is "", else through /state at atEvent.
+// Whatever else an answer holds is checked and dropped.
 func (f *federation) fetchEvents(ctx context.Context, server spec.ServerName, room storage.Room, atEvent string, ids []string) ([]gomatrixserverlib.PDU, error) {
 	if len(ids) == 0 {
 		return nil, nil
@@ -103,7 +95,7 @@ func (f *federation) fetchEvents(ctx context.Context, server spec.ServerName, ro
 		wanted[id] = true
 	}
 	var raws [][]byte
-	if len(ids) <= maxStateByID {
+	if len(ids) <= maxStateByID || atEvent == "" {
 		for _, id := range ids {
 			txn, err := f.client.GetEvent(ctx, f.origin(), server, id)
 			if err != nil {
@@ -126,7 +118,10 @@ func (f *federation) fetchEvents(ctx context.Context, server spec.ServerName, ro
 	for _, raw := range raws {
 		cp, err := f.checkArrived(ctx, raw, room.RoomID, arrivedPulled)
 		if err != nil {
-			return nil, err
+			// Junk beside what we asked for spoils nothing else; a
+			// requested event that fails is missing below.
+			f.log.Info("fetched PDU refused", "server", server, "room_id", room.RoomID, "err", err)
+			continue
 		}
 		if wanted[cp.pdu.EventID()] {
 			delete(wanted, cp.pdu.EventID())

@@ -32,6 +32,7 @@ type fedNode struct {
 	opts    []func(*Config)
 
 	srv    *Server
+	tamper tamperer // rewrites federation responses (hostile-peer tests)
 	fedSrv *httptest.Server
 	cliSrv *httptest.Server
 	URL    string
@@ -97,7 +98,7 @@ func (n *fedNode) start(fedLn, cliLn net.Listener) {
 		n.t.Fatalf("homeserver.New: %v", err)
 	}
 	n.srv = s
-	n.fedSrv = &httptest.Server{Listener: fedLn, Config: &http.Server{Handler: s.FederationHandler()}}
+	n.fedSrv = &httptest.Server{Listener: fedLn, Config: &http.Server{Handler: n.tamper.wrap(s.FederationHandler())}}
 	n.fedSrv.StartTLS()
 	n.cliSrv = &httptest.Server{Listener: cliLn, Config: &http.Server{Handler: s.ClientHandler()}}
 	n.cliSrv.Start()
