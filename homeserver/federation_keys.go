@@ -64,7 +64,8 @@ type keyPersistence interface {
 // path; every store is written through to the database and a miss reads
 // through to it, so keys learnt before a restart still verify events of a
 // server that is down since (spec: Server-Server API, "Retrieving server
-// keys").
+// keys"). StoreKeys and storeRaw write through db.WriteTx: the key ring
+// must not be used from inside a write.
 type keyStore struct {
 	db   keyPersistence
 	self spec.ServerName // our own key is answered by the fetcher, never persisted
