@@ -428,12 +428,14 @@ func (f *federation) appendRemote(ctx context.Context, tx *storage.Tx, cp *check
 	}
 	var sets []storage.StateMap
 	var beforeID int64
+	guessed := false
 	for _, p := range prevs {
 		if p.SnapAfter == 0 {
 			// Known without the state at it (from before our join,
 			// backfilled, or soft-failed): our best knowledge is the
 			// current state.
 			sets = append(sets, current)
+			guessed = true
 			continue
 		}
 		st, err := tx.Snapshot(ctx, p.SnapAfter)
@@ -451,6 +453,10 @@ func (f *federation) appendRemote(ctx context.Context, tx *storage.Tx, cp *check
 		return 0, fmt.Errorf("state resolution: %w", err)
 	}
 	if err := l.authAgainst(ctx, pdu, before); err != nil {
+		if guessed {
+			// Refused against a state we only guessed: not a verdict.
+			return 0, fmt.Errorf("%w: the state we hold before it refuses it: %v", ErrBadPDU, err)
+		}
 		return 0, reject("state before it refuses it: %v", err)
 	}
 	// 6. Soft failure: the event must also pass against the room's current
