@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -95,6 +97,8 @@ func TestFederationHostilePeer(t *testing.T) {
 			{"depth 2^63-1", withDepth(buildOn(t, bb, roomID, string(bob.UserID), "m.room.message", msg, nil, bb.name, bb.key).JSON(), "9223372036854775807"), "integers"},
 			{"float", bytes.Replace(buildOn(t, bb, roomID, string(bob.UserID), "m.room.message", msg, nil, bb.name, bb.key).JSON(), []byte(`"msgtype"`), []byte(`"x":1.5,"msgtype"`), 1), "integers"},
 			{"unknown room", bytes.Replace(good.JSON(), []byte(roomID), []byte("!nope:"+bb.name), 1), "unknown room"},
+			{"lone surrogate", bytes.Replace(buildOn(t, bb, roomID, string(bob.UserID), "m.room.message", msg, nil, bb.name, bb.key).JSON(), []byte(`"hostile"`), []byte(`"\ud800hostile"`), 1), "canonical"},
+			{"duplicate key", bytes.Replace(buildOn(t, bb, roomID, string(bob.UserID), "m.room.message", msg, nil, bb.name, bb.key).JSON(), []byte(`"msgtype"`), []byte(`"body":"changed","msgtype"`), 1), "canonical"},
 			{"oversized", bytes.Replace(good.JSON(), []byte(`"hostile"`), []byte(`"`+strings.Repeat("x", 70000)+`"`), 1), "larger"},
 		}
 		for _, tc := range cases {
@@ -106,7 +110,20 @@ func TestFederationHostilePeer(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("want a refusal mentioning %q, got %v", tc.want, err)
 				}
-				res := sendRaw(t, bb, a, tc.raw)
+				before, err := a.srv.db.Room(ctx, roomID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res := sendRawBytes(t, bb, a, tc.raw)
+				// A PDU refused before it could be parsed has no event ID
+				// to answer for; the room's frontier shows it was not taken.
+				after, err := a.srv.db.Room(ctx, roomID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(after.Extremities) != fmt.Sprint(before.Extremities) {
+					t.Fatalf("the room's frontier moved from %v to %v", before.Extremities, after.Extremities)
+				}
 				for id, r := range res {
 					if r.Error == "" {
 						t.Fatalf("PDU %s accepted over /send", id)
@@ -139,6 +156,38 @@ func TestFederationHostilePeer(t *testing.T) {
 			t.Fatalf("mismatched send_join stored the event")
 		}
 	})
+}
+
+// sendRawBytes sends one PDU from node from to node to exactly as raw
+// holds it: the federation client would canonicalise the body (dropping
+// a lone surrogate or a duplicate key), so the request is signed over the
+// canonical form, as a hostile server's would be, and the raw bytes go on
+// the wire.
+func sendRawBytes(t *testing.T, from, to *fedNode, raw []byte) map[string]fclient.PDUResult {
+	t.Helper()
+	body := []byte(fmt.Sprintf(`{"origin":%q,"origin_server_ts":%d,"pdus":[%s]}`, from.name, time.Now().UnixMilli(), raw))
+	fr := fclient.NewFederationRequest(http.MethodPut, spec.ServerName(from.name), spec.ServerName(to.name), "/_matrix/federation/v1/send/"+randomString(8))
+	canon, err := gomatrixserverlib.CanonicalJSON(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.SetContent(json.RawMessage(canon)); err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.Sign(spec.ServerName(from.name), "ed25519:fed", from.key); err != nil {
+		t.Fatal(err)
+	}
+	req, err := fr.HTTPRequest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.ContentLength = int64(len(body))
+	var resp fclient.RespSend
+	if err := from.srv.fed.client.DoRequestAndParseResponse(context.Background(), req, &resp); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	return resp.PDUs
 }
 
 // withDepth rewrites an event's depth (the library refuses to build one

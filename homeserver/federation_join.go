@@ -482,6 +482,9 @@ func (f *federation) checkEvents(ctx context.Context, ver gomatrixserverlib.IRoo
 		if err := checkCanonicalJSON(raw); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
 		}
+		if err := sameWhenReparsed(raw); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
+		}
 		cp, err := f.checkPDUInVersion(ctx, raw, room, true)
 		if err != nil {
 			return nil, err

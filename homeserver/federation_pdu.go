@@ -71,6 +71,9 @@ func (f *federation) checkArrived(ctx context.Context, raw []byte, wantRoom stri
 	if err := checkCanonicalJSON(raw); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
 	}
+	if err := sameWhenReparsed(raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
+	}
 	roomID, err := pduRoomID(raw)
 	if err != nil {
 		return nil, err
