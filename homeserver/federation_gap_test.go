@@ -49,12 +49,8 @@ func TestFederationGapFilledWithStateIDs(t *testing.T) {
 
 func testGapFilled(t *testing.T) {
 	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
-		a, bb := startFedNode(t, b), startFedNode(t, b)
-		ctx := testCtx(t)
-		alice, bob := a.user(t, "alice"), bb.user(t, "bob")
-		bobSync := newFedSyncer(t, bob)
-		room := joinAcross(t, ctx, alice, bob, bobSync)
-		waitJoined(t, a, room, bob.UserID)
+		p := joinedPair(t, b)
+		a, bb, bob, room, ctx := p.a, p.b, p.bob, p.room, testCtx(t)
 
 		a.cut()
 		var lost []string

@@ -163,11 +163,8 @@ func lostGap(t *testing.T, a, bb *fedNode, bob *mautrix.Client, room id.RoomID, 
 func TestFederationHostilePulledPDUs(t *testing.T) {
 	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
 		gapPath := func(t *testing.T, byID int, tamper func(bad [][]byte) func(path string, body []byte) []byte) {
-			a, bb := startFedNode(t, b), startFedNode(t, b)
-			ctx := testCtx(t)
-			alice, bob := a.user(t, "alice"), bb.user(t, "bob")
-			room := joinAcross(t, ctx, alice, bob, newFedSyncer(t, bob))
-			waitJoined(t, a, room, bob.UserID)
+			p := joinedPair(t, b)
+			a, bb, alice, bob, room, ctx := p.a, p.b, p.alice, p.bob, p.room, testCtx(t)
 			old := maxStateByID
 			maxStateByID = byID
 			t.Cleanup(func() { maxStateByID = old })

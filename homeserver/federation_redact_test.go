@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 
@@ -18,13 +17,10 @@ import (
 // redacter has no power over another server's event.
 func TestFederationRemoteRedaction(t *testing.T) {
 	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
-		a, bb := startFedNode(t, b), startFedNode(t, b)
-		ctx := testCtx(t)
-		alice, bob := a.user(t, "alice"), bb.user(t, "bob")
-		aliceSync, bobSync := newFedSyncer(t, alice), newFedSyncer(t, bob)
-		room := joinAcross(t, ctx, alice, bob, bobSync)
+		p := joinedPair(t, b)
+		a, bb, alice, bob, room, ctx := p.a, p.b, p.alice, p.bob, p.room, testCtx(t)
+		aliceSync := newFedSyncer(t, alice)
 		roomID := string(room)
-		waitJoined(t, a, room, bob.UserID)
 		redactedOn := func(n *fedNode, eventID string) storage.Event {
 			t.Helper()
 			e, err := n.srv.db.Event(context.Background(), eventID)
@@ -70,16 +66,10 @@ func TestFederationRemoteRedaction(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if _, err := bb.srv.db.Event(ctx, string(hers.EventID)); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("alice's message never reached B")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		eventually(t, "alice's message reaches B", func() bool {
+			_, err := bb.srv.db.Event(ctx, string(hers.EventID))
+			return err == nil
+		})
 		foreign := buildOn(t, bb, roomID, string(bob.UserID), "m.room.redaction", map[string]any{"redacts": string(hers.EventID)}, withRedacts(string(hers.EventID)), bb.name, bb.key)
 		if res := sendRaw(t, bb, a, foreign.JSON()); res[foreign.EventID()].Error != "" {
 			t.Fatalf("redaction event refused: %v", res)

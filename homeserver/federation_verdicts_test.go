@@ -3,6 +3,7 @@ package homeserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -17,23 +18,38 @@ import (
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
 )
 
+// fedPair is two federated nodes with alice on a and bob on b, both
+// joined to room (created by alice), as both servers see it.
+type fedPair struct {
+	a, b       *fedNode
+	alice, bob *mautrix.Client
+	bobSync    *fedSyncer
+	room       id.RoomID
+}
+
+func joinedPair(t *testing.T, b storagetest.Backend) fedPair {
+	t.Helper()
+	p := fedPair{a: startFedNode(t, b), b: startFedNode(t, b)}
+	p.alice, p.bob = p.a.user(t, "alice"), p.b.user(t, "bob")
+	p.bobSync = newFedSyncer(t, p.bob)
+	p.room = joinAcross(t, testCtx(t), p.alice, p.bob, p.bobSync)
+	waitJoined(t, p.a, p.room, p.bob.UserID)
+	return p
+}
+
 // waitVerdict polls node n until eventID has a verdict.
 func waitVerdict(t *testing.T, n *fedNode, eventID string) storage.Verdict {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		v, err := n.srv.db.EventVerdict(context.Background(), eventID)
-		if err == nil {
-			return v
-		}
-		if !errors.Is(err, storage.ErrNotFound) {
+	var v storage.Verdict
+	eventually(t, "a verdict on "+eventID, func() bool {
+		var err error
+		v, err = n.srv.db.EventVerdict(context.Background(), eventID)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no verdict on %s", eventID)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	})
+	return v
 }
 
 // TestFederationSoftFail bans Bob on A while the link is cut and Bob,
@@ -43,12 +59,8 @@ func waitVerdict(t *testing.T, n *fedNode, eventID string) storage.Verdict {
 // it and A does not build on it. Both servers end with Bob banned.
 func TestFederationSoftFail(t *testing.T) {
 	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
-		a, bb := startFedNode(t, b), startFedNode(t, b)
-		ctx := testCtx(t)
-		alice, bob := a.user(t, "alice"), bb.user(t, "bob")
-		bobSync := newFedSyncer(t, bob)
-		room := joinAcross(t, ctx, alice, bob, bobSync)
-		waitJoined(t, a, room, bob.UserID)
+		p := joinedPair(t, b)
+		a, bb, alice, bob, room, ctx := p.a, p.b, p.alice, p.bob, p.room, testCtx(t)
 
 		a.cut()
 		bb.cut()
@@ -92,17 +104,7 @@ func TestFederationSoftFail(t *testing.T) {
 			t.Fatalf("a new event cites the soft-failed one: %s", ne.JSON)
 		}
 		// B learnt of the ban too: both end with Bob banned.
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			m, err := bb.srv.db.Membership(ctx, string(room), string(bob.UserID))
-			if err == nil && m == "ban" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("B sees bob as %q (%v), want ban", m, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitMembership(t, bb, room, bob.UserID, "ban")
 	})
 }
 
@@ -111,13 +113,9 @@ func TestFederationSoftFail(t *testing.T) {
 // being stored; an event that cites it as an auth event is rejected too.
 func TestFederationRejectedEventBookkeeping(t *testing.T) {
 	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
-		a, bb := startFedNode(t, b), startFedNode(t, b)
-		ctx := testCtx(t)
-		alice, bob := a.user(t, "alice"), bb.user(t, "bob")
-		bobSync := newFedSyncer(t, bob)
-		room := joinAcross(t, ctx, alice, bob, bobSync)
+		p := joinedPair(t, b)
+		a, bb, alice, bob, room, ctx := p.a, p.b, p.alice, p.bob, p.room, testCtx(t)
 		roomID := string(room)
-		waitJoined(t, a, room, bob.UserID)
 
 		// Bob (power 0) renames the room: the power levels in its auth
 		// events refuse it.
@@ -158,16 +156,16 @@ func TestFederationRejectedEventBookkeeping(t *testing.T) {
 // waitJoined polls node n until userID is joined to room there.
 func waitJoined(t *testing.T, n *fedNode, room id.RoomID, userID id.UserID) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if m, err := n.srv.db.Membership(context.Background(), string(room), string(userID)); err == nil && m == "join" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never joined %s on %s", userID, room, n.name)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitMembership(t, n, room, userID, "join")
+}
+
+// waitMembership polls node n until userID's membership of room is want.
+func waitMembership(t *testing.T, n *fedNode, room id.RoomID, userID id.UserID, want string) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%s is %s in %s on %s", userID, want, room, n.name), func() bool {
+		m, err := n.srv.db.Membership(context.Background(), string(room), string(userID))
+		return err == nil && m == want
+	})
 }
 
 // stateKeyEmpty makes buildOn's event a state event with state_key "".
