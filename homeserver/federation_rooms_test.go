@@ -21,6 +21,10 @@ type fedSyncer struct {
 	t     *testing.T
 	cli   *mautrix.Client
 	since string
+	// seen holds timeline events that waitTimeline synced but no wait
+	// took yet: two waits in a row must not lose what one response
+	// brought for both.
+	seen map[id.RoomID][]*event.Event
 }
 
 func newFedSyncer(t *testing.T, cli *mautrix.Client) *fedSyncer {
@@ -59,19 +63,34 @@ func (s *fedSyncer) until(pred func(*mautrix.RespSync) bool) {
 }
 
 // waitTimeline syncs until n timeline events of type evType from sender
-// arrived in room and returns them in order.
+// arrived in room and returns them in order (the first n of them; later
+// ones stay for the next wait).
 func (s *fedSyncer) waitTimeline(room id.RoomID, sender id.UserID, evType string, n int) []*event.Event {
 	s.t.Helper()
 	var got []*event.Event
-	s.until(func(r *mautrix.RespSync) bool {
-		if jr, ok := r.Rooms.Join[room]; ok {
-			for _, ev := range jr.Timeline.Events {
-				if ev.Sender == sender && ev.Type.Type == evType {
-					got = append(got, ev)
-				}
+	take := func() bool {
+		rest := s.seen[room][:0]
+		for _, ev := range s.seen[room] {
+			if len(got) < n && ev.Sender == sender && ev.Type.Type == evType {
+				got = append(got, ev)
+			} else {
+				rest = append(rest, ev)
 			}
 		}
+		s.seen[room] = rest
 		return len(got) >= n
+	}
+	if s.seen == nil {
+		s.seen = map[id.RoomID][]*event.Event{}
+	}
+	if take() {
+		return got
+	}
+	s.until(func(r *mautrix.RespSync) bool {
+		if jr, ok := r.Rooms.Join[room]; ok {
+			s.seen[room] = append(s.seen[room], jr.Timeline.Events...)
+		}
+		return take()
 	})
 	return got
 }
