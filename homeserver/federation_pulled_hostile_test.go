@@ -144,12 +144,14 @@ func lostGap(t *testing.T, a, bb *fedNode, bob *mautrix.Client, room id.RoomID, 
 	if _, err := bob.SendStateEvent(testCtx(t), room, event.StateMember, string(bob.UserID), map[string]any{"membership": "join", "displayname": "Bob in the gap"}); err != nil {
 		t.Fatal(err)
 	}
+	markers := []string{`"Bob in the gap"`}
 	for i := 0; i < n; i++ {
 		if _, err := bob.SendText(testCtx(t), room, fmt.Sprintf("gap %d", i)); err != nil {
 			t.Fatal(err)
 		}
+		markers = append(markers, fmt.Sprintf(`"gap %d"`, i))
 	}
-	dropQueue(t, bb, a.name)
+	dropQueue(t, bb, a.name, markers)
 	a.restore()
 }
 
