@@ -91,6 +91,13 @@ type RateLimitConfig struct {
 	SendBurst      int
 	LoginPerSecond float64
 	LoginBurst     int
+	// FederationPerSecond and FederationBurst bound the requests one
+	// remote address makes to the federation listener, counted before a
+	// request's signature is checked (so forged requests cost little).
+	// Default 100/s with a burst of 500: a busy peer sends one
+	// transaction at a time, plus queries.
+	FederationPerSecond float64
+	FederationBurst     int
 	// Disabled turns limits off (load tests).
 	Disabled bool
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -126,6 +127,7 @@ func (f *federation) newRouter() *echo.Echo {
 		f.log.Error("federation handler panicked", "err", err, "path", c.Path(), "stack", string(stack))
 		return err
 	}}))
+	e.Use(f.limitPeers)
 	e.Use(middleware.BodyLimit(fmt.Sprintf("%dB", maxFederationBody)))
 	f.routes(e)
 	return e
@@ -150,6 +152,22 @@ func fedContent(c echo.Context) []byte {
 
 func errUnauthorized(format string, args ...any) *MatrixError {
 	return merr(http.StatusUnauthorized, "M_UNAUTHORIZED", format, args...)
+}
+
+// limitPeers answers 429 M_LIMIT_EXCEEDED with retry_after_ms to a remote
+// address over its request rate, before any signature or key work (the
+// federation listener is reached directly, so the address is the peer's).
+func (f *federation) limitPeers(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+		if err != nil {
+			host = c.Request().RemoteAddr
+		}
+		if e := f.s.fedLimit.allow(host); e != nil {
+			return e
+		}
+		return next(c)
+	}
 }
 
 // requireSignature authenticates a federation request (spec: Server-Server

@@ -31,13 +31,15 @@ func (l *limiter) allow(key string) *MatrixError {
 	}
 	now := l.now()
 	l.mu.Lock()
+	if now.Sub(l.lastSweep) > time.Minute {
+		// Before the lookup: a sweep after it would drop the bucket just
+		// made, full, and forget the token taken from it.
+		l.sweepLocked(now)
+	}
 	b, ok := l.buckets[key]
 	if !ok {
 		b = rate.NewLimiter(rate.Limit(l.perSec), l.burst)
 		l.buckets[key] = b
-	}
-	if now.Sub(l.lastSweep) > time.Minute {
-		l.sweepLocked(now)
 	}
 	r := b.ReserveN(now, 1)
 	l.mu.Unlock()

@@ -37,6 +37,7 @@ type Server struct {
 
 	sendLimit  *limiter
 	loginLimit *limiter
+	fedLimit   *limiter // per remote address on the federation listener
 
 	// shutdown is closed by Shutdown: long-polls return at once.
 	shutdown chan struct{}
@@ -79,6 +80,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if !cfg.RateLimit.Disabled {
 		s.sendLimit = newLimiter(cfg.RateLimit.SendPerSecond, cfg.RateLimit.SendBurst, cfg.Now)
 		s.loginLimit = newLimiter(cfg.RateLimit.LoginPerSecond, cfg.RateLimit.LoginBurst, cfg.Now)
+		s.fedLimit = newLimiter(cfg.RateLimit.FederationPerSecond, cfg.RateLimit.FederationBurst, cfg.Now)
 	}
 	if s.metrics, err = newMetrics(reg); err != nil {
 		db.Close()
@@ -142,6 +144,12 @@ func (c *Config) validate() error {
 	}
 	if rl.LoginBurst == 0 {
 		rl.LoginBurst = 10
+	}
+	if rl.FederationPerSecond == 0 {
+		rl.FederationPerSecond = 100
+	}
+	if rl.FederationBurst == 0 {
+		rl.FederationBurst = 500
 	}
 	if c.Now == nil {
 		c.Now = time.Now

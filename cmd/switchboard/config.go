@@ -180,6 +180,9 @@ type RateLimitConfig struct {
 	SendBurst      int     `yaml:"send_burst"`
 	LoginPerSecond float64 `yaml:"login_per_second"`
 	LoginBurst     int     `yaml:"login_burst"`
+	// Federation: per remote address on the federation listener.
+	FederationPerSecond float64 `yaml:"federation_per_second"`
+	FederationBurst     int     `yaml:"federation_burst"`
 }
 
 // Default ports (DESIGN.md, "Running it").

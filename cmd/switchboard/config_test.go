@@ -241,6 +241,8 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"turn quota", func(c *Config) { c.TURN.UserQuota = 0 }, "turn.user_quota"},
 		{"static user", func(c *Config) { c.TURN.StaticUsers = map[string]string{"a:b": "password1"} }, "turn.static_users"},
 		{"max request", func(c *Config) { c.Limits.MaxRequestBytes = 1000 }, "limits.max_request_bytes"},
+		{"negative rate", func(c *Config) { c.Limits.RateLimit.SendPerSecond = -1 }, "limits.rate_limit"},
+		{"negative federation rate", func(c *Config) { c.Limits.RateLimit.FederationPerSecond = -1 }, "limits.rate_limit"},
 		{"shutdown", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout"},
 	}
 	for _, tc := range tests {

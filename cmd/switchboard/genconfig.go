@@ -136,11 +136,14 @@ limits:
   max_request_bytes: 1048576
   rate_limit:
     disabled: false
-    # 0: the built-in defaults (50/s sends, 1/s logins and registrations).
+    # 0: the built-in defaults (50/s sends, 1/s logins and registrations,
+    # 100/s per remote address on the federation listener).
     send_per_second: 0
     send_burst: 0
     login_per_second: 0
     login_burst: 0
+    federation_per_second: 0
+    federation_burst: 0
 `
 
 // genConfigValues fill configTemplate.

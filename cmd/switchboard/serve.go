@@ -241,11 +241,13 @@ func homeserverConfig(cfg *Config, mat *material, addrs boundAddrs, dev bool) ho
 		KeyID:                    mat.key.ID(),
 		MaxRequestBytes:          cfg.Limits.MaxRequestBytes,
 		RateLimit: homeserver.RateLimitConfig{
-			SendPerSecond:  cfg.Limits.RateLimit.SendPerSecond,
-			SendBurst:      cfg.Limits.RateLimit.SendBurst,
-			LoginPerSecond: cfg.Limits.RateLimit.LoginPerSecond,
-			LoginBurst:     cfg.Limits.RateLimit.LoginBurst,
-			Disabled:       cfg.Limits.RateLimit.Disabled,
+			SendPerSecond:       cfg.Limits.RateLimit.SendPerSecond,
+			SendBurst:           cfg.Limits.RateLimit.SendBurst,
+			LoginPerSecond:      cfg.Limits.RateLimit.LoginPerSecond,
+			LoginBurst:          cfg.Limits.RateLimit.LoginBurst,
+			FederationPerSecond: cfg.Limits.RateLimit.FederationPerSecond,
+			FederationBurst:     cfg.Limits.RateLimit.FederationBurst,
+			Disabled:            cfg.Limits.RateLimit.Disabled,
 		},
 		Federation: homeserver.FederationConfig{
 			SkipTLSVerify: cfg.Federation.SkipTLSVerify,

@@ -62,7 +62,8 @@ func (c *Config) Validate() error {
 		v.addf("limits.max_request_bytes", "must be at least 65536 (the largest Matrix event), got %d", c.Limits.MaxRequestBytes)
 	}
 	rl := c.Limits.RateLimit
-	if rl.SendPerSecond < 0 || rl.LoginPerSecond < 0 || rl.SendBurst < 0 || rl.LoginBurst < 0 {
+	if rl.SendPerSecond < 0 || rl.LoginPerSecond < 0 || rl.SendBurst < 0 || rl.LoginBurst < 0 ||
+		rl.FederationPerSecond < 0 || rl.FederationBurst < 0 {
 		v.add("limits.rate_limit", "rates and bursts must not be negative")
 	}
 	return v.err()
