@@ -37,6 +37,8 @@ type federation struct {
 	devLists *deviceListSender
 	// dry remembers backfills that brought nothing (federation_fetch.go).
 	dry dryBackfills
+	// latePresence holds presence that came before our join (federation_edu.go).
+	latePresence latePresence
 }
 
 func (c *FederationConfig) validate() error {

@@ -183,16 +183,92 @@ func (f *federation) receivePresenceEDU(ctx context.Context, origin string, cont
 			return
 		}
 		if !shared {
+			f.latePresence.add(p, now)
 			continue
 		}
-		ago := time.Duration(min(p.LastActiveAgo, math.MaxInt64/int64(time.Millisecond))) * time.Millisecond
-		msg := p.StatusMsg
-		if msg == nil {
-			msg = new(string) // absent: no status message
-		}
-		f.s.setPresence(ctx, p.UserID, presenceUpdate{Presence: p.Presence, StatusMsg: msg,
-			LastActive: now.Add(-ago), CurrentlyActive: p.CurrentlyActive})
+		f.applyPresence(ctx, p, now)
 	}
+}
+
+// applyPresence records a remote user's presence push received at rcvd.
+func (f *federation) applyPresence(ctx context.Context, p presencePush, rcvd time.Time) {
+	ago := time.Duration(min(p.LastActiveAgo, math.MaxInt64/int64(time.Millisecond))) * time.Millisecond
+	msg := p.StatusMsg
+	if msg == nil {
+		msg = new(string) // absent: no status message
+	}
+	f.s.setPresence(ctx, p.UserID, presenceUpdate{Presence: p.Presence, StatusMsg: msg,
+		LastActive: rcvd.Add(-ago), CurrentlyActive: p.CurrentlyActive})
+}
+
+// replayLatePresence applies the held pushes about roomID's members,
+// once one of our users has joined it.
+func (f *federation) replayLatePresence(ctx context.Context, roomID string) {
+	members, err := f.s.db.JoinedMembers(ctx, roomID)
+	if err != nil {
+		return
+	}
+	for _, lp := range f.latePresence.take(members, f.s.cfg.Now()) {
+		f.applyPresence(ctx, lp.p, lp.at)
+	}
+}
+
+// latePresenceKeep and latePresenceMax bound the pushes latePresence holds.
+const (
+	latePresenceKeep = 30 * time.Second
+	latePresenceMax  = 1000
+)
+
+// latePresence holds, for a short while, presence pushes about users who
+// share no room with ours yet: the server we join a room through sends
+// its users' presence while our side of the join is still being stored.
+// The pushes are applied if one of our users joins their room in time,
+// else forgotten.
+type latePresence struct {
+	mu sync.Mutex // guards m
+	m  map[string]latePush
+}
+
+type latePush struct {
+	p  presencePush
+	at time.Time
+}
+
+func (l *latePresence) add(p presencePush, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = make(map[string]latePush)
+	}
+	if _, ok := l.m[p.UserID]; !ok && len(l.m) >= latePresenceMax {
+		for u, lp := range l.m {
+			if now.Sub(lp.at) > latePresenceKeep {
+				delete(l.m, u)
+			}
+		}
+		if len(l.m) >= latePresenceMax {
+			return
+		}
+	}
+	l.m[p.UserID] = latePush{p, now}
+}
+
+// take removes and returns the fresh pushes about users.
+func (l *latePresence) take(users []string, now time.Time) []latePush {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []latePush
+	for _, u := range users {
+		lp, ok := l.m[u]
+		if !ok {
+			continue
+		}
+		delete(l.m, u)
+		if now.Sub(lp.at) <= latePresenceKeep {
+			out = append(out, lp)
+		}
+	}
+	return out
 }
 
 // userServers lists the other servers that share a room with userID.
@@ -252,6 +328,10 @@ func (f *federation) sendUserEDU(ctx context.Context, userID, eduType string, co
 // sendPresence tells the servers sharing a room with a local user of their
 // new presence (spec: Server-Server API, "Presence").
 func (f *federation) sendPresence(ctx context.Context, userID string, st presenceState) {
+	f.sendUserEDU(ctx, userID, eduPresence, map[string]any{"push": []presencePush{f.presencePush(userID, st)}})
+}
+
+func (f *federation) presencePush(userID string, st presenceState) presencePush {
 	p := presencePush{UserID: userID, Presence: st.Presence, CurrentlyActive: st.CurrentlyActive}
 	if !st.LastActive.IsZero() {
 		p.LastActiveAgo = max(f.s.cfg.Now().Sub(st.LastActive).Milliseconds(), 0)
@@ -259,7 +339,47 @@ func (f *federation) sendPresence(ctx context.Context, userID string, st presenc
 	if st.StatusMsg != "" {
 		p.StatusMsg = &st.StatusMsg
 	}
-	f.sendUserEDU(ctx, userID, eduPresence, map[string]any{"push": []presencePush{p}})
+	return p
+}
+
+// sendRoomPresence tells dests the presence of our users joined to
+// roomID, as servers that just started sharing the room with them have
+// heard no change of it (sendPresence goes out on changes only).
+func (f *federation) sendRoomPresence(ctx context.Context, roomID string, dests []string) {
+	members, err := f.s.db.JoinedMembers(ctx, roomID)
+	if err != nil {
+		f.log.Warn("presence for a new server in the room", "room_id", roomID, "err", err)
+		return
+	}
+	var pushes []presencePush
+	for _, u := range members {
+		if !f.isLocalUser(u) {
+			continue
+		}
+		if st, ok := f.s.presence.Get(u); ok {
+			pushes = append(pushes, f.presencePush(u, st))
+		}
+	}
+	if len(pushes) == 0 || len(dests) == 0 {
+		return
+	}
+	byDest := map[string][][]byte{}
+	for start := 0; start < len(pushes); start += maxPresencePush {
+		c, err := json.Marshal(map[string]any{"push": pushes[start:min(start+maxPresencePush, len(pushes))]})
+		if err != nil {
+			return
+		}
+		for _, d := range dests {
+			edu, err := json.Marshal(gomatrixserverlib.EDU{Type: eduPresence, Origin: f.s.cfg.ServerName, Destination: d, Content: c})
+			if err != nil {
+				return
+			}
+			byDest[d] = append(byDest[d], edu)
+		}
+	}
+	if err := f.queue.enqueueEDUs(ctx, byDest); err != nil {
+		f.log.Warn("queueing presence for a new server failed", "room_id", roomID, "err", err)
+	}
 }
 
 // deviceListSender announces local users' device list changes to the

@@ -314,3 +314,32 @@ func TestFederationDeviceListEDUContents(t *testing.T) {
 		t.Fatalf("alice still sees bob's deleted device: %+v", keys.DeviceKeys[bob.UserID])
 	}
 }
+
+// TestFederationPresenceOnJoin: presence set before two servers shared a
+// room reaches the other side when they start to: the joining server
+// sends its user's presence to the room's servers, and the resident
+// server sends its users' presence to the joining one (which holds it
+// until its side of the join is stored).
+func TestFederationPresenceOnJoin(t *testing.T) {
+	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
+		a, bb := startFedNode(t, b), startFedNode(t, b)
+		ctx := testCtx(t)
+		alice, bob := a.user(t, "alice"), bb.user(t, "bob")
+		if err := alice.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceUnavailable, StatusMsg: "alice before"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := bob.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceUnavailable, StatusMsg: "bob before"}); err != nil {
+			t.Fatal(err)
+		}
+		aliceSync, bobSync := newFedSyncer(t, alice), newFedSyncer(t, bob)
+		joinAcross(t, ctx, alice, bob, bobSync)
+		bobSync.until(func(r *mautrix.RespSync) bool {
+			p := presenceOf(r, alice.UserID)
+			return p != nil && p["status_msg"] == "alice before"
+		})
+		aliceSync.until(func(r *mautrix.RespSync) bool {
+			p := presenceOf(r, bob.UserID)
+			return p != nil && p["status_msg"] == "bob before"
+		})
+	})
+}

@@ -217,6 +217,7 @@ func (f *federation) sendMembership(c echo.Context, membership string) error {
 	if membership == "leave" {
 		return c.JSON(http.StatusOK, struct{}{})
 	}
+	f.sendRoomPresence(ctx, roomID, []string{origin})
 	ev, err := f.s.db.Event(ctx, eventID)
 	if err != nil {
 		return err
@@ -337,6 +338,10 @@ func (f *federation) joinRemote(ctx context.Context, roomID, userID string, serv
 	for _, server := range servers {
 		err := f.joinVia(ctx, roomID, userID, server)
 		if err == nil {
+			f.replayLatePresence(ctx, roomID)
+			if servers, err := f.roomServers(ctx, roomID); err == nil {
+				f.sendRoomPresence(ctx, roomID, slices.DeleteFunc(servers, func(s string) bool { return s == f.s.cfg.ServerName }))
+			}
 			return nil
 		}
 		f.log.Info("remote join failed", "room_id", roomID, "via", server, "err", err)
