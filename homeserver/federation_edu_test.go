@@ -343,3 +343,54 @@ func TestFederationPresenceOnJoin(t *testing.T) {
 		})
 	})
 }
+
+// TestFederationPresencePingAndTimeout: a remote user's unchanged
+// presence stays as it is while their server pings it every 25 minutes,
+// and reads as offline once their server has been silent for 30.
+func TestFederationPresencePingAndTimeout(t *testing.T) {
+	b := storagetest.Backends(t)[0]
+	// Real time to start with: request signatures and keys are checked
+	// against it.
+	clock := &testClock{now: time.Now()}
+	withClock := func(c *Config) { c.Now = clock.Now }
+	a, bb := startFedNode(t, b, withClock), startFedNode(t, b, withClock)
+	ctx := testCtx(t)
+	alice, bob := a.user(t, "alice"), bb.user(t, "bob")
+	bobSync := newFedSyncer(t, bob)
+	joinAcross(t, ctx, alice, bob, bobSync)
+	waitJoined(t, a, firstRoom(t, ctx, bob), bob.UserID)
+	if err := alice.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceUnavailable, StatusMsg: "away"}); err != nil {
+		t.Fatal(err)
+	}
+	bobSync.until(func(r *mautrix.RespSync) bool {
+		p := presenceOf(r, alice.UserID)
+		return p != nil && p["status_msg"] == "away"
+	})
+	heard := func() time.Time {
+		st, _ := bb.srv.presence.Get(string(alice.UserID))
+		return st.heard
+	}
+	first := heard()
+	// 26 minutes on, alice's server pings (its scan runs on a sync).
+	clock.Advance(26 * time.Minute)
+	if _, err := alice.SyncRequest(ctx, 0, "", "", false, event.PresenceUnavailable); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "B hears alice's ping", func() bool { return heard().After(first) })
+	// 26 more: 52 since the change, 26 since the ping: still away on B.
+	clock.Advance(26 * time.Minute)
+	if _, err := bob.SyncRequest(ctx, 0, "", "", false, ""); err != nil { // B's scan
+		t.Fatal(err)
+	}
+	got, err := bob.GetPresence(ctx, alice.UserID)
+	if err != nil || got.Presence != event.PresenceUnavailable {
+		t.Fatalf("after a ping alice reads as %+v, %v; want unavailable", got, err)
+	}
+	// A goes silent: 31 minutes after its last ping alice is offline on B.
+	a.cut()
+	clock.Advance(31 * time.Minute)
+	bobSync.until(func(r *mautrix.RespSync) bool {
+		p := presenceOf(r, alice.UserID)
+		return p != nil && p["presence"] == "offline"
+	})
+}

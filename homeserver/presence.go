@@ -33,6 +33,15 @@ const presenceIdleAfter = 5 * time.Minute
 // server's syncs do not each walk every user.
 const presenceScanEvery = 10 * time.Second
 
+// A local user's presence, other than offline, is sent again to the
+// servers sharing a room with them every presencePingEvery; a remote
+// user not heard of for presenceRemoteTimeout reads as offline (their
+// server may be gone). Synapse uses the same 25 and 30 minutes.
+const (
+	presencePingEvery     = 25 * time.Minute
+	presenceRemoteTimeout = 30 * time.Minute
+)
+
 // maxStatusMsg bounds a status message, in bytes.
 const maxStatusMsg = 1024
 
@@ -55,6 +64,9 @@ type presenceState struct {
 	// auto: a sync or the idle timeout set this state, not an explicit
 	// PUT or a remote server; a sync may change it.
 	auto bool
+	// heard is when the state was last set (a remote user's last push);
+	// pinged when a local user's state last went out over federation.
+	heard, pinged time.Time
 }
 
 // presenceTracker holds every known user's presence, in memory. A change
@@ -110,10 +122,12 @@ func (t *presenceTracker) Set(userID string, u presenceUpdate) (presenceState, b
 	if u.StatusMsg != nil {
 		st.StatusMsg = *u.StatusMsg
 	}
+	st.heard = t.now()
 	changed := old.Presence != st.Presence || old.StatusMsg != st.StatusMsg || old.CurrentlyActive != st.CurrentlyActive
 	if changed {
 		t.serial++
 		st.serial = t.serial
+		st.pinged = st.heard // a change goes out over federation
 	}
 	return *st, changed
 }
@@ -129,28 +143,52 @@ func (t *presenceTracker) Get(userID string) (presenceState, bool) {
 	return *st, true
 }
 
-// Serial returns the current serial, first letting local users who went
-// quiet fall idle (online → unavailable); it returns those users too.
-func (t *presenceTracker) Serial(isLocal func(string) bool) (int64, []string) {
+// presenceScan is what one Serial scan found.
+type presenceScan struct {
+	// changed: local users who fell idle and remote users who timed out.
+	changed []string
+	// ping: local users whose unchanged presence is due to go out again.
+	ping []string
+}
+
+// Serial returns the current serial, first (at most every
+// presenceScanEvery) letting local users who went quiet fall idle
+// (online → unavailable) and remote users not heard of for
+// presenceRemoteTimeout go offline, and finding the local users due a
+// ping.
+func (t *presenceTracker) Serial(isLocal func(string) bool) (int64, presenceScan) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
+	var scan presenceScan
 	if now.Sub(t.lastScan) < presenceScanEvery {
-		return t.serial, nil
+		return t.serial, scan
 	}
 	t.lastScan = now
-	var idle []string
 	for u, st := range t.users {
-		if st.Presence == presenceOnline && now.Sub(st.LastActive) > presenceIdleAfter && isLocal(u) {
+		if st.Presence == presenceOffline {
+			continue
+		}
+		local := isLocal(u)
+		switch {
+		case local && st.Presence == presenceOnline && now.Sub(st.LastActive) > presenceIdleAfter:
 			// Idle is the server's doing: the user's next sync
 			// makes them online again.
 			st.Presence, st.CurrentlyActive, st.auto = presenceUnavailable, false, true
-			t.serial++
-			st.serial = t.serial
-			idle = append(idle, u)
+		case !local && now.Sub(st.heard) > presenceRemoteTimeout:
+			st.Presence, st.CurrentlyActive = presenceOffline, false
+		default:
+			if local && now.Sub(st.pinged) > presencePingEvery {
+				st.pinged = now
+				scan.ping = append(scan.ping, u)
+			}
+			continue
 		}
+		t.serial++
+		st.serial, st.pinged = t.serial, now
+		scan.changed = append(scan.changed, u)
 	}
-	return t.serial, idle
+	return t.serial, scan
 }
 
 // Changed returns the states of users for whom want is true that changed
@@ -342,12 +380,18 @@ func (s *Server) syncSetPresence(ctx context.Context, userID, setPresence string
 }
 
 // presenceSerial returns the presence serial for a /sync token, first
-// announcing local users who fell idle.
+// announcing local users who fell idle and remote users who timed out,
+// and sending the pings that are due.
 func (s *Server) presenceSerial(ctx context.Context) int64 {
-	serial, idle := s.presence.Serial(func(u string) bool { return serverOf(u) == s.cfg.ServerName })
-	for _, u := range idle {
+	serial, scan := s.presence.Serial(func(u string) bool { return serverOf(u) == s.cfg.ServerName })
+	for _, u := range scan.changed {
 		if st, ok := s.presence.Get(u); ok {
 			s.presenceChanged(ctx, u, st)
+		}
+	}
+	for _, u := range scan.ping {
+		if st, ok := s.presence.Get(u); ok {
+			s.fed.sendPresence(ctx, u, st)
 		}
 	}
 	return serial
