@@ -550,20 +550,24 @@ func (f *federation) applyRedactions(ctx context.Context, tx *storage.Tx, l *pdu
 	if pdu.Type() == spec.MRoomRedaction {
 		target, err := tx.Event(ctx, pdu.Redacts())
 		if errors.Is(err, storage.ErrNotFound) {
-			return nil // applied when the target arrives
+			return tx.AddPendingRedaction(ctx, pdu.Redacts(), pdu.EventID())
 		}
 		if err != nil || target.RoomID != pdu.RoomID().String() || target.RedactedBy != "" {
 			return err
 		}
 		return f.redactIfAllowed(ctx, tx, l, pdu, target, before)
 	}
-	redactions, err := tx.RedactionsOf(ctx, pdu.RoomID().String(), pdu.EventID())
-	if err != nil || len(redactions) == 0 {
+	ids, err := tx.TakePendingRedactions(ctx, pdu.EventID())
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	redactions, err := tx.Events(ctx, ids)
+	if err != nil {
 		return err
 	}
 	for _, r := range redactions {
 		rp, err := l.load(ctx, []string{r.EventID})
-		if err != nil || len(rp) == 0 || rp[0].Redacts() != pdu.EventID() {
+		if err != nil || len(rp) == 0 || rp[0].Redacts() != pdu.EventID() || r.RoomID != pdu.RoomID().String() {
 			continue
 		}
 		target, err := tx.Event(ctx, pdu.EventID())

@@ -53,15 +53,30 @@ func eventVerdict(ctx context.Context, q querier, eventID string) (Verdict, erro
 	return v, nil
 }
 
-// RedactionsOf returns the stored redactions in roomID that name eventID
-// (a redaction may arrive before its target). The LIKE is a prefilter
-// (wildcards in the ID can only widen it); callers check the parsed
-// redacts field.
-func (tx *Tx) RedactionsOf(ctx context.Context, roomID, eventID string) ([]Event, error) {
-	rows, err := tx.query(ctx, `SELECT `+eventColumns+` FROM events WHERE room_id = $1 AND type = 'm.room.redaction' AND outlier = 0
-		AND json LIKE $2 ORDER BY pos`, roomID, "%"+eventID+"%")
+// AddPendingRedaction records, in the running write, a redaction whose
+// target is not known yet.
+func (tx *Tx) AddPendingRedaction(ctx context.Context, targetID, redactionID string) error {
+	_, err := tx.exec(ctx, `INSERT INTO pending_redactions (target_id, redaction_id) VALUES ($1, $2)
+		ON CONFLICT (target_id, redaction_id) DO NOTHING`, targetID, redactionID)
 	if err != nil {
-		return nil, fmt.Errorf("storage: redactions of: %w", err)
+		return fmt.Errorf("storage: pending redaction: %w", err)
 	}
-	return scanEvents(rows)
+	return nil
+}
+
+// TakePendingRedactions returns and forgets, in the running write, the
+// IDs of the redactions waiting for targetID.
+func (tx *Tx) TakePendingRedactions(ctx context.Context, targetID string) ([]string, error) {
+	rows, err := tx.query(ctx, `SELECT redaction_id FROM pending_redactions WHERE target_id = $1`, targetID)
+	if err != nil {
+		return nil, fmt.Errorf("storage: pending redactions: %w", err)
+	}
+	ids, err := scanStrings(rows)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	if _, err := tx.exec(ctx, `DELETE FROM pending_redactions WHERE target_id = $1`, targetID); err != nil {
+		return nil, fmt.Errorf("storage: pending redactions: %w", err)
+	}
+	return ids, nil
 }

@@ -10,3 +10,11 @@ CREATE TABLE event_verdicts (
 	reason      TEXT NOT NULL,
 	received_ts BIGINT NOT NULL
 )
+;
+-- Redactions that arrived before their target (spec: a redaction is
+-- applied once its target is known), looked up as each event arrives.
+CREATE TABLE pending_redactions (
+	target_id    TEXT NOT NULL,
+	redaction_id TEXT NOT NULL,
+	PRIMARY KEY (target_id, redaction_id)
+)
