@@ -228,14 +228,8 @@ func TestFederationHostilePulledPDUs(t *testing.T) {
 			})
 		})
 		t.Run("backfill", func(t *testing.T) {
-			a, bb := startFedNode(t, b), startFedNode(t, b)
+			a, bb, alice, bob, aliceSync, room := newRoomOnB(t, b)
 			ctx := testCtx(t)
-			alice, bob := a.user(t, "alice"), bb.user(t, "bob")
-			aliceSync := newFedSyncer(t, alice)
-			room, err := bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
-			if err != nil {
-				t.Fatal(err)
-			}
 			for i := 0; i < 5; i++ {
 				if _, err := bob.SendText(ctx, room.RoomID, fmt.Sprintf("old %d", i)); err != nil {
 					t.Fatal(err)
@@ -280,14 +274,8 @@ func TestFederationHostilePulledPDUs(t *testing.T) {
 			requireRefused(t, a, alice.AccessToken, room.RoomID, bad)
 		})
 		t.Run("send_join", func(t *testing.T) {
-			a, bb := startFedNode(t, b), startFedNode(t, b)
+			a, bb, alice, bob, aliceSync, room := newRoomOnB(t, b)
 			ctx := testCtx(t)
-			alice, bob := a.user(t, "alice"), bb.user(t, "bob")
-			aliceSync := newFedSyncer(t, alice)
-			room, err := bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
-			if err != nil {
-				t.Fatal(err)
-			}
 			bad := hostilePDUs(t, bb, string(room.RoomID), string(bob.UserID), nil)
 			if _, err := bob.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: alice.UserID}); err != nil {
 				t.Fatal(err)
@@ -321,4 +309,18 @@ func TestFederationHostilePulledPDUs(t *testing.T) {
 			requireRefused(t, a, alice.AccessToken, room.RoomID, bad)
 		})
 	})
+}
+
+// newRoomOnB starts two nodes, with bob on b owning a new room; alice on
+// a has a syncer but is not invited yet.
+func newRoomOnB(t *testing.T, b storagetest.Backend) (a, bb *fedNode, alice, bob *mautrix.Client, aliceSync *fedSyncer, room *mautrix.RespCreateRoom) {
+	t.Helper()
+	a, bb = startFedNode(t, b), startFedNode(t, b)
+	alice, bob = a.user(t, "alice"), bb.user(t, "bob")
+	aliceSync = newFedSyncer(t, alice)
+	room, err := bob.CreateRoom(testCtx(t), &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, bb, alice, bob, aliceSync, room
 }
