@@ -16,12 +16,13 @@ func NewThrottle(intervalNanos int64) *Throttle {
 	return &Throttle{interval: intervalNanos}
 }
 
-// Satisfied records at now that what the last allowed event asked for has
+// Satisfied records that what the last allowed event asked for has
 // happened (a requested key frame arrived): the next event may go through
-// guard nanoseconds from now, sooner than the interval would allow. It
-// never delays the next event.
-func (t *Throttle) Satisfied(now, guard int64) {
-	next := now + guard - t.interval
+// guard nanoseconds after from (the time of the answer, or of the event
+// answered), sooner than the interval would allow. It never delays the
+// next event.
+func (t *Throttle) Satisfied(from, guard int64) {
+	next := from + guard - t.interval
 	for {
 		last := t.last.Load()
 		if last == 0 || next >= last || t.last.CompareAndSwap(last, next) {

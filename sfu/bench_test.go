@@ -51,7 +51,8 @@ func benchDownTrack(b testing.TB, cacheSize int) (*upTrack, *downTrack, *marshal
 	up.live = 1
 	d := newDownTrack(up, sub)
 	w := &marshalWriter{buf: make([]byte, 1600)}
-	d.bound, d.writer, d.pt, d.ssrc, d.tccID, d.cvoID = true, w, 96, 1234, 3, 4
+	d.writer, d.pt, d.ssrc, d.tccID, d.cvoID = w, 96, 1234, 3, 4
+	d.bound.Store(true)
 	up.addDown(d)
 	return up, d, w
 }

@@ -142,6 +142,7 @@ type recvTrack struct {
 	tss          []uint32
 	ssrcs        map[uint32]bool
 	keyWidths    []uint16
+	firstKey     bool // the first video packet started a key frame
 	ended        atomic.Bool
 }
 
@@ -166,6 +167,7 @@ type testClient struct {
 	rrWithLSR atomic.Int64 // receiver reports from the SFU that echo our sender reports
 	simSender *webrtc.RTPSender
 	codec     string      // video mime type sent, "" for VP8
+	pliOnly   bool        // key frames only first and on PLI
 	hold      atomic.Bool // keep server offers in held instead of answering
 	held      chan string
 }
@@ -178,6 +180,9 @@ type clientOpts struct {
 	videoKbps    int    // per layer (lowest); higher layers x3, x9
 	videoCodec   string // mime type, default VP8
 	tcp          bool   // ICE over TCP only
+	// keyframesOnPLIOnly sends key frames only first and when asked
+	// (PLI), as browsers do; otherwise one a second as well.
+	keyframesOnPLIOnly bool
 }
 
 func clientAPI(t testing.TB, n transport.Net, tcp bool) *webrtc.API {
@@ -367,6 +372,7 @@ func joinClient(t testing.TB, s *SFU, conf, id string, o clientOpts) *testClient
 		}
 		c.wg.Add(1)
 		c.codec = o.videoCodec
+		c.pliOnly = o.keyframesOnPLIOnly
 		go c.sendVideo(video, o.simulcast, kbps)
 	}
 	return c
@@ -420,6 +426,9 @@ func (c *testClient) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 				p := pkt.Payload
 				if p[0]&0x10 != 0 && p[5]&0x01 == 0 {
 					rt.keyWidths = append(rt.keyWidths, binary.LittleEndian.Uint16(p[11:13])&0x3fff)
+					if len(rt.seqs) == 1 {
+						rt.firstKey = true
+					}
 				}
 			}
 			rt.mu.Unlock()
@@ -507,6 +516,9 @@ func (c *testClient) sendVideo(layers []*webrtc.TrackLocalStaticRTP, rids []stri
 		case <-tk.C:
 		}
 		key := frame%30 == 0
+		if c.pliOnly {
+			key = frame == 0
+		}
 		if n := c.plis.Load(); n != lastPLI {
 			lastPLI, key = n, true
 		}

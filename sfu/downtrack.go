@@ -43,9 +43,12 @@ type downTrack struct {
 	sub    *Participant
 	sender *webrtc.RTPSender
 
+	// bound is set once pion has handed over the state below in Bind
+	// (the subscriber answered the offer with this track) and cleared
+	// in Unbind; until then nothing is forwarded.
+	bound atomic.Bool
 	// mu guards the state pion hands over in Bind.
 	mu      sync.Mutex
-	bound   bool
 	ssrc    uint32
 	pt      uint8
 	writer  webrtc.TrackLocalWriter
@@ -91,15 +94,18 @@ func (d *downTrack) RID() string               { return "" }
 func (d *downTrack) StreamID() string          { return d.up.streamID }
 func (d *downTrack) Kind() webrtc.RTPCodecType { return d.up.kind }
 func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
-	d.mu.Lock()
-	d.bound = false
-	d.mu.Unlock()
+	d.bound.Store(false)
 	return nil
 }
 
 // Bind implements webrtc.TrackLocal: it takes the payload type the
 // subscriber negotiated for the publisher's codec, and the header extension
-// IDs the forwarding path writes.
+// IDs the forwarding path writes. pion binds a sender when the subscriber's
+// answer that carries it is applied: from then on its packets reach the
+// subscriber, so this is when a new subscriber's video asks the publisher
+// for its first key frame (a key frame that arrived before would have been
+// dropped, and the allocator's next tick may be up to
+// Config.AllocationInterval away).
 func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	var chosen *webrtc.RTPCodecParameters
 	for _, c := range ctx.CodecParameters() {
@@ -115,8 +121,6 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.bound = true
 	d.ssrc = uint32(ctx.SSRC())
 	d.pt = uint8(chosen.PayloadType)
 	d.writer = ctx.WriteStream()
@@ -131,16 +135,23 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 			d.cvoID = uint8(e.ID)
 		}
 	}
+	d.mu.Unlock()
+	d.bound.Store(true)
+	if t := int(d.target.Load()); t >= 0 && int(d.current.Load()) != t {
+		d.up.requestKeyframe(t)
+	}
 	return *chosen, nil
 }
 
 // setTarget records the allocator's layer choice (-1 pauses) and asks the
-// publisher for a key frame of the new layer.
+// publisher for a key frame of the new layer, once d is bound (Bind asks
+// for the first one: a request sent before would be spent on a key frame
+// the subscriber cannot receive yet).
 func (d *downTrack) setTarget(layer int) {
 	if int(d.target.Swap(int32(layer))) != layer {
 		d.refreshWant()
 	}
-	if layer >= 0 && int(d.current.Load()) != layer {
+	if layer >= 0 && int(d.current.Load()) != layer && d.bound.Load() {
 		d.up.requestKeyframe(layer)
 	}
 }
@@ -161,8 +172,14 @@ func (d *downTrack) refreshWant() {
 }
 
 // forward sends source packet seq of layer to the subscriber, switching
-// layers only at a key frame of the target layer. Send goroutine only.
+// layers only at a key frame of the target layer, and only once d is bound:
+// a key frame taken as the start of the stream while the packet could not
+// be sent would leave the subscriber with frames it cannot decode. Send
+// goroutine only.
 func (d *downTrack) forward(layer int, seq uint16) {
+	if !d.bound.Load() {
+		return
+	}
 	l := d.up.layer(layer)
 	if l == nil {
 		return
@@ -246,10 +263,13 @@ func (d *downTrack) retransmit(outSeq uint16) {
 // number for bandwidth estimation. The publisher's other extensions (its
 // IDs mean nothing to the subscriber) are dropped.
 func (d *downTrack) write(seq uint16, ts uint32, payload []byte, now int64) {
+	if !d.bound.Load() {
+		return
+	}
 	d.mu.Lock()
-	bound, w, ssrc, pt, levelID, tccID, cvoID := d.bound, d.writer, d.ssrc, d.pt, d.levelID, d.tccID, d.cvoID
+	w, ssrc, pt, levelID, tccID, cvoID := d.writer, d.ssrc, d.pt, d.levelID, d.tccID, d.cvoID
 	d.mu.Unlock()
-	if !bound || w == nil {
+	if w == nil {
 		return
 	}
 	h := &d.hdr

@@ -69,9 +69,10 @@ type Participant struct {
 	negotiateDue  atomic.Bool
 
 	// negMu serialises offer/answer exchanges; pendingOffer is set when a
-	// server offer is owed to the client.
+	// server offer is owed to the client (written under negMu, read
+	// without it when the connection comes up).
 	negMu        sync.Mutex
-	pendingOffer bool
+	pendingOffer atomic.Bool
 
 	// mu guards the fields below.
 	mu         sync.Mutex
@@ -114,7 +115,12 @@ func newParticipant(s *SFU, id string, h Handler) (*Participant, error) {
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
 			p.connected.Store(true)
-			p.notify(&p.negotiateDue)
+			// An offer owed while connecting goes out now; with none
+			// owed there is nothing to renegotiate (an offer that
+			// changes nothing would only hold up the next one).
+			if p.pendingOffer.Load() {
+				p.notify(&p.negotiateDue)
+			}
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			if p.closed() {
 				return // our own Close
@@ -251,7 +257,7 @@ func (p *Participant) answer(ctx context.Context, offer string) (string, error) 
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
-	if p.pendingOffer {
+	if p.pendingOffer.Load() {
 		p.notify(&p.negotiateDue)
 	}
 	return p.pc.LocalDescription().SDP, nil
@@ -278,7 +284,7 @@ func (p *Participant) HandleAnswer(sdp string) error {
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSDP, err)
 	}
-	if p.pendingOffer {
+	if p.pendingOffer.Load() {
 		p.notify(&p.negotiateDue)
 	}
 	return nil
@@ -292,12 +298,18 @@ func (p *Participant) negotiate() {
 		p.negMu.Unlock()
 		return
 	}
-	if !p.connected.Load() || p.pc.SignalingState() != webrtc.SignalingStateStable {
-		p.pendingOffer = true
+	connecting := !p.connected.Load()
+	if connecting || p.pc.SignalingState() != webrtc.SignalingStateStable {
+		p.pendingOffer.Store(true)
 		p.negMu.Unlock()
+		if connecting && p.connected.Load() {
+			// Connected meanwhile: the connection handler may have
+			// looked for a pending offer before this one was noted.
+			p.notify(&p.negotiateDue)
+		}
 		return
 	}
-	p.pendingOffer = false
+	p.pendingOffer.Store(false)
 	offer, err := p.pc.CreateOffer(nil)
 	if err == nil {
 		err = p.pc.SetLocalDescription(offer)

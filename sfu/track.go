@@ -56,6 +56,9 @@ type upLayer struct {
 	// loop sends it once the throttle allows, unless a key frame comes
 	// first.
 	pliPending atomic.Bool
+	// lastPLI is when the last key frame request went to the publisher,
+	// unix ns; 0 if none did.
+	lastPLI atomic.Int64
 	// lastPacket is when the layer last received a packet, unix ns.
 	lastPacket atomic.Int64
 	// width and height are the frame size from the last key frame that
@@ -135,10 +138,11 @@ func (u *upTrack) removeDown(d *downTrack) {
 
 // requestKeyframe sends a PLI (RFC 4585 section 6.3.1) for layer i to the
 // publisher, at most once per Config.KeyframeInterval per layer. A request
-// the throttle holds back is not lost: it waits in pliPending. A key frame
-// that arrives shortens the wait for the next request to
-// keyframeGuard, so that a subscriber joining just after another one
-// does not wait out the whole interval for its first frame.
+// the throttle holds back is not lost: it waits in pliPending, and the key
+// frame of a request already on its way answers it too. Once a key frame
+// has answered the last request, the next may go keyframeGuard after that
+// request, so that a subscriber joining just after another one does not
+// wait out the whole interval for its first frame.
 func (u *upTrack) requestKeyframe(i int) {
 	if u.kind != webrtc.RTPCodecTypeVideo {
 		return
@@ -147,12 +151,13 @@ func (u *upTrack) requestKeyframe(i int) {
 	if l == nil {
 		return
 	}
-	if !l.pli.Allow(u.pub.sfu.now()) {
+	now := u.pub.sfu.now()
+	if !l.pli.Allow(now) {
 		l.pliPending.Store(true)
 		return
 	}
 	l.pliPending.Store(false)
-	u.sendPLI(l)
+	u.sendPLI(l, now)
 }
 
 // forwardKeyframeRequest passes on a subscriber's PLI or FIR for layer i:
@@ -166,11 +171,17 @@ func (u *upTrack) forwardKeyframeRequest(i int) {
 	u.requestKeyframe(i)
 }
 
-// keyframeGuard is the least time between a key frame and the next
-// request for one.
-const keyframeGuard = int64(150 * time.Millisecond)
+// keyframeGuard is the least time between two key frame requests to one
+// layer when the first was answered. Browsers' encoders ignore a request
+// that comes within 300 ms of the last one they acted on (libwebrtc's
+// EncoderRtcpFeedback, kMinKeyframeSendIntervalMs): a request sent sooner
+// would bring no key frame, and the subscriber waiting for it would wait
+// out Config.KeyframeInterval for the next. The 50 ms on top cover
+// jitter between two requests on their way to the publisher.
+const keyframeGuard = int64(350 * time.Millisecond)
 
-func (u *upTrack) sendPLI(l *upLayer) {
+func (u *upTrack) sendPLI(l *upLayer, now int64) {
+	l.lastPLI.Store(now)
 	u.pub.sfu.m.plis.Inc()
 	_ = u.writeRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
 }
@@ -184,12 +195,14 @@ func (u *upTrack) keyframeState(l *upLayer, keyframe bool, now int64) {
 	}
 	if keyframe {
 		l.pliPending.Store(false)
-		l.pli.Satisfied(now, keyframeGuard)
+		if last := l.lastPLI.Load(); last != 0 {
+			l.pli.Satisfied(last, keyframeGuard)
+		}
 		return
 	}
 	if l.pliPending.Load() && l.pli.Allow(now) {
 		l.pliPending.Store(false)
-		u.sendPLI(l)
+		u.sendPLI(l, now)
 	}
 }
 
