@@ -289,6 +289,9 @@ func (b *bench) join(ctx context.Context, cli *mautrix.Client) (phaseSample, err
 			for _, err := range p.Errs() {
 				return phaseSample{}, err
 			}
+			if ph.VideoBeforeKeyframe > 0 {
+				return phaseSample{}, fmt.Errorf("video began with %d packets before the first key frame", ph.VideoBeforeKeyframe)
+			}
 			return newSample(ph), nil
 		}
 		select {

@@ -107,7 +107,9 @@ type Options struct {
 	// <Name>-stream, <Name>-audio, <Name>-video. Default: the localpart.
 	Name string
 	// Publish sends 50 packets/s of Opus and 30 frames/s of VP8 (two
-	// packets each, a key frame every half second and after each PLI).
+	// packets each, a key frame every half second and after each PLI,
+	// except that, like libwebrtc, it ignores a PLI that arrives within
+	// 300 ms of the last one it acted on).
 	Publish bool
 	// SubscribeTo says whose tracks to subscribe to (by user ID) when the
 	// focus's stream metadata lists them. Nil subscribes to nobody.
@@ -131,7 +133,11 @@ type Phases struct {
 	ICEConnected  time.Time
 	DTLSConnected time.Time
 	FirstRTP      time.Time // first RTP packet on any received track
-	FirstVideo    time.Time // first RTP packet on a received video track (the SFU starts a subscriber's video at a key frame)
+	FirstVideo    time.Time // first packet of a VP8 key frame on a received video track: the first decodable frame
+	// VideoBeforeKeyframe counts video packets received before the first
+	// key frame: frames the subscriber cannot decode (the SFU should start
+	// a subscriber's video at a key frame, so 0).
+	VideoBeforeKeyframe int
 }
 
 // Stream is one stream of the focus's sdp_stream_metadata.

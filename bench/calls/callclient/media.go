@@ -13,6 +13,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -24,11 +25,15 @@ type media struct {
 	pc     *webrtc.PeerConnection
 	dc     *webrtc.DataChannel
 	noPong atomic.Bool
-	plis   atomic.Int64
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	negMu  sync.Mutex // serialises applying descriptions
-	dcMu   sync.Mutex // serialises data-channel sends
+	plis   atomic.Int64 // PLIs received
+	// keyReq is a PLI the encoder honours: the next frame is a key frame.
+	keyReq atomic.Bool
+	// lastKeyReq is when the last honoured PLI arrived, unix ns.
+	lastKeyReq atomic.Int64
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	negMu      sync.Mutex // serialises applying descriptions
+	dcMu       sync.Mutex // serialises data-channel sends
 }
 
 // newAPI is a pion API with the default codecs and interceptors, the
@@ -131,8 +136,16 @@ func (m *media) addSenders() error {
 	return nil
 }
 
-// readRTCP drains a sender's RTCP (the interceptors need it read) and
-// counts picture loss indications.
+// minKeyframeRequestInterval is how long after a key frame request it
+// honoured a browser's encoder ignores the next ones: libwebrtc's
+// EncoderRtcpFeedback (kMinKeyframeSendIntervalMs) drops a PLI or FIR that
+// arrives within 300 ms of the last one it acted on.
+const minKeyframeRequestInterval = 300 * time.Millisecond
+
+// readRTCP drains a sender's RTCP (the interceptors need it read), counts
+// picture loss indications and, like a browser, asks the encoder for a key
+// frame for those not within minKeyframeRequestInterval of the last one
+// honoured.
 func (m *media) readRTCP(snd *webrtc.RTPSender) {
 	for {
 		pkts, _, err := snd.ReadRTCP()
@@ -142,6 +155,11 @@ func (m *media) readRTCP(snd *webrtc.RTPSender) {
 		for _, pk := range pkts {
 			if _, ok := pk.(*rtcp.PictureLossIndication); ok {
 				m.plis.Add(1)
+				now := time.Now().UnixNano()
+				if last := m.lastKeyReq.Load(); last == 0 || now-last >= int64(minKeyframeRequestInterval) {
+					m.lastKeyReq.Store(now)
+					m.keyReq.Store(true)
+				}
 			}
 		}
 	}
@@ -255,18 +273,40 @@ func (m *media) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	p.streamOf[tr.ID()] = tr.StreamID()
 	p.mu.Unlock()
 	m.wg.Go(func() {
+		keyed := kind != "video"
 		for {
-			if _, _, err := tr.ReadRTP(); err != nil {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
 				return
 			}
 			if rt.packets.Add(1) == 1 {
 				m.mark(func(ph *Phases) *time.Time { return &ph.FirstRTP })
-				if kind == "video" {
-					m.mark(func(ph *Phases) *time.Time { return &ph.FirstVideo })
-				}
 			}
+			if keyed {
+				continue
+			}
+			if !vp8KeyframeStart(pkt.Payload) {
+				// Undecodable until a key frame comes.
+				p.mu.Lock()
+				p.phases.VideoBeforeKeyframe++
+				p.mu.Unlock()
+				continue
+			}
+			keyed = true
+			m.mark(func(ph *Phases) *time.Time { return &ph.FirstVideo })
 		}
 	})
+}
+
+// vp8KeyframeStart reports whether payload is the first packet of a VP8
+// key frame: the start of partition 0 (RFC 7741 section 4.2: S set, PID
+// 0) whose payload header has P clear (RFC 6386 section 9.1).
+func vp8KeyframeStart(payload []byte) bool {
+	var v codecs.VP8Packet
+	if _, err := v.Unmarshal(payload); err != nil {
+		return false
+	}
+	return v.S == 1 && v.PID == 0 && len(v.Payload) > 0 && v.Payload[0]&0x01 == 0
 }
 
 func (m *media) audioLevelID() uint8 {
@@ -311,12 +351,12 @@ func (m *media) sendAudio(tr *webrtc.TrackLocalStaticRTP) {
 
 // sendVideo sends 30 frames/s of VP8 (RFC 7741 payload descriptor, key
 // frame header on key frames), two packets a frame; a key frame first,
-// every Options.KeyframeInterval and after each PLI.
+// every Options.KeyframeInterval and after each PLI it honours (see
+// readRTCP).
 func (m *media) sendVideo(tr *webrtc.TrackLocalStaticRTP) {
 	tk := time.NewTicker(33 * time.Millisecond)
 	defer tk.Stop()
 	var seq uint16
-	lastPLI := int64(0)
 	for frame := 0; ; frame++ {
 		select {
 		case <-m.stop:
@@ -327,8 +367,8 @@ func (m *media) sendVideo(tr *webrtc.TrackLocalStaticRTP) {
 		if ki := m.p.opts.KeyframeInterval; ki > 0 {
 			key = frame%max(1, int(ki/(33*time.Millisecond))) == 0
 		}
-		if n := m.plis.Load(); n != lastPLI {
-			lastPLI, key = n, true
+		if m.keyReq.Swap(false) {
+			key = true
 		}
 		for k := range 2 {
 			// X and I set, 15-bit picture ID (RFC 7741 section 4.2).
