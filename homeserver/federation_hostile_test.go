@@ -124,6 +124,11 @@ func TestFederationHostilePeer(t *testing.T) {
 				if fmt.Sprint(after.Extremities) != fmt.Sprint(before.Extremities) {
 					t.Fatalf("the room's frontier moved from %v to %v", before.Extremities, after.Extremities)
 				}
+				// Those parsed far enough to have an event ID are named
+				// in the answer, with their error.
+				if named := map[string]bool{"bad hash": true, "bad signature": true, "forged origin": true, "sender not in room": true}; named[tc.name] && len(res) != 1 {
+					t.Fatalf("/send answered %v, want the refused PDU named", res)
+				}
 				for id, r := range res {
 					if r.Error == "" {
 						t.Fatalf("PDU %s accepted over /send", id)

@@ -107,20 +107,39 @@ func (f *federation) parsePDU(ctx context.Context, raw []byte, room storage.Room
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
 	}
+	// From here on the event has an ID, which /send's answer names.
 	if pdu.Redacted() && how == arrivedPushed {
 		// The library redacts an event whose content hash does not match.
-		return nil, fmt.Errorf("%w: content hash mismatch", ErrBadPDU)
+		return nil, &badPDU{pdu.EventID(), fmt.Errorf("%w: content hash mismatch", ErrBadPDU)}
 	}
 	if pdu.RoomID().String() != room.RoomID {
-		return nil, fmt.Errorf("%w: room mismatch", ErrBadPDU)
+		return nil, &badPDU{pdu.EventID(), fmt.Errorf("%w: room mismatch", ErrBadPDU)}
 	}
 	if !verifySigs {
 		return &checkedPDU{pdu: pdu, room: room, ver: ver}, nil
 	}
 	if err := gomatrixserverlib.VerifyEventSignatures(ctx, pdu, f.keyRing, userIDForSender); err != nil {
-		return nil, fmt.Errorf("%w: signatures: %v", ErrBadPDU, err)
+		return nil, &badPDU{pdu.EventID(), fmt.Errorf("%w: signatures: %v", ErrBadPDU, err)}
 	}
 	return &checkedPDU{pdu: pdu, room: room, ver: ver}, nil
+}
+
+// badPDU is a refusal of a PDU that parsed far enough to have an event ID.
+type badPDU struct {
+	eventID string
+	err     error
+}
+
+func (b *badPDU) Error() string { return b.err.Error() }
+func (b *badPDU) Unwrap() error { return b.err }
+
+// refusedID is the event ID a refusal names, "" if the PDU had none.
+func refusedID(err error) string {
+	var b *badPDU
+	if errors.As(err, &b) {
+		return b.eventID
+	}
+	return ""
 }
 
 // receivePDU checks a PDU and adds it to its room's timeline. When prev
@@ -131,7 +150,7 @@ func (f *federation) parsePDU(ctx context.Context, raw []byte, room storage.Room
 func (f *federation) receivePDU(ctx context.Context, origin string, raw []byte, wantRoom string, how arrival) (string, error) {
 	cp, err := f.checkArrived(ctx, raw, wantRoom, how)
 	if err != nil {
-		return "", err
+		return refusedID(err), err
 	}
 	id := cp.pdu.EventID()
 	if _, err := f.s.db.Event(ctx, id); err == nil {
