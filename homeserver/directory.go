@@ -1,6 +1,7 @@
 package homeserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -136,32 +137,80 @@ func (s *Server) putVisibility(c echo.Context) error {
 	return c.JSON(http.StatusOK, struct{}{})
 }
 
-// publicRooms implements GET/POST /publicRooms (basic: this server's rooms,
-// paginated by offset).
+// publicRooms implements GET/POST /publicRooms (basic: paginated by
+// offset, no search filter): this server's directory, or with ?server=
+// another server's, asked over federation (spec: Client-Server API,
+// "GET /publicRooms", and Server-Server API, "GET /publicRooms").
 func (s *Server) publicRooms(c echo.Context) error {
 	ctx := c.Request().Context()
-	limit, offset := 100, 0
+	limit, since, err := directoryPage(c, func(v any) error { return readJSON(c, v) })
+	if err != nil {
+		return err
+	}
+	if server := c.QueryParam("server"); server != "" && server != s.cfg.ServerName {
+		if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(server)); !ok {
+			return errInvalidParam("server %q is not a server name", server)
+		}
+		resp, err := s.fed.remotePublicRooms(ctx, server, limit, since)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, resp)
+	}
+	resp, err := s.publicRoomsPage(ctx, limit, since)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// directoryPage reads a room directory request's limit and since: from
+// the query, or for POST from the body, which decode reads.
+func directoryPage(c echo.Context, decode func(any) error) (int, string, error) {
+	limit, since := 100, c.QueryParam("since")
 	if l := c.QueryParam("limit"); l != "" {
 		if n, err := strconv.Atoi(l); err == nil && n > 0 {
 			limit = min(n, 500)
 		}
 	}
-	if since := c.QueryParam("since"); since != "" {
+	if c.Request().Method == http.MethodPost {
+		var req struct {
+			Limit int    `json:"limit"`
+			Since string `json:"since"`
+		}
+		if err := decode(&req); err != nil {
+			return 0, "", err
+		}
+		if req.Limit > 0 {
+			limit = min(req.Limit, 500)
+		}
+		if req.Since != "" {
+			since = req.Since
+		}
+	}
+	return limit, since, nil
+}
+
+// publicRoomsPage is one page of this server's room directory, for
+// clients and for other servers.
+func (s *Server) publicRoomsPage(ctx context.Context, limit int, since string) (map[string]any, error) {
+	offset := 0
+	if since != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(since, "o"))
 		if err != nil || n < 0 {
-			return errInvalidParam("invalid since token")
+			return nil, errInvalidParam("invalid since token")
 		}
 		offset = n
 	}
 	ids, total, err := s.db.PublicRooms(ctx, limit, offset)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	chunk := []map[string]any{}
 	for _, id := range ids {
 		state, err := s.db.CurrentState(ctx, id)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		entry := map[string]any{"room_id": id, "world_readable": false, "guest_can_join": false, "num_joined_members": 0, "join_rule": "invite"}
 		joined := 0
@@ -199,5 +248,5 @@ func (s *Server) publicRooms(c echo.Context) error {
 	if offset > 0 {
 		resp["prev_batch"] = "o" + strconv.Itoa(max(offset-limit, 0))
 	}
-	return c.JSON(http.StatusOK, resp)
+	return resp, nil
 }

@@ -249,6 +249,8 @@ func (f *federation) authedRoutes(v1, v2 *echo.Group) {
 	v1.GET("/user/devices/:userId", f.userDevices)
 	v1.POST("/user/keys/query", f.userKeysQuery)
 	v1.POST("/user/keys/claim", f.userKeysClaim)
+	v1.GET("/publicRooms", f.publicRooms)
+	v1.POST("/publicRooms", f.publicRooms)
 }
 
 // queryProfile serves GET /_matrix/federation/v1/query/profile (spec:

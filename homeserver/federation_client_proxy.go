@@ -3,8 +3,11 @@ package homeserver
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"time"
 
+	"github.com/labstack/echo/v4"
+	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 )
 
@@ -90,4 +93,40 @@ func (f *federation) claimRemoteKeys(ctx context.Context, byServer map[string]ma
 			}
 		}
 	}
+}
+
+// remotePublicRooms asks server for a page of its room directory (spec:
+// Server-Server API, "GET /publicRooms"), for the client API's
+// /publicRooms?server=.
+func (f *federation) remotePublicRooms(ctx context.Context, server string, limit int, since string) (fclient.RespPublicRooms, error) {
+	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+	defer cancel()
+	res, err := f.client.GetPublicRooms(ctx, f.origin(), spec.ServerName(server), limit, since, false, "")
+	if err != nil {
+		f.log.Info("remote room directory failed", "server", server, "err", err)
+		return fclient.RespPublicRooms{}, merr(http.StatusBadGateway, "M_UNKNOWN", "%s did not answer with its room directory", server)
+	}
+	if res.Chunk == nil {
+		res.Chunk = []fclient.PublicRoom{}
+	}
+	return res, nil
+}
+
+// publicRooms serves GET and POST /_matrix/federation/v1/publicRooms:
+// this server's room directory, as clients see it.
+func (f *federation) publicRooms(c echo.Context) error {
+	limit, since, err := directoryPage(c, func(v any) error {
+		if err := json.Unmarshal(fedContent(c), v); err != nil {
+			return errBadJSON("%v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	resp, err := f.s.publicRoomsPage(c.Request().Context(), limit, since)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, resp)
 }
