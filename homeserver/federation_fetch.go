@@ -36,7 +36,7 @@ func (f *federation) fillPrevState(ctx context.Context, origin string, cp *check
 	if err != nil {
 		return err
 	}
-	prev := &checkedPDU{pdu: got[0], room: cp.room, ver: cp.ver}
+	prev := got[0]
 	ids, err := f.client.LookupStateIDs(ctx, f.origin(), server, roomID, prevID)
 	if err != nil {
 		return fmt.Errorf("%w: state_ids: %v", ErrFederation, err)
@@ -45,7 +45,7 @@ func (f *federation) fillPrevState(ctx context.Context, origin string, cp *check
 		return fmt.Errorf("%w: state_ids names more than %d events", ErrBadPDU, maxFetchedState)
 	}
 	want := append(append([]string{}, ids.StateEventIDs...), ids.AuthEventIDs...)
-	want = append(want, prev.pdu.AuthEventIDs()...)
+	want = append(want, prev.AuthEventIDs()...)
 	need, err := f.unknownEvents(ctx, dedupe(want))
 	if err != nil {
 		return err
@@ -73,13 +73,13 @@ func (f *federation) fillPrevState(ctx context.Context, origin string, cp *check
 			}
 			before[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
 		}
-		if err := l.authAgainst(ctx, prev.pdu, before); err != nil {
+		if err := l.authAgainst(ctx, prev, before); err != nil {
 			return reject("the served state refuses %s: %v", prevID, err)
 		}
-		if err := l.allowedByOwnAuth(ctx, prev.pdu); err != nil {
+		if err := l.allowedByOwnAuth(ctx, prev); err != nil {
 			return err
 		}
-		return tx.StoreOutlierWithState(ctx, eventRow(prev.pdu, f.s.nowMS()), before)
+		return tx.StoreOutlierWithState(ctx, eventRow(prev, f.s.nowMS()), before)
 	})
 }
 
