@@ -12,7 +12,7 @@ import (
 	"github.com/switchboard-chat/switchboard/media"
 )
 
-// allocFixture is a subscriber receiving one audio track and two
+// allocFixture is a subscriber receiving (bound) one audio track and two
 // three-layer video tracks (100, 300 and 900 kbit/s; 320, 640, 1280 wide)
 // from publishers "a" and "b", with a fixed clock and no PeerConnection.
 type allocFixture struct {
@@ -54,6 +54,7 @@ func newAllocFixture(t *testing.T) *allocFixture {
 			up.layers[i] = l
 		}
 		d := newDownTrack(up, f.sub)
+		d.bound.Store(true) // the subscriber answered: key frame requests go out
 		f.sub.downs[id] = d
 		return d
 	}
