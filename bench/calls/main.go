@@ -34,6 +34,7 @@ type config struct {
 	load        int
 	loadSubs    int
 	joinTimeout time.Duration
+	joinGap     time.Duration
 	keyframes   time.Duration
 	serverBin   string
 	serverLog   string
@@ -55,6 +56,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.IntVar(&c.loadSubs, "load-subs", 2, "how many other streamers each streamer subscribes to (audio and video)")
 	fs.DurationVar(&c.keyframes, "keyframe-interval", -1, "periodic key frames of the published video; negative: only when the SFU asks (PLI), as browsers do")
 	fs.DurationVar(&c.joinTimeout, "join-timeout", 10*time.Second, "give up on one join after this long")
+	fs.DurationVar(&c.joinGap, "join-gap", 0, "pause between one join's end and the next one's start (0: back to back)")
 	fs.StringVar(&c.serverBin, "server-bin", "", "switchboard binary to run (default: build ./cmd/switchboard of this module)")
 	fs.StringVar(&c.serverLog, "server-log", "", "write the server's log to this file (default: discarded)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the report as JSON instead of a table")
@@ -72,6 +74,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 		return c, errors.New("-load-subs must be 0..load-1")
 	case c.joinTimeout <= 0 || c.joinTimeout > 5*time.Minute:
 		return c, errors.New("-join-timeout must be in (0, 5m]")
+	case c.joinGap < 0 || c.joinGap > time.Minute:
+		return c, errors.New("-join-gap must be in [0, 1m]")
 	}
 	return c, nil
 }

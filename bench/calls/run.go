@@ -237,6 +237,12 @@ func (b *bench) scenario(ctx context.Context, name string, load int) (scenarioRe
 	start := time.Now()
 	var samples []phaseSample
 	for i, cli := range joiners {
+		if i > 0 && b.cfg.joinGap > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(b.cfg.joinGap):
+			}
+		}
 		if ctx.Err() != nil {
 			return sr, ctx.Err()
 		}
