@@ -303,24 +303,7 @@ func (f *federation) sendUserEDU(ctx context.Context, userID, eduType string, co
 		f.log.Warn("EDU destinations", "user_id", userID, "type", eduType, "err", err)
 		return
 	}
-	if len(servers) == 0 {
-		return
-	}
-	byDest := map[string][][]byte{}
-	for _, content := range contents {
-		c, err := json.Marshal(content)
-		if err != nil {
-			return
-		}
-		for _, s := range servers {
-			edu, err := json.Marshal(gomatrixserverlib.EDU{Type: eduType, Origin: f.s.cfg.ServerName, Destination: s, Content: c})
-			if err != nil {
-				return
-			}
-			byDest[s] = append(byDest[s], edu)
-		}
-	}
-	if err := f.queue.enqueueEDUs(ctx, byDest); err != nil {
+	if err := f.queueEDUs(ctx, eduType, servers, contents...); err != nil {
 		f.log.Warn("queueing an EDU failed", "user_id", userID, "type", eduType, "err", err)
 	}
 }
@@ -360,24 +343,11 @@ func (f *federation) sendRoomPresence(ctx context.Context, roomID string, dests 
 			pushes = append(pushes, f.presencePush(u, st))
 		}
 	}
-	if len(pushes) == 0 || len(dests) == 0 {
-		return
-	}
-	byDest := map[string][][]byte{}
+	var contents []any
 	for start := 0; start < len(pushes); start += maxPresencePush {
-		c, err := json.Marshal(map[string]any{"push": pushes[start:min(start+maxPresencePush, len(pushes))]})
-		if err != nil {
-			return
-		}
-		for _, d := range dests {
-			edu, err := json.Marshal(gomatrixserverlib.EDU{Type: eduPresence, Origin: f.s.cfg.ServerName, Destination: d, Content: c})
-			if err != nil {
-				return
-			}
-			byDest[d] = append(byDest[d], edu)
-		}
+		contents = append(contents, map[string]any{"push": pushes[start:min(start+maxPresencePush, len(pushes))]})
 	}
-	if err := f.queue.enqueueEDUs(ctx, byDest); err != nil {
+	if err := f.queueEDUs(ctx, eduPresence, dests, contents...); err != nil {
 		f.log.Warn("queueing presence for a new server failed", "room_id", roomID, "err", err)
 	}
 }

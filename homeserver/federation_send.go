@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -178,24 +179,32 @@ func (f *federation) sendRoomEDU(ctx context.Context, roomID, eduType string, co
 		f.log.Warn("EDU destinations", "room_id", roomID, "err", err)
 		return
 	}
-	c, err := json.Marshal(content)
-	if err != nil {
-		return
-	}
-	byDest := map[string][][]byte{}
-	for _, s := range servers {
-		if s == f.s.cfg.ServerName {
-			continue
-		}
-		edu, err := json.Marshal(gomatrixserverlib.EDU{Type: eduType, Origin: f.s.cfg.ServerName, Destination: s, Content: c})
-		if err != nil {
-			return
-		}
-		byDest[s] = append(byDest[s], edu)
-	}
-	if err := f.queue.enqueueEDUs(ctx, byDest); err != nil {
+	servers = slices.DeleteFunc(servers, func(s string) bool { return s == f.s.cfg.ServerName })
+	if err := f.queueEDUs(ctx, eduType, servers, content); err != nil {
 		f.log.Warn("queueing an EDU failed", "room_id", roomID, "type", eduType, "err", err)
 	}
+}
+
+// queueEDUs queues, for each of dests, one EDU of eduType per content.
+func (f *federation) queueEDUs(ctx context.Context, eduType string, dests []string, contents ...any) error {
+	if len(dests) == 0 {
+		return nil
+	}
+	byDest := make(map[string][][]byte, len(dests))
+	for _, content := range contents {
+		c, err := json.Marshal(content)
+		if err != nil {
+			return err
+		}
+		for _, d := range dests {
+			edu, err := json.Marshal(gomatrixserverlib.EDU{Type: eduType, Origin: f.s.cfg.ServerName, Destination: d, Content: c})
+			if err != nil {
+				return err
+			}
+			byDest[d] = append(byDest[d], edu)
+		}
+	}
+	return f.queue.enqueueEDUs(ctx, byDest)
 }
 
 // sendTyping tells the room's other servers that userID is (not) typing
