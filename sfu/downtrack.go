@@ -43,9 +43,9 @@ type downTrack struct {
 	sub    *Participant
 	sender *webrtc.RTPSender
 
-	// bound is set once pion has handed over the state below in Bind
-	// (the subscriber answered the offer with this track) and cleared
-	// in Unbind; until then nothing is forwarded.
+	// bound is set by start once pion has bound d and can send what it
+	// writes (the subscriber's answer that carries d is applied), and
+	// cleared in Unbind; until then nothing is forwarded.
 	bound atomic.Bool
 	// mu guards the state pion hands over in Bind.
 	mu      sync.Mutex
@@ -95,17 +95,17 @@ func (d *downTrack) StreamID() string          { return d.up.streamID }
 func (d *downTrack) Kind() webrtc.RTPCodecType { return d.up.kind }
 func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
 	d.bound.Store(false)
+	d.mu.Lock()
+	d.writer = nil
+	d.mu.Unlock()
 	return nil
 }
 
 // Bind implements webrtc.TrackLocal: it takes the payload type the
 // subscriber negotiated for the publisher's codec, and the header extension
-// IDs the forwarding path writes. pion binds a sender when the subscriber's
-// answer that carries it is applied: from then on its packets reach the
-// subscriber, so this is when a new subscriber's video asks the publisher
-// for its first key frame (a key frame that arrived before would have been
-// dropped, and the allocator's next tick may be up to
-// Config.AllocationInterval away).
+// IDs the forwarding path writes. pion binds a sender while it applies the
+// description that negotiates it, but drops what is written to it until
+// that is done: forwarding starts with start, afterwards.
 func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	var chosen *webrtc.RTPCodecParameters
 	for _, c := range ctx.CodecParameters() {
@@ -136,11 +136,25 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		}
 	}
 	d.mu.Unlock()
-	d.bound.Store(true)
+	return *chosen, nil
+}
+
+// start begins forwarding to a down track pion has bound, once the
+// description that negotiated it is applied (pion's sender sends from
+// then on). This is when a new subscriber's video asks the publisher for
+// its first key frame: one that arrived before could not have reached the
+// subscriber, and the allocator's next tick may be up to
+// Config.AllocationInterval away.
+func (d *downTrack) start() {
+	d.mu.Lock()
+	ready := d.writer != nil
+	d.mu.Unlock()
+	if !ready || d.bound.Swap(true) {
+		return
+	}
 	if t := int(d.target.Load()); t >= 0 && int(d.current.Load()) != t {
 		d.up.requestKeyframe(t)
 	}
-	return *chosen, nil
 }
 
 // setTarget records the allocator's layer choice (-1 pauses) and asks the

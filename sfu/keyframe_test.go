@@ -34,12 +34,12 @@ func (fakeBindContext) ID() string                                             {
 func (fakeBindContext) RTCPReader() interceptor.RTCPReader                     { return nil }
 
 // TestNewSubscriberKeyframeAtBind: a new subscriber's video forwards
-// nothing and asks for no key frame until pion binds its track (the
-// subscriber answered the offer that carries it); a key frame arriving
-// before is not taken as the start of its stream (it could not be sent,
-// and the frames after it could not be decoded). Bind asks the publisher
-// for the key frame at once (RFC 4585 section 6.3.1 PLI), without
-// waiting for the allocator's next tick.
+// nothing and asks for no key frame until its track is bound and the
+// description that bound it applied (pion sends nothing before); a key
+// frame arriving before is not taken as the start of its stream (it could
+// not be sent, and the frames after it could not be decoded). Then the
+// publisher is asked for the key frame at once (RFC 4585 section 6.3.1
+// PLI), without waiting for the allocator's next tick.
 func TestNewSubscriberKeyframeAtBind(t *testing.T) {
 	up, d, w := benchDownTrack(t, 64)
 	plis := 0
@@ -69,16 +69,28 @@ func TestNewSubscriberKeyframeAtBind(t *testing.T) {
 	if _, err := d.Bind(fakeBindContext{w: w}); err != nil {
 		t.Fatal(err)
 	}
-	if plis != 1 {
-		t.Fatalf("Bind sent %d PLIs, want 1", plis)
-	}
-	put(12, false)
+	// pion drops what is written between Bind and the end of applying
+	// the description: a key frame then is not taken either.
+	put(12, true)
 	d.forward(0, 12)
+	if plis != 0 || d.current.Load() != -1 {
+		t.Fatalf("bound, not started: %d PLIs, current layer %d; want nothing", plis, d.current.Load())
+	}
+	d.start()
+	if plis != 1 {
+		t.Fatalf("start sent %d PLIs, want 1", plis)
+	}
+	d.start() // once only
+	if plis != 1 {
+		t.Fatalf("a second start sent a PLI")
+	}
+	put(14, false)
+	d.forward(0, 14)
 	if w.n != 0 {
 		t.Fatalf("a delta frame started the stream (%d bytes written)", w.n)
 	}
-	put(13, true)
-	d.forward(0, 13)
+	put(15, true)
+	d.forward(0, 15)
 	if w.n == 0 || d.current.Load() != 0 {
 		t.Fatalf("the key frame after Bind was not forwarded: %d bytes, current layer %d", w.n, d.current.Load())
 	}

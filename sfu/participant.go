@@ -252,6 +252,7 @@ func (p *Participant) answer(ctx context.Context, offer string) (string, error) 
 	if err := p.pc.SetLocalDescription(ans); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalidSDP, err)
 	}
+	p.startDowns()
 	select {
 	case <-gathered:
 	case <-ctx.Done():
@@ -284,10 +285,19 @@ func (p *Participant) HandleAnswer(sdp string) error {
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSDP, err)
 	}
+	p.startDowns()
 	if p.pendingOffer.Load() {
 		p.notify(&p.negotiateDue)
 	}
 	return nil
+}
+
+// startDowns starts forwarding on the down tracks the description just
+// applied bound (pion starts their senders while applying it).
+func (p *Participant) startDowns() {
+	for _, d := range p.downList() {
+		d.start()
+	}
 }
 
 // negotiate sends the client a server offer if one is owed and the
