@@ -28,9 +28,9 @@
 // ticker per conference runs speaker detection and bandwidth allocation.
 //
 // Key frames: a subscriber's video starts at a key frame. Its down track
-// forwards nothing until pion binds it (the subscriber answered the offer
-// that carries it); Bind then asks the publisher for a key frame (PLI,
-// RFC 4585 section 6.3.1). Requests to one layer are throttled: a request
+// forwards nothing until pion has bound it and the description that did
+// (the subscriber's answer) is applied; then it asks the publisher for a
+// key frame (PLI, RFC 4585 section 6.3.1). Requests to one layer are throttled: a request
 // already on its way answers later ones; after an answered request the
 // next may follow keyframeGuard (350 ms, above browsers' 300 ms floor)
 // later, else Config.KeyframeInterval later; subscribers' own PLIs go at
