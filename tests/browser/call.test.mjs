@@ -22,7 +22,7 @@ import { chromium } from "playwright-core";
 import { bundle } from "./build.mjs";
 import { buildSwitchboard, repoRoot, startStaticServer, startSwitchboard, waitUntil } from "./server.mjs";
 import { browserArgs, localpart, tail } from "./app.mjs";
-import { assertRelayOnly, openSdkPage, stats, waitCall, waitDecoding } from "./sdkpage.mjs";
+import { assertRelayOnly, assertRelayPairs, openSdkPage, stats, waitCall, waitDecoding } from "./sdkpage.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const chromiumPath = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
@@ -180,6 +180,7 @@ describe("1:1 Matrix video call in Chromium through switchboard's TURN relay", (
                 const pair = assertRelayOnly(p, decoding[p.label], server.addrs);
                 assert.equal(pair.local.address, "127.0.0.1", `${p.label}: relayed address is not --turn-relay-ip`);
             }
+            assertRelayPairs(a, decoding[a.label], b, decoding[b.label]);
 
             // The relay's own counters saw the media, to peers and to clients.
             const relayed = {};

@@ -24,7 +24,7 @@ import { chromium } from "playwright-core";
 import { bundle } from "./build.mjs";
 import { buildSwitchboard, repoRoot, startStaticServer, startSwitchboard, waitUntil } from "./server.mjs";
 import { browserArgs, localpart, tail } from "./app.mjs";
-import { assertRelayOnly, openSdkPage, waitCall, waitDecoding } from "./sdkpage.mjs";
+import { assertRelayOnly, assertRelayPairs, openSdkPage, waitCall, waitDecoding } from "./sdkpage.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const chromiumPath = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
@@ -207,6 +207,7 @@ describe("1:1 Matrix video call in Chromium between two federated switchboard se
             for (const p of [a, b]) {
                 assertRelayOnly(p, decoding[p.label], home.get(p).addrs, "its own server's");
             }
+            assertRelayPairs(a, decoding[a.label], b, decoding[b.label]);
 
             // Both relays carried media, to peers and to clients.
             const relayed = {};
