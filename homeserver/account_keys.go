@@ -275,12 +275,6 @@ func (s *Server) keysClaim(c echo.Context) error {
 			claims = append(claims, storage.KeyClaim{UserID: userID, DeviceID: dev, Algorithm: alg})
 		}
 	}
-	// A stable order keeps concurrent claims from taking locks in
-	// different orders on PostgreSQL.
-	sort.Slice(claims, func(i, j int) bool {
-		a, b := claims[i], claims[j]
-		return a.UserID < b.UserID || a.UserID == b.UserID && a.DeviceID < b.DeviceID
-	})
 	keys, err := s.db.ClaimKeys(c.Request().Context(), claims)
 	if err != nil {
 		return err

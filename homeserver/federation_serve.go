@@ -354,10 +354,6 @@ func (f *federation) userKeysClaim(c echo.Context) error {
 			claims = append(claims, storage.KeyClaim{UserID: userID, DeviceID: dev, Algorithm: alg})
 		}
 	}
-	sort.Slice(claims, func(i, j int) bool {
-		a, b := claims[i], claims[j]
-		return a.UserID < b.UserID || a.UserID == b.UserID && a.DeviceID < b.DeviceID
-	})
 	keys, err := f.s.db.ClaimKeys(c.Request().Context(), claims)
 	if err != nil {
 		return err

@@ -1,12 +1,14 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -230,6 +232,12 @@ type ClaimedKey struct {
 // "One-time and fallback keys"). Claims with no key at all are left out of
 // the result.
 func (db *DB) ClaimKeys(ctx context.Context, claims []KeyClaim) ([]ClaimedKey, error) {
+	// A stable order keeps concurrent claims from taking row locks in
+	// different orders on PostgreSQL.
+	claims = slices.Clone(claims)
+	slices.SortFunc(claims, func(a, b KeyClaim) int {
+		return cmp.Or(cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.DeviceID, b.DeviceID), cmp.Compare(a.Algorithm, b.Algorithm))
+	})
 	db.caches.keysGen.Add(1)
 	defer db.caches.keysGen.Add(1) // after the commit too: see readCaches
 	var out []ClaimedKey
