@@ -98,11 +98,13 @@ export function assertRelayOnly(p, s, addrs, whose = "our") {
 /**
  * Checks that two pages' selected pairs are the two ends of one path:
  * each one's remote address is the other's local (relayed) address.
+ * Chromium hides a prflx candidate's address in stats (it reports ""),
+ * so for one only the port is compared.
  */
 export function assertRelayPairs(a, sa, b, sb) {
-    const end = (c) => `${c?.address}:${c?.port}`;
     const pa = sa.selectedPair;
     const pb = sb.selectedPair;
-    assert.equal(end(pa.remote), end(pb.local), `${a.label}'s remote is not ${b.label}'s relayed address: ${JSON.stringify({ pa, pb })}`);
-    assert.equal(end(pb.remote), end(pa.local), `${b.label}'s remote is not ${a.label}'s relayed address: ${JSON.stringify({ pa, pb })}`);
+    const same = (remote, local) => remote?.port === local?.port && (remote?.address === "" || remote?.address === local?.address);
+    assert.ok(same(pa.remote, pb.local), `${a.label}'s remote is not ${b.label}'s relayed address: ${JSON.stringify({ pa, pb })}`);
+    assert.ok(same(pb.remote, pa.local), `${b.label}'s remote is not ${a.label}'s relayed address: ${JSON.stringify({ pa, pb })}`);
 }
