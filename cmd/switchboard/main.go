@@ -42,7 +42,7 @@ func main() {
 // run executes one switchboard command with the process environment and
 // standard input.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	a := &app{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	a := &app{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv, self: invokedAs(os.Args[0])}
 	return a.run(ctx, args)
 }
 
@@ -53,6 +53,9 @@ type app struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+	// self is how the binary was invoked, for commands printed to a person
+	// ("bin/switchboard register ..."); empty reads as "switchboard".
+	self string
 	// onServing, when set, receives the bound addresses once serve is
 	// accepting connections on every listener.
 	onServing func(boundAddrs)
