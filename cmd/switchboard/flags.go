@@ -98,6 +98,9 @@ func options() []option {
 		{flag: "turn-shared-secret", key: "turn.shared_secret", help: "TURN REST shared secret (prefer the environment)", set: str(func(c *Config) *string { return &c.TURN.SharedSecret })},
 		{flag: "turn-relay-ip", key: "turn.relay_ip", help: "address put in TURN relayed addresses", set: str(func(c *Config) *string { return &c.TURN.RelayIP })},
 		{flag: "turn-uris", key: "turn.uris", help: "comma-separated turn:/turns: URIs handed to clients", set: list(func(c *Config) *[]string { return &c.TURN.URIs })},
+		{flag: "turn-relay-ports", key: "turn.relay_port_min", help: "TURN relay port range MIN-MAX, e.g. 49152-65535 (open it in the firewall)", set: func(c *Config, v string) error {
+			return setPortRange(&c.TURN.RelayPortMin, &c.TURN.RelayPortMax, v)
+		}},
 		{flag: "turn-allow-cidrs", key: "turn.allow_cidrs", help: "comma-separated peer prefixes TURN may relay to despite the deny table", set: list(func(c *Config) *[]string { return &c.TURN.AllowCIDRs })},
 		{flag: "turn-user-quota", key: "turn.user_quota", help: "TURN allocations per user", set: integer(func(c *Config) *int { return &c.TURN.UserQuota })},
 		{flag: "turn-total-quota", key: "turn.total_quota", help: "TURN allocations in total", set: integer(func(c *Config) *int { return &c.TURN.TotalQuota })},
@@ -132,6 +135,22 @@ func setPort(addr *string, v string) error {
 		}
 	}
 	*addr = net.JoinHostPort(host, strconv.Itoa(p))
+	return nil
+}
+
+// setPortRange parses "MIN-MAX" (or one port) into min and max; the
+// range's order and bounds are checked by validation.
+func setPortRange(lo, hi *int, v string) error {
+	a, b, found := strings.Cut(strings.TrimSpace(v), "-")
+	if !found {
+		b = a
+	}
+	pa, errA := strconv.Atoi(strings.TrimSpace(a))
+	pb, errB := strconv.Atoi(strings.TrimSpace(b))
+	if errA != nil || errB != nil || pa < 1 || pb > 65535 || pa > pb {
+		return fmt.Errorf("must be a port range such as 49152-65535, got %q", v)
+	}
+	*lo, *hi = pa, pb
 	return nil
 }
 

@@ -8,6 +8,7 @@
 //	switchboard serve --config switchboard.yaml
 //	switchboard generate-keys --data-dir DIR
 //	switchboard register --config switchboard.yaml --user alice
+//	switchboard health --config switchboard.yaml
 //
 // main only wires the process (signals, exit code) to run, which tests call
 // in-process.
@@ -69,6 +70,7 @@ Usage:
   switchboard generate-config --server-name example.org > switchboard.yaml
   switchboard generate-keys --data-dir DIR     write a signing key and a self-signed TLS pair
   switchboard register --config switchboard.yaml --user NAME [--admin]
+  switchboard health [--config switchboard.yaml] [--ready]   probe a running server (exit 0 when healthy)
   switchboard version
 
 Run "switchboard COMMAND -h" for a command's flags.
@@ -89,6 +91,8 @@ func (a *app) run(ctx context.Context, args []string) error {
 		return a.generateKeys(rest)
 	case "register":
 		return a.register(ctx, rest)
+	case "health":
+		return a.health(ctx, rest)
 	case "version", "--version", "-version":
 		fmt.Fprintln(a.stdout, "switchboard", version())
 		return nil
