@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -106,7 +103,7 @@ func TestTURNRelayPortsFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	user, pass := turnRESTCredentials(strings.TrimSpace(string(secret)), "alice", time.Hour)
+	user, pass := turnREST(strings.TrimSpace(string(secret)), "alice", time.Now().Add(time.Hour))
 	relay := allocate(t, r.addrs.TURNUDP, user, pass)
 	if relay == nil {
 		t.Fatal("allocation refused")
@@ -114,15 +111,6 @@ func TestTURNRelayPortsFlag(t *testing.T) {
 	if p := relay.(*net.UDPAddr).Port; p < lo || p > lo+2 {
 		t.Errorf("relayed port %d outside --turn-relay-ports %s", p, rng)
 	}
-}
-
-// turnRESTCredentials makes a TURN REST username ("expiry:user") and its
-// password, base64(HMAC-SHA1(secret, username)) (draft-uberti-behave-turn-rest).
-func turnRESTCredentials(secret, user string, ttl time.Duration) (string, string) {
-	name := strconv.FormatInt(time.Now().Add(ttl).Unix(), 10) + ":" + user
-	m := hmac.New(sha1.New, []byte(secret))
-	m.Write([]byte(name))
-	return name, base64.StdEncoding.EncodeToString(m.Sum(nil))
 }
 
 // freeUDPRange finds n consecutive UDP ports on 127.0.0.1 that are free

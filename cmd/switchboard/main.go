@@ -9,6 +9,7 @@
 //	switchboard generate-keys --data-dir DIR
 //	switchboard register --config switchboard.yaml --user alice
 //	switchboard health --config switchboard.yaml
+//	switchboard doctor --config switchboard.yaml
 //
 // main only wires the process (signals, exit code) to run, which tests call
 // in-process.
@@ -57,6 +58,9 @@ type app struct {
 	// self is how the binary was invoked, for commands printed to a person
 	// ("bin/switchboard register ..."); empty reads as "switchboard".
 	self string
+	// doctorEnv, when set, replaces what doctor takes from the outside
+	// world (certificate roots, DNS); tests set it.
+	doctorEnv *doctorEnv
 	// onServing, when set, receives the bound addresses once serve is
 	// accepting connections on every listener.
 	onServing func(boundAddrs)
@@ -71,6 +75,7 @@ Usage:
   switchboard generate-keys --data-dir DIR     write a signing key and a self-signed TLS pair
   switchboard register --config switchboard.yaml --user NAME [--admin]
   switchboard health [--config switchboard.yaml] [--ready]   probe a running server (exit 0 when healthy)
+  switchboard doctor [--config switchboard.yaml]   check IPs, ports, TURN, federation, well-known, database, clock
   switchboard version
 
 Run "switchboard COMMAND -h" for a command's flags.
@@ -93,6 +98,8 @@ func (a *app) run(ctx context.Context, args []string) error {
 		return a.register(ctx, rest)
 	case "health":
 		return a.health(ctx, rest)
+	case "doctor":
+		return a.doctor(ctx, rest)
 	case "version", "--version", "-version":
 		fmt.Fprintln(a.stdout, "switchboard", version())
 		return nil
