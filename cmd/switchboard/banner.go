@@ -76,11 +76,18 @@ func printBanner(w io.Writer, cfg *Config, addrs boundAddrs, hc homeserver.Confi
 		fmt.Fprintf(&b, "Create an admin user:  %s register --data-dir %s --url %s --user alice --admin\n", self, cfg.DataDir, localClient)
 		b.WriteString("Stop with Ctrl-C.\n\n")
 	case cfg.Registration.SharedSecret == "":
-		b.WriteString("Create an admin user:  set registration.shared_secret, restart, then run register\n\n")
+		b.WriteString("Create an admin user:  set registration.shared_secret, restart, then run register\n")
 	case info.configPath != "":
-		fmt.Fprintf(&b, "Create an admin user:  %s register --config %s --url %s --user alice --admin\n\n", self, info.configPath, localClient)
+		fmt.Fprintf(&b, "Create an admin user:  %s register --config %s --url %s --user alice --admin\n", self, info.configPath, localClient)
 	default:
-		fmt.Fprintf(&b, "Create an admin user:  SWITCHBOARD_REGISTRATION_SHARED_SECRET=... %s register --url %s --user alice --admin\n\n", self, localClient)
+		fmt.Fprintf(&b, "Create an admin user:  SWITCHBOARD_REGISTRATION_SHARED_SECRET=... %s register --url %s --user alice --admin\n", self, localClient)
+	}
+	if !info.dev {
+		cfgArg := ""
+		if info.configPath != "" {
+			cfgArg = " --config " + info.configPath
+		}
+		fmt.Fprintf(&b, "Check the setup:       %s doctor%s (with the flags given to serve)\n\n", self, cfgArg)
 	}
 	_, _ = io.WriteString(w, b.String())
 }

@@ -62,6 +62,7 @@ client:
 		"http://" + r.addrs.Metrics + "/metrics",
 		local + "/health",
 		"Federation:   listening on " + r.addrs.Federation,
+		"Check the setup:       switchboard doctor --config " + cfgPath,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("banner lacks %q:\n%s", want, out)
