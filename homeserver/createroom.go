@@ -42,7 +42,7 @@ func (s *Server) createRoom(c echo.Context) error {
 	ctx := c.Request().Context()
 	d := device(c)
 	var req createRoomRequest
-	if err := readJSON(c, &req); err != nil {
+	if err := readEventJSON(c, &req); err != nil {
 		return err
 	}
 	ver := req.RoomVersion

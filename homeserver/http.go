@@ -131,6 +131,11 @@ func readJSON(c echo.Context, v any) error {
 	if !json.Valid(body) {
 		return errNotJSON("Content not JSON.")
 	}
+	// Duplicate keys, lone surrogates and invalid UTF-8 read differently
+	// in different parsers: refused in every body (clientjson.go).
+	if err := checkClientJSON(body); err != nil {
+		return errBadJSON("%v", err)
+	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return errBadJSON("%v", err)
 	}
