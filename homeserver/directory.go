@@ -41,8 +41,8 @@ func (s *Server) getAlias(c echo.Context) error {
 
 func (s *Server) putAlias(c echo.Context) error {
 	alias := param(c, "alias")
-	if !s.validAlias(alias) {
-		return errInvalidParam("alias must look like #name:%s", s.cfg.ServerName)
+	if err := s.checkNewAlias(alias); err != nil {
+		return err
 	}
 	var req struct {
 		RoomID string `json:"room_id"`
@@ -58,9 +58,9 @@ func (s *Server) putAlias(c echo.Context) error {
 	if err := s.requireJoined(c, req.RoomID, device(c).UserID); err != nil {
 		return err
 	}
-	err := s.db.SetAlias(c.Request().Context(), alias, req.RoomID, device(c).UserID)
+	err := s.setNewAlias(c.Request().Context(), alias, req.RoomID, device(c).UserID)
 	if errors.Is(err, storage.ErrExists) {
-		return merr(http.StatusConflict, "M_UNKNOWN", "Room alias %s already exists", alias)
+		return merr(http.StatusConflict, "M_UNKNOWN", "Room alias %s (or one that reads the same) already exists", alias)
 	}
 	if err != nil {
 		return err
