@@ -39,8 +39,8 @@ type Server struct {
 	loginLimit *limiter
 	// abuse: login failures per account, registration and admin nonces
 	// (login_limits.go).
-	abuse abuseLimits
-	fedLimit   *limiter // per remote address on the federation listener
+	abuse    abuseLimits
+	fedLimit *limiter // per remote address on the federation listener
 
 	// shutdown is closed by Shutdown: long-polls return at once.
 	shutdown chan struct{}
