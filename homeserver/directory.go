@@ -143,7 +143,14 @@ func (s *Server) putVisibility(c echo.Context) error {
 // "GET /publicRooms", and Server-Server API, "GET /publicRooms").
 func (s *Server) publicRooms(c echo.Context) error {
 	ctx := c.Request().Context()
-	limit, since, err := directoryPage(c, func(v any) error { return readJSON(c, v) })
+	var term string
+	limit, since, err := directoryPage(c, func(v any) error {
+		body, err := readPublicRoomsFilter(c, &term)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(body, v)
+	})
 	if err != nil {
 		return err
 	}
@@ -152,6 +159,13 @@ func (s *Server) publicRooms(c echo.Context) error {
 			return errInvalidParam("server %q is not a server name", server)
 		}
 		resp, err := s.fed.remotePublicRooms(ctx, server, limit, since)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, resp)
+	}
+	if term != "" {
+		resp, err := s.searchPublicRooms(ctx, term, limit, since)
 		if err != nil {
 			return err
 		}
