@@ -17,6 +17,11 @@ import (
 func (s *Server) newRouter() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	// The client address that per-IP limits count (login_limits.go):
+	// X-Forwarded-For is believed only from a loopback, link-local or
+	// private peer (a reverse proxy); anyone else cannot choose their
+	// address by sending the header.
+	e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	e.HTTPErrorHandler = s.renderError
 	e.Pre(middleware.RequestID())
 	e.Use(s.logRequests)

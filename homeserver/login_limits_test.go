@@ -3,6 +3,9 @@ package homeserver
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,4 +121,36 @@ func TestAdminNonceLimitedAndBounded(t *testing.T) {
 			t.Fatal("oldest nonce kept past the bound")
 		}
 	})
+}
+
+// TestLoginLimitAddressNotSpoofable: X-Forwarded-For is believed from a
+// proxy on loopback or a private network, not from a public peer, so a
+// client on the Internet cannot dodge the per-address limit by sending a
+// new header each time.
+func TestLoginLimitAddressNotSpoofable(t *testing.T) {
+	ts := newTestServer(t, storagetest.Backends(t)[0], func(c *Config) {
+		c.RateLimit = RateLimitConfig{LoginPerSecond: 0.001, LoginBurst: 2, LoginAccountPerSecond: 1000, LoginAccountBurst: 1000}
+	})
+	ts.user(t, "alice")
+	login := func(remote, xff string) int {
+		body := `{"type":"m.login.password","identifier":{"type":"m.id.user","user":"alice"},"password":"wrong"}`
+		req := httptest.NewRequest(http.MethodPost, "/_matrix/client/v3/login", strings.NewReader(body))
+		req.RemoteAddr = remote
+		req.Header.Set("X-Forwarded-For", xff)
+		rec := httptest.NewRecorder()
+		ts.ClientHandler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	// A public peer: its header is ignored, its own address is limited.
+	for i, want := range []int{403, 403, 429} {
+		if got := login("203.0.113.9:4000", fmt.Sprintf("198.51.100.%d", i)); got != want {
+			t.Fatalf("public peer, attempt %d: %d, want %d", i, got, want)
+		}
+	}
+	// A proxy on loopback: each forwarded client has its own bucket.
+	for i := 0; i < 3; i++ {
+		if got := login("127.0.0.1:5000", fmt.Sprintf("198.51.100.%d", 10+i)); got != 403 {
+			t.Fatalf("client %d behind a proxy: %d, want 403", i, got)
+		}
+	}
 }
