@@ -3,6 +3,7 @@ package homeserver
 import (
 	"net/url"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -124,4 +125,53 @@ func TestAliasPolicy(t *testing.T) {
 			t.Fatalf("the first alias no longer resolves: %v %v", got, err)
 		}
 	})
+}
+
+// TestCanonicalAliasRemote: a remote alias in m.room.canonical_alias is
+// asked of its server: accepted when it points to the room, M_BAD_ALIAS
+// when it points elsewhere.
+func TestCanonicalAliasRemote(t *testing.T) {
+	b := storagetest.Backends(t)[0]
+	a, bb := startFedNode(t, b), startFedNode(t, b)
+	ctx := testCtx(t)
+	alice, bob := a.user(t, "alice"), bb.user(t, "bob")
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lobby"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "elsewhere"}); err != nil {
+		t.Fatal(err)
+	}
+	// Bob's own room on B may not claim A's aliases.
+	own, err := bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobTS := &testServer{Server: bb.srv, URL: bb.URL}
+	p := "/_matrix/client/v3/rooms/" + url.PathEscape(string(own.RoomID)) + "/state/m.room.canonical_alias/"
+	wantStatus(t, bobTS.do(t, "PUT", p, bob.AccessToken, map[string]any{"alias": "#lobby:" + a.name}), 400, "M_BAD_ALIAS")
+	wantStatus(t, bobTS.do(t, "PUT", p, bob.AccessToken, map[string]any{"alt_aliases": []string{"#nothing:" + a.name}}), 400, "M_BAD_ALIAS")
+	// In the room itself (Bob joined through B, given power), A's alias
+	// for it is accepted on B.
+	if _, err := bob.JoinRoom(ctx, "#lobby:"+a.name, nil); err != nil {
+		t.Fatalf("join by remote alias: %v", err)
+	}
+	pl := map[string]any{"users": map[string]any{string(alice.UserID): 100, string(bob.UserID): 100}}
+	if _, err := alice.SendStateEvent(ctx, room.RoomID, event.StatePowerLevels, "", pl); err != nil {
+		t.Fatal(err)
+	}
+	q := "/_matrix/client/v3/rooms/" + url.PathEscape(string(room.RoomID)) + "/state/m.room.canonical_alias/"
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// Retried until Bob's server has the new power levels.
+		r := bobTS.do(t, "PUT", q, bob.AccessToken, map[string]any{"alias": "#lobby:" + a.name})
+		if r.Status == 200 {
+			break
+		}
+		if r.Status != 403 || time.Now().After(deadline) {
+			t.Fatalf("canonical alias pointing to the room: %d %s", r.Status, r.Raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wantStatus(t, bobTS.do(t, "PUT", q, bob.AccessToken, map[string]any{"alias": "#elsewhere:" + a.name}), 400, "M_BAD_ALIAS")
 }
