@@ -29,9 +29,9 @@ import (
 // fields that are not event content may be floats).
 
 var (
-	errDuplicateKey  = errors.New("a key appears twice in one JSON object")
-	errLoneSurrogate = errors.New("a \\u escape is an unpaired UTF-16 surrogate")
-	errInvalidUTF8   = errors.New("JSON strings must be valid UTF-8")
+	errDuplicateKey  = errors.New("not canonical JSON: duplicate key in one object")
+	errLoneSurrogate = errors.New("not canonical JSON: a \\u escape is an unpaired UTF-16 surrogate")
+	errInvalidUTF8   = errors.New("not canonical JSON: strings must be valid UTF-8")
 	errJSONSyntax    = errors.New("invalid JSON")
 )
 
