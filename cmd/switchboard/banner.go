@@ -25,9 +25,10 @@ func printBanner(w io.Writer, cfg *Config, addrs boundAddrs, hc homeserver.Confi
 	localClient := httpURL(addrs.Client, cfg.Client.TLSCert != "")
 	if info.dev {
 		b.WriteString("\nSwitchboard is running in DEVELOPMENT mode. Do not use it in production:\n")
-		b.WriteString("registration is open, keys and certificates are self-signed, secrets live in the data directory.\n\n")
+		fmt.Fprintf(&b, "%s, keys and certificates are self-signed, secrets live in the data directory,\n", registrationPhrase(hc.Registration))
+		b.WriteString("TURN may relay to loopback addresses (never to this server's own ports).\n\n")
 	} else {
-		b.WriteString("\nSwitchboard is running.\n\n")
+		fmt.Fprintf(&b, "\nSwitchboard is running (%s).\n\n", registrationPhrase(hc.Registration))
 	}
 	fmt.Fprintf(&b, "  Server name:  %s\n", cfg.ServerName)
 	switch {
@@ -104,4 +105,16 @@ func invokedAs(arg0 string) string {
 		return "go run ./cmd/switchboard"
 	}
 	return arg0
+}
+
+// registrationPhrase says how accounts are made, as the banner puts it.
+func registrationPhrase(mode string) string {
+	switch mode {
+	case homeserver.RegistrationOpen:
+		return "registration is open"
+	case homeserver.RegistrationToken:
+		return "registration needs a registration token"
+	default:
+		return "registration is closed"
+	}
 }

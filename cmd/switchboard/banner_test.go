@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-chat/switchboard/homeserver"
 )
 
 // bannerCommand returns the arguments of the command the banner prints
@@ -54,7 +56,7 @@ client:
 	out := r.stdout.String()
 	local := "http://" + r.addrs.Client
 	for _, want := range []string{
-		"Switchboard is running.",
+		"Switchboard is running (registration is closed).",
 		"Server name:  banner.test",
 		"https://matrix.banner.test (public_base_url), listening on " + local,
 		"turn:127.0.0.1:" + portOf(r.addrs.TURNUDP) + "?transport=udp",
@@ -97,6 +99,26 @@ func TestInvokedAs(t *testing.T) {
 	} {
 		if got := invokedAs(arg0); got != want {
 			t.Errorf("invokedAs(%q) = %q, want %q", arg0, got, want)
+		}
+	}
+}
+
+// TestDevBannerRegistrationMode: the banner says how registration really
+// works; in token mode it does not claim registration is open (issue 20).
+func TestDevBannerRegistrationMode(t *testing.T) {
+	for mode, want := range map[string]string{
+		homeserver.RegistrationOpen:   "registration is open",
+		homeserver.RegistrationToken:  "registration needs a registration token",
+		homeserver.RegistrationClosed: "registration is closed",
+	} {
+		var b strings.Builder
+		cfg := devConfig()
+		printBanner(&b, &cfg, boundAddrs{}, homeserver.Config{Registration: mode, PublicBaseURL: "http://127.0.0.1:8008"}, bannerInfo{dev: true})
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("%s: banner lacks %q:\n%s", mode, want, b.String())
+		}
+		if mode != homeserver.RegistrationOpen && strings.Contains(b.String(), "registration is open") {
+			t.Errorf("%s: banner says registration is open:\n%s", mode, b.String())
 		}
 	}
 }
