@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -268,4 +269,26 @@ func atoi(t *testing.T, s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// TestDoctorCertificateTrust: outside --dev, a certificate that no trusted
+// authority signed is a problem; the same certificate among the roots is ok.
+func TestDoctorCertificateTrust(t *testing.T) {
+	_, args := startDoctorDev(t)
+	prod := args[1:] // without --dev: production defaults, the same listeners
+	out, _ := doctorFor(nil, prod...)
+	if !strings.Contains(out, "PROBLEM  federation cert      other servers will not trust the certificate") {
+		t.Errorf("untrusted certificate not named:\n%s", out)
+	}
+	dir := prod[1] // --data-dir's value
+	pem, err := os.ReadFile(filepath.Join(dir, tlsCertName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	out, _ = doctorFor(&doctorEnv{roots: roots}, prod...)
+	if !strings.Contains(out, "ok       federation cert      valid for localhost until") || !strings.Contains(out, "ok       federation keys") {
+		t.Errorf("trusted certificate:\n%s", out)
+	}
 }
