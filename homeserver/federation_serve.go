@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -65,10 +66,15 @@ func (f *federation) getEvent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := f.originInRoom(ctx, e.RoomID, fedOrigin(c)); err != nil {
+	ver, err := f.originInRoom(ctx, e.RoomID, fedOrigin(c))
+	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, f.txnOf([]json.RawMessage{e.JSON}))
+	pdus, err := f.serverSees(ctx, ver, e.RoomID, fedOrigin(c), []storage.Event{e})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, f.txnOf(pdus))
 }
 
 func (f *federation) txnOf(pdus []json.RawMessage) map[string]any {
@@ -92,6 +98,14 @@ func (f *federation) stateAt(idsOnly bool) echo.HandlerFunc {
 		if e.SnapBefore == 0 {
 			// An outlier we hold without the state at it.
 			return errNotFound("The state at %s is not known here", e.EventID)
+		}
+		// The state at an event is room data like the event itself: a
+		// server none of whose users may see the event does not get it
+		// (visibility.go).
+		if ok, err := f.s.serverVisibility(roomID, fedOrigin(c)).visible(ctx, e); err != nil {
+			return err
+		} else if !ok {
+			return errForbidden("server %s may not see the room at %s", fedOrigin(c), e.EventID)
 		}
 		state, chain, err := f.stateAndAuthChain(ctx, ver, e.SnapBefore, nil)
 		if err != nil {
@@ -192,9 +206,9 @@ func (f *federation) backfill(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	pdus := make([]json.RawMessage, 0, len(evs))
-	for _, e := range evs {
-		pdus = append(pdus, e.JSON)
+	pdus, err := f.serverSees(ctx, ver, roomID, fedOrigin(c), evs)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, f.txnOf(pdus))
 }
@@ -228,9 +242,10 @@ func (f *federation) getMissingEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	pdus := make([]json.RawMessage, 0, len(evs))
-	for i := len(evs) - 1; i >= 0; i-- {
-		pdus = append(pdus, evs[i].JSON)
+	slices.Reverse(evs)
+	pdus, err := f.serverSees(ctx, ver, roomID, fedOrigin(c), evs)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"events": pdus})
 }

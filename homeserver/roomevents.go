@@ -72,10 +72,11 @@ func (s *Server) redactEvent(c echo.Context) error {
 func (s *Server) getState(c echo.Context) error {
 	d := device(c)
 	roomID := param(c, "roomId")
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+	r, err := s.readerOf(c.Request().Context(), roomID, d.UserID)
+	if err != nil {
 		return err
 	}
-	state, err := s.db.CurrentState(c.Request().Context(), roomID)
+	state, err := s.readableState(c.Request().Context(), roomID, r)
 	if err != nil {
 		return err
 	}
@@ -85,15 +86,29 @@ func (s *Server) getState(c echo.Context) error {
 func (s *Server) getStateEvent(c echo.Context) error {
 	d := device(c)
 	roomID := param(c, "roomId")
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
-		return err
-	}
-	e, err := s.db.CurrentStateEvent(c.Request().Context(), roomID, param(c, "type"), param(c, "stateKey"))
-	if errors.Is(err, storage.ErrNotFound) {
-		return errNotFound("Event not found")
-	}
+	r, err := s.readerOf(c.Request().Context(), roomID, d.UserID)
 	if err != nil {
 		return err
+	}
+	var e storage.Event
+	if r.membership == spec.Join || r.worldReadable {
+		if e, err = s.db.CurrentStateEvent(c.Request().Context(), roomID, param(c, "type"), param(c, "stateKey")); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	} else {
+		// One who left reads the state as it was when they left.
+		state, err := s.readableState(c.Request().Context(), roomID, r)
+		if err != nil {
+			return err
+		}
+		for _, se := range state {
+			if se.Type == param(c, "type") && se.StateKey != nil && *se.StateKey == param(c, "stateKey") {
+				e = se
+			}
+		}
+	}
+	if e.EventID == "" {
+		return errNotFound("Event not found")
 	}
 	if c.QueryParam("format") == "event" {
 		return c.JSON(http.StatusOK, toClient(e, viewer{d.UserID, d.DeviceID}, s.nowMS(), true))
@@ -104,13 +119,10 @@ func (s *Server) getStateEvent(c echo.Context) error {
 func (s *Server) getEvent(c echo.Context) error {
 	d := device(c)
 	roomID := param(c, "roomId")
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+	if _, err := s.readerOf(c.Request().Context(), roomID, d.UserID); err != nil {
 		return err
 	}
-	e, err := s.db.Event(c.Request().Context(), param(c, "eventId"))
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != roomID || e.Outlier)) {
-		return errNotFound("Event not found")
-	}
+	e, err := s.visibleEvent(c.Request().Context(), roomID, d.UserID, param(c, "eventId"))
 	if err != nil {
 		return err
 	}
@@ -197,7 +209,8 @@ func (s *Server) messages(c echo.Context) error {
 	ctx := c.Request().Context()
 	d := device(c)
 	roomID := param(c, "roomId")
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+	reader, err := s.readerOf(ctx, roomID, d.UserID)
+	if err != nil {
 		return err
 	}
 	backwards := c.QueryParam("dir") != "f"
@@ -226,6 +239,9 @@ func (s *Server) messages(c echo.Context) error {
 			return errInvalidParam("invalid from token")
 		}
 		from = x
+	} else if backwards && (reader.membership == spec.Leave || reader.membership == spec.Ban) && !reader.worldReadable {
+		// One who left reads up to their leave (visibility.go hides the rest).
+		from = reader.member.Pos + 1
 	} else if backwards {
 		max, err := s.db.MaxPos(ctx)
 		if err != nil {
@@ -264,8 +280,12 @@ func (s *Server) messages(c echo.Context) error {
 			}
 		}
 	}
-	chunk := make([]storage.Event, 0, len(evs))
-	for _, e := range evs {
+	visible, err := s.userVisibility(roomID, d.UserID).filter(ctx, evs)
+	if err != nil {
+		return err
+	}
+	chunk := make([]storage.Event, 0, len(visible))
+	for _, e := range visible {
 		if filter.allows(e) {
 			chunk = append(chunk, e)
 		}
@@ -320,13 +340,10 @@ func (s *Server) eventContext(c echo.Context) error {
 	ctx := c.Request().Context()
 	d := device(c)
 	roomID := param(c, "roomId")
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+	if _, err := s.readerOf(ctx, roomID, d.UserID); err != nil {
 		return err
 	}
-	e, err := s.db.Event(ctx, param(c, "eventId"))
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != roomID || e.Outlier)) {
-		return errNotFound("Event not found")
-	}
+	e, err := s.visibleEvent(ctx, roomID, d.UserID, param(c, "eventId"))
 	if err != nil {
 		return err
 	}
@@ -344,6 +361,13 @@ func (s *Server) eventContext(c echo.Context) error {
 	}
 	after, err := s.db.Messages(ctx, roomID, e.Pos+1, false, 0, limit-limit/2)
 	if err != nil {
+		return err
+	}
+	vis := s.userVisibility(roomID, d.UserID)
+	if before, err = vis.filter(ctx, before); err != nil {
+		return err
+	}
+	if after, err = vis.filter(ctx, after); err != nil {
 		return err
 	}
 	snap, err := s.db.Snapshot(ctx, e.SnapAfter)
