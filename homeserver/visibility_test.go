@@ -73,7 +73,7 @@ func TestHistoryVisibility(t *testing.T) {
 	all := []string{"before invite", "while invited", "while joined", "after leave"}
 	cases := map[string]want{
 		"world_readable": {bobLeft: all, bobRejoined: append(all, "after rejoin"), dave: append(all, "after rejoin"), erin: append(all, "after rejoin"), carol: append(all, "after rejoin")},
-		"shared": {bobLeft: all[:3], bobRejoined: append(all, "after rejoin"), dave: []string{}, erin: append(all, "after rejoin"), carol: nil},
+		"shared":         {bobLeft: all[:3], bobRejoined: append(all, "after rejoin"), dave: []string{}, erin: append(all, "after rejoin"), carol: nil},
 		"invited": {bobLeft: all[1:3], bobRejoined: []string{"while invited", "while joined", "after rejoin"},
 			dave: append(all[1:], "after rejoin"), erin: []string{"after rejoin"}, carol: nil},
 		"joined": {bobLeft: all[2:3], bobRejoined: []string{"while joined", "after rejoin"}, dave: []string{}, erin: []string{"after rejoin"}, carol: nil},
