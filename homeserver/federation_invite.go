@@ -188,6 +188,7 @@ func (f *federation) invite(c echo.Context) error {
 		if err := f.storeInviteStub(ctx, signed, req.RoomVersion, stripped); err != nil {
 			return err
 		}
+		f.noteGap(ctx, roomID, signed.EventID())
 	}
 	return c.JSON(http.StatusOK, map[string]any{"event": json.RawMessage(signed.JSON())})
 }

@@ -338,6 +338,10 @@ func (f *federation) joinRemote(ctx context.Context, roomID, userID string, serv
 	for _, server := range servers {
 		err := f.joinVia(ctx, roomID, userID, server)
 		if err == nil {
+			// A rejoin: what was said while we were away is a gap (gaps.go).
+			if join, err := f.s.db.CurrentStateEvent(ctx, roomID, spec.MRoomMember, userID); err == nil {
+				f.noteGap(ctx, roomID, join.EventID)
+			}
 			f.replayLatePresence(ctx, roomID)
 			if servers, err := f.roomServers(ctx, roomID); err == nil {
 				f.sendRoomPresence(ctx, roomID, slices.DeleteFunc(servers, func(s string) bool { return s == f.s.cfg.ServerName }))

@@ -233,12 +233,15 @@ func (s *Server) messages(c echo.Context) error {
 		limit = min(filter.Limit, 1000)
 	}
 	var from int64
+	var inGap *gapCursor // a backwards token inside a timeline gap (gaps.go)
 	if tok := c.QueryParam("from"); tok != "" {
-		x, ok := parsePosToken(tok)
-		if !ok {
+		if gc, ok := parseGapToken(tok); ok && backwards {
+			inGap, from = &gc, gc.pos
+		} else if x, ok := parsePosToken(tok); ok {
+			from = x
+		} else {
 			return errInvalidParam("invalid from token")
 		}
-		from = x
 	} else if backwards && (reader.membership == spec.Leave || reader.membership == spec.Ban) && !reader.worldReadable {
 		// One who left reads up to their leave (visibility.go hides the rest).
 		from = reader.member.Pos + 1
@@ -264,7 +267,23 @@ func (s *Server) messages(c echo.Context) error {
 			to = x - 1 // events with pos > to-1, i.e. >= X
 		}
 	}
-	evs, err := s.db.Messages(ctx, roomID, from, backwards, to, limit)
+	// Backwards without "to" passes through the timeline's gaps, filling
+	// them (gaps.go).
+	withGaps := backwards && to == math.MinInt64
+	start := gapCursor{pos: from}
+	if inGap != nil {
+		start = *inGap
+	}
+	var end gapCursor
+	page := func() ([]storage.Event, error) {
+		if withGaps {
+			evs, next, err := s.pageBackwards(ctx, roomID, start, limit)
+			end = next
+			return evs, err
+		}
+		return s.db.Messages(ctx, roomID, from, backwards, to, limit)
+	}
+	evs, err := page()
 	if err != nil {
 		return err
 	}
@@ -275,7 +294,7 @@ func (s *Server) messages(c echo.Context) error {
 		if n, err := s.fed.backfillRoom(ctx, roomID, limit-len(evs)); err != nil {
 			s.log.Info("backfill", "room_id", roomID, "err", err)
 		} else if n > 0 {
-			if evs, err = s.db.Messages(ctx, roomID, from, backwards, to, limit); err != nil {
+			if evs, err = page(); err != nil {
 				return err
 			}
 		}
@@ -292,12 +311,14 @@ func (s *Server) messages(c echo.Context) error {
 	}
 	v := viewer{d.UserID, d.DeviceID}
 	resp := map[string]any{
-		"start": posToken(from),
+		"start": start.token(),
 		"chunk": toClientList(chunk, v, s.nowMS(), true),
 	}
 	if len(evs) == limit && limit > 0 {
 		last := evs[len(evs)-1]
-		if backwards {
+		if withGaps {
+			resp["end"] = end.token()
+		} else if backwards {
 			resp["end"] = posToken(last.Pos)
 		} else {
 			resp["end"] = posToken(last.Pos + 1)

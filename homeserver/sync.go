@@ -425,6 +425,13 @@ func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, m storage
 			return nil, false, err
 		}
 	}
+	// A gap in the middle (gaps.go): the timeline starts after it and is
+	// limited, its prev_batch leads into the gap.
+	if cut, _, ok, err := s.cutAtGap(ctx, roomID, evs, after); err != nil {
+		return nil, false, err
+	} else if ok {
+		evs, limited = cut, true
+	}
 	// History visibility (visibility.go): everything since the user's
 	// current join is theirs; older events are checked one by one.
 	vis := s.userVisibility(roomID, req.UserID)

@@ -1,0 +1,125 @@
+package homeserver
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+)
+
+// TestFederationRejoinGap has bob (server B) leave a room hosted on A,
+// alice say 15 things, then invite bob back, and bob rejoin. B never saw
+// the 15 messages. Bob's /sync says the timeline is limited, with a
+// prev_batch, and paginating /messages from it (5 at a time) fetches the
+// 15 with /backfill and returns them in order, between bob's leave and
+// the invite, each once (issue 15: "Missed history after leave and
+// rejoin"; the room is shared, so bob may see them).
+func TestFederationRejoinGap(t *testing.T) {
+	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
+		p := joinedPair(t, b)
+		a, alice, bob, room, ctx := p.a, p.alice, p.bob, p.room, testCtx(t)
+		if _, err := alice.SendText(ctx, room, "before the leave"); err != nil {
+			t.Fatal(err)
+		}
+		p.bobSync.waitTimeline(room, alice.UserID, "m.room.message", 1)
+		if _, err := bob.LeaveRoom(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+		waitMembership(t, a, room, bob.UserID, "leave")
+		var missed []string
+		for i := 0; i < 15; i++ {
+			body := fmt.Sprintf("missed %d", i)
+			if _, err := alice.SendText(ctx, room, body); err != nil {
+				t.Fatal(err)
+			}
+			missed = append(missed, body)
+		}
+		since := p.bobSync.since
+		if _, err := alice.InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
+			t.Fatal(err)
+		}
+		p.bobSync.until(func(r *mautrix.RespSync) bool { _, ok := r.Rooms.Invite[room]; return ok })
+		if _, err := bob.JoinRoomByID(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.SendText(ctx, room, "after the rejoin"); err != nil {
+			t.Fatal(err)
+		}
+		var jr *mautrix.SyncJoinedRoom
+		eventually(t, "bob's sync shows the room with the message after the rejoin", func() bool {
+			resp, err := bob.FullSyncRequest(ctx, mautrix.ReqSync{Since: since, FilterID: fedSyncFilter})
+			if err != nil {
+				t.Fatal(err)
+			}
+			jr = resp.Rooms.Join[room]
+			if jr == nil {
+				return false
+			}
+			for _, e := range jr.Timeline.Events {
+				if e.Type == event.EventMessage && e.Content.Raw["body"] == "after the rejoin" {
+					return true
+				}
+			}
+			return false
+		})
+		if !jr.Timeline.Limited || jr.Timeline.PrevBatch == "" {
+			t.Fatalf("the timeline after the rejoin is not limited (prev_batch %q)", jr.Timeline.PrevBatch)
+		}
+		// The gap is just before the invite (the first event B got back).
+		if first := jr.Timeline.Events[0]; first.Type != event.StateMember || first.Content.Raw["membership"] != "invite" {
+			t.Fatalf("the timeline after the gap starts with %s %v, want bob's invite", first.Type.Type, first.Content.Raw)
+		}
+		for _, e := range jr.Timeline.Events {
+			if e.Type == event.EventMessage && e.Content.Raw["body"] == "before the leave" {
+				t.Fatal("the timeline after the gap holds an event from before it")
+			}
+		}
+
+		// Paginate back from prev_batch until the message before the leave.
+		ts := p.b.raw()
+		from := jr.Timeline.PrevBatch
+		var order []string // newest first
+		seen := map[string]bool{}
+		for page := 0; page < 20; page++ {
+			r := ts.do(t, http.MethodGet, "/_matrix/client/v3/rooms/"+url.PathEscape(string(room))+"/messages?dir=b&limit=5&from="+url.QueryEscape(from), bob.AccessToken, nil)
+			if r.Status != http.StatusOK {
+				t.Fatalf("/messages: %d %s", r.Status, r.Raw)
+			}
+			chunk, _ := r.Body["chunk"].([]any)
+			for _, c := range chunk {
+				ev, _ := c.(map[string]any)
+				id, _ := ev["event_id"].(string)
+				if seen[id] {
+					t.Fatalf("event %s served twice", id)
+				}
+				seen[id] = true
+				content, _ := ev["content"].(map[string]any)
+				switch ev["type"] {
+				case "m.room.message":
+					order = append(order, content["body"].(string))
+				case "m.room.member":
+					if ev["state_key"] == string(bob.UserID) {
+						order = append(order, "bob:"+content["membership"].(string))
+					}
+				}
+			}
+			end, _ := r.Body["end"].(string)
+			if slices.Contains(order, "before the leave") || end == "" {
+				break
+			}
+			from = end
+		}
+		slices.Reverse(order)
+		want := append([]string{"before the leave", "bob:leave"}, missed...)
+		i := slices.Index(order, "before the leave")
+		if i < 0 || len(order) < i+len(want) || !slices.Equal(order[i:i+len(want)], want) {
+			t.Fatalf("paginating through the gap gave (oldest first)\n%q\nwant a run of\n%q", order, want)
+		}
+	})
+}
