@@ -20,10 +20,20 @@ import (
 // 15 with /backfill and returns them in order, between bob's leave and
 // the invite, each once (issue 15: "Missed history after leave and
 // rejoin"; the room is shared, so bob may see them).
+// With "joined" history visibility the gap is paged through the same way
+// but bob, who was not in the room then, is shown none of it.
 func TestFederationRejoinGap(t *testing.T) {
+	t.Run("shared", func(t *testing.T) { testRejoinGap(t, "shared") })
+	t.Run("joined", func(t *testing.T) { testRejoinGap(t, "joined") })
+}
+
+func testRejoinGap(t *testing.T, visibility string) {
 	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
 		p := joinedPair(t, b)
 		a, alice, bob, room, ctx := p.a, p.alice, p.bob, p.room, testCtx(t)
+		if _, err := alice.SendStateEvent(ctx, room, event.StateHistoryVisibility, "", map[string]any{"history_visibility": visibility}); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := alice.SendText(ctx, room, "before the leave"); err != nil {
 			t.Fatal(err)
 		}
@@ -117,9 +127,98 @@ func TestFederationRejoinGap(t *testing.T) {
 		}
 		slices.Reverse(order)
 		want := append([]string{"before the leave", "bob:leave"}, missed...)
+		if visibility == "joined" {
+			want = want[:2]
+			if i := slices.Index(order, "before the leave"); i < 0 || !slices.Equal(order[i:], want) {
+				t.Fatalf("paginating through a gap bob may not see gave (oldest first)\n%q\nwant it to end with\n%q", order, want)
+			}
+			return
+		}
 		i := slices.Index(order, "before the leave")
 		if i < 0 || len(order) < i+len(want) || !slices.Equal(order[i:i+len(want)], want) {
 			t.Fatalf("paginating through the gap gave (oldest first)\n%q\nwant a run of\n%q", order, want)
+		}
+	})
+}
+
+// TestFederationOutageGapPaginated loses 30 of Bob's messages on their
+// way to A (more than get_missing_events reaches). A takes the message
+// after the loss with the state fetched at the gap; Alice's /sync then
+// says limited, and paginating /messages from its prev_batch fetches the
+// rest with /backfill: all 30, in order, each once.
+func TestFederationOutageGapPaginated(t *testing.T) {
+	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
+		p := joinedPair(t, b)
+		a, alice, bob, room, ctx := p.a, p.alice, p.bob, p.room, testCtx(t)
+		first, err := alice.SyncRequest(ctx, 0, "", "", false, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var markers, lost []string
+		for i := 0; i < 30; i++ {
+			markers = append(markers, fmt.Sprintf(`"lost %d"`, i))
+			lost = append(lost, fmt.Sprintf("lost %d", i))
+		}
+		loseTransactions(t, a, markers, func() {
+			for _, body := range lost {
+				if _, err := bob.SendText(ctx, room, body); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+		after, err := bob.SendText(ctx, room, "after the gap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the message after the gap reaches A", func() bool {
+			e, err := a.srv.db.Event(ctx, string(after.EventID))
+			return err == nil && !e.Outlier
+		})
+		resp, err := alice.FullSyncRequest(ctx, mautrix.ReqSync{Since: first.NextBatch, FilterID: fedSyncFilter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jr := resp.Rooms.Join[room]
+		if jr == nil || !jr.Timeline.Limited || jr.Timeline.PrevBatch == "" {
+			t.Fatalf("alice's sync after the outage is not a limited timeline: %+v", jr)
+		}
+		var order []string // newest first
+		seen := map[string]bool{}
+		from := jr.Timeline.PrevBatch
+		for _, e := range slices.Backward(jr.Timeline.Events) {
+			if e.Type == event.EventMessage {
+				order = append(order, e.Content.Raw["body"].(string))
+				seen[string(e.ID)] = true
+			}
+		}
+		for page := 0; page < 20 && !slices.Contains(order, "lost 0"); page++ {
+			r := p.a.raw().do(t, http.MethodGet, "/_matrix/client/v3/rooms/"+url.PathEscape(string(room))+"/messages?dir=b&limit=7&from="+url.QueryEscape(from), alice.AccessToken, nil)
+			if r.Status != http.StatusOK {
+				t.Fatalf("/messages: %d %s", r.Status, r.Raw)
+			}
+			chunk, _ := r.Body["chunk"].([]any)
+			for _, c := range chunk {
+				ev, _ := c.(map[string]any)
+				id, _ := ev["event_id"].(string)
+				if seen[id] {
+					t.Fatalf("event %s served twice", id)
+				}
+				seen[id] = true
+				if ev["type"] == "m.room.message" {
+					order = append(order, ev["content"].(map[string]any)["body"].(string))
+				}
+			}
+			end, _ := r.Body["end"].(string)
+			if end == "" {
+				break
+			}
+			from = end
+		}
+		slices.Reverse(order)
+		want := append(slices.Clone(lost), "after the gap")
+		i := slices.Index(order, "lost 0")
+		if i < 0 || len(order) < i+len(want) || !slices.Equal(order[i:i+len(want)], want) {
+			t.Fatalf("alice's history after the outage (oldest first)\n%q\nwant a run of\n%q", order, want)
 		}
 	})
 }
