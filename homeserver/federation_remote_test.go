@@ -117,6 +117,9 @@ func TestFederationRemoteRefusals(t *testing.T) {
 			r := a.raw().do(t, http.MethodPost, "/_matrix/client/v3/rooms/"+url.PathEscape(string(room))+"/invite", alice.AccessToken,
 				map[string]any{"user_id": "@nobody:" + bb.name})
 			wantRemoteError(t, "inviting an unknown user", r, http.StatusForbidden, "M_FORBIDDEN", "Unknown user")
+			r = a.raw().do(t, http.MethodPost, "/_matrix/client/v3/rooms/"+url.PathEscape(string(room))+"/invite", alice.AccessToken,
+				map[string]any{"user_id": "@someone:unreachable.example.org"})
+			wantRemoteError(t, "inviting a user of an unreachable server", r, http.StatusBadGateway, "M_UNKNOWN", "could not reach unreachable.example.org")
 		})
 
 		t.Run("remote alias", func(t *testing.T) {

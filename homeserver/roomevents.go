@@ -299,7 +299,7 @@ func (s *Server) messages(c echo.Context) error {
 			}
 		}
 	}
-	visible, err := s.userVisibility(roomID, d.UserID).filter(ctx, evs)
+	visible, err := s.readerVisibility(roomID, d.UserID, reader).filter(ctx, evs)
 	if err != nil {
 		return err
 	}

@@ -100,6 +100,16 @@ func (s *Server) userVisibility(roomID, userID string) *visibility {
 	return &visibility{s: s, roomID: roomID, user: userID, snaps: map[int64]snapVisibility{}}
 }
 
+// readerVisibility is the view of a user whose standing readerOf found:
+// a joined user sees everything since their join without a lookup.
+func (s *Server) readerVisibility(roomID, userID string, r roomReader) *visibility {
+	v := s.userVisibility(roomID, userID)
+	if r.membership == spec.Join {
+		v.joinedSince = r.member.Pos
+	}
+	return v
+}
+
 // serverVisibility is a server's view of roomID.
 func (s *Server) serverVisibility(roomID, server string) *visibility {
 	return &visibility{s: s, roomID: roomID, server: server, snaps: map[int64]snapVisibility{}}
@@ -118,7 +128,7 @@ func (v *visibility) loadHistory(ctx context.Context) error {
 	if v.historyLoaded {
 		return nil
 	}
-	evs, err := v.s.db.RoomMemberEvents(ctx, v.roomID)
+	evs, err := v.s.db.RoomMemberEvents(ctx, v.roomID, v.user)
 	if err != nil {
 		return err
 	}
