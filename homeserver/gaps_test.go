@@ -5,10 +5,12 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
 )
@@ -43,12 +45,17 @@ func testRejoinGap(t *testing.T, visibility string) {
 		}
 		waitMembership(t, a, room, bob.UserID, "leave")
 		var missed []string
+		var missedID id.EventID
 		for i := 0; i < 15; i++ {
 			body := fmt.Sprintf("missed %d", i)
-			if _, err := alice.SendText(ctx, room, body); err != nil {
+			r, err := alice.SendText(ctx, room, body)
+			if err != nil {
 				t.Fatal(err)
 			}
 			missed = append(missed, body)
+			if i == 7 {
+				missedID = r.EventID
+			}
 		}
 		since := p.bobSync.since
 		if _, err := alice.InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
@@ -126,6 +133,11 @@ func testRejoinGap(t *testing.T, visibility string) {
 			from = end
 		}
 		slices.Reverse(order)
+		// /event reaches an event fetched into the gap when bob may see it.
+		r := ts.do(t, http.MethodGet, "/_matrix/client/v3/rooms/"+url.PathEscape(string(room))+"/event/"+url.PathEscape(string(missedID)), bob.AccessToken, nil)
+		if visibility == "joined" && r.Status != http.StatusNotFound || visibility == "shared" && (r.Status != http.StatusOK || !strings.Contains(string(r.Raw), `"missed 7"`)) {
+			t.Fatalf("bob's /event on a message of the gap (%s): %d %s", visibility, r.Status, r.Raw)
+		}
 		want := append([]string{"before the leave", "bob:leave"}, missed...)
 		if visibility == "joined" {
 			want = want[:2]

@@ -73,6 +73,15 @@ func (s *Server) readableState(ctx context.Context, roomID string, r roomReader)
 // one.
 func (s *Server) visibleEvent(ctx context.Context, roomID, userID, eventID string) (storage.Event, error) {
 	e, err := s.db.Event(ctx, eventID)
+	if err == nil && e.Outlier && e.RoomID == roomID {
+		// An event fetched into a timeline gap (gaps.go) reads as if it
+		// sat just before the gap's event; other outliers are not shown.
+		if pos, gerr := s.db.GapPosOf(ctx, eventID); gerr == nil {
+			e.Pos, e.Outlier = pos-1, false
+		} else if !errors.Is(gerr, storage.ErrNotFound) {
+			return e, gerr
+		}
+	}
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != roomID || e.Outlier)) {
 		return e, errNotFound("Event not found")
 	}

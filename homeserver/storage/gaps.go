@@ -88,3 +88,18 @@ func (tx *Tx) FillGap(ctx context.Context, gapID string, eventIDs []string) erro
 	}
 	return nil
 }
+
+// GapPosOf returns the position of the gap that holds eventID (an event
+// fetched into a gap, stored as an outlier), or ErrNotFound.
+func (db *DB) GapPosOf(ctx context.Context, eventID string) (int64, error) {
+	var pos int64
+	err := db.r.QueryRowContext(ctx, `SELECT g.pos FROM gap_events ge JOIN timeline_gaps g ON g.event_id = ge.gap_id
+		WHERE ge.event_id = $1 ORDER BY g.pos LIMIT 1`, eventID).Scan(&pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("storage: gap of event: %w", err)
+	}
+	return pos, nil
+}
