@@ -38,11 +38,15 @@ func visibleBodies(t *testing.T, ts *testServer, cli *mautrix.Client, room id.Ro
 	return out, r.Status
 }
 
-// syncBodies is the message bodies of a room's timeline in an initial /sync.
-func syncBodies(t *testing.T, cli *mautrix.Client, room id.RoomID) []string {
+// syncBodies is the message bodies of a room's timeline in an initial /sync
+// (since "") or an incremental one.
+func syncBodies(t *testing.T, cli *mautrix.Client, room id.RoomID, since ...string) []string {
 	t.Helper()
-	resp, err := cli.FullSyncRequest(context.Background(), mautrix.ReqSync{Timeout: 0, FullState: true,
-		FilterID: `{"room":{"timeline":{"limit":100},"include_leave":true}}`})
+	req := mautrix.ReqSync{Timeout: 0, FullState: len(since) == 0, FilterID: `{"room":{"timeline":{"limit":100},"include_leave":true}}`}
+	if len(since) > 0 {
+		req.Since = since[0]
+	}
+	resp, err := cli.FullSyncRequest(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,10 +132,19 @@ func TestHistoryVisibility(t *testing.T) {
 				if _, err := bob.JoinRoomByID(ctx, room); err != nil {
 					t.Fatal(err)
 				}
+				erinBefore, err := erin.SyncRequest(ctx, 0, "", "", false, "")
+				if err != nil {
+					t.Fatal(err)
+				}
 				if _, err := erin.JoinRoomByID(ctx, room); err != nil {
 					t.Fatal(err)
 				}
 				send("after rejoin")
+				// Erin's incremental /sync brings the room she joined with
+				// the history she may see, no more.
+				if got := syncBodies(t, erin, room, erinBefore.NextBatch); !slices.Equal(got, w.erin) {
+					t.Fatalf("erin's incremental /sync after joining shows %q, want %q", got, w.erin)
+				}
 				for _, c := range []struct {
 					name string
 					cli  *mautrix.Client
