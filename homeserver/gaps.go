@@ -123,6 +123,10 @@ func (f *federation) fillGap(ctx context.Context, g storage.Gap) error {
 // signatures, auth against its auth events, fetched when unknown), stores
 // the accepted ones as outliers and returns their IDs oldest first.
 func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, room storage.Room, g storage.Gap) ([]string, error) {
+	gapEvent, err := f.s.db.Event(ctx, g.EventID)
+	if err != nil {
+		return nil, err
+	}
 	found := map[string]gomatrixserverlib.PDU{}
 	frontier := g.PrevIDs
 	for round := 0; round < maxGapRounds && len(frontier) > 0; round++ {
@@ -138,8 +142,8 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 				f.log.Info("gap PDU refused", "server", server, "room_id", room.RoomID, "err", err)
 				continue
 			}
-			if _, ok := found[cp.pdu.EventID()]; ok {
-				continue
+			if _, ok := found[cp.pdu.EventID()]; ok || cp.pdu.Depth() >= gapEvent.Depth {
+				continue // not before the gap's event: /backfill only reaches back
 			}
 			if e, err := f.s.db.Event(ctx, cp.pdu.EventID()); err == nil && !e.Outlier {
 				continue // reached our timeline
@@ -208,14 +212,11 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 	if err != nil {
 		return nil, err
 	}
-	gapEvent, err := f.s.db.Event(ctx, g.EventID)
-	if err != nil {
-		return nil, err
-	}
-	// The state before the gap's own event stands for the state before
-	// each event in it (it is what the room's server told us at the end
-	// of the gap); history visibility reads it.
-	before, err := f.s.db.Snapshot(ctx, gapEvent.SnapBefore)
+	// Where the state before a gap event cannot be worked out (a prev
+	// event neither in the gap nor in our timeline), the state before the
+	// gap's own event stands for it (what the room's server told us at
+	// the end of the gap); history visibility reads it.
+	fallback, err := f.s.db.Snapshot(ctx, gapEvent.SnapBefore)
 	if err != nil {
 		return nil, err
 	}
@@ -230,15 +231,43 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 		for _, p := range pdus {
 			l.m[p.EventID()] = p
 		}
+		// The state after each accepted gap event, from the state after
+		// the timeline events the gap starts from.
+		after := map[string]storage.StateMap{}
+		refuse := func(p gomatrixserverlib.PDU, err error) {
+			rejected = append(rejected, storage.Verdict{EventID: p.EventID(), RoomID: room.RoomID,
+				Verdict: storage.VerdictRejected, Reason: err.Error(), ReceivedTS: f.s.nowMS()})
+		}
 		for _, p := range pdus {
 			if err := l.allowedByOwnAuth(ctx, p); err != nil {
 				var rej *rejection
 				if !errors.As(err, &rej) {
 					return err
 				}
-				rejected = append(rejected, storage.Verdict{EventID: p.EventID(), RoomID: room.RoomID,
-					Verdict: storage.VerdictRejected, Reason: err.Error(), ReceivedTS: f.s.nowMS()})
+				refuse(p, err)
 				continue
+			}
+			before, known, err := gapStateBefore(ctx, tx, l, p, after)
+			if err != nil {
+				return err
+			}
+			if known {
+				// Spec: Server-Server API, "Checks performed on receipt of
+				// a PDU", step 5: the state before the event.
+				if err := l.authAgainst(ctx, p, before); err != nil {
+					refuse(p, reject("state before it refuses it: %v", err))
+					continue
+				}
+			} else {
+				before = fallback
+			}
+			st := before
+			if p.StateKey() != nil {
+				st = cloneState(before)
+				st[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
+			}
+			if known {
+				after[p.EventID()] = st
 			}
 			if err := tx.StoreOutlierWithState(ctx, eventRow(p, f.s.nowMS()), before); err != nil {
 				return err
@@ -253,6 +282,40 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 		return nil
 	})
 	return ids, err
+}
+
+// gapStateBefore works out the state before a gap event from the state
+// after its prev events: gap events already taken, or events of our
+// timeline; several are resolved (state resolution v2). It reports false
+// when a prev event is neither.
+func gapStateBefore(ctx context.Context, tx *storage.Tx, l *pduLoader, p gomatrixserverlib.PDU, after map[string]storage.StateMap) (storage.StateMap, bool, error) {
+	var sets []storage.StateMap
+	for _, prev := range p.PrevEventIDs() {
+		if st, ok := after[prev]; ok {
+			sets = append(sets, st)
+			continue
+		}
+		e, err := tx.Event(ctx, prev)
+		if errors.Is(err, storage.ErrNotFound) || err == nil && (e.Outlier || e.SnapAfter == 0) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		st, err := tx.Snapshot(ctx, e.SnapAfter)
+		if err != nil {
+			return nil, false, err
+		}
+		sets = append(sets, st)
+	}
+	if len(sets) == 0 {
+		return nil, false, nil
+	}
+	st, err := l.resolve(ctx, sets)
+	if err != nil {
+		return nil, false, err
+	}
+	return st, true, nil
 }
 
 // gapCursor is a backwards pagination position: events below pos, and

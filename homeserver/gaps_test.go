@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/matrix-org/gomatrixserverlib"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -24,12 +25,17 @@ import (
 // rejoin"; the room is shared, so bob may see them).
 // With "joined" history visibility the gap is paged through the same way
 // but bob, who was not in the room then, is shown none of it.
+//
+// With "hostile", A's /backfill answers also carry the hostile PDUs of
+// federation_pulled_hostile_test.go placed inside the gap: none reaches
+// bob, and the gap still comes out whole and in order.
 func TestFederationRejoinGap(t *testing.T) {
-	t.Run("shared", func(t *testing.T) { testRejoinGap(t, "shared") })
-	t.Run("joined", func(t *testing.T) { testRejoinGap(t, "joined") })
+	t.Run("shared", func(t *testing.T) { testRejoinGap(t, "shared", false) })
+	t.Run("joined", func(t *testing.T) { testRejoinGap(t, "joined", false) })
+	t.Run("hostile", func(t *testing.T) { testRejoinGap(t, "shared", true) })
 }
 
-func testRejoinGap(t *testing.T, visibility string) {
+func testRejoinGap(t *testing.T, visibility string, hostile bool) {
 	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
 		p := joinedPair(t, b)
 		a, alice, bob, room, ctx := p.a, p.alice, p.bob, p.room, testCtx(t)
@@ -58,6 +64,16 @@ func testRejoinGap(t *testing.T, visibility string) {
 			}
 		}
 		since := p.bobSync.since
+		var bad []hostilePDU
+		if hostile {
+			bad = hostilePDUs(t, a, string(room), string(alice.UserID), func(pe *gomatrixserverlib.ProtoEvent) { pe.Depth -= 3 })
+			a.tamper.set(func(path string, body []byte) []byte {
+				if strings.Contains(path, "/backfill/") {
+					return appendPDUs(t, body, "pdus", rawsOf(bad))
+				}
+				return body
+			})
+		}
 		if _, err := alice.InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +135,10 @@ func testRejoinGap(t *testing.T, visibility string) {
 				content, _ := ev["content"].(map[string]any)
 				switch ev["type"] {
 				case "m.room.message":
-					order = append(order, content["body"].(string))
+					// A PDU whose hash did not match is kept redacted (no body).
+					if body, ok := content["body"].(string); ok {
+						order = append(order, body)
+					}
 				case "m.room.member":
 					if ev["state_key"] == string(bob.UserID) {
 						order = append(order, "bob:"+content["membership"].(string))
@@ -133,6 +152,9 @@ func testRejoinGap(t *testing.T, visibility string) {
 			from = end
 		}
 		slices.Reverse(order)
+		if hostile {
+			requireRefused(t, p.b, bob.AccessToken, room, bad)
+		}
 		// /event reaches an event fetched into the gap when bob may see it.
 		r := ts.do(t, http.MethodGet, "/_matrix/client/v3/rooms/"+url.PathEscape(string(room))+"/event/"+url.PathEscape(string(missedID)), bob.AccessToken, nil)
 		if visibility == "joined" && r.Status != http.StatusNotFound || visibility == "shared" && (r.Status != http.StatusOK || !strings.Contains(string(r.Raw), `"missed 7"`)) {
