@@ -99,23 +99,42 @@ func (f *federation) stateAt(idsOnly bool) echo.HandlerFunc {
 			// An outlier we hold without the state at it.
 			return errNotFound("The state at %s is not known here", e.EventID)
 		}
-		// The state at an event is room data like the event itself: a
-		// server none of whose users may see the event does not get it
-		// (visibility.go).
-		if ok, err := f.s.serverVisibility(roomID, fedOrigin(c)).visible(ctx, e); err != nil {
-			return err
-		} else if !ok {
-			return errForbidden("server %s may not see the room at %s", fedOrigin(c), e.EventID)
-		}
 		state, chain, err := f.stateAndAuthChain(ctx, ver, e.SnapBefore, nil)
 		if err != nil {
 			return err
+		}
+		// The state at an event a server may not see (visibility.go) is
+		// served redacted: what the auth rules read survives redaction,
+		// names, topics and the like do not. IDs alone say nothing more.
+		if ok, err := f.s.serverVisibility(roomID, fedOrigin(c)).visible(ctx, e); err != nil {
+			return err
+		} else if !ok && !idsOnly {
+			if state, err = redactAll(ver, state); err != nil {
+				return err
+			}
+			if chain, err = redactAll(ver, chain); err != nil {
+				return err
+			}
 		}
 		if !idsOnly {
 			return c.JSON(http.StatusOK, map[string]any{"pdus": state, "auth_chain": chain})
 		}
 		return c.JSON(http.StatusOK, map[string]any{"pdu_ids": eventIDsOf(ver, state), "auth_chain_ids": eventIDsOf(ver, chain)})
 	}
+}
+
+// redactAll returns the redacted form of each PDU (spec: Client-Server
+// API, "Redactions": the algorithm of the room version).
+func redactAll(ver gomatrixserverlib.IRoomVersion, raws []json.RawMessage) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, 0, len(raws))
+	for _, r := range raws {
+		red, err := ver.RedactEventJSON(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, red)
+	}
+	return out, nil
 }
 
 func eventIDsOf(ver gomatrixserverlib.IRoomVersion, raws []json.RawMessage) []string {

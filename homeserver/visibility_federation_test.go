@@ -2,10 +2,8 @@ package homeserver
 
 import (
 	"encoding/json"
-	"errors"
 	"testing"
 
-	"github.com/matrix-org/gomatrix"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"maunium.net/go/mautrix"
@@ -20,7 +18,7 @@ import (
 // /get_missing_events, /state_ids): B sees only what its users may see
 // (spec: Client-Server API, "History visibility", "Server behaviour").
 // With "joined", B's user joined late, so what came before is withheld
-// (served redacted, /state_ids refused); with "shared" it is served. After
+// (served redacted, and so is the state at it); with "shared" it is served. After
 // B's only user leaves, what follows is withheld under both.
 func TestFederationHistoryVisibilityServed(t *testing.T) {
 	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
@@ -35,6 +33,9 @@ func TestFederationHistoryVisibilityServed(t *testing.T) {
 				}
 				room := created.RoomID
 				if _, err := alice.SendStateEvent(ctx, room, event.StateHistoryVisibility, "", map[string]any{"history_visibility": setting}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := alice.SendStateEvent(ctx, room, event.StateTopic, "", map[string]any{"topic": "the topic"}); err != nil {
 					t.Fatal(err)
 				}
 				before, err := alice.SendText(ctx, room, "before bob")
@@ -102,15 +103,34 @@ func TestFederationHistoryVisibilityServed(t *testing.T) {
 					t.Fatalf("/event gave B %q, want %q", got, wantBefore)
 				}
 
-				// /state_ids at an event B may not see is refused.
-				_, err = fc.LookupStateIDs(ctx, origin, dest, string(room), string(before.EventID))
-				var he gomatrix.HTTPError
-				if setting == "joined" {
-					if !errors.As(err, &he) || he.Code != 403 {
-						t.Fatalf("/state_ids before bob joined a joined-only room: %v, want 403", err)
+				// /state at an event B may not see comes redacted: the
+				// topic's text is withheld, the membership the auth rules
+				// read is not. /state_ids (IDs alone) is served.
+				st, err := fc.LookupState(ctx, origin, dest, string(room), string(before.EventID), ver.Version())
+				if err != nil {
+					t.Fatalf("/state: %v", err)
+				}
+				topic, membership := "", ""
+				for _, raw := range st.StateEvents {
+					var se struct {
+						Type     string         `json:"type"`
+						StateKey string         `json:"state_key"`
+						Content  map[string]any `json:"content"`
 					}
-				} else if err != nil {
-					t.Fatalf("/state_ids in a shared room: %v", err)
+					_ = json.Unmarshal(raw, &se)
+					if se.Type == "m.room.topic" {
+						topic, _ = se.Content["topic"].(string)
+					}
+					if se.Type == "m.room.member" && se.StateKey == string(alice.UserID) {
+						membership, _ = se.Content["membership"].(string)
+					}
+				}
+				wantTopic := map[string]string{"joined": "", "shared": "the topic"}[setting]
+				if topic != wantTopic || membership != "join" {
+					t.Fatalf("/state before bob joined (%s): topic %q, alice's membership %q", setting, topic, membership)
+				}
+				if ids, err := fc.LookupStateIDs(ctx, origin, dest, string(room), string(before.EventID)); err != nil || len(ids.StateEventIDs) == 0 {
+					t.Fatalf("/state_ids: %v", err)
 				}
 			})
 		}
