@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"maunium.net/go/mautrix"
@@ -81,26 +82,31 @@ func testRejoinGap(t *testing.T, visibility string, hostile bool) {
 		if _, err := bob.JoinRoomByID(ctx, room); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := alice.SendText(ctx, room, "after the rejoin"); err != nil {
+		afterRejoin, err := alice.SendText(ctx, room, "after the rejoin")
+		if err != nil {
 			t.Fatal(err)
 		}
-		var jr *mautrix.SyncJoinedRoom
-		eventually(t, "bob's sync shows the room with the message after the rejoin", func() bool {
-			resp, err := bob.FullSyncRequest(ctx, mautrix.ReqSync{Since: since, FilterID: fedSyncFilter})
-			if err != nil {
-				t.Fatal(err)
+		// Wait (on the federation's pace, which a loaded machine slows)
+		// until B has the message, then read bob's sync from before the
+		// rejoin.
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if e, err := p.b.srv.db.Event(ctx, string(afterRejoin.EventID)); err == nil && !e.Outlier {
+				break
 			}
-			jr = resp.Rooms.Join[room]
-			if jr == nil {
-				return false
+			if time.Now().After(deadline) {
+				t.Fatal("the message after the rejoin did not reach B")
 			}
-			for _, e := range jr.Timeline.Events {
-				if e.Type == event.EventMessage && e.Content.Raw["body"] == "after the rejoin" {
-					return true
-				}
-			}
-			return false
-		})
+			time.Sleep(50 * time.Millisecond)
+		}
+		resp, err := bob.FullSyncRequest(ctx, mautrix.ReqSync{Since: since, FilterID: fedSyncFilter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jr := resp.Rooms.Join[room]
+		if jr == nil || !slices.ContainsFunc(jr.Timeline.Events, func(e *event.Event) bool { return e.ID == afterRejoin.EventID }) {
+			t.Fatalf("bob's sync after the rejoin lacks the room or its last message: %+v", jr)
+		}
 		if !jr.Timeline.Limited || jr.Timeline.PrevBatch == "" {
 			t.Fatalf("the timeline after the rejoin is not limited (prev_batch %q)", jr.Timeline.PrevBatch)
 		}
