@@ -107,4 +107,6 @@ func (s *Server) routes(e *echo.Echo) {
 	// Devices, profiles, filters, push rules, keys, OpenID, capabilities,
 	// password change and shared-secret registration.
 	s.accountRoutes(a)
+	// Pushers and notifications (push_*.go), key backup (roomkeys*.go).
+	s.pushRoutes(a)
 }

@@ -490,6 +490,9 @@ func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, roomID st
 		jr.Summary["m.joined_member_count"] = len(joined)
 		jr.Summary["m.invited_member_count"] = len(invited)
 	}
+	if err := s.fillUnread(ctx, req.UserID, roomID, jr.UnreadNotifications); err != nil {
+		return nil, false, err
+	}
 	return jr, has, nil
 }
 
