@@ -199,6 +199,16 @@ func (db *DB) AddNotifications(ctx context.Context, ns []Notification, cursor in
 const readPosSQL = `COALESCE((SELECT MAX(e.pos) FROM receipts r JOIN events e ON e.event_id = r.event_id
 	WHERE r.room_id = n.room_id AND r.user_id = n.user_id AND r.type IN ('m.read', 'm.read.private')), 0)`
 
+// memberPosSQL is the position of the user's current membership event in
+// the room: joining reads what came before (the invite, say), as a
+// user's own event counts as read up to it (MSC2654).
+const memberPosSQL = `COALESCE((SELECT c.pos FROM current_state c
+	WHERE c.room_id = n.room_id AND c.type = 'm.room.member' AND c.state_key = n.user_id), 0)`
+
+// unreadSQL holds for a notification after both (at the membership
+// itself: an invite is unread until answered).
+const unreadSQL = `n.pos > ` + readPosSQL + ` AND n.pos >= ` + memberPosSQL
+
 const notificationColumns = `n.user_id, n.pos, n.room_id, n.event_id, n.ts, n.actions, n.highlight`
 
 func scanNotifications(rows *sql.Rows, withRead bool) ([]Notification, error) {
@@ -234,7 +244,7 @@ func (db *DB) NotificationsAfter(ctx context.Context, userID string, pos int64, 
 // NotificationsPage returns a user's notifications before pos (all when
 // pos is 0), newest first, at most limit, with their read flags.
 func (db *DB) NotificationsPage(ctx context.Context, userID string, before int64, limit int, highlightOnly bool) ([]Notification, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+notificationColumns+`, CASE WHEN n.pos <= `+readPosSQL+` THEN 1 ELSE 0 END
+	rows, err := db.r.QueryContext(ctx, `SELECT `+notificationColumns+`, CASE WHEN `+unreadSQL+` THEN 0 ELSE 1 END
 		FROM notifications n WHERE n.user_id = $1 AND ($2 = 0 OR n.pos < $2) AND ($3 = 0 OR n.highlight = 1)
 		ORDER BY n.pos DESC LIMIT $4`, userID, before, boolInt(highlightOnly), limit)
 	if err != nil {
@@ -247,7 +257,7 @@ func (db *DB) NotificationsPage(ctx context.Context, userID string, before int64
 // a room; with roomID "" it counts every room.
 func (db *DB) UnreadCounts(ctx context.Context, userID, roomID string) (notifications, highlights int, err error) {
 	err = db.r.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(n.highlight), 0) FROM notifications n
-		WHERE n.user_id = $1 AND (n.room_id = $2 OR $2 = '') AND n.pos > `+readPosSQL, userID, roomID).Scan(&notifications, &highlights)
+		WHERE n.user_id = $1 AND (n.room_id = $2 OR $2 = '') AND `+unreadSQL, userID, roomID).Scan(&notifications, &highlights)
 	if err != nil {
 		return 0, 0, fmt.Errorf("storage: unread counts: %w", err)
 	}
