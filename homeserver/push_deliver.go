@@ -53,6 +53,8 @@ type pushManager struct {
 	cancel context.CancelFunc
 	// cursor is the scanner's position (scanner goroutine only).
 	cursor int64
+	// globs caches compiled push rule patterns.
+	globs globCache
 
 	mu sync.Mutex // guards senders and stopped
 	// senders holds one running sender per pusher (user, app ID, pushkey).
@@ -282,7 +284,7 @@ func (m *pushManager) evaluate(ctx context.Context, e storage.Event) ([]storage.
 	if err != nil {
 		return nil, nil // stored events are valid JSON; skip rather than stall
 	}
-	ec := pushEventCtx{memberCount: len(members)}
+	ec := pushEventCtx{memberCount: len(members), globs: &m.globs}
 	if ec.senderPower, ec.notifLevels, err = m.powerOf(ctx, e.RoomID, e.Sender); err != nil {
 		return nil, err
 	}

@@ -29,6 +29,8 @@ type pushEventCtx struct {
 	notifLevels map[string]int64
 	// displayName is the user's display name in the room, "" if none.
 	displayName string
+	// globs caches compiled patterns (may be nil).
+	globs *globCache
 }
 
 // pushEvent is an event decoded once for evaluation against many users'
@@ -90,15 +92,27 @@ func (pe *pushEvent) lookup(key string) (any, bool) {
 }
 
 // globCache keeps compiled glob patterns; rule sets repeat the same few.
-var globCache sync.Map // string -> *regexp.Regexp
+// Patterns come from users, so it is emptied when full. A nil cache
+// compiles every time.
+type globCache struct {
+	mu sync.Mutex // guards m
+	m  map[string]*regexp.Regexp
+}
+
+const globCacheSize = 1024
 
 // globRegexp compiles a push rule glob (* any run, ? one character,
 // case-insensitive). words anchors it at word boundaries instead of the
 // whole value (content.body matching, spec: "event_match").
-func globRegexp(pattern string, words bool) *regexp.Regexp {
+func (gc *globCache) globRegexp(pattern string, words bool) *regexp.Regexp {
 	key := strconv.FormatBool(words) + pattern
-	if re, ok := globCache.Load(key); ok {
-		return re.(*regexp.Regexp)
+	if gc != nil {
+		gc.mu.Lock()
+		re, ok := gc.m[key]
+		gc.mu.Unlock()
+		if ok {
+			return re
+		}
 	}
 	var b strings.Builder
 	b.WriteString("(?is)")
@@ -123,7 +137,14 @@ func globRegexp(pattern string, words bool) *regexp.Regexp {
 		b.WriteString("$")
 	}
 	re := regexp.MustCompile(b.String()) // every piece is quoted or fixed
-	globCache.Store(key, re)
+	if gc != nil {
+		gc.mu.Lock()
+		if gc.m == nil || len(gc.m) >= globCacheSize {
+			gc.m = make(map[string]*regexp.Regexp)
+		}
+		gc.m[key] = re
+		gc.mu.Unlock()
+	}
 	return re
 }
 
@@ -173,7 +194,7 @@ func (c pushCondition) holds(pe *pushEvent, ec *pushEventCtx) bool {
 		if !ok || !isStr {
 			return false
 		}
-		return globRegexp(*c.Pattern, c.Key == "content.body").MatchString(s)
+		return ec.globs.globRegexp(*c.Pattern, c.Key == "content.body").MatchString(s)
 	case "event_property_is":
 		v, ok := pe.lookup(c.Key)
 		return ok && scalarEqual(v, c.Value)
@@ -296,7 +317,7 @@ func ruleMatches(kind string, r pushRule, pe *pushEvent, ec *pushEventCtx, roomI
 	case "sender":
 		return r.RuleID == sender
 	case "content":
-		return r.Pattern != nil && pe.body != "" && globRegexp(*r.Pattern, true).MatchString(pe.body)
+		return r.Pattern != nil && pe.body != "" && ec.globs.globRegexp(*r.Pattern, true).MatchString(pe.body)
 	}
 	var conds []pushCondition
 	if len(r.Conditions) > 0 {

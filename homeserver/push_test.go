@@ -474,4 +474,3 @@ func TestPushFederatedCallInvite(t *testing.T) {
 		}
 	})
 }
-
