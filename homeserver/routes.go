@@ -109,4 +109,5 @@ func (s *Server) routes(e *echo.Echo) {
 	s.accountRoutes(a)
 	// Pushers and notifications (push_*.go), key backup (roomkeys*.go).
 	s.pushRoutes(a)
+	s.roomKeysRoutes(a)
 }
