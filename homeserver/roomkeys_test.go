@@ -79,7 +79,7 @@ func TestKeyBackupKeysRoundTrip(t *testing.T) {
 		ts.do(t, http.MethodPost, "/_matrix/client/v3/room_keys/version", tok, map[string]any{"algorithm": alg, "auth_data": map[string]any{}})
 		// All rooms at once.
 		r := ts.do(t, http.MethodPut, "/_matrix/client/v3/room_keys/keys?version=1", tok, map[string]any{"rooms": map[string]any{
-			room:               map[string]any{"sessions": map[string]any{"s1": sessionKey(5, 1, false, "a"), "s2": sessionKey(0, 0, true, "b")}},
+			room:                map[string]any{"sessions": map[string]any{"s1": sessionKey(5, 1, false, "a"), "s2": sessionKey(0, 0, true, "b")}},
 			"!other:test.local": map[string]any{"sessions": map[string]any{"s3": sessionKey(0, 0, false, "c")}},
 		}})
 		wantStatus(t, r, http.StatusOK, "")
