@@ -180,13 +180,19 @@ func (s *Server) getNotifications(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
-// fillUnread sets a /sync room's unread_notifications (spec: "Receiving
-// notifications": counts since the user's read receipt).
-func (s *Server) fillUnread(ctx context.Context, userID, roomID string, counts map[string]int) error {
+// syncUnread fills a /sync room's unread_notifications (spec: "Receiving
+// notifications": counts since the user's read receipt) when the room is
+// sent, and reports new notifications, which make a room worth sending
+// for its counts alone (they are stored after the event, see push_deliver.go).
+func (s *Server) syncUnread(ctx context.Context, userID, roomID string, since int64, fresh, has bool, counts map[string]int) (bool, error) {
+	notified := !fresh && s.notifier.LastFor(storage.KeyNotifications(userID, roomID)) > since
+	if !fresh && !has && !notified {
+		return false, nil
+	}
 	n, h, err := s.db.UnreadCounts(ctx, userID, roomID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	counts["notification_count"], counts["highlight_count"] = n, h
-	return nil
+	return notified, nil
 }

@@ -110,4 +110,5 @@ func (s *Server) routes(e *echo.Echo) {
 	// Pushers and notifications (push_*.go), key backup (roomkeys*.go).
 	s.pushRoutes(a)
 	s.roomKeysRoutes(a)
+	a.authedAt(http.MethodPost, "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", s.slidingSync)
 }

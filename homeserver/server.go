@@ -36,6 +36,8 @@ type Server struct {
 	fed *federation
 	// push evaluates push rules and feeds push gateways (push_*.go).
 	push *pushManager
+	// ssConns are the sliding sync connections (slidingsync*.go).
+	ssConns ssConns
 
 	sendLimit  *limiter
 	loginLimit *limiter

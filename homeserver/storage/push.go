@@ -175,11 +175,22 @@ func (tx *Tx) setNamedCursor(ctx context.Context, name string, pos int64) error 
 	return nil
 }
 
+// KeyNotifications names a user's notifications in a room: it moves when
+// new ones are stored, so /sync sends the room's changed unread counts.
+func KeyNotifications(userID, roomID string) string { return "nt|" + userID + "|" + roomID }
+
 // AddNotifications stores notifications and moves the push cursor to
-// cursor in one write.
+// cursor in one write. New notifications take a stream position of their
+// own and touch their users (waking their /sync) and KeyNotifications.
 func (db *DB) AddNotifications(ctx context.Context, ns []Notification, cursor int64) error {
 	return db.WriteTx(ctx, func(tx *Tx) error {
+		if len(ns) > 0 {
+			if _, err := tx.nextPos(ctx); err != nil {
+				return err
+			}
+		}
 		for _, n := range ns {
+			tx.touch(n.UserID, KeyNotifications(n.UserID, n.RoomID))
 			hl := 0
 			if n.Highlight {
 				hl = 1
