@@ -36,8 +36,10 @@ type Server struct {
 	fed *federation
 	// push evaluates push rules and feeds push gateways (push_*.go).
 	push *pushManager
-	// ssConns are the sliding sync connections (slidingsync*.go).
+	// ssConns are the sliding sync connections and ssRooms their shared
+	// room metadata (slidingsync*.go).
 	ssConns ssConns
+	ssRooms ssRoomCache
 
 	sendLimit  *limiter
 	loginLimit *limiter

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -34,6 +35,21 @@ type ssMeta struct {
 	tags   map[string]map[string]bool
 }
 
+// ssRoomCache keeps every room's metadata server-wide, each entry valid
+// up to the position it was read at: a room not written since is not
+// read again, whichever connection asks (room types never change and
+// encryption is never turned off; bump stamps move with writes, which
+// the notifier reports).
+type ssRoomCache struct {
+	mu sync.Mutex // guards m
+	m  map[string]ssCachedRoom
+}
+
+type ssCachedRoom struct {
+	meta ssRoomMeta
+	asOf int64
+}
+
 // refresh brings the cache up to upto: only rooms touched since, or new
 // to it, are read again, so a long-lived connection's cost follows what
 // changed rather than how many rooms the user is in.
@@ -41,12 +57,22 @@ func (m *ssMeta) refresh(ctx context.Context, s *Server, userID string, ms []sto
 	if m.rooms == nil {
 		m.rooms, m.direct, m.tags = map[string]*ssRoomMeta{}, map[string]bool{}, map[string]map[string]bool{}
 	}
+	cache := &s.ssRooms
 	var stale []string
-	for _, r := range ms {
-		if _, ok := m.rooms[r.RoomID]; !ok || !m.loaded || s.notifier.LastFor(r.RoomID) > m.upto || r.Pos > m.upto {
-			stale = append(stale, r.RoomID)
-		}
+	cache.mu.Lock()
+	if cache.m == nil {
+		cache.m = make(map[string]ssCachedRoom)
 	}
+	for _, r := range ms {
+		c, ok := cache.m[r.RoomID]
+		if !ok || s.notifier.LastFor(r.RoomID) > c.asOf || r.Pos > c.asOf {
+			stale = append(stale, r.RoomID)
+			continue
+		}
+		meta := c.meta
+		m.rooms[r.RoomID] = &meta
+	}
+	cache.mu.Unlock()
 	if len(stale) > 0 {
 		state, err := s.db.RoomsState(ctx, stale, []string{spec.MRoomCreate, "m.room.encryption"})
 		if err != nil {
@@ -56,11 +82,12 @@ func (m *ssMeta) refresh(ctx context.Context, s *Server, userID string, ms []sto
 		if err != nil {
 			return err
 		}
+		fresh := make(map[string]*ssRoomMeta, len(stale))
 		for _, id := range stale {
-			m.rooms[id] = &ssRoomMeta{bump: bumps[id]}
+			fresh[id] = &ssRoomMeta{bump: bumps[id]}
 		}
 		for _, e := range state {
-			rm := m.rooms[e.RoomID]
+			rm := fresh[e.RoomID]
 			switch e.Type {
 			case spec.MRoomCreate:
 				var c struct {
@@ -72,6 +99,14 @@ func (m *ssMeta) refresh(ctx context.Context, s *Server, userID string, ms []sto
 				rm.encrypted = true
 			}
 		}
+		cache.mu.Lock()
+		for id, rm := range fresh {
+			if c, ok := cache.m[id]; !ok || c.asOf < upto {
+				cache.m[id] = ssCachedRoom{meta: *rm, asOf: upto}
+			}
+			m.rooms[id] = rm
+		}
+		cache.mu.Unlock()
 	}
 	for _, r := range ms {
 		// A room we only know by an invite has no timeline here.

@@ -451,6 +451,7 @@ func BenchmarkSlidingSync(b *testing.B) {
 				}
 				last = r.RoomID
 			}
+			waitPushIdle(b, ts)
 			rs := [][2]string{{"m.room.create", ""}, {"m.room.name", ""}, {"m.room.member", "$LAZY"}}
 			body := map[string]any{"conn_id": "bench", "lists": map[string]any{"all": list([][2]int{{0, 19}}, 1, rs, nil)}}
 			b.Run("initial", func(b *testing.B) {
@@ -468,6 +469,7 @@ func BenchmarkSlidingSync(b *testing.B) {
 					if _, err := alice.SendText(ctx, last, "tick"); err != nil {
 						b.Fatal(err)
 					}
+					waitPushIdle(b, ts)
 					b.StartTimer()
 					r := slide(b, ts, alice, pos, 10000, body)
 					if len(r.Rooms) == 0 {
@@ -477,5 +479,23 @@ func BenchmarkSlidingSync(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// waitPushIdle waits until push rules were evaluated for every event, so
+// that a benchmark does not time the background scan.
+func waitPushIdle(b *testing.B, ts *testServer) {
+	b.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		cur, err1 := ts.db.PushCursor(b.Context())
+		max, err2 := ts.db.MaxPos(b.Context())
+		if err1 == nil && err2 == nil && cur >= max {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("push scan did not catch up: %d < %d", cur, max)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
