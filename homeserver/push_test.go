@@ -474,3 +474,34 @@ func TestPushFederatedCallInvite(t *testing.T) {
 		}
 	})
 }
+
+// A notification is stored just after its event: an incremental /sync
+// that already had the event still gets the room's new unread count.
+func TestPushUnreadCountReachesIncrementalSync(t *testing.T) {
+	ts := newTestServer(t, storagetest.Backend{Name: "sqlite"}, pushOpts)
+	ctx := testCtx(t)
+	alice, bob := ts.user(t, "alice"), ts.user(t, "bob")
+	room := directRoom(t, alice, bob)
+	first, err := bob.FullSyncRequest(ctx, mautrix.ReqSync{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := first.NextBatch
+	if _, err := alice.SendText(ctx, room, "count me"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := bob.FullSyncRequest(ctx, mautrix.ReqSync{Since: since, Timeout: 5000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		since = resp.NextBatch
+		if jr, ok := resp.Rooms.Join[room]; ok && jr.UnreadNotifications != nil && jr.UnreadNotifications.NotificationCount == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the unread count never reached /sync")
+		}
+	}
+}
