@@ -224,3 +224,42 @@ func TestHistoryVisibilityLeftUserState(t *testing.T) {
 		}
 	})
 }
+
+// TestHistoryVisibilitySlidingSync: a late joiner's sliding sync timeline
+// of a joined-only room holds nothing from before the join, of a shared
+// room everything.
+func TestHistoryVisibilitySlidingSync(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storagetest.Backend) {
+		ts := newTestServer(t, b)
+		ctx := testCtx(t)
+		alice, bob := ts.user(t, "alice"), ts.user(t, "bob")
+		for _, setting := range []string{"joined", "shared"} {
+			created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			room := created.RoomID
+			if _, err := alice.SendStateEvent(ctx, room, event.StateHistoryVisibility, "", map[string]any{"history_visibility": setting}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := alice.SendText(ctx, room, "before bob"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bob.JoinRoomByID(ctx, room); err != nil {
+				t.Fatal(err)
+			}
+			r := slide(t, ts, bob, "", 0, map[string]any{"conn_id": setting, "room_subscriptions": map[string]any{string(room): map[string]any{"timeline_limit": 20}}})
+			sr, ok := r.Rooms[string(room)]
+			if !ok {
+				t.Fatalf("%s: no room in the sliding sync answer", setting)
+			}
+			sawBefore := false
+			for _, e := range sr.Timeline {
+				sawBefore = sawBefore || strings.Contains(string(e.Content), "before bob")
+			}
+			if sawBefore != (setting == "shared") {
+				t.Fatalf("%s: bob's sliding sync timeline (%d events) shows the message from before his join: %v", setting, len(sr.Timeline), sawBefore)
+			}
+		}
+	})
+}
