@@ -50,7 +50,7 @@ func TestTokenService(t *testing.T) {
 	// /get_token with a MatrixRTC slot.
 	st, out = e.post(t, "/get_token", map[string]any{"room_id": room, "slot_id": "m.call#ROOM",
 		"openid_token": openID(t, alice),
-		"member": map[string]any{"id": "mem1", "claimed_user_id": "@alice:test.local", "claimed_device_id": "ADEV"}})
+		"member":       map[string]any{"id": "mem1", "claimed_user_id": "@alice:test.local", "claimed_device_id": "ADEV"}})
 	if st != http.StatusOK {
 		t.Fatalf("/get_token: %d %v", st, out)
 	}
