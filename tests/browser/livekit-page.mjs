@@ -1,0 +1,61 @@
+// The page script of livekit.test.mjs: the real livekit-client from npm,
+// bundled by the test with esbuild. window.lk drives one participant.
+
+import { Room, RoomEvent, Track, createLocalTracks } from "livekit-client";
+
+let room;
+const events = [];
+
+window.lk = {
+    events,
+    async connect(url, jwt) {
+        room = new Room({ adaptiveStream: false, dynacast: false });
+        room.on(RoomEvent.ParticipantConnected, (p) => events.push(`joined ${p.identity}`));
+        room.on(RoomEvent.ParticipantDisconnected, (p) => events.push(`left ${p.identity}`));
+        room.on(RoomEvent.TrackSubscribed, (track, pub, p) => {
+            events.push(`track ${p.identity} ${track.kind}`);
+            const el = track.attach();
+            el.muted = true;
+            el.dataset.identity = p.identity;
+            el.dataset.kind = track.kind;
+            document.body.appendChild(el);
+        });
+        room.on(RoomEvent.Disconnected, (reason) => events.push(`disconnected ${reason}`));
+        await room.connect(url, jwt, { autoSubscribe: true });
+        const tracks = await createLocalTracks({ audio: true, video: { resolution: { width: 320, height: 240 } } });
+        for (const t of tracks) {
+            await room.localParticipant.publishTrack(t, { simulcast: false });
+        }
+        return room.localParticipant.sid;
+    },
+    /** Remote participants and what of theirs this page decodes. */
+    async state() {
+        const out = {};
+        for (const p of room.remoteParticipants.values()) {
+            const s = { video: 0, audio: 0, width: 0 };
+            for (const pub of p.trackPublications.values()) {
+                const t = pub.track;
+                if (!t || !t.receiver) continue;
+                const stats = await t.receiver.getStats();
+                for (const r of stats.values()) {
+                    if (r.type !== "inbound-rtp") continue;
+                    if (r.kind === "video") {
+                        s.video = Math.max(s.video, r.framesDecoded ?? 0);
+                        s.width = Math.max(s.width, r.frameWidth ?? 0);
+                    } else if (r.kind === "audio") {
+                        s.audio = Math.max(s.audio, r.packetsReceived ?? 0);
+                    }
+                }
+            }
+            for (const el of document.querySelectorAll(`video[data-identity="${CSS.escape(p.identity)}"]`)) {
+                s.videoWidth = Math.max(s.videoWidth ?? 0, el.videoWidth);
+            }
+            out[p.identity] = s;
+        }
+        return out;
+    },
+    async leave() {
+        await room.disconnect();
+    },
+    kinds: Track.Kind,
+};
