@@ -1,7 +1,9 @@
 // The page script of livekit.test.mjs: the real livekit-client from npm,
 // bundled by the test with esbuild. window.lk drives one participant.
 
-import { Room, RoomEvent, Track, createLocalTracks } from "livekit-client";
+import { LogLevel, Room, RoomEvent, Track, createLocalTracks, setLogLevel } from "livekit-client";
+
+if (new URLSearchParams(location.search).has("debug")) setLogLevel(LogLevel.debug);
 
 let room;
 const events = [];
@@ -51,6 +53,26 @@ window.lk = {
                 s.videoWidth = Math.max(s.videoWidth ?? 0, el.videoWidth);
             }
             out[p.identity] = s;
+        }
+        return out;
+    },
+    async debugStats() {
+        const out = [];
+        for (const p of room.remoteParticipants.values()) {
+            for (const pub of p.trackPublications.values()) {
+                const t = pub.track;
+                if (!t || !t.receiver || t.kind !== "video") continue;
+                for (const r of (await t.receiver.getStats()).values()) {
+                    if (r.type === "inbound-rtp") out.push({ from: p.identity.slice(0, 4), framesReceived: r.framesReceived, framesDecoded: r.framesDecoded, framesDropped: r.framesDropped, keyFramesDecoded: r.keyFramesDecoded, packetsReceived: r.packetsReceived, packetsLost: r.packetsLost, nackCount: r.nackCount, pliCount: r.pliCount, firCount: r.firCount, decoder: r.decoderImplementation, codec: r.codecId });
+                }
+            }
+        }
+        for (const pub of room.localParticipant.trackPublications.values()) {
+            const t = pub.track;
+            if (!t || !t.sender || t.kind !== "video") continue;
+            for (const r of (await t.sender.getStats()).values()) {
+                if (r.type === "outbound-rtp") out.push({ out: true, framesEncoded: r.framesEncoded, framesSent: r.framesSent, keyFramesEncoded: r.keyFramesEncoded, packetsSent: r.packetsSent, pliCount: r.pliCount, nackCount: r.nackCount, ql: r.qualityLimitationReason, target: r.targetBitrate, rid: r.rid });
+            }
         }
         return out;
     },

@@ -89,21 +89,25 @@ describe("MatrixRTC with livekit-client on switchboard's SFU", () => {
             const ctx = await browser.newContext();
             const page = await ctx.newPage();
             const logs = [];
-            page.on("console", (m) => logs.push(m.text()));
+            page.on("console", (m) => logs.push(`${Date.now() % 1000000} ${m.text()}`));
             t.after(() => ctx.close());
-            await page.goto(site.url + "/");
+            await page.goto(site.url + (process.env.LK_DEBUG ? "/?debug" : "/"));
             await page.waitForFunction(() => window.lk !== undefined);
             pages.push({ page, logs, identity: `${u.user_id}:${u.device_id}`, tok });
         }
         try {
+            const t0 = Date.now();
             await Promise.all(pages.map((p) => p.page.evaluate(([url, jwt]) => window.lk.connect(url, jwt), [p.tok.url, p.tok.jwt])));
+            t.diagnostic(`connected and published: ${Date.now() - t0} ms`);
             for (const p of pages) {
                 const want = pages.filter((o) => o !== p).map((o) => o.identity);
                 await waitUntil(`${p.identity} decodes video and receives audio of ${want}`, STEP_MS, async () => {
                     const st = await p.page.evaluate(() => window.lk.state());
+                    if (process.env.LK_DEBUG) console.log(Date.now() - t0, p.identity.slice(0, 4), JSON.stringify(st));
                     return want.every((id) => st[id] && st[id].video > 5 && st[id].width > 0 && st[id].audio > 5 && st[id].videoWidth > 0);
                 }, 250);
             }
+            t.diagnostic(`all decoding: ${Date.now() - t0} ms`);
             await pages[2].page.evaluate(() => window.lk.leave());
             for (const p of pages.slice(0, 2)) {
                 await waitUntil(`${p.identity} sees ${pages[2].identity} leave`, STEP_MS, async () => {
@@ -111,8 +115,13 @@ describe("MatrixRTC with livekit-client on switchboard's SFU", () => {
                     return st[pages[2].identity] === undefined;
                 }, 250);
             }
+            t.diagnostic(`leave seen: ${Date.now() - t0} ms`);
+            if (process.env.LK_DEBUG) for (const p of pages) console.log(`--- ${p.identity} console (t0 ${t0 % 1000000})\n${p.logs.join("\n")}`);
         } catch (err) {
-            for (const p of pages) console.log(`--- ${p.identity} console\n${tail(p.logs.join("\n"), 80)}`);
+            for (const p of pages) {
+                console.log(`--- ${p.identity} console\n${tail(p.logs.join("\n"), 80)}`);
+                console.log(`--- ${p.identity} video stats ${JSON.stringify(await p.page.evaluate(() => window.lk.debugStats()))}`);
+            }
             console.log(`--- server log\n${tail(sb.log(), 120)}`);
             throw err;
         }
