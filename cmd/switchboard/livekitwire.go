@@ -48,7 +48,8 @@ func startLiveKit(cfg *Config, baseURL string, hs *homeserver.Server, node *sfu.
 	if err != nil {
 		return nil, fmt.Errorf("livekit token service: %w", err)
 	}
-	sig, err := livekit.NewServer(livekit.ServerConfig{SFU: node, APIKey: liveKitAPIKey, APISecret: secret, Logger: log})
+	sig, err := livekit.NewServer(livekit.ServerConfig{SFU: node, APIKey: liveKitAPIKey, APISecret: secret,
+		RoomState: hs, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("livekit signalling: %w", err)
 	}

@@ -57,6 +57,8 @@ type envOpts struct {
 	server func(*ServerConfig)
 	// skew, when set, is added to the homeserver's clock.
 	skew *atomic.Int64
+	// roomState gives the signalling server the homeserver's room state.
+	roomState bool
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -106,6 +108,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 		t.Fatal(err)
 	}
 	scfg := ServerConfig{SFU: s, APIKey: testKey, APISecret: testSecret, Logger: log}
+	if o.roomState {
+		scfg.RoomState = hs
+	}
 	if o.server != nil {
 		o.server(&scfg)
 	}

@@ -40,7 +40,23 @@ type Grant struct {
 	CanPublish   bool
 	CanSubscribe bool
 	Expires      time.Time
+	// Matrix names the Matrix room, user and device the token was issued
+	// for (empty for a token that says nothing of Matrix).
+	Matrix MatrixMember
 }
+
+// MatrixMember is who a token service issued a token to.
+type MatrixMember struct {
+	RoomID, UserID, DeviceID string
+}
+
+// Token attributes naming the Matrix member (LiveKit participant
+// attributes; this server does not pass them on to other participants).
+const (
+	attrRoomID   = "matrix.room_id"
+	attrUserID   = "matrix.user_id"
+	attrDeviceID = "matrix.device_id"
+)
 
 // keys is the API key and secret that sign and check access tokens.
 type keys struct {
@@ -50,9 +66,12 @@ type keys struct {
 // mint signs a LiveKit access token (LiveKit's claim layout: iss the API
 // key, sub the identity, video.room, video.roomJoin, video.canPublish,
 // video.canSubscribe) for identity in room, valid for ttl.
-func (k keys) mint(identity, room string, ttl time.Duration) (string, error) {
+func (k keys) mint(identity, room string, ttl time.Duration, m MatrixMember) (string, error) {
 	yes := true
 	at := auth.NewAccessToken(k.apiKey, k.secret)
+	if m.UserID != "" {
+		at.SetAttributes(map[string]string{attrRoomID: m.RoomID, attrUserID: m.UserID, attrDeviceID: m.DeviceID})
+	}
 	at.SetIdentity(identity).SetValidFor(ttl).SetVideoGrant(&auth.VideoGrant{
 		RoomJoin: true, Room: room, CanPublish: &yes, CanSubscribe: &yes, CanPublishData: &yes,
 	})
@@ -91,5 +110,7 @@ func (k keys) verify(raw string) (Grant, error) {
 		Identity: grants.Identity, Room: vg.Room,
 		CanPublish: vg.GetCanPublish(), CanSubscribe: vg.GetCanSubscribe(),
 		Expires: claims.ExpiresAt.Time,
+		Matrix: MatrixMember{RoomID: grants.Attributes[attrRoomID], UserID: grants.Attributes[attrUserID],
+			DeviceID: grants.Attributes[attrDeviceID]},
 	}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -35,12 +36,20 @@ type ServerConfig struct {
 	PingInterval, PingTimeout time.Duration
 	// JoinTimeout bounds the SFU join (ICE gathering). Default 10 s.
 	JoinTimeout time.Duration
+	// RoomState, when set, lets the server remove participants whose
+	// Matrix user left the room or whose call membership ended
+	// (members.go), checked every CheckInterval (default 5 s).
+	RoomState     RoomState
+	CheckInterval time.Duration
 	// Logger receives client mistakes at Info or Debug. Default
 	// slog.Default().
 	Logger *slog.Logger
 }
 
 func (c *ServerConfig) validateAndDefault() error {
+	if c.CheckInterval <= 0 {
+		c.CheckInterval = 5 * time.Second
+	}
 	if c.SFU == nil {
 		return fmt.Errorf("%w: no SFU", ErrInvalidConfig)
 	}
@@ -90,8 +99,11 @@ type Server struct {
 	keys keys
 	log  *slog.Logger
 
-	// wg tracks sessions.
-	wg sync.WaitGroup
+	// wg tracks sessions; watch the membership watcher.
+	wg        sync.WaitGroup
+	watch     sync.WaitGroup
+	stopWatch chan struct{}
+	checks    atomic.Int64 // membership check rounds done
 
 	// mu guards the fields below.
 	mu     sync.Mutex
@@ -104,13 +116,20 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err := cfg.validateAndDefault(); err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, keys: keys{cfg.APIKey, cfg.APISecret},
-		log: cfg.Logger.With("component", "livekit"), rooms: make(map[string]*room)}, nil
+	s := &Server{cfg: cfg, keys: keys{cfg.APIKey, cfg.APISecret}, stopWatch: make(chan struct{}),
+		log: cfg.Logger.With("component", "livekit"), rooms: make(map[string]*room)}
+	if cfg.RoomState != nil {
+		s.watch.Go(func() { s.watchMembers(s.stopWatch) })
+	}
+	return s, nil
 }
 
 // Close disconnects every client and waits for their sessions to end.
 func (s *Server) Close() {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.stopWatch)
+	}
 	s.closed = true
 	var all []*session
 	for _, r := range s.rooms {
@@ -121,6 +140,7 @@ func (s *Server) Close() {
 		ss.end(livekit.DisconnectReason_SERVER_SHUTDOWN, "server shutting down")
 	}
 	s.wg.Wait()
+	s.watch.Wait()
 }
 
 // newID is a LiveKit-style ID: prefix and 12 random base32 characters.

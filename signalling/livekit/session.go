@@ -37,16 +37,18 @@ type session struct {
 	joinedAt int64
 
 	// mu guards the fields below.
-	mu        sync.Mutex
-	p         *sfu.Participant
-	joining   bool
-	pending   []webrtc.ICECandidateInit // client candidates before the SFU join
-	tracks    map[string]*livekit.TrackInfo
-	cids      map[string]string // client track ID (cid) -> track SID
-	unwanted  map[string]bool   // tracks the client unsubscribed from
-	version   uint32
-	closeCode websocket.StatusCode
-	closeWhy  string
+	mu       sync.Mutex
+	p        *sfu.Participant
+	joining  bool
+	pending  []webrtc.ICECandidateInit // client candidates before the SFU join
+	tracks   map[string]*livekit.TrackInfo
+	cids     map[string]string // client track ID (cid) -> track SID
+	unwanted map[string]bool   // tracks the client unsubscribed from
+	version  uint32
+	// memberSeen: the Matrix call membership was seen (members.go).
+	memberSeen bool
+	closeCode  websocket.StatusCode
+	closeWhy   string
 }
 
 func newSession(s *Server, ws *websocket.Conn, g Grant, jr *livekit.JoinRequest) *session {
@@ -111,6 +113,15 @@ func (ss *session) closeWith(code websocket.StatusCode, why string) {
 
 func (ss *session) finish() { ss.endOnce.Do(func() { close(ss.done) }) }
 
+func (ss *session) ended() bool {
+	select {
+	case <-ss.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // end tells the client to leave and ends the session.
 func (ss *session) end(reason livekit.DisconnectReason, why string) {
 	ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Leave{Leave: &livekit.LeaveRequest{
@@ -161,17 +172,13 @@ func (ss *session) run(ctx context.Context) {
 
 	ss.mu.Lock()
 	p := ss.p
-	code, why := ss.closeCode, ss.closeWhy
+	why := ss.closeWhy
 	ss.mu.Unlock()
 	if p != nil {
 		_ = p.Close()
 	}
 	ss.s.leave(ss)
 	r.broadcast(ss, update(ss.info(livekit.ParticipantInfo_DISCONNECTED)))
-	if why == "" && readErr != nil {
-		why = "connection closed"
-	}
-	_ = ss.ws.Close(code, why)
 	log.Info("participant left", "reason", why, "err", readErr)
 }
 
@@ -180,12 +187,22 @@ func update(pi *livekit.ParticipantInfo) *livekit.SignalResponse {
 		Update: &livekit.ParticipantUpdate{Participants: []*livekit.ParticipantInfo{pi}}}}
 }
 
-// writeLoop sends queued messages until the session ends.
+// writeLoop sends queued messages until the session ends, then flushes
+// what is queued (a leave) and closes the WebSocket with the recorded
+// status and reason.
 func (ss *session) writeLoop() {
+	defer func() {
+		ss.mu.Lock()
+		code, why := ss.closeCode, ss.closeWhy
+		ss.mu.Unlock()
+		if why == "" {
+			why = "connection closed"
+		}
+		_ = ss.ws.Close(code, why)
+	}()
 	for {
 		select {
 		case <-ss.done:
-			// Flush what is queued (a leave), briefly.
 			for {
 				select {
 				case msg := <-ss.out:
@@ -217,21 +234,15 @@ func (ss *session) write(msg *livekit.SignalResponse) error {
 
 // readLoop reads and handles requests until the session ends.
 func (ss *session) readLoop(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-ss.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	// Reads end when the writer's close handshake completes (the session
+	// ended here) or the client goes away; cancelling a read would drop
+	// the connection without a close frame.
 	for {
 		rctx, rcancel := context.WithTimeout(ctx, ss.s.cfg.PingTimeout)
 		typ, b, err := ss.ws.Read(rctx)
 		rcancel()
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && !ss.ended() {
 				ss.closeWith(websocket.StatusPolicyViolation, "ping timeout")
 			}
 			var ce websocket.CloseError

@@ -82,7 +82,7 @@ func TestSignalRefusesBadTokens(t *testing.T) {
 // dialGood connects with a valid token and reads the JoinResponse.
 func dialGood(t *testing.T, e *env, ctx context.Context, identity string) *websocket.Conn {
 	t.Helper()
-	tok, err := e.sig.keys.mint(identity, "room1", time.Hour)
+	tok, err := e.sig.keys.mint(identity, "room1", time.Hour, MatrixMember{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ type tokenRequest struct {
 
 // tokenGrant is a checked request: who gets a token for what.
 type tokenGrant struct {
-	userID, roomID, identity, alias string
+	userID, deviceID, roomID, identity, alias string
 }
 
 // ServeHTTP routes /sfu/get and /get_token (by path suffix, so the
@@ -173,7 +173,7 @@ func (t *TokenService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t.refuse(w, r, err)
 		return
 	}
-	jwt, err := t.keys.mint(g.identity, g.alias, t.cfg.TokenTTL)
+	jwt, err := t.keys.mint(g.identity, g.alias, t.cfg.TokenTTL, MatrixMember{RoomID: g.roomID, UserID: g.userID, DeviceID: g.deviceID})
 	if err != nil {
 		t.log.Error("signing access token", "err", err)
 		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not sign a token")
@@ -260,7 +260,7 @@ func (t *TokenService) checkLegacy(ctx context.Context, body []byte) (tokenGrant
 	if err != nil {
 		return tokenGrant{}, err
 	}
-	return tokenGrant{userID: userID, roomID: req.Room, identity: userID + ":" + req.DeviceID,
+	return tokenGrant{userID: userID, deviceID: req.DeviceID, roomID: req.Room, identity: userID + ":" + req.DeviceID,
 		alias: RoomAlias(req.Room, legacySlot)}, nil
 }
 
@@ -280,7 +280,7 @@ func (t *TokenService) checkToken(ctx context.Context, body []byte) (tokenGrant,
 	if err != nil {
 		return tokenGrant{}, err
 	}
-	return tokenGrant{userID: userID, roomID: req.RoomID,
+	return tokenGrant{userID: userID, deviceID: m.ClaimedDeviceID, roomID: req.RoomID,
 		identity: memberIdentity(userID, m.ClaimedDeviceID, m.ID),
 		alias:    RoomAlias(req.RoomID, req.SlotID)}, nil
 }

@@ -122,6 +122,11 @@ describe("MatrixRTC with livekit-client on switchboard's SFU", () => {
                 console.log(`--- ${p.identity} console\n${tail(p.logs.join("\n"), 80)}`);
                 console.log(`--- ${p.identity} video stats ${JSON.stringify(await p.page.evaluate(() => window.lk.debugStats()))}`);
             }
+            for (const m of ["switchboard_sfu_layer_switches_total", "switchboard_sfu_keyframe_requests_total",
+                "switchboard_sfu_dropped_packets_total", "switchboard_sfu_estimated_bandwidth_bps_sum",
+                "switchboard_sfu_estimated_bandwidth_bps_count", "switchboard_sfu_forwarded_packets_total"]) {
+                console.log(`--- metric ${m} ${await sb.metricSum(m).catch((e) => e.message)}`);
+            }
             console.log(`--- server log\n${tail(sb.log(), 120)}`);
             throw err;
         }
