@@ -25,8 +25,13 @@ window.lk = {
         room.on(RoomEvent.Disconnected, (reason) => events.push(`disconnected ${reason}`));
         await room.connect(url, jwt, { autoSubscribe: true });
         const tracks = await createLocalTracks({ audio: true, video: { resolution: { width: 320, height: 240 } } });
+        // Low bit rates: three Chromium pages and the server share two
+        // cores here, and the SFU pauses a video that does not fit a
+        // subscriber's estimated bandwidth.
         for (const t of tracks) {
-            await room.localParticipant.publishTrack(t, { simulcast: false });
+            await room.localParticipant.publishTrack(t, {
+                simulcast: false, videoEncoding: { maxBitrate: 100_000, maxFramerate: 15 },
+            });
         }
         return room.localParticipant.sid;
     },
