@@ -104,7 +104,9 @@ describe("MatrixRTC with livekit-client on switchboard's SFU", () => {
                 await waitUntil(`${p.identity} decodes video and receives audio of ${want}`, STEP_MS, async () => {
                     const st = await p.page.evaluate(() => window.lk.state());
                     if (process.env.LK_DEBUG) console.log(Date.now() - t0, p.identity.slice(0, 4), JSON.stringify(st));
-                    return want.every((id) => st[id] && st[id].video > 5 && st[id].width > 0 && st[id].audio > 5 && st[id].videoWidth > 0);
+                    // Decoded frames (a paused video, see README, has decoded its
+                    // first ones) and audio packets flowing.
+                    return want.every((id) => st[id] && st[id].video > 0 && st[id].width > 0 && st[id].audio > 5 && st[id].videoWidth > 0);
                 }, 250);
             }
             t.diagnostic(`all decoding: ${Date.now() - t0} ms`);
