@@ -1,0 +1,44 @@
+//go:build !linux
+
+package turn
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	pionturn "github.com/pion/turn/v5"
+)
+
+// Off Linux there is no relay poller: relay sockets are Go's, read by one
+// goroutine each (relayPacketConn).
+
+type poller struct{}
+
+// rawAddr has no use off Linux.
+type rawAddr struct{}
+
+func newPoller(*metrics, func() time.Time) (*poller, error) { return nil, nil }
+
+func (p *poller) stop() {}
+
+func (g *relayGen) allocatePolled(pionturn.AllocateListenerConfig, netip.Addr) (net.PacketConn, net.Addr, error) {
+	return nil, nil, ErrClosed
+}
+
+func toRaw(netip.AddrPort, int, *rawAddr) bool { return false }
+
+// listenerReader reads a client-facing UDP socket one datagram at a time.
+type listenerReader struct {
+	pc  net.PacketConn
+	buf []byte
+}
+
+func newListenerReader(pc net.PacketConn) (*listenerReader, int, int) {
+	return &listenerReader{pc: pc, buf: make([]byte, relayReadSize)}, -1, 0
+}
+
+func (r *listenerReader) read() ([]byte, netip.AddrPort, error) {
+	n, addr, err := r.pc.ReadFrom(r.buf)
+	return r.buf[:n], addrPortOf(addr), err
+}
