@@ -74,7 +74,18 @@ type sendBatch struct {
 	n    int
 }
 
+// newPoller starts the relay poller.
 func newPoller(m *metrics, now func() time.Time) (*poller, error) {
+	p, err := buildPoller(m, now)
+	if err != nil {
+		return nil, err
+	}
+	go p.run()
+	return p, nil
+}
+
+// buildPoller makes a poller without starting its loop.
+func buildPoller(m *metrics, now func() time.Time) (*poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("turn: epoll_create1: %w", err)
@@ -100,7 +111,6 @@ func newPoller(m *metrics, now func() time.Time) (*poller, error) {
 			fd: -1, hdrs: make([]mmsghdr, pollerSlots), iovs: make([]unix.Iovec, pollerSlots),
 		},
 	}
-	go p.run()
 	return p, nil
 }
 

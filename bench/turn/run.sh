@@ -12,7 +12,10 @@
 # OURS_GOMAXPROCS (GOMAXPROCS for our relay only; default: the Go default),
 # NICE (niceness of the server under test, turnutils_peer and
 # turnutils_uclient alike; default -10 as root, to keep other work on a
-# shared machine from deciding the loss figures; 0 turns it off).
+# shared machine from deciding the loss figures; 0 turns it off),
+# BASE_BIN (a turnbench binary built from an earlier commit: its runs,
+# labelled "base", alternate with the others, for before/after figures in
+# one session).
 #
 # Loss is put where it happened: the kernel's receive-queue drop counters
 # (/proc/net/udp) of the server's, the peer's and the client's UDP sockets
@@ -26,6 +29,8 @@ INTERVAL=${INTERVAL:-5}
 RUNS=${RUNS:-3}
 MODE=${MODE:-}
 OURS_GOMAXPROCS=${OURS_GOMAXPROCS:-}
+BASE_BIN=${BASE_BIN:-}
+PORT_BASE=${PORT_BASE:-34811}
 SECRET=bench-secret
 REALM=bench.test
 PORT_COTURN=${PORT_COTURN:-34781}
@@ -68,7 +73,7 @@ peer_pid=$!
 pids+=("$peer_pid")
 wait_udp_port "$PORT_PEER"
 
-start_server() { # $1 = coturn|ours; prints the pid
+start_server() { # $1 = coturn|ours|base; prints the pid
 	case $1 in
 	coturn)
 		nice -n "$NICE" turnserver -n --listening-ip=127.0.0.1 --listening-port="$PORT_COTURN" \
@@ -81,6 +86,11 @@ start_server() { # $1 = coturn|ours; prints the pid
 	ours)
 		nice -n "$NICE" env ${OURS_GOMAXPROCS:+GOMAXPROCS=$OURS_GOMAXPROCS} "$work/turnbench" -listen "127.0.0.1:$PORT_OURS" -secret "$SECRET" -realm "$REALM" \
 			-min-port 55000 -max-port 59999 >"$work/ours.log" 2>&1 &
+		echo $!
+		;;
+	base)
+		nice -n "$NICE" env ${OURS_GOMAXPROCS:+GOMAXPROCS=$OURS_GOMAXPROCS} "$BASE_BIN" -listen "127.0.0.1:$PORT_BASE" -secret "$SECRET" -realm "$REALM" \
+			-min-port 60000 -max-port 64999 >"$work/base.log" 2>&1 &
 		echo $!
 		;;
 	esac
@@ -100,6 +110,7 @@ run_one() {
 	local name=$1 port pid before after out upid
 	port=$PORT_COTURN
 	[ "$name" = ours ] && port=$PORT_OURS
+	[ "$name" = base ] && port=$PORT_BASE
 	pid=$(start_server "$name")
 	echo "$pid" >"$work/server.pid"
 	wait_udp_port "$port"
@@ -145,8 +156,10 @@ echo "load: $CLIENTS clients x $PACKETS packets of $SIZE bytes every $INTERVAL m
 echo "machine load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-7s %4s %7s %9s %8s %8s %7s %9s %10s %22s\n" server run cpu_s relayed sent recv lost rtt_ms cpu/100k "kernel drops srv/peer/cli"
 : >"$work/results"
+servers="coturn ours"
+[ -n "$BASE_BIN" ] && servers="coturn base ours"
 for run in $(seq 1 "$RUNS"); do
-	for name in coturn ours; do
+	for name in $servers; do
 		read -r cpu relayed sent recv lost rtt dsrv dpeer dcli < <(run_one "$name")
 		per=$(awk -v c="$cpu" -v p="$relayed" 'BEGIN { printf "%.3f", p ? c / (p / 100000) : 0 }')
 		printf "%-7s %4d %7s %9d %8d %8d %7d %9.3f %10s %22s\n" "$name" "$run" "$cpu" "$relayed" "$sent" "$recv" "$lost" "$rtt" "$per" "$dsrv/$dpeer/$dcli"
@@ -159,8 +172,11 @@ median() {
 	awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$work/results" | sort -g |
 		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-for name in coturn ours; do
+for name in $servers; do
 	echo "$name median of $RUNS: $(median "$name" 2) cpu_s per 100k relayed packets, lost $(median "$name" 3), mean rtt $(median "$name" 4) ms"
 done
 echo "machine load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 awk -v o="$(median ours 2)" -v c="$(median coturn 2)" 'BEGIN { printf "ratio ours/coturn (median cpu per relayed packet): %.2f\n", o / c }'
+if [ -n "$BASE_BIN" ]; then
+	awk -v o="$(median base 2)" -v c="$(median coturn 2)" 'BEGIN { printf "ratio base/coturn (median cpu per relayed packet): %.2f\n", o / c }'
+fi
