@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -42,15 +44,17 @@ const (
 	// slowQueueLen is how many datagrams may wait for pion per allocation;
 	// buffers are allocated as needed, up to this many.
 	slowQueueLen = 64
-	// wakeID is the epoll data of the poller's eventfd; relay sockets have
-	// ids from 1.
-	wakeID = 0
 )
 
-// poller owns the epoll set of the UDP relay sockets.
+// poller owns the epoll set of the UDP relay sockets. The epoll descriptor
+// itself sits in Go's netpoller (an epoll set is readable while any of its
+// sockets is), so the loop's goroutine parks like any reader instead of
+// holding a thread in epoll_wait, and is woken once per burst.
 type poller struct {
-	epfd, evfd int
-	done       chan struct{} // closed when run returns
+	epfd int
+	ep   *os.File        // epfd, in Go's netpoller
+	rc   syscall.RawConn // ep's
+	done chan struct{}   // closed when run returns
 
 	mu      sync.Mutex
 	relays  map[uint32]*polledRelay // by epoll id; guarded by mu
@@ -61,6 +65,9 @@ type poller struct {
 	now    func() time.Time
 	m      *metrics
 	events []unix.EpollEvent
+	nev    int                // events of this round
+	skip   bool               // park before the next epoll_wait: nothing is left
+	waitFn func(uintptr) bool // p.wait, bound once
 	recv   *mmsgBatch
 	used   int // recv slots holding datagrams of this round
 	send   sendBatch
@@ -90,19 +97,18 @@ func buildPoller(m *metrics, now func() time.Time) (*poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("turn: epoll_create1: %w", err)
 	}
-	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
+	if err := unix.SetNonblock(epfd, true); err != nil {
 		_ = unix.Close(epfd)
-		return nil, fmt.Errorf("turn: eventfd: %w", err)
+		return nil, fmt.Errorf("turn: epoll set non-blocking: %w", err)
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeID}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
-		_ = unix.Close(epfd)
-		_ = unix.Close(evfd)
-		return nil, fmt.Errorf("turn: epoll_ctl: %w", err)
+	ep := os.NewFile(uintptr(epfd), "turn-relay-epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		_ = ep.Close()
+		return nil, fmt.Errorf("turn: epoll raw conn: %w", err)
 	}
 	p := &poller{
-		epfd: epfd, evfd: evfd, done: make(chan struct{}),
+		epfd: epfd, ep: ep, rc: rc, done: make(chan struct{}),
 		relays: make(map[uint32]*polledRelay), nextID: 1,
 		now: now, m: m,
 		events: make([]unix.EpollEvent, pollerEvents),
@@ -111,6 +117,7 @@ func buildPoller(m *metrics, now func() time.Time) (*poller, error) {
 			fd: -1, hdrs: make([]mmsghdr, pollerSlots), iovs: make([]unix.Iovec, pollerSlots),
 		},
 	}
+	p.waitFn = p.wait
 	return p, nil
 }
 
@@ -124,57 +131,58 @@ func (p *poller) stop() {
 	}
 	p.stopped = true
 	p.mu.Unlock()
-	one := [8]byte{1}
-	_, _ = unix.Write(p.evfd, one[:])
+	_ = p.ep.Close() // ends the loop's Read; the descriptor closes once it returns
 	<-p.done
-	_ = unix.Close(p.epfd)
-	_ = unix.Close(p.evfd)
 }
 
-func (p *poller) isStopped() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stopped
+// wait is the whole loop, run inside one syscall.RawConn.Read for the
+// poller's life: it serves every ready socket and parks (returns false)
+// when none is left. Staying inside one Read matters: Read forgets the
+// epoll set's readiness when it starts, so a datagram that arrived between
+// two Reads would wait for the next one; within one Read, every datagram
+// that arrives after an epoll_wait wakes the loop again.
+func (p *poller) wait(fd uintptr) bool {
+	for {
+		n, err := unix.EpollWait(int(fd), p.events, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || n == 0 {
+			return false
+		}
+		now := p.now()
+		more := n == len(p.events)
+		for i := range n {
+			p.mu.Lock()
+			r := p.relays[uint32(p.events[i].Fd)]
+			p.mu.Unlock()
+			if r != nil && p.drain(r, now) {
+				more = true
+			}
+		}
+		p.flush()
+		// A level-triggered socket left with data raises no new wake-up:
+		// look again at once.
+		if !more {
+			return false
+		}
+	}
 }
 
 func (p *poller) run() {
 	defer close(p.done)
-	for {
-		n, err := unix.EpollWait(p.epfd, p.events, -1)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return
-		}
-		now := p.now()
-		for i := range n {
-			id := uint32(p.events[i].Fd)
-			if id == wakeID {
-				if p.isStopped() {
-					p.flush()
-					return
-				}
-				continue
-			}
-			p.mu.Lock()
-			r := p.relays[id]
-			p.mu.Unlock()
-			if r != nil {
-				p.drain(r, now)
-			}
-		}
-		p.flush()
-	}
+	_ = p.rc.Read(p.waitFn) // returns when stop closes the epoll set
+	p.flush()
 }
 
-// drain reads what relay socket r holds, a few batches at most (level
-// triggered: what is left is reported again next round).
-func (p *poller) drain(r *polledRelay, now time.Time) {
+// drain reads what relay socket r holds, a few batches at most, and
+// reports whether it left some (level triggered: the next epoll_wait
+// reports the socket again).
+func (p *poller) drain(r *polledRelay, now time.Time) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
-		return
+		return false
 	}
 	for range 4 {
 		if p.used == len(p.recv.hdrs) {
@@ -184,16 +192,17 @@ func (p *poller) drain(r *polledRelay, now time.Time) {
 		free := p.recv.hdrs[p.used:]
 		n, err := recvmmsg(r.fd, free)
 		if err != nil || n == 0 {
-			return
+			return false
 		}
 		for i := range n {
 			p.handle(r, p.used+i, now)
 		}
 		p.used += n
 		if n < len(free) {
-			return
+			return false
 		}
 	}
+	return true
 }
 
 // handle relays the datagram in recv slot i from relay r toward the client:
@@ -367,7 +376,7 @@ func (p *poller) add(r *polledRelay) error {
 	if p.stopped {
 		return ErrClosed
 	}
-	for p.relays[p.nextID] != nil || p.nextID == wakeID {
+	for p.relays[p.nextID] != nil || p.nextID == 0 {
 		p.nextID++
 	}
 	r.id = p.nextID

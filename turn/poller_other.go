@@ -28,17 +28,26 @@ func (g *relayGen) allocatePolled(pionturn.AllocateListenerConfig, netip.Addr) (
 
 func toRaw(netip.AddrPort, int, *rawAddr) bool { return false }
 
-// listenerReader reads a client-facing UDP socket one datagram at a time.
+// listenerReader reads a client-facing UDP socket one datagram at a time
+// and returns those that take passes on.
 type listenerReader struct {
-	pc  net.PacketConn
-	buf []byte
+	pc   net.PacketConn
+	take func([]byte, netip.AddrPort) bool
+	buf  []byte
 }
 
-func newListenerReader(pc net.PacketConn) (*listenerReader, int, int) {
-	return &listenerReader{pc: pc, buf: make([]byte, relayReadSize)}, -1, 0
+func newListenerReader(pc net.PacketConn, take func([]byte, netip.AddrPort) bool) (*listenerReader, int, int) {
+	return &listenerReader{pc: pc, take: take, buf: make([]byte, relayReadSize)}, -1, 0
 }
 
 func (r *listenerReader) read() ([]byte, netip.AddrPort, error) {
-	n, addr, err := r.pc.ReadFrom(r.buf)
-	return r.buf[:n], addrPortOf(addr), err
+	for {
+		n, addr, err := r.pc.ReadFrom(r.buf)
+		if err != nil {
+			return nil, netip.AddrPort{}, err
+		}
+		if from := addrPortOf(addr); r.take(r.buf[:n], from) {
+			return r.buf[:n], from, nil
+		}
+	}
 }

@@ -272,31 +272,32 @@ type packetListener struct {
 
 func newPacketListener(pc net.PacketConn, s *Server) *packetListener {
 	l := &packetListener{PacketConn: pc, s: s, local: addrPortOf(pc.LocalAddr())}
-	l.r, l.fd, l.family = newListenerReader(pc)
+	l.r, l.fd, l.family = newListenerReader(pc, l.take)
 	return l
 }
 
-func (c *packetListener) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		b, src, err := c.r.read()
-		if err != nil {
-			c.once.Do(c.s.loops.Done) // pion's read loop ends on any error
-			return 0, nil, err
-		}
-		if isChannelData(b) {
-			if c.s.relayChannelData(b, src, c.local) {
-				continue
-			}
-			return copy(p, b), net.UDPAddrFromAddrPort(src), nil
-		}
-		reply, pass := c.s.inspectInbound(b, src, c.local)
-		if reply != nil {
-			_, _ = c.PacketConn.WriteTo(reply, net.UDPAddrFromAddrPort(src))
-		}
-		if pass {
-			return copy(p, b), net.UDPAddrFromAddrPort(src), nil
-		}
+// take handles a datagram from a client before pion: ChannelData on a
+// bound channel is relayed here, other messages pass the request
+// inspector, whose answer is sent here. It reports whether pion must see
+// the datagram.
+func (c *packetListener) take(b []byte, src netip.AddrPort) bool {
+	if isChannelData(b) {
+		return !c.s.relayChannelData(b, src, c.local)
 	}
+	reply, pass := c.s.inspectInbound(b, src, c.local)
+	if reply != nil {
+		_, _ = c.PacketConn.WriteTo(reply, net.UDPAddrFromAddrPort(src))
+	}
+	return pass
+}
+
+func (c *packetListener) ReadFrom(p []byte) (int, net.Addr, error) {
+	b, src, err := c.r.read()
+	if err != nil {
+		c.once.Do(c.s.loops.Done) // pion's read loop ends on any error
+		return 0, nil, err
+	}
+	return copy(p, b), net.UDPAddrFromAddrPort(src), nil
 }
 
 func (c *packetListener) WriteTo(p []byte, addr net.Addr) (int, error) {

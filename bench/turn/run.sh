@@ -58,6 +58,9 @@ done
 
 ticks_per_s=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# ctx_switches <pid>: voluntary + involuntary context switches of all its
+# live threads (a steadier measure than CPU time on a busy machine).
+ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/ { s += $2 } END { print s + 0 }'; }
 
 wait_udp_port() {
 	for _ in $(seq 1 100); do
@@ -107,7 +110,7 @@ udp_drops() {
 
 # run_one <server> -> "cpu_s relayed sent recv lost rtt_ms drops_server drops_peer drops_client"
 run_one() {
-	local name=$1 port pid before after out upid
+	local name=$1 port pid before after out upid csw_before csw_after
 	port=$PORT_COTURN
 	[ "$name" = ours ] && port=$PORT_OURS
 	[ "$name" = base ] && port=$PORT_BASE
@@ -115,6 +118,7 @@ run_one() {
 	echo "$pid" >"$work/server.pid"
 	wait_udp_port "$port"
 	before=$(cpu_ticks "$pid")
+	csw_before=$(ctx_switches "$pid")
 	# shellcheck disable=SC2086 # MODE is a flag or empty
 	nice -n "$NICE" turnutils_uclient $MODE -W "$SECRET" -u bench -e 127.0.0.1 -r "$PORT_PEER" \
 		-m "$CLIENTS" -n "$PACKETS" -l "$SIZE" -z "$INTERVAL" -c -p "$port" 127.0.0.1 >"$work/uclient-$name.log" 2>&1 &
@@ -126,6 +130,7 @@ run_one() {
 	done
 	wait "$upid" || true
 	after=$(cpu_ticks "$pid")
+	csw_after=$(ctx_switches "$pid")
 	udp_drops "$pid" | sed 's/^/server /' >>"$work/drops"
 	udp_drops "$peer_pid" | sed 's/^/peer /' >>"$work/drops"
 	kill "$pid"
@@ -148,21 +153,22 @@ run_one() {
 		echo "$out" | tail -20 >&2
 		exit 1
 	fi
-	awk -v t="$((after - before))" -v hz="$ticks_per_s" -v s="$sent" -v r="$recv" -v l="$lost" -v rtt="$rtt" -v d="$drops" \
-		'BEGIN { printf "%.2f %d %d %d %d %s %s\n", t / hz, s + r, s, r, l, rtt, d }'
+	awk -v t="$((after - before))" -v hz="$ticks_per_s" -v s="$sent" -v r="$recv" -v l="$lost" -v rtt="$rtt" -v d="$drops" -v csw="$((csw_after - csw_before))" \
+		'BEGIN { printf "%.2f %d %d %d %d %s %s %d\n", t / hz, s + r, s, r, l, rtt, d, csw }'
 }
 
 echo "load: $CLIENTS clients x $PACKETS packets of $SIZE bytes every $INTERVAL ms, mode '${MODE:-channel}', $RUNS run(s) each, $(nproc) cores, GOMAXPROCS ${OURS_GOMAXPROCS:-default}, nice $NICE"
 echo "machine load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-7s %4s %7s %9s %8s %8s %7s %9s %10s %22s\n" server run cpu_s relayed sent recv lost rtt_ms cpu/100k "kernel drops srv/peer/cli"
+printf "%-7s %4s %7s %9s %8s %8s %7s %9s %10s %22s %10s\n" server run cpu_s relayed sent recv lost rtt_ms cpu/100k "kernel drops srv/peer/cli" ctxsw/pkt
 : >"$work/results"
 servers="coturn ours"
 [ -n "$BASE_BIN" ] && servers="coturn base ours"
 for run in $(seq 1 "$RUNS"); do
 	for name in $servers; do
-		read -r cpu relayed sent recv lost rtt dsrv dpeer dcli < <(run_one "$name")
+		read -r cpu relayed sent recv lost rtt dsrv dpeer dcli csw < <(run_one "$name")
 		per=$(awk -v c="$cpu" -v p="$relayed" 'BEGIN { printf "%.3f", p ? c / (p / 100000) : 0 }')
-		printf "%-7s %4d %7s %9d %8d %8d %7d %9.3f %10s %22s\n" "$name" "$run" "$cpu" "$relayed" "$sent" "$recv" "$lost" "$rtt" "$per" "$dsrv/$dpeer/$dcli"
+		cswp=$(awk -v c="$csw" -v p="$relayed" 'BEGIN { printf "%.3f", p ? c / p : 0 }')
+		printf "%-7s %4d %7s %9d %8d %8d %7d %9.3f %10s %22s %10s\n" "$name" "$run" "$cpu" "$relayed" "$sent" "$recv" "$lost" "$rtt" "$per" "$dsrv/$dpeer/$dcli" "$cswp"
 		echo "$name $per $lost $rtt" >>"$work/results"
 	done
 done
