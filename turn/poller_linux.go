@@ -41,9 +41,14 @@ import (
 const (
 	pollerEvents = 128 // epoll events per round
 	pollerSlots  = 128 // datagrams held per round before a flush
-	// slowQueueLen is how many datagrams may wait for pion per allocation;
-	// buffers are allocated as needed, up to this many.
-	slowQueueLen = 64
+	// slowQueueLen is how many datagrams may wait for pion per allocation,
+	// listenerQueueLen per client listener; buffers are allocated as
+	// needed, up to this many.
+	slowQueueLen     = 64
+	listenerQueueLen = 512
+	// listenerID marks the epoll ids of client listeners (the index in
+	// poller.listeners below it); relay sockets have ids from 1 below it.
+	listenerID uint32 = 1 << 31
 )
 
 // poller owns the epoll set of the UDP relay sockets. The epoll descriptor
@@ -55,6 +60,8 @@ type poller struct {
 	ep   *os.File        // epfd, in Go's netpoller
 	rc   syscall.RawConn // ep's
 	done chan struct{}   // closed when run returns
+
+	listeners []*packetListener // by epoll id - listenerID; set before run starts
 
 	mu      sync.Mutex
 	relays  map[uint32]*polledRelay // by epoll id; guarded by mu
@@ -81,11 +88,25 @@ type sendBatch struct {
 	n    int
 }
 
-// newPoller starts the relay poller.
-func newPoller(m *metrics, now func() time.Time) (*poller, error) {
+// newPoller starts the relay poller. It also reads the client listeners
+// that are UDP sockets: ChannelData is relayed in its loop, and other
+// messages go to pion's read loop through the listener's queue.
+func newPoller(m *metrics, now func() time.Time, listeners []*packetListener) (*poller, error) {
 	p, err := buildPoller(m, now)
 	if err != nil {
 		return nil, err
+	}
+	for _, l := range listeners {
+		if l.fd < 0 {
+			continue
+		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(listenerID + uint32(len(p.listeners)))}
+		if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, l.fd, &ev); err != nil {
+			_ = p.ep.Close()
+			return nil, fmt.Errorf("turn: epoll_ctl: %w", err)
+		}
+		l.inbox = newSlowQueue(listenerQueueLen)
+		p.listeners = append(p.listeners, l)
 	}
 	go p.run()
 	return p, nil
@@ -153,8 +174,15 @@ func (p *poller) wait(fd uintptr) bool {
 		now := p.now()
 		more := n == len(p.events)
 		for i := range n {
+			id := uint32(p.events[i].Fd)
+			if id >= listenerID {
+				if p.drainListener(p.listeners[id-listenerID]) {
+					more = true
+				}
+				continue
+			}
 			p.mu.Lock()
-			r := p.relays[uint32(p.events[i].Fd)]
+			r := p.relays[id]
 			p.mu.Unlock()
 			if r != nil && p.drain(r, now) {
 				more = true
@@ -205,6 +233,34 @@ func (p *poller) drain(r *polledRelay, now time.Time) bool {
 	return true
 }
 
+// drainListener reads what client listener l holds, a few batches at most,
+// and reports whether it left some. ChannelData on a bound channel goes to
+// its peer at once; the rest passes the request inspector to pion.
+func (p *poller) drainListener(l *packetListener) bool {
+	for range 4 {
+		if p.used == len(p.recv.hdrs) {
+			p.flush()
+		}
+		p.recv.armRecv(p.used, 0)
+		free := p.recv.hdrs[p.used:]
+		n, err := recvmmsg(l.fd, free)
+		if err != nil || n == 0 {
+			return false
+		}
+		for i := p.used; i < p.used+n; i++ {
+			b, from := p.recv.bufs[i][:p.recv.hdrs[i].n], addrFromRaw(&p.recv.names[i])
+			if l.take(b, from) {
+				l.inbox.put(b, from)
+			}
+		}
+		p.used += n
+		if n < len(free) {
+			return false
+		}
+	}
+	return true
+}
+
 // handle relays the datagram in recv slot i from relay r toward the client:
 // into the round's send batch if the client is on a UDP listener and the
 // peer has a channel, to pion otherwise.
@@ -226,7 +282,7 @@ func (p *poller) handle(r *polledRelay, i int, now time.Time) {
 			return
 		}
 	}
-	r.enqueue(buf[channelDataHeader:channelDataHeader+n], peer)
+	r.slow.put(buf[channelDataHeader:channelDataHeader+n], peer)
 }
 
 // queueSend adds recv slot i's first n bytes, for dst on listener fd, to
@@ -277,13 +333,6 @@ func (p *poller) sendAll() {
 	s.n = 0
 }
 
-// slowPkt is a datagram waiting for pion's goroutine.
-type slowPkt struct {
-	buf  []byte // channelDataHeader + relayReadSize + 3, payload at [4:]
-	n    int
-	peer netip.AddrPort
-}
-
 // polledRelay is a UDP relay socket served by the poller, as pion sees it.
 type polledRelay struct {
 	p      *poller
@@ -301,10 +350,7 @@ type polledRelay struct {
 	mu     sync.RWMutex
 	closed bool // guarded by mu
 
-	queue chan *slowPkt // datagrams for pion
-	free  chan *slowPkt // their buffers, back from pion
-	nbufs int           // buffers made; poller only
-	done  chan struct{} // closed by Close
+	slow *slowQueue // datagrams for pion; closed by Close
 }
 
 // allocatePolled opens a UDP relay socket on bind:port, served by the
@@ -334,8 +380,7 @@ func (g *relayGen) allocatePolled(conf pionturn.AllocateListenerConfig, bind net
 	r := &polledRelay{
 		p: p, fd: fd, family: family, st: st, m: g.s.metrics, policy: g.s.policy, now: g.s.cfg.Now,
 		local: net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, port)),
-		queue: make(chan *slowPkt, slowQueueLen), free: make(chan *slowPkt, slowQueueLen),
-		done: make(chan struct{}),
+		slow:  newSlowQueue(slowQueueLen),
 	}
 	st.udpRelay = r
 	g.s.rememberRelay(st)
@@ -376,7 +421,10 @@ func (p *poller) add(r *polledRelay) error {
 	if p.stopped {
 		return ErrClosed
 	}
-	for p.relays[p.nextID] != nil || p.nextID == 0 {
+	for p.relays[p.nextID] != nil || p.nextID == 0 || p.nextID >= listenerID {
+		if p.nextID >= listenerID {
+			p.nextID = 0
+		}
 		p.nextID++
 	}
 	r.id = p.nextID
@@ -402,42 +450,22 @@ func (p *poller) remove(r *polledRelay) {
 	}
 }
 
-// enqueue hands a datagram to pion's goroutine; the poller never waits for
-// it: with no buffer free (pion's goroutine is slowQueueLen datagrams behind),
-// the datagram is dropped, as the socket's own queue would drop it.
-func (r *polledRelay) enqueue(b []byte, peer netip.AddrPort) {
-	var pk *slowPkt
-	select {
-	case pk = <-r.free:
-	default:
-		if r.nbufs == slowQueueLen {
-			return
-		}
-		r.nbufs++
-		pk = &slowPkt{buf: make([]byte, channelDataHeader+relayReadSize+3)}
-	}
-	pk.n = copy(pk.buf[channelDataHeader:], b)
-	pk.peer = peer
-	r.queue <- pk // never blocks: at most slowQueueLen buffers exist
-}
-
 // ReadFrom returns the next datagram for pion. Datagrams for a client on a
 // stream are sent to it here as ChannelData when the peer has a channel.
 func (r *polledRelay) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		select {
-		case pk := <-r.queue:
-			if r.st.forwardChannelData(pk.buf, pk.n, pk.peer) {
-				r.free <- pk
-				continue
-			}
-			n := copy(p, pk.buf[channelDataHeader:channelDataHeader+pk.n])
-			peer := pk.peer
-			r.free <- pk
-			return n, net.UDPAddrFromAddrPort(peer), nil
-		case <-r.done:
+		pk, ok := r.slow.get()
+		if !ok {
 			return 0, nil, net.ErrClosed
 		}
+		if r.st.forwardChannelData(pk.buf, pk.n, pk.from) {
+			r.slow.recycle(pk)
+			continue
+		}
+		n := copy(p, pk.buf[channelDataHeader:channelDataHeader+pk.n])
+		from := pk.from
+		r.slow.recycle(pk)
+		return n, net.UDPAddrFromAddrPort(from), nil
 	}
 }
 
@@ -490,7 +518,7 @@ func (r *polledRelay) Close() error {
 	r.p.remove(r)
 	err := unix.Close(r.fd)
 	r.mu.Unlock()
-	close(r.done)
+	r.slow.close()
 	r.st.release()
 	return err
 }

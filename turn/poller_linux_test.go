@@ -145,7 +145,7 @@ func newPollerRig(t testing.TB) *pollerRig {
 	st.user = "rig"
 	rig.r = &polledRelay{p: p, fd: fd, family: unix.AF_INET, st: st, m: srv.metrics, policy: srv.policy, now: time.Now,
 		local: net.UDPAddrFromAddrPort(rig.relayAddr),
-		queue: make(chan *slowPkt, slowQueueLen), free: make(chan *slowPkt, slowQueueLen), done: make(chan struct{})}
+		slow:  newSlowQueue(slowQueueLen)}
 	st.udpRelay = rig.r
 	if err := p.add(rig.r); err != nil {
 		t.Fatal(err)

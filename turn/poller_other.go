@@ -18,7 +18,7 @@ type poller struct{}
 // rawAddr has no use off Linux.
 type rawAddr struct{}
 
-func newPoller(*metrics, func() time.Time) (*poller, error) { return nil, nil }
+func newPoller(*metrics, func() time.Time, []*packetListener) (*poller, error) { return nil, nil }
 
 func (p *poller) stop() {}
 

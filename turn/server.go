@@ -98,9 +98,6 @@ func New(cfg Config, packetConns []net.PacketConn, listeners []net.Listener) (*S
 		udpListeners: make(map[netip.AddrPort]*packetListener),
 		conns:        make(map[*streamConn]struct{}),
 	}
-	if s.poller, err = newPoller(m, cfg.Now); err != nil {
-		s.log.Warn("turn: no relay poller; relay sockets are read one goroutine each", "err", err)
-	}
 	gen := &relayGen{
 		s: s, bind: bindIP, relay: relayIP, lo: cfg.RelayPortMin, hi: cfg.RelayPortMax,
 		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), //nolint:gosec // port choice, not a secret
@@ -133,6 +130,9 @@ func New(cfg Config, packetConns []net.PacketConn, listeners []net.Listener) (*S
 			RelayAddressGenerator: gen,
 			PermissionHandler:     s.permissionHandler,
 		})
+	}
+	if s.poller, err = newPoller(m, cfg.Now, listenerList(s.udpListeners)); err != nil {
+		s.log.Warn("turn: no relay poller; sockets are read one goroutine each", "err", err)
 	}
 	for _, l := range listeners {
 		pcfg.ListenerConfigs = append(pcfg.ListenerConfigs, pionturn.ListenerConfig{
@@ -264,10 +264,19 @@ type packetListener struct {
 	s      *Server
 	local  netip.AddrPort
 	once   sync.Once
-	fd     int // the socket's descriptor for the relay poller's sends, or -1
+	fd     int // the socket's descriptor for the relay poller, or -1
 	family int // its address family (AF_INET, AF_INET6), with fd
 
-	r *listenerReader // used only by pion's read loop
+	r     *listenerReader // used only by pion's read loop, when inbox is nil
+	inbox *slowQueue      // when the relay poller reads the socket: what pion must see
+}
+
+func listenerList(m map[netip.AddrPort]*packetListener) []*packetListener {
+	out := make([]*packetListener, 0, len(m))
+	for _, l := range m {
+		out = append(out, l)
+	}
+	return out
 }
 
 func newPacketListener(pc net.PacketConn, s *Server) *packetListener {
@@ -292,12 +301,31 @@ func (c *packetListener) take(b []byte, src netip.AddrPort) bool {
 }
 
 func (c *packetListener) ReadFrom(p []byte) (int, net.Addr, error) {
+	if c.inbox != nil {
+		pk, ok := c.inbox.get()
+		if !ok {
+			c.once.Do(c.s.loops.Done) // pion's read loop ends on any error
+			return 0, nil, net.ErrClosed
+		}
+		n := copy(p, pk.buf[channelDataHeader:channelDataHeader+pk.n])
+		from := pk.from
+		c.inbox.recycle(pk)
+		return n, net.UDPAddrFromAddrPort(from), nil
+	}
 	b, src, err := c.r.read()
 	if err != nil {
 		c.once.Do(c.s.loops.Done) // pion's read loop ends on any error
 		return 0, nil, err
 	}
 	return copy(p, b), net.UDPAddrFromAddrPort(src), nil
+}
+
+// Close closes the socket and ends pion's read loop.
+func (c *packetListener) Close() error {
+	if c.inbox != nil {
+		c.inbox.close()
+	}
+	return c.PacketConn.Close()
 }
 
 func (c *packetListener) WriteTo(p []byte, addr net.Addr) (int, error) {
