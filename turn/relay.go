@@ -79,6 +79,9 @@ type relayGen struct {
 	bind   netip.Addr
 	relay  netip.Addr
 	lo, hi uint16
+	// ownReader: UDP relay sockets are Go's, read by pion's goroutine
+	// (relayPacketConn), even when the server has a relay poller.
+	ownReader bool
 
 	mu  sync.Mutex
 	rng *rand.Rand // guarded by mu
@@ -161,7 +164,7 @@ func (g *relayGen) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net
 	if err != nil {
 		return nil, nil, err
 	}
-	if g.s.poller != nil {
+	if g.s.poller != nil && !g.ownReader {
 		return g.allocatePolled(conf, bind)
 	}
 	var conn net.PacketConn

@@ -107,6 +107,13 @@ func New(cfg Config, packetConns []net.PacketConn, listeners []net.Listener) (*S
 		s: s, bind: bindIP, relay: relayIP, lo: cfg.RelayPortMin, hi: cfg.RelayPortMax,
 		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), //nolint:gosec // port choice, not a secret
 	}
+	// Clients on TCP/TLS streams get relay sockets read by a goroutine
+	// each, as pion has them: writes to a stream may block, and that
+	// goroutine may wait where the poller must not.
+	streamGen := &relayGen{
+		s: s, bind: bindIP, relay: relayIP, lo: cfg.RelayPortMin, hi: cfg.RelayPortMax, ownReader: true,
+		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), //nolint:gosec // port choice, not a secret
+	}
 
 	pcfg := pionturn.ServerConfig{
 		Realm:         cfg.Realm,
@@ -142,7 +149,7 @@ func New(cfg Config, packetConns []net.PacketConn, listeners []net.Listener) (*S
 	for _, l := range listeners {
 		pcfg.ListenerConfigs = append(pcfg.ListenerConfigs, pionturn.ListenerConfig{
 			Listener:              &streamListener{Listener: l, s: s},
-			RelayAddressGenerator: gen,
+			RelayAddressGenerator: streamGen,
 			PermissionHandler:     s.permissionHandler,
 		})
 	}
