@@ -45,7 +45,7 @@ const (
 	// listenerQueueLen per client listener; buffers are allocated as
 	// needed, up to this many.
 	slowQueueLen     = 64
-	listenerQueueLen = 512
+	listenerQueueLen = 1024
 	// listenerID marks the epoll ids of client listeners (the index in
 	// poller.listeners below it); relay sockets have ids from 1 below it.
 	listenerID uint32 = 1 << 31
@@ -100,7 +100,8 @@ func newPoller(m *metrics, now func() time.Time, listeners []*packetListener) (*
 		if l.fd < 0 {
 			continue
 		}
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(listenerID + uint32(len(p.listeners)))}
+		l.epollID = listenerID + uint32(len(p.listeners))
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.epollID)}
 		if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, l.fd, &ev); err != nil {
 			_ = p.ep.Close()
 			return nil, fmt.Errorf("turn: epoll_ctl: %w", err)
@@ -241,8 +242,11 @@ func (p *poller) drainListener(l *packetListener) bool {
 		if p.used == len(p.recv.hdrs) {
 			p.flush()
 		}
-		p.recv.armRecv(p.used, 0)
 		free := p.recv.hdrs[p.used:]
+		if l.inbox.room() < len(free) && p.pauseListener(l, len(free)) {
+			return false
+		}
+		p.recv.armRecv(p.used, 0)
 		n, err := recvmmsg(l.fd, free)
 		if err != nil || n == 0 {
 			return false
@@ -259,6 +263,43 @@ func (p *poller) drainListener(l *packetListener) bool {
 		}
 	}
 	return true
+}
+
+// pauseListener stops reading l while pion's read loop is behind (its
+// queue has less than need free): the datagrams wait in the socket's
+// buffer, as they would for pion's own reader, instead of being dropped.
+// ReadFrom resumes it. It reports whether it paused.
+func (p *poller) pauseListener(l *packetListener, need int) bool {
+	l.pauseMu.Lock()
+	defer l.pauseMu.Unlock()
+	if l.inbox.room() >= need {
+		return false
+	}
+	ev := unix.EpollEvent{Fd: int32(l.epollID)}
+	if unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, l.fd, &ev) != nil {
+		return false
+	}
+	l.paused = true
+	return true
+}
+
+// resumeListener reads l again once pion's read loop has caught up to
+// half its queue; pion's goroutine calls it after each datagram.
+func (p *poller) resumeListener(l *packetListener) {
+	l.pauseMu.Lock()
+	defer l.pauseMu.Unlock()
+	if !l.paused || l.inbox.room() < cap(l.inbox.queue)/2 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.epollID)}
+	if unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, l.fd, &ev) == nil {
+		l.paused = false
+	}
 }
 
 // handle relays the datagram in recv slot i from relay r toward the client:

@@ -22,6 +22,8 @@ func newPoller(*metrics, func() time.Time, []*packetListener) (*poller, error) {
 
 func (p *poller) stop() {}
 
+func (p *poller) resumeListener(*packetListener) {}
+
 func (g *relayGen) allocatePolled(pionturn.AllocateListenerConfig, netip.Addr) (net.PacketConn, net.Addr, error) {
 	return nil, nil, ErrClosed
 }

@@ -57,6 +57,9 @@ func (q *slowQueue) get() (*slowPkt, bool) {
 	}
 }
 
+// room is how many more datagrams the queue takes.
+func (q *slowQueue) room() int { return cap(q.queue) - len(q.queue) }
+
 // recycle gives a buffer from get back.
 func (q *slowQueue) recycle(pk *slowPkt) { q.free <- pk }
 
