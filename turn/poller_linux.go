@@ -44,7 +44,7 @@ const (
 	// slowQueueLen is how many datagrams may wait for pion per allocation,
 	// listenerQueueLen per client listener; buffers are allocated as
 	// needed, up to this many.
-	slowQueueLen     = 64
+	slowQueueLen     = 256
 	listenerQueueLen = 1024
 	// listenerID marks the epoll ids of client listeners (the index in
 	// poller.listeners below it); relay sockets have ids from 1 below it.
@@ -100,13 +100,14 @@ func newPoller(m *metrics, now func() time.Time, listeners []*packetListener) (*
 		if l.fd < 0 {
 			continue
 		}
-		l.epollID = listenerID + uint32(len(p.listeners))
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.epollID)}
+		id := listenerID + uint32(len(p.listeners))
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(id)}
 		if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, l.fd, &ev); err != nil {
 			_ = p.ep.Close()
 			return nil, fmt.Errorf("turn: epoll_ctl: %w", err)
 		}
 		l.inbox = newSlowQueue(listenerQueueLen)
+		l.inbox.fd, l.inbox.epollID = l.fd, id
 		p.listeners = append(p.listeners, l)
 	}
 	go p.run()
@@ -217,8 +218,11 @@ func (p *poller) drain(r *polledRelay, now time.Time) bool {
 		if p.used == len(p.recv.hdrs) {
 			p.flush()
 		}
+		free := p.batchFor(r.slow, p.recv.hdrs[p.used:])
+		if len(free) == 0 {
+			return false
+		}
 		p.recv.armRecv(p.used, channelDataHeader)
-		free := p.recv.hdrs[p.used:]
 		n, err := recvmmsg(r.fd, free)
 		if err != nil || n == 0 {
 			return false
@@ -242,8 +246,8 @@ func (p *poller) drainListener(l *packetListener) bool {
 		if p.used == len(p.recv.hdrs) {
 			p.flush()
 		}
-		free := p.recv.hdrs[p.used:]
-		if l.inbox.room() < len(free) && p.pauseListener(l, len(free)) {
+		free := p.batchFor(l.inbox, p.recv.hdrs[p.used:])
+		if len(free) == 0 {
 			return false
 		}
 		p.recv.armRecv(p.used, 0)
@@ -265,30 +269,30 @@ func (p *poller) drainListener(l *packetListener) bool {
 	return true
 }
 
-// pauseListener stops reading l while pion's read loop is behind (its
-// queue has less than need free): the datagrams wait in the socket's
-// buffer, as they would for pion's own reader, instead of being dropped.
-// ReadFrom resumes it. It reports whether it paused.
-func (p *poller) pauseListener(l *packetListener, need int) bool {
-	l.pauseMu.Lock()
-	defer l.pauseMu.Unlock()
-	if l.inbox.room() >= need {
+// pause stops reading q's socket while the pion goroutine that empties q
+// is a whole queue behind: datagrams then wait in the socket's buffer, as
+// they would for pion's own reader, instead of being dropped. The reader
+// resumes it. It reports whether it paused (false: q has room again).
+func (p *poller) pause(q *slowQueue) bool {
+	q.pauseMu.Lock()
+	defer q.pauseMu.Unlock()
+	if q.room() > 0 {
 		return false
 	}
-	ev := unix.EpollEvent{Fd: int32(l.epollID)}
-	if unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, l.fd, &ev) != nil {
+	ev := unix.EpollEvent{Fd: int32(q.epollID)}
+	if unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, q.fd, &ev) != nil {
 		return false
 	}
-	l.paused = true
+	q.paused = true
 	return true
 }
 
-// resumeListener reads l again once pion's read loop has caught up to
-// half its queue; pion's goroutine calls it after each datagram.
-func (p *poller) resumeListener(l *packetListener) {
-	l.pauseMu.Lock()
-	defer l.pauseMu.Unlock()
-	if !l.paused || l.inbox.room() < cap(l.inbox.queue)/2 {
+// resume reads q's socket again once its reader has caught up to half the
+// queue; the reader calls it after each datagram, with the socket open.
+func (p *poller) resume(q *slowQueue) {
+	q.pauseMu.Lock()
+	defer q.pauseMu.Unlock()
+	if !q.paused || q.room() < cap(q.queue)/2 {
 		return
 	}
 	p.mu.Lock()
@@ -296,10 +300,23 @@ func (p *poller) resumeListener(l *packetListener) {
 	if p.stopped {
 		return
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.epollID)}
-	if unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, l.fd, &ev) == nil {
-		l.paused = false
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(q.epollID)}
+	if unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, q.fd, &ev) == nil {
+		q.paused = false
 	}
+}
+
+// batchFor limits free to the room left in q, pausing q's socket when
+// there is none; nil means read nothing now.
+func (p *poller) batchFor(q *slowQueue, free []mmsghdr) []mmsghdr {
+	room := q.room()
+	if room == 0 {
+		if p.pause(q) {
+			return nil
+		}
+		room = q.room()
+	}
+	return free[:min(len(free), room)]
 }
 
 // handle relays the datagram in recv slot i from relay r toward the client:
@@ -470,6 +487,7 @@ func (p *poller) add(r *polledRelay) error {
 	}
 	r.id = p.nextID
 	p.nextID++
+	r.slow.fd, r.slow.epollID = r.fd, r.id
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(r.id)}
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, r.fd, &ev); err != nil {
 		return fmt.Errorf("turn: epoll_ctl: %w", err)
@@ -501,12 +519,24 @@ func (r *polledRelay) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		if r.st.forwardChannelData(pk.buf, pk.n, pk.from) {
 			r.slow.recycle(pk)
+			r.resume()
 			continue
 		}
 		n := copy(p, pk.buf[channelDataHeader:channelDataHeader+pk.n])
 		from := pk.from
 		r.slow.recycle(pk)
+		r.resume()
 		return n, net.UDPAddrFromAddrPort(from), nil
+	}
+}
+
+// resume reads the socket again if the poller paused it and this reader
+// has caught up.
+func (r *polledRelay) resume() {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if !r.closed {
+		r.p.resume(r.slow)
 	}
 }
 

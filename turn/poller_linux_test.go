@@ -324,3 +324,47 @@ func BenchmarkPollerToClientBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/datagram")
 }
+
+// TestPolledRelayBackPressure: when pion's goroutine falls a whole queue
+// behind, the poller stops reading the relay socket instead of dropping,
+// and reading from the queue resumes it: every datagram arrives.
+func TestPolledRelayBackPressure(t *testing.T) {
+	rig := newPollerRig(t)
+	other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	const total = slowQueueLen + 100
+	for i := range total {
+		b := make([]byte, 8)
+		binary.BigEndian.PutUint32(b, uint32(i))
+		if _, err := other.WriteToUDPAddrPort(b, rig.relayAddr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 8 { // more rounds than needed: the queue must stop at its size
+		rig.p.drain(rig.r, time.Now())
+		rig.p.flush()
+	}
+	if got := len(rig.r.slow.queue); got != slowQueueLen {
+		t.Fatalf("queue holds %d, want %d", got, slowQueueLen)
+	}
+	if !rig.r.slow.paused {
+		t.Fatal("relay socket not paused with a full queue")
+	}
+	buf := make([]byte, 100)
+	for i := range total {
+		if len(rig.r.slow.queue) == 0 {
+			rig.p.drain(rig.r, time.Now())
+			rig.p.flush()
+		}
+		n, _, err := rig.r.ReadFrom(buf)
+		if err != nil || n != 8 || int(binary.BigEndian.Uint32(buf)) != i {
+			t.Fatalf("datagram %d: got %d bytes (%v), number %d", i, n, err, binary.BigEndian.Uint32(buf))
+		}
+	}
+	if rig.r.slow.paused {
+		t.Fatal("relay socket still paused with an empty queue")
+	}
+}

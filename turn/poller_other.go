@@ -22,7 +22,7 @@ func newPoller(*metrics, func() time.Time, []*packetListener) (*poller, error) {
 
 func (p *poller) stop() {}
 
-func (p *poller) resumeListener(*packetListener) {}
+func (p *poller) resume(*slowQueue) {}
 
 func (g *relayGen) allocatePolled(pionturn.AllocateListenerConfig, netip.Addr) (net.PacketConn, net.Addr, error) {
 	return nil, nil, ErrClosed

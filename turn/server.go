@@ -281,12 +281,6 @@ type packetListener struct {
 
 	r     *listenerReader // used only by pion's read loop, when inbox is nil
 	inbox *slowQueue      // when the relay poller reads the socket: what pion must see
-
-	// The relay poller's registration: its epoll id, and whether it has
-	// stopped reading the socket until pion's read loop catches up.
-	epollID uint32
-	pauseMu sync.Mutex
-	paused  bool // guarded by pauseMu
 }
 
 func listenerList(m map[netip.AddrPort]*packetListener) []*packetListener {
@@ -328,7 +322,7 @@ func (c *packetListener) ReadFrom(p []byte) (int, net.Addr, error) {
 		n := copy(p, pk.buf[channelDataHeader:channelDataHeader+pk.n])
 		from := pk.from
 		c.inbox.recycle(pk)
-		c.s.poller.resumeListener(c)
+		c.s.poller.resume(c.inbox)
 		return n, net.UDPAddrFromAddrPort(from), nil
 	}
 	b, src, err := c.r.read()

@@ -18,12 +18,22 @@ type slowPkt struct {
 // and peer data that pion turns into Data indications. The poller never
 // waits on it: buffers are made as needed up to the queue's length, and a
 // datagram that finds none free is dropped, as a full socket would drop it.
+// On Linux the poller reads no more than q has room for and stops reading
+// the socket while q is full, so nothing is dropped here.
 type slowQueue struct {
 	queue chan *slowPkt
 	free  chan *slowPkt
 	nbufs int // buffers made; poller only
 	done  chan struct{}
 	once  sync.Once
+
+	// The relay poller's registration of the socket q is fed from (Linux):
+	// its descriptor and epoll id, and whether the poller has stopped
+	// reading it until q's reader catches up.
+	fd      int
+	epollID uint32
+	pauseMu sync.Mutex
+	paused  bool // guarded by pauseMu
 }
 
 func newSlowQueue(n int) *slowQueue {
