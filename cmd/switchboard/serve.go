@@ -150,9 +150,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	log.Info("serving", "server_name", cfg.ServerName, "client", addrs.Client, "federation", addrs.Federation,
 		"metrics", addrs.Metrics, "turn_udp", addrs.TURNUDP, "turn_tcp", addrs.TURNTCP, "turn_tls", addrs.TURNTLS,
 		"media_udp", addrs.MediaUDP, "media_tcp", addrs.MediaTCP, "data_dir", cfg.DataDir)
-	if sf.dev {
-		printDevBanner(a.stdout, &cfg, addrs, hsCfg)
-	}
+	printBanner(a.stdout, &cfg, addrs, hsCfg, bannerInfo{dev: sf.dev, self: a.self, configPath: sf.configPath})
 	if sf.addrFile != "" {
 		if err := writeAddrFile(sf.addrFile, addrs); err != nil {
 			log.Error("writing --addr-file", "path", sf.addrFile, "err", err)
@@ -257,6 +255,7 @@ func homeserverConfig(cfg *Config, mat *material, addrs boundAddrs, dev bool) ho
 			SkipTLSVerify: cfg.Federation.SkipTLSVerify,
 			AllowNetworks: cfg.Federation.AllowCIDRs,
 		},
+		Push: homeserver.PushConfig{AllowNetworks: cfg.Push.AllowCIDRs},
 	}
 	if hc.PublicBaseURL == "" && dev {
 		hc.PublicBaseURL = httpURL(addrs.Client, mat.clientTLS != nil)
