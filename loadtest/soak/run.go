@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"maunium.net/go/mautrix"
-
 	"github.com/switchboard-chat/switchboard/bench/calls/callclient"
 )
 
@@ -105,13 +103,32 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 		return nil, err
 	}
 	setupHC.close()
+	for _, c := range m.allClients() {
+		closeIdle(c)
+	}
 	// The start values: after setup, before any load, with no client
 	// connection open.
 	if err := pollUntil(ctx, func() bool { _, err := smp.once(ctx); return err == nil }); err != nil {
 		return nil, err
 	}
+	// The server notices closed connections a moment later: the start
+	// values are taken once goroutines hold still for two samples (at most
+	// 10 s).
 	res := &result{}
-	res.Baseline = smp.snapshot()[len(smp.snapshot())-1]
+	prev := smp.snapshot()[len(smp.snapshot())-1]
+	for i := 0; i < 20; i++ {
+		sleepCtx(ctx, 500*time.Millisecond)
+		cur, err := smp.once(ctx)
+		if err != nil {
+			return nil, err
+		}
+		stable := cur.Values[metricIndex("goroutines")] == prev.Values[metricIndex("goroutines")]
+		prev = cur
+		if stable {
+			break
+		}
+	}
+	res.Baseline = prev
 	say("baseline: %s", describe(res.Baseline))
 
 	smp.setPhase("load")
@@ -132,10 +149,8 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	res.Undelivered = m.awaitDelivery(ctx, 30*time.Second)
 	stopWitnesses()
 	wwg.Wait()
-	for _, c := range append(append([]*client(nil), m.chatA...), m.chatB...) {
-		if tr, ok := c.hc.Transport.(interface{ CloseIdleConnections() }); ok {
-			tr.CloseIdleConnections()
-		}
+	for _, c := range m.allClients() {
+		closeIdle(c)
 	}
 	smp.setPhase("settle")
 	say("waiting up to %s for the server to settle", cfg.settle)
@@ -285,6 +300,23 @@ func (m *mix) setup(ctx context.Context, hcs *httpClients, say func(string, ...a
 	return nil
 }
 
+// allClients are the standing users' clients.
+func (m *mix) allClients() []*client {
+	out := append(append([]*client(nil), m.chatA...), m.chatB...)
+	out = append(out, m.witB.cli)
+	for _, p := range m.callPairs {
+		out = append(out, p[0].cli, p[1].cli)
+	}
+	return out
+}
+
+// closeIdle closes the idle keep-alive connections of c's pool.
+func closeIdle(c *client) {
+	if tr, ok := c.hc.Transport.(interface{ CloseIdleConnections() }); ok {
+		tr.CloseIdleConnections()
+	}
+}
+
 func (m *mix) federatedRooms() []string {
 	var out []string
 	for _, r := range m.rooms {
@@ -393,5 +425,3 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
-
-var _ = mautrix.NewClient

@@ -81,6 +81,10 @@ func slope(ts, vs []float64) float64 {
 // 10 % of its mean there plus 8 MiB (the GC's own swing on this heap).
 func growthAllowance(mean float64) float64 { return 0.10*mean + 8 }
 
+// relayedPercent is the share of the 1:1 calls' UDP packets the TURN
+// relay must deliver.
+const relayedPercent = 95
+
 // verdict judges a run.
 func verdict(r *result) []check {
 	var v []check
@@ -128,7 +132,9 @@ func verdict(r *result) []check {
 	v = append(v, check{Name: "no request errors", OK: nerr == 0, Detail: fmt.Sprintf("%d errors in %d requests %v", nerr, r.Requests, r.Errors)})
 	v = append(v, check{Name: "every acknowledged message delivered", OK: r.Undelivered == 0 && r.Acked > 0,
 		Detail: fmt.Sprintf("%d acknowledged, %d (message, witness) pairs missing", r.Acked, r.Undelivered)})
-	v = append(v, check{Name: "1:1 calls relayed through TURN", OK: r.Calls.Placed > 0 && r.Calls.PacketsGot == r.Calls.PacketsSent,
+	// UDP may drop a packet on a loaded loopback; a relay that works
+	// passes nearly all of them.
+	v = append(v, check{Name: "1:1 calls relayed through TURN", OK: r.Calls.Placed > 0 && r.Calls.PacketsGot*100 >= r.Calls.PacketsSent*relayedPercent,
 		Detail: fmt.Sprintf("%d placed, %d hung up, %d vanished; %d of %d packets relayed", r.Calls.Placed, r.Calls.Completed, r.Calls.Vanished, r.Calls.PacketsGot, r.Calls.PacketsSent)})
 	v = append(v, check{Name: "group calls carried media", OK: r.Group.Calls > 0 && r.Group.Failed == 0,
 		Detail: fmt.Sprintf("%d calls, %d joins, %d vanished, %d failed", r.Group.Calls, r.Group.Joins, r.Group.Vanished, r.Group.Failed)})
