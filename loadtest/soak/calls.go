@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -160,8 +159,11 @@ type callStats struct {
 // IP", m.call.invite / candidates / answer / hangup as room events), both
 // relayed through TURN, sends audio-sized UDP both ways, then hangs up,
 // or, when vanish is set, the caller disappears without a hangup.
-func oneToOne(ctx context.Context, caller, callee *callUser, room string, vanish bool, st *callStats, cnt *counters) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+func oneToOne(parent context.Context, caller, callee *callUser, room string, vanish bool, st *callStats, cnt *counters) error {
+	// Failures count against the run's context: one that ends because
+	// this call timed out is an error, one cut by the end of the load is
+	// not.
+	ctx, cancel := context.WithTimeout(parent, 30*time.Second)
 	defer cancel()
 	st.placed.Add(1)
 	callID := fmt.Sprintf("soakcall%d", time.Now().UnixNano())
@@ -169,12 +171,12 @@ func oneToOne(ctx context.Context, caller, callee *callUser, room string, vanish
 		content["call_id"], content["party_id"], content["version"] = callID, u.cli.user, "1"
 		cnt.requests.Add(1)
 		_, err := u.cli.sendEvent(ctx, room, typ, callID+typ+u.cli.user, content)
-		cnt.fail(ctx, typ, err)
+		cnt.fail(parent, typ, err)
 		return err
 	}
 	ra, err := allocate(ctx, caller)
 	if err != nil {
-		cnt.fail(ctx, "turn", err)
+		cnt.fail(parent, "turn", err)
 		return err
 	}
 	defer ra.close()
@@ -186,12 +188,12 @@ func oneToOne(ctx context.Context, caller, callee *callUser, room string, vanish
 		return err
 	}
 	if _, err := callee.await(ctx, "m.call.invite", callID); err != nil {
-		cnt.fail(ctx, "invite delivery", err)
+		cnt.fail(parent, "invite delivery", err)
 		return err
 	}
 	rb, err := allocate(ctx, callee)
 	if err != nil {
-		cnt.fail(ctx, "turn", err)
+		cnt.fail(parent, "turn", err)
 		return err
 	}
 	defer rb.close()
@@ -203,7 +205,7 @@ func oneToOne(ctx context.Context, caller, callee *callUser, room string, vanish
 		return err
 	}
 	if _, err := caller.await(ctx, "m.call.answer", callID); err != nil {
-		cnt.fail(ctx, "answer delivery", err)
+		cnt.fail(parent, "answer delivery", err)
 		return err
 	}
 	const n = 100
@@ -214,7 +216,7 @@ func oneToOne(ctx context.Context, caller, callee *callUser, room string, vanish
 	st.packetsGot.Add(int64(got))
 	if got < n { // loopback loses nothing unless the relay does
 		err := fmt.Errorf("%w: %d of %d relayed packets arrived", ErrCall, got, 2*n)
-		cnt.fail(ctx, "turn relay", err)
+		cnt.fail(parent, "turn relay", err)
 		return err
 	}
 	if vanish {
@@ -225,7 +227,7 @@ func oneToOne(ctx context.Context, caller, callee *callUser, room string, vanish
 		return err
 	}
 	if _, err := callee.await(ctx, "m.call.hangup", callID); err != nil {
-		cnt.fail(ctx, "hangup delivery", err)
+		cnt.fail(parent, "hangup delivery", err)
 		return err
 	}
 	st.completed.Add(1)
@@ -250,9 +252,4 @@ func candidate(a net.Addr) map[string]any {
 func fakeSDP(kind string) string {
 	return "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=soak " + kind + "\r\nt=0 0\r\n" +
 		"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n"
-}
-
-// errIgnore reports whether err is the run ending.
-func errIgnore(ctx context.Context, err error) bool {
-	return err == nil || ctx.Err() != nil || errors.Is(err, context.Canceled)
 }

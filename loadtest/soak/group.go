@@ -32,8 +32,9 @@ type groupStats struct {
 // up for hold, then each leaves with a hangup and an emptied membership,
 // except the vanisher (index vanish, or -1 for none), who just closes its
 // connection and /sync as a crashed client would.
-func groupCall(ctx context.Context, g *groupRoom, hold time.Duration, vanish int, st *groupStats, cnt *counters) error {
-	ctx, cancel := context.WithTimeout(ctx, hold+60*time.Second)
+func groupCall(parent context.Context, g *groupRoom, hold time.Duration, vanish int, st *groupStats, cnt *counters) error {
+	// Failures count against the run's context (see oneToOne).
+	ctx, cancel := context.WithTimeout(parent, hold+60*time.Second)
 	defer cancel()
 	st.calls.Add(1)
 	parts := make([]*callclient.Participant, 0, len(g.users))
@@ -43,8 +44,10 @@ func groupCall(ctx context.Context, g *groupRoom, hold time.Duration, vanish int
 		}
 	}()
 	fail := func(kind string, err error) error {
-		st.failed.Add(1)
-		cnt.fail(ctx, kind, err)
+		if parent.Err() == nil {
+			st.failed.Add(1)
+			cnt.fail(parent, kind, err)
+		}
 		return err
 	}
 	for _, u := range g.users {
@@ -91,13 +94,13 @@ func groupCall(ctx context.Context, g *groupRoom, hold time.Duration, vanish int
 		}
 		cnt.requests.Add(2)
 		if err := p.Hangup(ctx); err != nil {
-			cnt.fail(ctx, "group hangup", err)
+			cnt.fail(parent, "group hangup", err)
 		}
 		if err := p.RemoveMember(ctx); err != nil {
-			cnt.fail(ctx, "group leave", err)
+			cnt.fail(parent, "group leave", err)
 		}
 		for _, err := range p.Errs() {
-			cnt.fail(ctx, "group client", err)
+			cnt.fail(parent, "group client", err)
 		}
 		p.Close()
 	}
