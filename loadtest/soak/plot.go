@@ -187,7 +187,11 @@ func writePlot(path, title string, ts, vs []float64, loadEnd float64) error {
 		for y := y1; y < y0; y += 6 {
 			c.vline(px(loadEnd), y, y+2, colMark)
 		}
-		c.text(px(loadEnd)+4, y1+2, "LOAD STOPS", colMark)
+		lbl, x := "LOAD STOPS", px(loadEnd)+4
+		if x+textWidth(lbl) > x1 {
+			x = px(loadEnd) - 4 - textWidth(lbl)
+		}
+		c.text(x, y1+2, lbl, colMark)
 	}
 	for i := 1; i < len(ts); i++ {
 		c.line(px(ts[i-1]), py(vs[i-1]), px(ts[i]), py(vs[i]), colLine)
