@@ -11,6 +11,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
 // newRouter builds the echo instance serving the client-server API.
@@ -91,6 +93,9 @@ func (s *Server) renderError(err error, c echo.Context) {
 		default:
 			me = merr(he.Code, "M_UNKNOWN", "%v", he.Message)
 		}
+	case storage.IsUnavailable(err):
+		s.log.Warn("database unavailable", "err", err, "path", c.Path(), "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+		me = errDatabaseUnavailable()
 	default:
 		s.log.Error("internal error", "err", err, "path", c.Path(), "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 		me = errUnknown("Internal server error")
