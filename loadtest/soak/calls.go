@@ -117,6 +117,9 @@ func (r *relay) close() {
 	r.conn.Close()
 }
 
+// payload is an Opus-sized packet.
+var payload = make([]byte, 160)
+
 // exchange sends n packets from a to b's relayed address through both
 // relays and counts what b receives, within ctx.
 func exchange(ctx context.Context, a, b *relay, n int) int {
@@ -129,20 +132,22 @@ func exchange(ctx context.Context, a, b *relay, n int) int {
 		for got.Load() < int64(n) {
 			dl, _ := ctx.Deadline()
 			_ = b.relay.SetReadDeadline(dl)
-			if _, _, err := b.relay.ReadFrom(buf); err != nil {
+			n, _, err := b.relay.ReadFrom(buf)
+			if err != nil {
 				return
 			}
-			got.Add(1)
+			if n == len(payload) { // not the other side's "hello"
+				got.Add(1)
+			}
 		}
 	}()
-	pkt := make([]byte, 160) // an Opus-sized payload
 	// The first write installs the permission (RFC 8656 section 9); the
 	// peer's allocation must permit us too, so both sides write first.
 	_, _ = b.relay.WriteTo([]byte("hello"), a.relay.LocalAddr())
 	tick := time.NewTicker(5 * time.Millisecond)
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		<-tick.C
-		_, _ = a.relay.WriteTo(pkt, b.relay.LocalAddr())
+		_, _ = a.relay.WriteTo(payload, b.relay.LocalAddr())
 	}
 	tick.Stop()
 	wg.Wait()

@@ -19,6 +19,7 @@ type groupRoom struct {
 	room  id.RoomID
 	users []*mautrix.Client
 	focus callclient.Focus
+	joins atomic.Int64
 }
 
 // groupStats count the group calls.
@@ -53,7 +54,10 @@ func groupCall(parent context.Context, g *groupRoom, hold time.Duration, vanish 
 	for _, u := range g.users {
 		self := string(u.UserID)
 		cnt.requests.Add(1)
+		// A new stream ID per join, as a real client's new session has
+		// (a rejoin after a crash must not reuse the dead one's stream).
 		p, err := callclient.Join(ctx, u, g.room, g.conf, g.focus, callclient.Options{
+			Name:    fmt.Sprintf("%s-%d", u.UserID.Localpart(), g.joins.Add(1)),
 			Publish: true, SubscribeTo: func(other string) bool { return other != self }, SyncTimeout: 10 * time.Second})
 		if err != nil {
 			return fail("group join", err)
