@@ -20,6 +20,8 @@ type groupRoom struct {
 	users []*mautrix.Client
 	focus callclient.Focus
 	joins atomic.Int64
+	// lastVanished is the user who vanished from the room's previous call.
+	lastVanished string
 }
 
 // groupStats count the group calls.
@@ -38,6 +40,8 @@ func groupCall(parent context.Context, g *groupRoom, hold time.Duration, vanish 
 	ctx, cancel := context.WithTimeout(parent, hold+60*time.Second)
 	defer cancel()
 	st.calls.Add(1)
+	vanishedBefore := g.lastVanished
+	g.lastVanished = ""
 	parts := make([]*callclient.Participant, 0, len(g.users))
 	defer func() {
 		for _, p := range parts {
@@ -81,7 +85,10 @@ func groupCall(parent context.Context, g *groupRoom, hold time.Duration, vanish 
 			}
 			err := pollUntil(ctx, func() bool { a, v := p.Received(from.StreamID()); return a >= 10 && v >= 10 })
 			if err != nil {
-				return fail("group media", fmt.Errorf("%w: %s never received %s's audio and video", ErrCall, p.UserID(), from.UserID()))
+				a, v := p.Received(from.StreamID())
+				_, inMeta := p.Metadata()[from.StreamID()]
+				return fail("group media", fmt.Errorf("%w: %s never received %s's audio and video (got %d audio, %d video packets; stream in metadata %v; %s vanished from the previous call %v)",
+					ErrCall, p.UserID(), from.UserID(), a, v, inMeta, from.UserID(), vanishedBefore == from.UserID()))
 			}
 		}
 	}
@@ -92,6 +99,7 @@ func groupCall(parent context.Context, g *groupRoom, hold time.Duration, vanish 
 	}
 	for i, p := range parts {
 		if i == vanish {
+			g.lastVanished = p.UserID()
 			st.vanished.Add(1)
 			p.Close()
 			continue
