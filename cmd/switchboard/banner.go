@@ -13,7 +13,8 @@ import (
 func printDevBanner(w io.Writer, cfg *Config, addrs boundAddrs, hc homeserver.Config) {
 	var b strings.Builder
 	b.WriteString("\nSwitchboard is running in DEVELOPMENT mode. Do not use it in production:\n")
-	b.WriteString("registration is open, keys and certificates are self-signed, secrets live in the data directory.\n\n")
+	fmt.Fprintf(&b, "%s, keys and certificates are self-signed, secrets live in the data directory,\n", registrationPhrase(hc.Registration))
+	b.WriteString("TURN may relay to loopback addresses (never to this server's own ports).\n\n")
 	fmt.Fprintf(&b, "  Server name:  %s\n", cfg.ServerName)
 	fmt.Fprintf(&b, "  Client API:   %s\n", hc.PublicBaseURL)
 	if addrs.Federation != "" {
@@ -41,4 +42,16 @@ func printDevBanner(w io.Writer, cfg *Config, addrs boundAddrs, hc homeserver.Co
 	fmt.Fprintf(&b, "Create an admin user:  switchboard register --data-dir %s --url %s --user alice --admin\n", cfg.DataDir, hc.PublicBaseURL)
 	b.WriteString("Stop with Ctrl-C.\n\n")
 	_, _ = io.WriteString(w, b.String())
+}
+
+// registrationPhrase says how accounts are made, as the banner puts it.
+func registrationPhrase(mode string) string {
+	switch mode {
+	case homeserver.RegistrationOpen:
+		return "registration is open"
+	case homeserver.RegistrationToken:
+		return "registration needs a registration token"
+	default:
+		return "registration is closed"
+	}
 }
