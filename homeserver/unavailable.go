@@ -14,7 +14,7 @@ const databaseRetryAfter = 5 * time.Second
 // retry_after_ms, so clients retry instead of treating it as a bug; the
 // request changed nothing.
 func errDatabaseUnavailable() *MatrixError {
-	e := merr(http.StatusServiceUnavailable, "M_UNKNOWN", "the database is unavailable; retry later")
+	e := merr(http.StatusServiceUnavailable, "M_UNKNOWN", "the server cannot reach its database; retry later")
 	e.RetryAfterMS = databaseRetryAfter.Milliseconds()
 	return e
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/url"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -17,6 +18,12 @@ import (
 // as a bug; nothing was written.
 func IsUnavailable(err error) bool {
 	if err == nil {
+		return false
+	}
+	// An HTTP client's failure (federation, a remote server) wraps the
+	// same network errors; it is not the database's.
+	var ue *url.Error
+	if errors.As(err, &ue) {
 		return false
 	}
 	var ce *pgconn.ConnectError

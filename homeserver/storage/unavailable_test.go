@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"syscall"
 	"testing"
 )
@@ -26,6 +27,7 @@ func TestIsUnavailable(t *testing.T) {
 		{"no rows", fmt.Errorf("storage: %w", sql.ErrNoRows), false},
 		{"cancelled", fmt.Errorf("storage: %w", context.Canceled), false},
 		{"other", errors.New("storage: duplicate key"), false},
+		{"remote server", &url.Error{Op: "Get", URL: "https://remote", Err: &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}}, false},
 	} {
 		if got := IsUnavailable(tc.err); got != tc.want {
 			t.Errorf("%s: IsUnavailable(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
