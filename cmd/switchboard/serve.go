@@ -105,11 +105,27 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		defer focus.stop()
 	}
 
+	// MatrixRTC with LiveKit clients (livekitwire.go).
+	var lk *liveKit
+	if node != nil {
+		base := hsCfg.PublicBaseURL
+		if base == "" {
+			base = httpURL(addrs.Client, mat.clientTLS != nil)
+		}
+		if lk, err = startLiveKit(&cfg, base, hs, node, log); err != nil {
+			return err
+		}
+		defer lk.stop()
+	}
+
 	rd := &readiness{checks: append([]readyCheck{{name: "database", check: hs.Ready}}, checks...)}
 	clientMux := http.NewServeMux()
 	rd.operatorRoutes(clientMux)
 	for _, prefix := range []string{"/_matrix/", "/_synapse/", "/.well-known/"} {
 		clientMux.Handle(prefix, hs.ClientHandler())
+	}
+	if lk != nil {
+		lk.routes(clientMux)
 	}
 	clientMux.Handle("/", web.Handler())
 
@@ -150,9 +166,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	log.Info("serving", "server_name", cfg.ServerName, "client", addrs.Client, "federation", addrs.Federation,
 		"metrics", addrs.Metrics, "turn_udp", addrs.TURNUDP, "turn_tcp", addrs.TURNTCP, "turn_tls", addrs.TURNTLS,
 		"media_udp", addrs.MediaUDP, "media_tcp", addrs.MediaTCP, "data_dir", cfg.DataDir)
-	if sf.dev {
-		printDevBanner(a.stdout, &cfg, addrs, hsCfg)
-	}
+	printBanner(a.stdout, &cfg, addrs, hsCfg, bannerInfo{dev: sf.dev, self: a.self, configPath: sf.configPath})
 	if sf.addrFile != "" {
 		if err := writeAddrFile(sf.addrFile, addrs); err != nil {
 			log.Error("writing --addr-file", "path", sf.addrFile, "err", err)
@@ -258,6 +272,7 @@ func homeserverConfig(cfg *Config, mat *material, addrs boundAddrs, dev bool) ho
 			SkipTLSVerify: cfg.Federation.SkipTLSVerify,
 			AllowNetworks: cfg.Federation.AllowCIDRs,
 		},
+		Push: homeserver.PushConfig{AllowNetworks: cfg.Push.AllowCIDRs},
 	}
 	if hc.PublicBaseURL == "" && dev {
 		hc.PublicBaseURL = httpURL(addrs.Client, mat.clientTLS != nil)
