@@ -105,7 +105,7 @@ func main() {
 			os.Exit(1)
 		}
 		defer os.RemoveAll(dir)
-		if cfg.serverBin, err = buildBinary(ctx, dir, os.Stderr); err != nil {
+		if cfg.serverBin, err = buildBinary(dir, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "soak:", err)
 			os.RemoveAll(dir)
 			os.Exit(1)

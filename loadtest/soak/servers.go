@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/switchboard-chat/switchboard/internal/testbin"
 	"github.com/switchboard-chat/switchboard/tests/e2e"
 )
 
@@ -93,15 +94,15 @@ func (s *server) stop() error {
 
 // buildBinary builds ./cmd/switchboard of this module into dir, before
 // any clock starts.
-func buildBinary(ctx context.Context, dir string, progress io.Writer) (string, error) {
+func buildBinary(dir string, progress io.Writer) (string, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
-	root, err := e2e.ModuleRoot(wd)
+	root, err := testbin.ModuleRoot(wd)
 	if err != nil {
 		return "", err
 	}
 	fmt.Fprintln(progress, "soak: building ./cmd/switchboard")
-	return e2e.Build(ctx, root, dir)
+	return testbin.Build(root, dir)
 }

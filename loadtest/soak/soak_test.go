@@ -2,77 +2,26 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/switchboard-chat/switchboard/tests/e2e"
-)
-
-// EnvBin names a prebuilt switchboard binary to test instead of building
-// ./cmd/switchboard of this module.
-const EnvBin = "SWITCHBOARD_TEST_BINARY"
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
+	"github.com/switchboard-chat/switchboard/internal/testbin"
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "switchboard-soak-test-*")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
-// binary builds ./cmd/switchboard once per package run, before any test's
-// clock (or takes $SWITCHBOARD_TEST_BINARY, or $SWITCHBOARD_E2E_BIN).
-func binary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		for _, env := range []string{EnvBin, "SWITCHBOARD_E2E_BIN"} {
-			if bin := os.Getenv(env); bin != "" {
-				_, binErr = os.Stat(bin)
-				binPath = bin
-				return
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		root, err := e2e.ModuleRoot(".")
-		if err != nil {
-			binErr = err
-			return
-		}
-		// Stat the server's sources so `go test` caches this package's
-		// result only while they are unchanged.
-		files, err := e2e.SourceFiles(ctx, root)
-		if err != nil {
-			binErr = err
-			return
-		}
-		for _, f := range files {
-			_, _ = os.Stat(f)
-		}
-		binPath, binErr = e2e.Build(ctx, root, binDir)
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+// binary is the switchboard binary from internal/testbin
+// ($SWITCHBOARD_TEST_BINARY, or built once per package run), taken before
+// any test's clock starts.
+func binary(t *testing.T) string { return testbin.Binary(t) }
 
 // TestSoakShort runs the whole mix for 90 s against two real servers and
 // fails on a leak: goroutines, fds, TURN allocations, SFU participants
