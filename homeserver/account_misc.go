@@ -13,6 +13,9 @@ import (
 func (s *Server) versions(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{
 		"versions": []string{"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12"},
+		// Simplified sliding sync (MSC4186, slidingsync*.go), which
+		// Element X requires.
+		"unstable_features": map[string]bool{"org.matrix.simplified_msc3575": true},
 	})
 }
 

@@ -105,23 +105,39 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		defer focus.stop()
 	}
 
+	// MatrixRTC with LiveKit clients (livekitwire.go).
+	var lk *liveKit
+	if node != nil {
+		base := hsCfg.PublicBaseURL
+		if base == "" {
+			base = httpURL(addrs.Client, mat.clientTLS != nil)
+		}
+		if lk, err = startLiveKit(&cfg, base, hs, node, log); err != nil {
+			return err
+		}
+		defer lk.stop()
+	}
+
 	rd := &readiness{checks: append([]readyCheck{{name: "database", check: hs.Ready}}, checks...)}
 	clientMux := http.NewServeMux()
 	rd.operatorRoutes(clientMux)
 	for _, prefix := range []string{"/_matrix/", "/_synapse/", "/.well-known/"} {
 		clientMux.Handle(prefix, hs.ClientHandler())
 	}
+	if lk != nil {
+		lk.routes(clientMux)
+	}
 	clientMux.Handle("/", web.Handler())
 
 	var servers []served
 	servers = append(servers, served{
 		name: "client", ln: socks.client, tls: mat.clientTLS,
-		srv: newHTTPServer(clientMux, log),
+		srv: newHTTPServer(stallGuard(clientMux, stallTimeout), log),
 	})
 	if socks.federation != nil {
 		servers = append(servers, served{
 			name: "federation", ln: socks.federation, tls: mat.federationTLS,
-			srv: newHTTPServer(federationHandler(hs), log),
+			srv: newHTTPServer(stallGuard(federationHandler(hs), stallTimeout), log),
 		})
 	}
 	if socks.metrics != nil {
@@ -185,7 +201,8 @@ type served struct {
 }
 
 // newHTTPServer has timeouts that leave room for /sync long-polls (no write
-// timeout) while bounding slow headers and idle connections.
+// timeout) while bounding slow headers and idle connections; stallGuard
+// bounds bodies and answers that stop moving.
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
@@ -255,6 +272,7 @@ func homeserverConfig(cfg *Config, mat *material, addrs boundAddrs, dev bool) ho
 			SkipTLSVerify: cfg.Federation.SkipTLSVerify,
 			AllowNetworks: cfg.Federation.AllowCIDRs,
 		},
+		Push: homeserver.PushConfig{AllowNetworks: cfg.Push.AllowCIDRs},
 	}
 	if hc.PublicBaseURL == "" && dev {
 		hc.PublicBaseURL = httpURL(addrs.Client, mat.clientTLS != nil)
