@@ -49,6 +49,10 @@ type Config struct {
 	// Federation configures the server-server API. Zero value: peers'
 	// certificates are verified and internal addresses are refused.
 	Federation FederationConfig
+	// RTC configures MatrixRTC support (Element Call): focus discovery,
+	// delayed and sticky events (rtc_discovery.go). Zero value: on, with
+	// defaults.
+	RTC RTCConfig
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }

@@ -155,6 +155,9 @@ type newEvent struct {
 	Content  json.RawMessage
 	Redacts  string
 	Txn      *txnInfo
+	// StickyMS makes the event an MSC4354 sticky event for that long
+	// (rtc_sticky.go); 0 for an ordinary event.
+	StickyMS int64
 }
 
 // append builds, signs, auth-checks and stores a local event. Nothing is
@@ -194,6 +197,11 @@ func (w *roomWriter) append(ctx context.Context, ne newEvent) (storage.Event, er
 			return storage.Event{}, errTooLarge("%s", ve.Message)
 		}
 		return storage.Event{}, errBadJSON("cannot build event: %v", err)
+	}
+	if ne.StickyMS > 0 {
+		if pdu, err = w.makeSticky(pdu, ne.StickyMS); err != nil {
+			return storage.Event{}, err
+		}
 	}
 	if len(pdu.JSON()) > maxEventBytes {
 		return storage.Event{}, errTooLarge("event is larger than %d bytes", maxEventBytes)
@@ -245,6 +253,9 @@ func (w *roomWriter) append(ctx context.Context, ne newEvent) (storage.Event, er
 		}
 	}
 	if ne.StateKey != nil {
+		if err := w.cancelSupersededDelayed(ctx, ne.Type, *ne.StateKey, ne.Sender); err != nil {
+			return storage.Event{}, err
+		}
 		w.state = cloneState(w.state)
 		w.state[storage.StateKey{Type: ne.Type, StateKey: *ne.StateKey}] = ev.EventID
 		w.pdus[ev.EventID] = pdu

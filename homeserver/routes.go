@@ -107,4 +107,9 @@ func (s *Server) routes(e *echo.Echo) {
 	// Devices, profiles, filters, push rules, keys, OpenID, capabilities,
 	// password change and shared-secret registration.
 	s.accountRoutes(a)
+
+	// MatrixRTC (Element Call): foci discovery, delayed events, delegated
+	// leave (rtc_discovery.go, delayed_events.go, rtc_delegate.go).
+	a.authedAt(http.MethodGet, "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports", s.getRTCTransports)
+	s.delayedRoutes(e)
 }

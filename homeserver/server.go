@@ -39,6 +39,9 @@ type Server struct {
 	loginLimit *limiter
 	fedLimit   *limiter // per remote address on the federation listener
 
+	// delayed sends MSC4140 delayed events when due (delayed_events.go).
+	delayed *delayedScheduler
+
 	// shutdown is closed by Shutdown: long-polls return at once.
 	shutdown chan struct{}
 }
@@ -91,6 +94,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		db.Close()
 		return nil, err
 	}
+	s.delayed = newDelayedScheduler(s)
+	s.delayed.start()
 	return s, nil
 }
 
@@ -154,6 +159,9 @@ func (c *Config) validate() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if err := c.RTC.validate(); err != nil {
+		return err
+	}
 	return c.Federation.validate()
 }
 
@@ -176,6 +184,7 @@ func (s *Server) Shutdown() {
 // Close releases the database.
 func (s *Server) Close() error {
 	s.Shutdown()
+	s.delayed.stop()
 	s.fed.close()
 	return s.db.Close()
 }

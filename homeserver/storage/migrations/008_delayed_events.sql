@@ -1,0 +1,25 @@
+-- MSC4140 delayed events: events a client scheduled to be sent later
+-- (Element Call's "leave the call if I vanish"). A row lives until the
+-- event is sent, cancelled or superseded; send_at is when it is due,
+-- running_since + delay_ms, moved on by each restart.
+CREATE TABLE delayed_events (
+	delay_id      TEXT PRIMARY KEY,
+	user_id       TEXT NOT NULL,
+	device_id     TEXT NOT NULL,
+	room_id       TEXT NOT NULL,
+	type          TEXT NOT NULL,
+	-- NULL for a message event
+	state_key     TEXT,
+	content       TEXT NOT NULL,
+	delay_ms      BIGINT NOT NULL,
+	running_since BIGINT NOT NULL,
+	send_at       BIGINT NOT NULL,
+	-- MSC4354 sticky duration of the event once sent; 0: not sticky
+	sticky_ms     BIGINT NOT NULL
+)
+;
+CREATE INDEX delayed_events_send_at ON delayed_events (send_at)
+;
+CREATE INDEX delayed_events_user ON delayed_events (user_id)
+;
+CREATE INDEX delayed_events_state ON delayed_events (room_id, type, state_key)
