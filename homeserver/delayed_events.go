@@ -2,10 +2,12 @@ package homeserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -299,6 +301,9 @@ type delayedScheduler struct {
 	wake chan struct{}
 	done chan struct{}
 	wg   sync.WaitGroup
+	// lastSweep is when (Unix ms) expired sticky-event records were last
+	// deleted.
+	lastSweep atomic.Int64
 }
 
 func newDelayedScheduler(s *Server) *delayedScheduler {
@@ -380,6 +385,7 @@ func (d *delayedScheduler) pass(ctx context.Context) time.Duration {
 			break
 		}
 	}
+	d.sweepSticky(ctx)
 	next, ok, err := s.db.NextDelayedSendAt(ctx)
 	if err != nil || !ok {
 		return delayedMaxWait
@@ -387,13 +393,44 @@ func (d *delayedScheduler) pass(ctx context.Context) time.Duration {
 	return min(max(time.Duration(next-s.nowMS())*time.Millisecond, 0), delayedMaxWait)
 }
 
-// cancelSupersededDelayed drops other users' delayed state events for a
-// state slot that a new state event just filled (MSC4140: a delayed state
-// event is cancelled when someone else changes that state first; the
-// owner's own sends leave it, as Element Call sends its membership after
-// scheduling the leave that empties it). Called inside the write that
-// appends the event.
-func (w *roomWriter) cancelSupersededDelayed(ctx context.Context, evType, stateKey, sender string) error {
-	_, err := w.tx.CancelDelayedStateEvents(ctx, w.room.RoomID, evType, stateKey, sender)
-	return err
+// rtcAfterStore is what MatrixRTC adds to storing an event, local or
+// federated, inside the write that stores it: a state event that became
+// current cancels other users' delayed events for the same state (MSC4140:
+// a delayed state event is cancelled when someone else changes that
+// state first; the owner's own sends leave it, as Element Call sends its
+// membership after scheduling the leave that empties it), and a sticky
+// event is recorded for /sync (MSC4354).
+func (s *Server) rtcAfterStore(ctx context.Context, tx *storage.Tx, ev storage.Event, current bool) error {
+	if ev.StateKey != nil && current {
+		if _, err := tx.CancelDelayedStateEvents(ctx, ev.RoomID, ev.Type, *ev.StateKey, ev.Sender); err != nil {
+			return err
+		}
+	}
+	var f struct {
+		Sticky *stickyInfo `json:"msc4354_sticky"`
+	}
+	if json.Unmarshal(ev.JSON, &f) != nil || f.Sticky == nil || f.Sticky.DurationMS <= 0 {
+		return nil
+	}
+	expires := min(ev.OriginTS, ev.ReceivedTS) + min(f.Sticky.DurationMS, maxStickyMS)
+	if expires <= s.nowMS() {
+		return nil
+	}
+	return tx.AddStickyEvent(ctx, ev.EventID, ev.RoomID, ev.Pos, expires)
+}
+
+// stickySweepEvery is how often expired sticky-event records are deleted.
+const stickySweepEvery = time.Minute
+
+// sweepSticky deletes the records of expired sticky events, at most once
+// a stickySweepEvery (they are filtered out when read anyway).
+func (d *delayedScheduler) sweepSticky(ctx context.Context) {
+	now := d.s.nowMS()
+	last := d.lastSweep.Load()
+	if now-last < stickySweepEvery.Milliseconds() || !d.lastSweep.CompareAndSwap(last, now) {
+		return
+	}
+	if err := d.s.db.WriteTx(ctx, func(tx *storage.Tx) error { return tx.ForgetExpiredSticky(ctx, now) }); err != nil && ctx.Err() == nil {
+		d.s.log.Warn("forgetting expired sticky events", "err", err)
+	}
 }

@@ -247,15 +247,16 @@ func (w *roomWriter) append(ctx context.Context, ne newEvent) (storage.Event, er
 		return storage.Event{}, err
 	}
 	ev.Pos = pos
+	// MatrixRTC: delayed state it supersedes, sticky records.
+	if err := w.s.rtcAfterStore(ctx, w.tx, ev, true); err != nil {
+		return storage.Event{}, err
+	}
 	if ne.Txn != nil {
 		if err := w.tx.RecordTxn(ctx, ne.Sender, ne.Txn.DeviceID, ne.Txn.TxnID, ev.EventID); err != nil {
 			return storage.Event{}, err
 		}
 	}
 	if ne.StateKey != nil {
-		if err := w.cancelSupersededDelayed(ctx, ne.Type, *ne.StateKey, ne.Sender); err != nil {
-			return storage.Event{}, err
-		}
 		w.state = cloneState(w.state)
 		w.state[storage.StateKey{Type: ne.Type, StateKey: *ne.StateKey}] = ev.EventID
 		w.pdus[ev.EventID] = pdu

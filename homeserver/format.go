@@ -57,9 +57,12 @@ func toClient(e storage.Event, v viewer, nowMS int64, withRoomID bool) clientEve
 	if withRoomID {
 		ce.RoomID = e.RoomID
 	}
-	if f.Sticky != nil && f.Sticky.DurationMS > 0 {
+	if f.Sticky != nil {
+		// MSC4354: the remaining time is shown only while it is sticky.
 		ce.Sticky = f.Sticky
-		ce.Unsigned["msc4354_sticky_duration_ttl_ms"] = stickyTTL(*f.Sticky, e.OriginTS, e.ReceivedTS, nowMS)
+		if ttl := stickyTTL(*f.Sticky, e.OriginTS, e.ReceivedTS, nowMS); ttl > 0 {
+			ce.Unsigned["msc4354_sticky_duration_ttl_ms"] = ttl
+		}
 	}
 	if e.TxnID != "" && e.Sender == v.UserID && e.TxnDevice == v.DeviceID {
 		ce.Unsigned["transaction_id"] = e.TxnID

@@ -1,6 +1,7 @@
 package homeserver
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"strconv"
@@ -8,6 +9,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
 // MSC4354 ("Sticky events"): a timeline event sent with
@@ -21,6 +24,8 @@ import (
 const (
 	stickyParam = "org.matrix.msc4354.sticky_duration_ms"
 	stickyKey   = "msc4354_sticky"
+	// maxStickyMS is the MSC's cap on any sticky duration, whoever set it.
+	maxStickyMS = 3_600_000
 )
 
 // stickyQuery reads ?org.matrix.msc4354.sticky_duration_ms: 0 without it,
@@ -32,8 +37,8 @@ func (s *Server) stickyQuery(c echo.Context) (int64, error) {
 		return 0, nil
 	}
 	ms, err := strconv.ParseInt(q.Get(stickyParam), 10, 64)
-	if err != nil || ms <= 0 {
-		return 0, errInvalidParam("%s must be a positive integer of milliseconds", stickyParam)
+	if err != nil || ms < 0 {
+		return 0, errInvalidParam("%s must be a non-negative integer of milliseconds", stickyParam)
 	}
 	return min(ms, s.cfg.RTC.MaxStickyDuration.Milliseconds()), nil
 }
@@ -102,5 +107,34 @@ type stickyInfo struct {
 // so that a sender's clock set ahead cannot stretch it); 0 when over.
 func stickyTTL(info stickyInfo, originTS, receivedTS, nowMS int64) int64 {
 	start := min(originTS, receivedTS)
-	return max(info.DurationMS-(nowMS-start), 0)
+	return max(min(info.DurationMS, maxStickyMS)-(nowMS-start), 0)
+}
+
+// maxStickyPerSync is how many sticky events one /sync room section
+// carries (the MSC suggests 100).
+const maxStickyPerSync = 100
+
+// syncSticky fills a joined room's msc4354_sticky section (MSC4354, "Sync
+// API changes"): the room's still-sticky events in the sync's range that
+// the timeline does not carry, because it was limited or filtered them
+// out. Called only then: an unlimited, unfiltered timeline holds them all.
+func (s *Server) syncSticky(ctx context.Context, jr *joinedRoom, req *syncRequest, roomID string, after, upto, now int64, tl []storage.Event) error {
+	evs, err := s.db.StickyEvents(ctx, roomID, after, upto, now, maxStickyPerSync+len(tl))
+	if err != nil {
+		return err
+	}
+	inTimeline := make(map[string]bool, len(tl))
+	for _, e := range tl {
+		inTimeline[e.EventID] = true
+	}
+	var out []any
+	for _, e := range evs {
+		if !inTimeline[e.EventID] && len(out) < maxStickyPerSync {
+			out = append(out, toClient(e, req.viewer, now, false))
+		}
+	}
+	if len(out) > 0 {
+		jr.Sticky = &eventList{Events: out}
+	}
+	return nil
 }

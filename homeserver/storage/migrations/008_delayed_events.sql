@@ -23,3 +23,18 @@ CREATE INDEX delayed_events_send_at ON delayed_events (send_at)
 CREATE INDEX delayed_events_user ON delayed_events (user_id)
 ;
 CREATE INDEX delayed_events_state ON delayed_events (room_id, type, state_key)
+
+;
+-- MSC4354 sticky events, while they may still be sticky: /sync sends them
+-- in their own section when the timeline does not carry them. Rows whose
+-- expires_ts has passed are deleted now and then.
+CREATE TABLE sticky_events (
+	event_id   TEXT PRIMARY KEY,
+	room_id    TEXT NOT NULL,
+	pos        BIGINT NOT NULL,
+	expires_ts BIGINT NOT NULL
+)
+;
+CREATE INDEX sticky_events_room_pos ON sticky_events (room_id, pos)
+;
+CREATE INDEX sticky_events_expires ON sticky_events (expires_ts)
