@@ -112,4 +112,5 @@ func (s *Server) routes(e *echo.Echo) {
 	// leave (rtc_discovery.go, delayed_events.go, rtc_delegate.go).
 	a.authedAt(http.MethodGet, "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports", s.getRTCTransports)
 	s.delayedRoutes(e)
+	a.authedAt(http.MethodPost, delegatePath, s.delegateDelayedLeave)
 }

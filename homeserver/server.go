@@ -41,6 +41,8 @@ type Server struct {
 
 	// delayed sends MSC4140 delayed events when due (delayed_events.go).
 	delayed *delayedScheduler
+	// rtcDelegates restarts and sends delegated delayed leaves (rtc_delegate.go).
+	rtcDelegates *rtcDelegations
 
 	// shutdown is closed by Shutdown: long-polls return at once.
 	shutdown chan struct{}
@@ -96,6 +98,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	}
 	s.delayed = newDelayedScheduler(s)
 	s.delayed.start()
+	s.rtcDelegates = newRTCDelegations(s)
+	s.rtcDelegates.start()
 	return s, nil
 }
 
@@ -184,6 +188,7 @@ func (s *Server) Shutdown() {
 // Close releases the database.
 func (s *Server) Close() error {
 	s.Shutdown()
+	s.rtcDelegates.stop()
 	s.delayed.stop()
 	s.fed.close()
 	return s.db.Close()
