@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
@@ -95,6 +96,11 @@ func (s *Server) scheduleDelayed(c echo.Context, evType string, stateKey *string
 	d := device(c)
 	if err := s.sendLimit.allow(d.UserID); err != nil {
 		return err
+	}
+	if evType == spec.MRoomRedaction {
+		// A redaction is applied as it is sent (roomevents.go); a delayed
+		// one would be stored without being applied.
+		return errInvalidParam("redactions cannot be delayed")
 	}
 	content, err := readContent(c)
 	if err != nil {

@@ -142,6 +142,8 @@ func TestDelayedEvents(t *testing.T) {
 		}
 		wantStatus(t, ts.do(t, http.MethodPut, callMemberPath(room, "_@alice:test.local_X_m.call")+"?org.matrix.msc4140.delay=1000", bob.AccessToken, map[string]any{}),
 			http.StatusForbidden, "M_FORBIDDEN")
+		wantStatus(t, ts.do(t, http.MethodPut, "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/send/m.room.redaction/r1?org.matrix.msc4140.delay=1000",
+			bob.AccessToken, map[string]any{"redacts": "$x"}), http.StatusBadRequest, "M_INVALID_PARAM")
 		wantStatus(t, ts.do(t, http.MethodPost, delayedPrefix+"/nope/restart", "", nil), http.StatusNotFound, "M_NOT_FOUND")
 		wantStatus(t, ts.do(t, http.MethodPost, delayedPrefix+"/nope/explode", "", nil), http.StatusNotFound, "M_UNRECOGNIZED")
 		wantStatus(t, ts.do(t, http.MethodPost, delayedPrefix+"/nope", bob.AccessToken, map[string]any{"action": "explode"}), http.StatusBadRequest, "M_INVALID_PARAM")
