@@ -1,6 +1,7 @@
 package homeserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -411,6 +412,9 @@ func (s *Server) rtcAfterStore(ctx context.Context, tx *storage.Tx, ev storage.E
 		if _, err := tx.CancelDelayedStateEvents(ctx, ev.RoomID, ev.Type, *ev.StateKey, ev.Sender); err != nil {
 			return err
 		}
+	}
+	if !bytes.Contains(ev.JSON, []byte(`"`+stickyKey+`"`)) {
+		return nil // the common case, without parsing the event
 	}
 	var f struct {
 		Sticky *stickyInfo `json:"msc4354_sticky"`

@@ -132,3 +132,29 @@ func TestStickyEvents(t *testing.T) {
 		}
 	})
 }
+
+// TestStickyEventFederated: a sticky event crosses to another server with
+// its msc4354_sticky intact (the receiving server checks the content hash
+// and signature that cover it) and is sticky there too.
+func TestStickyEventFederated(t *testing.T) {
+	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
+		a, bb := startFedNode(t, b), startFedNode(t, b)
+		ctx := testCtx(t)
+		alice, bob := a.user(t, "alice"), bb.user(t, "bob")
+		bobSync := newFedSyncer(t, bob)
+		room := joinAcross(t, ctx, alice, bob, bobSync)
+		ta, tb := &testServer{Server: a.srv, URL: a.URL}, &testServer{Server: bb.srv, URL: bb.URL}
+		r := ta.do(t, http.MethodPut, "/_matrix/client/v3/rooms/"+url.PathEscape(room.String())+"/send/m.rtc.member/s1?org.matrix.msc4354.sticky_duration_ms=300000",
+			alice.AccessToken, map[string]any{"msc4354_sticky_key": "k"})
+		wantStatus(t, r, http.StatusOK, "")
+		got := bobSync.waitTimeline(room, alice.UserID, "m.rtc.member", 1)
+		ev := tb.do(t, http.MethodGet, "/_matrix/client/v3/rooms/"+url.PathEscape(room.String())+"/event/"+url.PathEscape(got[0].ID.String()), bob.AccessToken, nil)
+		wantStatus(t, ev, http.StatusOK, "")
+		if d, ttl := stickyOf(ev.Body); d != 300000 || ttl <= 0 || ttl > 300000 {
+			t.Fatalf("on the receiving server: duration %v ttl %v", d, ttl)
+		}
+		if got[0].ID.String() != r.Body["event_id"] {
+			t.Fatalf("event ID %s there, %v here", got[0].ID, r.Body["event_id"])
+		}
+	})
+}
