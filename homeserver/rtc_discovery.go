@@ -107,8 +107,6 @@ func (s *Server) wellKnownClient(c echo.Context) error {
 	if !s.cfg.RTC.DiscoveryDisabled {
 		doc["org.matrix.msc4143.rtc_foci"] = s.rtcTransports(c)
 	}
-	// Browsers fetch it from other origins (spec: "Web browser clients").
-	c.Response().Header().Set("Access-Control-Allow-Origin", "*")
 	return c.JSON(http.StatusOK, doc)
 }
 
