@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -276,5 +277,35 @@ func newTestConfig(t *testing.T, b storagetest.Backend) Config {
 		KeyID:        "ed25519:test",
 		RateLimit:    RateLimitConfig{Disabled: true},
 		Federation:   FederationConfig{Resolver: offlineResolver()},
+	}
+}
+
+// TestDelayedStateSupersededFederated: a state event from another server
+// cancels a local user's pending delayed event for the same state.
+func TestDelayedStateSupersededFederated(t *testing.T) {
+	b := storagetest.Backends(t)[0]
+	a, bb := startFedNode(t, b), startFedNode(t, b)
+	ctx := testCtx(t)
+	alice, bob := a.user(t, "alice"), bb.user(t, "bob")
+	bobSync := newFedSyncer(t, bob)
+	room := joinAcross(t, ctx, alice, bob, bobSync).String()
+	ta := &testServer{Server: a.srv, URL: a.URL}
+	tb := &testServer{Server: bb.srv, URL: bb.URL}
+	roomPath := "/_matrix/client/v3/rooms/" + url.PathEscape(room)
+	wantStatus(t, ta.do(t, http.MethodPut, roomPath+"/state/m.room.power_levels/", alice.AccessToken,
+		map[string]any{"users": map[string]int{alice.UserID.String(): 100, bob.UserID.String(): 50}, "state_default": 50, "events_default": 0}), http.StatusOK, "")
+	r := ta.do(t, http.MethodPut, roomPath+"/state/m.room.topic/?org.matrix.msc4140.delay=600000", alice.AccessToken, map[string]any{"topic": "delayed"})
+	wantStatus(t, r, http.StatusOK, "")
+	// Bob's server must know of his new power before he may set the topic.
+	eventually(t, "bob's server sees the power levels", func() bool {
+		pl := tb.stateContent(t, bob.AccessToken, room, "m.room.power_levels", "")
+		return strings.Contains(pl, `"state_default":50`) && strings.Contains(pl, bob.UserID.String())
+	})
+	wantStatus(t, tb.do(t, http.MethodPut, roomPath+"/state/m.room.topic/", bob.AccessToken, map[string]any{"topic": "from B"}), http.StatusOK, "")
+	eventually(t, "alice's delayed topic cancelled by bob's", func() bool {
+		return len(ta.delayedIDs(t, alice.AccessToken)) == 0
+	})
+	if c := ta.stateContent(t, alice.AccessToken, room, "m.room.topic", ""); c != `{"topic":"from B"}` {
+		t.Fatalf("topic on alice's server: %s", c)
 	}
 }
