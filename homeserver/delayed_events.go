@@ -440,6 +440,10 @@ func (d *delayedScheduler) sweepSticky(ctx context.Context) {
 	if now-last < stickySweepEvery.Milliseconds() || !d.lastSweep.CompareAndSwap(last, now) {
 		return
 	}
+	// Read first: an idle server makes no write (and no fsync) for it.
+	if has, err := d.s.db.HasExpiredSticky(ctx, now); err != nil || !has {
+		return
+	}
 	if err := d.s.db.WriteTx(ctx, func(tx *storage.Tx) error { return tx.ForgetExpiredSticky(ctx, now) }); err != nil && ctx.Err() == nil {
 		d.s.log.Warn("forgetting expired sticky events", "err", err)
 	}

@@ -134,8 +134,14 @@ func (tx *Tx) TakeDelayedEvent(ctx context.Context, delayID string) (DelayedEven
 	if err != nil {
 		return DelayedEvent{}, fmt.Errorf("storage: take delayed event: %w", err)
 	}
-	if _, err := tx.exec(ctx, `DELETE FROM delayed_events WHERE delay_id = $1`, delayID); err != nil {
+	res, err := tx.exec(ctx, `DELETE FROM delayed_events WHERE delay_id = $1`, delayID)
+	if err != nil {
 		return DelayedEvent{}, fmt.Errorf("storage: take delayed event: %w", err)
+	}
+	// Another node's transaction may have taken it between the read and
+	// the delete (PostgreSQL, read committed): only one delete counts.
+	if n, _ := res.RowsAffected(); n != 1 {
+		return DelayedEvent{}, ErrNotFound
 	}
 	return d, nil
 }

@@ -88,3 +88,26 @@ func countDelayed(ctx context.Context, db *DB, user string) (n int, err error) {
 	err = db.WriteTx(ctx, func(tx *Tx) (err error) { n, err = tx.CountDelayedEvents(ctx, user); return err })
 	return n, err
 }
+
+// TestStickyRecords: sticky records are read while live and forgotten
+// once expired.
+func TestStickyRecords(t *testing.T) {
+	ctx := context.Background()
+	forEachDB(t, func(t *testing.T, db *DB) {
+		if err := db.WriteTx(ctx, func(tx *Tx) error { return tx.AddStickyEvent(ctx, "$s", "!r:x", 5, 1000) }); err != nil {
+			t.Fatal(err)
+		}
+		if has, err := db.HasExpiredSticky(ctx, 999); err != nil || has {
+			t.Fatalf("expired at 999: %v %v", has, err)
+		}
+		if has, err := db.HasExpiredSticky(ctx, 1000); err != nil || !has {
+			t.Fatalf("not expired at 1000: %v %v", has, err)
+		}
+		if err := db.WriteTx(ctx, func(tx *Tx) error { return tx.ForgetExpiredSticky(ctx, 1000) }); err != nil {
+			t.Fatal(err)
+		}
+		if has, err := db.HasExpiredSticky(ctx, 5000); err != nil || has {
+			t.Fatalf("record kept after forgetting: %v %v", has, err)
+		}
+	})
+}

@@ -30,6 +30,16 @@ func (db *DB) StickyEvents(ctx context.Context, roomID string, after, upto, now 
 	return scanEvents(rows)
 }
 
+// HasExpiredSticky reports whether any sticky-event record expired by now.
+func (db *DB) HasExpiredSticky(ctx context.Context, now int64) (bool, error) {
+	var n int
+	err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM sticky_events WHERE expires_ts <= $1 LIMIT 1) AS e`, now).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("storage: expired sticky events: %w", err)
+	}
+	return n > 0, nil
+}
+
 // ForgetExpiredSticky deletes the records of sticky events expired at now.
 func (tx *Tx) ForgetExpiredSticky(ctx context.Context, now int64) error {
 	if _, err := tx.exec(ctx, `DELETE FROM sticky_events WHERE expires_ts <= $1`, now); err != nil {
