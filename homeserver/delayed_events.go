@@ -92,7 +92,10 @@ func (s *Server) delayQuery(c echo.Context) (delay time.Duration, delayed bool, 
 // answers {delay_id}. What can be checked now is checked now (the sender
 // is joined, the content is canonical, a call-member key is the
 // sender's); the auth rules run again when the event is sent.
-func (s *Server) scheduleDelayed(c echo.Context, evType string, stateKey *string, delay time.Duration, stickyMS int64) error {
+// txnID is the client transaction of PUT send ("" for state): a retry
+// gets the delay ID of the first request while it is scheduled (spec:
+// "Transaction identifiers").
+func (s *Server) scheduleDelayed(c echo.Context, evType string, stateKey *string, txnID string, delay time.Duration, stickyMS int64) error {
 	ctx := c.Request().Context()
 	d := device(c)
 	if err := s.sendLimit.allow(d.UserID); err != nil {
@@ -123,10 +126,20 @@ func (s *Server) scheduleDelayed(c echo.Context, evType string, stateKey *string
 	de := storage.DelayedEvent{
 		DelayID: "syd_" + randomString(18), UserID: d.UserID, DeviceID: d.DeviceID,
 		RoomID: roomID, Type: evType, StateKey: stateKey, Content: content,
-		DelayMS: delay.Milliseconds(), RunningSince: now, SendAt: now + delay.Milliseconds(), StickyMS: stickyMS,
+		DelayMS: delay.Milliseconds(), RunningSince: now, SendAt: now + delay.Milliseconds(), StickyMS: stickyMS, TxnID: txnID,
 	}
 	limit := s.cfg.RTC.MaxDelayedPerUser
 	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		if txnID != "" {
+			id, err := tx.DelayedByTxn(ctx, d.UserID, d.DeviceID, txnID)
+			if err != nil {
+				return err
+			}
+			if id != "" {
+				de.DelayID = id // a retry: answer as the first time
+				return nil
+			}
+		}
 		n, err := tx.CountDelayedEvents(ctx, d.UserID)
 		if err != nil {
 			return err

@@ -123,6 +123,18 @@ func TestDelayedEvents(t *testing.T) {
 			t.Fatalf("cancelled delayed event still scheduled: %v", ids)
 		}
 
+		// A retried send (same transaction) is one delayed event.
+		retry := "/_matrix/client/v3/rooms/" + url.PathEscape(room) + "/send/m.room.message/t2?org.matrix.msc4140.delay=5000"
+		r1 := ts.do(t, http.MethodPut, retry, bob.AccessToken, map[string]any{"msgtype": "m.text", "body": "once"})
+		r2 := ts.do(t, http.MethodPut, retry, bob.AccessToken, map[string]any{"msgtype": "m.text", "body": "once"})
+		if r1.Body["delay_id"] == nil || r1.Body["delay_id"] != r2.Body["delay_id"] {
+			t.Fatalf("retried send: delay IDs %v and %v", r1.Body["delay_id"], r2.Body["delay_id"])
+		}
+		if ids := ts.delayedIDs(t, bob.AccessToken); len(ids) != 1 {
+			t.Fatalf("retried send scheduled %v", ids)
+		}
+		wantStatus(t, ts.do(t, http.MethodPost, delayedPrefix+"/"+r1.Body["delay_id"].(string)+"/cancel", "", nil), http.StatusOK, "")
+
 		// Send now, unauthenticated (the delay ID is the secret).
 		r = ts.do(t, http.MethodPut, callMemberPath(room, key)+"?org.matrix.msc4140.delay=60000", bob.AccessToken, joined)
 		sendID, _ := r.Body["delay_id"].(string)

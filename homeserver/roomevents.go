@@ -54,7 +54,7 @@ func (s *Server) sendEvent(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		return s.scheduleDelayed(c, evType, nil, delay, sticky)
+		return s.scheduleDelayed(c, evType, nil, param(c, "txnId"), delay, sticky)
 	}
 	return s.clientSend(c, newEvent{Type: evType, Txn: &txnInfo{DeviceID: device(c).DeviceID, TxnID: param(c, "txnId")}, StickyMS: sticky}, true)
 }
@@ -79,7 +79,7 @@ func (s *Server) putState(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		return s.scheduleDelayed(c, evType, &key, delay, 0)
+		return s.scheduleDelayed(c, evType, &key, "", delay, 0)
 	}
 	return s.clientSend(c, newEvent{Type: evType, StateKey: &key}, evType != spec.MRoomMember)
 }

@@ -28,18 +28,21 @@ type DelayedEvent struct {
 	// StickyMS is the MSC4354 sticky duration of the event once sent,
 	// 0 for an event that is not sticky.
 	StickyMS int64
+	// TxnID is the client transaction of a delayed PUT send, "" for state.
+	TxnID string
 }
 
-const delayedColumns = `delay_id, user_id, device_id, room_id, type, state_key, content, delay_ms, running_since, send_at, sticky_ms`
+const delayedColumns = `delay_id, user_id, device_id, room_id, type, state_key, content, delay_ms, running_since, send_at, sticky_ms, txn_id`
 
 func scanDelayed(row interface{ Scan(...any) error }) (DelayedEvent, error) {
 	var d DelayedEvent
-	var sk sql.NullString
+	var sk, txn sql.NullString
 	var content string
 	if err := row.Scan(&d.DelayID, &d.UserID, &d.DeviceID, &d.RoomID, &d.Type, &sk, &content,
-		&d.DelayMS, &d.RunningSince, &d.SendAt, &d.StickyMS); err != nil {
+		&d.DelayMS, &d.RunningSince, &d.SendAt, &d.StickyMS, &txn); err != nil {
 		return DelayedEvent{}, err
 	}
+	d.TxnID = txn.String
 	if sk.Valid {
 		k := sk.String
 		d.StateKey = &k
@@ -70,12 +73,27 @@ func (tx *Tx) AddDelayedEvent(ctx context.Context, d DelayedEvent) error {
 	if d.StateKey != nil {
 		sk = *d.StateKey
 	}
-	_, err := tx.exec(ctx, `INSERT INTO delayed_events (`+delayedColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		d.DelayID, d.UserID, d.DeviceID, d.RoomID, d.Type, sk, string(d.Content), d.DelayMS, d.RunningSince, d.SendAt, d.StickyMS)
+	_, err := tx.exec(ctx, `INSERT INTO delayed_events (`+delayedColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		d.DelayID, d.UserID, d.DeviceID, d.RoomID, d.Type, sk, string(d.Content), d.DelayMS, d.RunningSince, d.SendAt, d.StickyMS, nullString(d.TxnID))
 	if err != nil {
 		return fmt.Errorf("storage: add delayed event: %w", err)
 	}
 	return nil
+}
+
+// DelayedByTxn returns the delay ID scheduled by a device's client
+// transaction, "" when there is none (any more).
+func (tx *Tx) DelayedByTxn(ctx context.Context, userID, deviceID, txnID string) (string, error) {
+	var id string
+	err := tx.QueryRowContext(ctx, `SELECT delay_id FROM delayed_events WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`,
+		userID, deviceID, txnID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("storage: delayed event by transaction: %w", err)
+	}
+	return id, nil
 }
 
 // CountDelayedEvents returns how many delayed events userID has scheduled,

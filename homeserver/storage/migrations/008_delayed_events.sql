@@ -15,12 +15,15 @@ CREATE TABLE delayed_events (
 	running_since BIGINT NOT NULL,
 	send_at       BIGINT NOT NULL,
 	-- MSC4354 sticky duration of the event once sent; 0: not sticky
-	sticky_ms     BIGINT NOT NULL
+	sticky_ms     BIGINT NOT NULL,
+	-- the client transaction of PUT send (NULL for state): a retried
+	-- request gets the same delay_id
+	txn_id        TEXT
 )
 ;
 CREATE INDEX delayed_events_send_at ON delayed_events (send_at)
 ;
-CREATE INDEX delayed_events_user ON delayed_events (user_id)
+CREATE INDEX delayed_events_user ON delayed_events (user_id, device_id, txn_id)
 ;
 CREATE INDEX delayed_events_state ON delayed_events (room_id, type, state_key)
 
