@@ -9,6 +9,11 @@ TEST_TIMEOUT ?= 20m
 GOTESTFLAGS ?=
 BENCH       ?= .
 BENCHTIME   ?= 1s
+# Arguments for `make run`, e.g. ARGS="--client-listen 127.0.0.1:9008".
+ARGS        ?=
+# The binary every test that runs a server uses (internal/testbin, the Node
+# and browser tests): built once per `make test`, before any test's deadline.
+TEST_BINARY := $(CURDIR)/bin/switchboard
 
 .PHONY: all build run test test-go test-js vet bench fmt clean
 
@@ -18,9 +23,10 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/switchboard ./cmd/switchboard
 
-## run: everything on 127.0.0.1 with data in ./switchboard-data (not for production)
-run:
-	$(GO) run ./cmd/switchboard serve --dev
+## run: everything on 127.0.0.1 with data in ./switchboard-data (not for production);
+## ARGS="--client-listen 127.0.0.1:9008" passes more flags to serve
+run: build
+	bin/switchboard serve --dev $(ARGS)
 
 vet:
 	$(GO) vet $(PKGS)
@@ -28,13 +34,19 @@ vet:
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
-## test: prerequisites, go vet, go test, then the Node tests and the browser tests (Chromium)
+## test: prerequisites, the binary, go vet, go test, then the Node tests and the browser tests (Chromium)
 # scripts/test-deps.sh prints the PostgreSQL URL (only) on stdout when
 # SWITCHBOARD_TEST_POSTGRES is requested; the tests get the URL in its place.
+# bin/switchboard is built first, outside every test's time limit (a cold
+# build takes minutes on a small machine), and shared by all the tests
+# through SWITCHBOARD_TEST_BINARY.
 test:
 	@set -e; \
 	pg_url="$$(scripts/test-deps.sh)"; \
 	if [ -n "$$pg_url" ]; then echo "make test: PostgreSQL leg on"; else echo "make test: SQLite only (SWITCHBOARD_TEST_POSTGRES=auto adds PostgreSQL)"; fi; \
+	echo "$(MAKE) build"; \
+	$(MAKE) --no-print-directory build; \
+	export SWITCHBOARD_TEST_BINARY="$(TEST_BINARY)"; \
 	echo "$(GO) vet $(PKGS)"; \
 	$(GO) vet $(PKGS); \
 	echo "$(GO) test -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) $(PKGS)"; \

@@ -30,9 +30,12 @@ func (s *Server) adminRegisterNonce(c echo.Context) error {
 	if s.cfg.RegistrationSharedSecret == "" {
 		return errSharedSecretDisabled()
 	}
+	if err := s.abuse.nonce.allow(c.RealIP()); err != nil {
+		return err
+	}
 	nonce := randomString(24)
 	now := s.cfg.Now()
-	if err := s.db.CreateRegistrationNonce(c.Request().Context(), nonce, now.UnixMilli(), now.Add(-registrationNonceTTL).UnixMilli()); err != nil {
+	if err := s.db.CreateRegistrationNonce(c.Request().Context(), nonce, now.UnixMilli(), now.Add(-registrationNonceTTL).UnixMilli(), maxRegistrationNonces); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]string{"nonce": nonce})

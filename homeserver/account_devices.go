@@ -85,8 +85,9 @@ func (s *Server) putDevice(c echo.Context) error {
 }
 
 // deleteDevice implements DELETE /devices/{deviceId}, which needs
-// user-interactive authentication. Deleting a device that does not exist
-// succeeds, as the spec lists no 404 for it.
+// user-interactive authentication. A device the user does not have (none
+// by that ID, or another user's) is 404 M_NOT_FOUND (spec: Client-Server
+// API, "DELETE /_matrix/client/v3/devices/{deviceId}").
 func (s *Server) deleteDevice(c echo.Context) error {
 	var req struct {
 		Auth *authDict `json:"auth"`
@@ -94,7 +95,13 @@ func (s *Server) deleteDevice(c echo.Context) error {
 	if err := readJSON(c, &req); err != nil {
 		return err
 	}
-	return s.deleteDevicesUIA(c, req.Auth, []string{param(c, "deviceId")})
+	id := param(c, "deviceId")
+	if _, err := s.db.DeviceByID(c.Request().Context(), device(c).UserID, id); errors.Is(err, storage.ErrNotFound) {
+		return errNotFound("No device %s", id)
+	} else if err != nil {
+		return err
+	}
+	return s.deleteDevicesUIA(c, req.Auth, []string{id})
 }
 
 // deleteDevices implements POST /delete_devices.

@@ -83,7 +83,7 @@ func (s *Server) putProfileField(field string) echo.HandlerFunc {
 			return errForbidden("You cannot change another user's profile")
 		}
 		var req map[string]json.RawMessage
-		if err := readJSON(c, &req); err != nil {
+		if err := readEventJSON(c, &req); err != nil {
 			return err
 		}
 		raw, ok := req[field]

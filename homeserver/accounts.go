@@ -123,7 +123,7 @@ func (s *Server) register(c echo.Context) error {
 	if s.cfg.Registration == RegistrationClosed {
 		return errForbidden("Registration is disabled on this server")
 	}
-	if err := s.loginLimit.allow("register:" + c.RealIP()); err != nil {
+	if err := s.abuse.register.allow(c.RealIP()); err != nil {
 		return err
 	}
 	var req registerRequest
@@ -251,7 +251,9 @@ func (s *Server) login(c echo.Context) error {
 		return errBadJSON("login needs identifier of type m.id.user")
 	}
 	userID := s.qualify(who)
-	if err := s.loginLimit.allow("login:" + c.RealIP()); err != nil {
+	ip := c.RealIP()
+	if err := s.loginAllowed(ip, userID); err != nil {
+		s.log.Info("login refused: too many failures", "user_id", userID)
 		return err
 	}
 	u, err := s.db.UserByID(c.Request().Context(), userID)
@@ -259,6 +261,7 @@ func (s *Server) login(c echo.Context) error {
 		// Hash anyway so that timing does not tell which users exist.
 		_ = bcrypt.CompareHashAndPassword([]byte("$2a$10$abcdefghijklmnopqrstuu2Q2Xr2dJ3Zq0qD6i6yq7eW5m3e6bCy"), []byte(req.Password))
 		s.log.Info("login failed", "user_id", userID, "reason", "unknown user")
+		s.loginFailed(ip, userID)
 		return errForbidden("Invalid username or password")
 	}
 	if err != nil {
@@ -266,6 +269,7 @@ func (s *Server) login(c echo.Context) error {
 	}
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(req.Password)) != nil {
 		s.log.Info("login failed", "user_id", userID, "reason", "bad password")
+		s.loginFailed(ip, userID)
 		return errForbidden("Invalid username or password")
 	}
 	resp, err := s.newDevice(c, u.UserID, req.DeviceID, req.InitialDeviceDisplayName)

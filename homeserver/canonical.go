@@ -1,12 +1,7 @@
 package homeserver
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"strconv"
 )
 
 // maxSafeInt is 2^53-1, the canonical JSON integer bound (spec: Appendices,
@@ -24,56 +19,10 @@ var (
 	errTrailingData = errors.New("trailing data after JSON value")
 )
 
-// checkCanonicalJSON checks that body is one JSON object whose numbers are
-// all integers within the canonical range, nested at most maxJSONDepth deep.
+// checkCanonicalJSON checks that body is one JSON object that every parser
+// reads the same: numbers are integers within the canonical range, no key
+// appears twice in an object, strings are valid UTF-8 without lone
+// surrogate escapes, nesting is at most maxJSONDepth deep (clientjson.go).
 func checkCanonicalJSON(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("invalid JSON: %w", err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return errNotObject
-	}
-	depth := 1
-	for depth > 0 {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("invalid JSON: %w", err)
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{', '[':
-				depth++
-				if depth > maxJSONDepth {
-					return errTooDeep
-				}
-			default:
-				depth--
-			}
-		case json.Number:
-			if err := checkCanonicalNumber(string(t)); err != nil {
-				return err
-			}
-		}
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errTrailingData
-	}
-	return nil
-}
-
-func checkCanonicalNumber(s string) error {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == '.' || c == 'e' || c == 'E' {
-			return errFloat
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n > maxSafeInt || n < -maxSafeInt {
-		return errIntRange
-	}
-	return nil
+	return strictCanonical(body)
 }

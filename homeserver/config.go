@@ -89,12 +89,22 @@ type TURNConfig struct {
 
 // RateLimitConfig holds token-bucket parameters per client (user or IP).
 type RateLimitConfig struct {
-	// PerSecond is the sustained rate. Default 50 for send, 1 for
-	// register and login.
-	SendPerSecond  float64
-	SendBurst      int
+	// PerSecond is the sustained rate, Burst the bucket size. Send: per
+	// user, default 50/s with a burst of 200.
+	SendPerSecond float64
+	SendBurst     int
+	// Login: failed logins per client IP (login_limits.go). Default 1/s
+	// with a burst of 10. A right password never uses a token.
 	LoginPerSecond float64
 	LoginBurst     int
+	// LoginAccount: failed logins per account, from any address. Default
+	// one per 30 s (1/30) with a burst of 5.
+	LoginAccountPerSecond float64
+	LoginAccountBurst     int
+	// Register: registration requests per client IP, a bucket of its own.
+	// Default 1/s with a burst of 10.
+	RegisterPerSecond float64
+	RegisterBurst     int
 	// FederationPerSecond and FederationBurst bound the requests one
 	// remote address makes to the federation listener, counted before a
 	// request's signature is checked (so forged requests cost little).

@@ -42,7 +42,7 @@ func (s *Server) createRoom(c echo.Context) error {
 	ctx := c.Request().Context()
 	d := device(c)
 	var req createRoomRequest
-	if err := readJSON(c, &req); err != nil {
+	if err := readEventJSON(c, &req); err != nil {
 		return err
 	}
 	ver := req.RoomVersion
@@ -78,8 +78,13 @@ func (s *Server) createRoom(c echo.Context) error {
 			return errInvalidParam("room_alias_name must be a localpart")
 		}
 		alias = "#" + req.RoomAliasName + ":" + s.cfg.ServerName
-		if _, _, err := s.db.Alias(ctx, alias); err == nil {
-			return merr(http.StatusBadRequest, "M_ROOM_IN_USE", "Room alias %s already taken", alias)
+		if err := s.checkNewAlias(alias); err != nil {
+			return err
+		}
+		if taken, err := s.aliasTaken(ctx, alias); err != nil {
+			return err
+		} else if taken {
+			return merr(http.StatusBadRequest, "M_ROOM_IN_USE", "Room alias %s (or one that reads the same) is already taken", alias)
 		}
 	}
 	for _, st := range req.InitialState {
@@ -88,6 +93,11 @@ func (s *Server) createRoom(c echo.Context) error {
 		}
 		if err := checkCanonicalJSON(st.Content); err != nil {
 			return errBadJSON("initial_state %s: %v", st.Type, err)
+		}
+		if st.Type == spec.MRoomCanonicalAlias && st.StateKey == "" {
+			if err := checkInitialCanonicalAlias(st.Content, alias); err != nil {
+				return err
+			}
 		}
 	}
 	roomID := "!" + randomString(18) + ":" + s.cfg.ServerName
@@ -121,7 +131,7 @@ func (s *Server) createRoom(c echo.Context) error {
 		return err
 	}
 	if alias != "" {
-		if err := s.db.SetAlias(ctx, alias, roomID, d.UserID); err != nil {
+		if err := s.setNewAlias(ctx, alias, roomID, d.UserID); err != nil {
 			return merr(http.StatusBadRequest, "M_ROOM_IN_USE", "Room alias %s already taken", alias)
 		}
 	}

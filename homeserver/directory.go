@@ -41,8 +41,8 @@ func (s *Server) getAlias(c echo.Context) error {
 
 func (s *Server) putAlias(c echo.Context) error {
 	alias := param(c, "alias")
-	if !s.validAlias(alias) {
-		return errInvalidParam("alias must look like #name:%s", s.cfg.ServerName)
+	if err := s.checkNewAlias(alias); err != nil {
+		return err
 	}
 	var req struct {
 		RoomID string `json:"room_id"`
@@ -58,9 +58,9 @@ func (s *Server) putAlias(c echo.Context) error {
 	if err := s.requireJoined(c, req.RoomID, device(c).UserID); err != nil {
 		return err
 	}
-	err := s.db.SetAlias(c.Request().Context(), alias, req.RoomID, device(c).UserID)
+	err := s.setNewAlias(c.Request().Context(), alias, req.RoomID, device(c).UserID)
 	if errors.Is(err, storage.ErrExists) {
-		return merr(http.StatusConflict, "M_UNKNOWN", "Room alias %s already exists", alias)
+		return merr(http.StatusConflict, "M_UNKNOWN", "Room alias %s (or one that reads the same) already exists", alias)
 	}
 	if err != nil {
 		return err
@@ -143,7 +143,14 @@ func (s *Server) putVisibility(c echo.Context) error {
 // "GET /publicRooms", and Server-Server API, "GET /publicRooms").
 func (s *Server) publicRooms(c echo.Context) error {
 	ctx := c.Request().Context()
-	limit, since, err := directoryPage(c, func(v any) error { return readJSON(c, v) })
+	var term string
+	limit, since, err := directoryPage(c, func(v any) error {
+		body, err := readPublicRoomsFilter(c, &term)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(body, v)
+	})
 	if err != nil {
 		return err
 	}
@@ -152,6 +159,13 @@ func (s *Server) publicRooms(c echo.Context) error {
 			return errInvalidParam("server %q is not a server name", server)
 		}
 		resp, err := s.fed.remotePublicRooms(ctx, server, limit, since)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, resp)
+	}
+	if term != "" {
+		resp, err := s.searchPublicRooms(ctx, term, limit, since)
 		if err != nil {
 			return err
 		}

@@ -206,6 +206,12 @@ func (w *roomWriter) append(ctx context.Context, ne newEvent) (storage.Event, er
 	if len(pdu.JSON()) > maxEventBytes {
 		return storage.Event{}, errTooLarge("event is larger than %d bytes", maxEventBytes)
 	}
+	// Whatever route built it, a local event is signed only if every
+	// server will read it the same (clientjson.go): a duplicate key here
+	// would split the room across servers.
+	if err := checkCanonicalJSON(pdu.JSON()); err != nil {
+		return storage.Event{}, errBadJSON("event content is not canonical JSON: %v", err)
+	}
 	if err := gomatrixserverlib.Allowed(pdu, auth, userIDForSender); err != nil {
 		w.s.log.Debug("event refused by auth rules", "room_id", w.room.RoomID, "type", ne.Type, "sender", ne.Sender, "err", err)
 		return storage.Event{}, errForbidden("%v", err)

@@ -17,6 +17,11 @@ import (
 func (s *Server) newRouter() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	// The client address that per-IP limits count (login_limits.go):
+	// X-Forwarded-For is believed only from a loopback, link-local or
+	// private peer (a reverse proxy); anyone else cannot choose their
+	// address by sending the header.
+	e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	e.HTTPErrorHandler = s.renderError
 	e.Pre(middleware.RequestID())
 	e.Use(s.logRequests)
@@ -130,6 +135,11 @@ func readJSON(c echo.Context, v any) error {
 	}
 	if !json.Valid(body) {
 		return errNotJSON("Content not JSON.")
+	}
+	// Duplicate keys, lone surrogates and invalid UTF-8 read differently
+	// in different parsers: refused in every body (clientjson.go).
+	if err := checkClientJSON(body); err != nil {
+		return errBadJSON("%v", err)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return errBadJSON("%v", err)

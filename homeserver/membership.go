@@ -69,7 +69,7 @@ func (s *Server) join(c echo.Context, roomID string, servers []string) error {
 	var req struct {
 		Reason string `json:"reason"`
 	}
-	if err := readJSON(c, &req); err != nil {
+	if err := readEventJSON(c, &req); err != nil {
 		return err
 	}
 	d := device(c)
@@ -105,7 +105,7 @@ func (s *Server) membershipOf(action string) echo.HandlerFunc {
 			UserID string `json:"user_id"`
 			Reason string `json:"reason"`
 		}
-		if err := readJSON(c, &req); err != nil {
+		if err := readEventJSON(c, &req); err != nil {
 			return err
 		}
 		if req.UserID == "" {
@@ -154,7 +154,7 @@ func (s *Server) leaveRoom(c echo.Context) error {
 	var req struct {
 		Reason string `json:"reason"`
 	}
-	if err := readJSON(c, &req); err != nil {
+	if err := readEventJSON(c, &req); err != nil {
 		return err
 	}
 	d := device(c)

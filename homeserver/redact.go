@@ -15,6 +15,21 @@ import (
 // target where the room version wants it (spec: Client-Server API,
 // "Redactions"; room version 11 moved redacts into content).
 func (w *roomWriter) applyRedaction(ctx context.Context, ne *newEvent) error {
+	if ne.Redacts == "" {
+		// PUT /send/m.room.redaction names the target in content.redacts,
+		// the room version 11 format (spec: Room Version 11, "Moving the
+		// redacts key").
+		var c struct {
+			Redacts *string `json:"redacts"`
+		}
+		if err := json.Unmarshal(ne.Content, &c); err != nil {
+			return errBadJSON("content.redacts must be an event ID")
+		}
+		if c.Redacts == nil || *c.Redacts == "" {
+			return errMissingParam("a redaction needs content.redacts")
+		}
+		ne.Redacts = *c.Redacts
+	}
 	target, err := w.tx.Event(ctx, ne.Redacts)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && target.RoomID != w.room.RoomID) {
 		return errNotFound("Unknown event %s", ne.Redacts)
@@ -53,6 +68,10 @@ func (w *roomWriter) redactTarget(ctx context.Context, targetID, redactionID str
 	}
 	redacted, err := w.ver.RedactEventJSON(target.JSON)
 	if err != nil {
+		return err
+	}
+	// Stored events are canonical JSON, redacted ones too.
+	if redacted, err = gomatrixserverlib.CanonicalJSON(redacted); err != nil {
 		return err
 	}
 	delete(w.pdus, targetID)

@@ -33,6 +33,11 @@ func (s *Server) clientSend(c echo.Context, ne newEvent, mustBeJoined bool) erro
 			return err
 		}
 	}
+	if ne.Type == spec.MRoomCanonicalAlias && ne.StateKey != nil && *ne.StateKey == "" {
+		if err := s.checkCanonicalAlias(c.Request().Context(), roomID, content); err != nil {
+			return err
+		}
+	}
 	id, err := s.sendEventTx(c.Request().Context(), roomID, ne)
 	if err != nil {
 		return err

@@ -37,7 +37,10 @@ type Server struct {
 
 	sendLimit  *limiter
 	loginLimit *limiter
-	fedLimit   *limiter // per remote address on the federation listener
+	// abuse: login failures per account, registration and admin nonces
+	// (login_limits.go).
+	abuse    abuseLimits
+	fedLimit *limiter // per remote address on the federation listener
 
 	// delayed sends MSC4140 delayed events when due (delayed_events.go).
 	delayed *delayedScheduler
@@ -85,6 +88,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if !cfg.RateLimit.Disabled {
 		s.sendLimit = newLimiter(cfg.RateLimit.SendPerSecond, cfg.RateLimit.SendBurst, cfg.Now)
 		s.loginLimit = newLimiter(cfg.RateLimit.LoginPerSecond, cfg.RateLimit.LoginBurst, cfg.Now)
+		s.abuse = newAbuseLimits(cfg.RateLimit, cfg.Now)
 		s.fedLimit = newLimiter(cfg.RateLimit.FederationPerSecond, cfg.RateLimit.FederationBurst, cfg.Now)
 	}
 	if s.metrics, err = newMetrics(reg); err != nil {
@@ -153,6 +157,18 @@ func (c *Config) validate() error {
 	}
 	if rl.LoginBurst == 0 {
 		rl.LoginBurst = 10
+	}
+	if rl.LoginAccountPerSecond == 0 {
+		rl.LoginAccountPerSecond = 1.0 / 30
+	}
+	if rl.LoginAccountBurst == 0 {
+		rl.LoginAccountBurst = 5
+	}
+	if rl.RegisterPerSecond == 0 {
+		rl.RegisterPerSecond = 1
+	}
+	if rl.RegisterBurst == 0 {
+		rl.RegisterBurst = 10
 	}
 	if rl.FederationPerSecond == 0 {
 		rl.FederationPerSecond = 100

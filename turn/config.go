@@ -51,9 +51,11 @@ type Config struct {
 	// over AllowCIDRs. A bad entry in either makes New fail.
 	AllowCIDRs, DenyCIDRs []string
 	// OwnAddrs are this server's own listener addresses; the relay refuses
-	// them unless AllowCIDRs admits them. Port 0 means every port. The
-	// local addresses of the sockets handed to New, and RelayIP on their
-	// ports, are added automatically.
+	// them always, even when AllowCIDRs covers them (only a port-0 entry
+	// refuses a whole address, so allowing loopback still admits other
+	// loopback ports). The local addresses of the sockets handed to New,
+	// and RelayIP on their ports, are added automatically; a socket bound
+	// to a wildcard address adds the loopback addresses on its port too.
 	OwnAddrs []netip.AddrPort
 	// UserQuota is the most allocations one user may hold. Default 12.
 	UserQuota int

@@ -250,6 +250,9 @@ func TestDenyTableControl(t *testing.T) {
 	c := dialRaw(t, h, false, u, p)
 	c.allocate()
 	for _, row := range socketRows(ownUDP, ownTCP) {
+		if row.reason == ReasonOwnAddress {
+			continue // refused even when allowed: TestOwnListenersDeniedWhenLoopbackAllowed
+		}
 		t.Run(row.name, func(t *testing.T) {
 			l := bindDenyListener(t, false, row.listen)
 			peer := udpAddrOf(t, row.peer, l.port())
@@ -287,8 +290,8 @@ func TestDenyConnect(t *testing.T) {
 				t.Fatalf("TCP allocation: %d", errorCode(r))
 			}
 			for _, row := range rows {
-				if allowed && row.listen == "" {
-					continue // nothing to reach
+				if allowed && (row.listen == "" || row.reason == ReasonOwnAddress) {
+					continue // nothing to reach; own listeners stay refused (TestOwnListenersDeniedWhenLoopbackAllowed)
 				}
 				t.Run(row.name, func(t *testing.T) {
 					port := 9
@@ -321,5 +324,61 @@ func TestDenyConnect(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestOwnListenersDeniedWhenLoopbackAllowed (issue 20): with an allow-list
+// admitting all of loopback, as --dev sets it, the server's own listeners
+// (given in OwnAddrs, and the relay's own TURN sockets) stay refused over
+// real loopback UDP and TCP, while another port of the same address is
+// reached.
+func TestOwnListenersDeniedWhenLoopbackAllowed(t *testing.T) {
+	checkLeaks(t)
+	ownUDP, ownTCP := reserveOwnPorts(t)
+	h := startHarness(t, controlConfig(ownUDP, ownTCP))
+	u, p := restCreds("@local:switchboard.test")
+	c := dialRaw(t, h, false, u, p)
+	c.allocate()
+	own := bindDenyListener(t, false, fmt.Sprintf("127.0.0.5:%d", ownUDP))
+	other := listenUDPPeer(t, "127.0.0.5:0") // same address, not a listener of ours
+	// A permission naming our own listener is refused; one naming another
+	// port of the address is granted, and covers the whole IP (RFC 8656
+	// §9), so the per-datagram check must refuse our own port.
+	if r := c.request(stun.MethodCreatePermission, peerAddr(udpAddrOf(t, "127.0.0.5", ownUDP))); errorCode(r) != 403 {
+		t.Fatalf("permission naming our own listener: code %d, want 403", errorCode(r))
+	}
+	for _, peer := range []*net.UDPAddr{other.addr(), {IP: h.udpAddr.IP, Port: 9}} {
+		if r := c.request(stun.MethodCreatePermission, peerAddr(peer)); r.Type.Class != stun.ClassSuccessResponse {
+			t.Fatalf("permission for allow-listed %v: %d", peer, errorCode(r))
+		}
+	}
+	for _, peer := range []*net.UDPAddr{
+		udpAddrOf(t, "127.0.0.5", ownUDP),
+		{IP: h.udpAddr.IP, Port: h.udpAddr.Port}, // the relay's own TURN socket
+		udpAddrOf(t, "::ffff:127.0.0.5", ownUDP),
+	} {
+		before := h.metric("switchboard_turn_peer_denials_total", "reason", ReasonOwnAddress.String())
+		c.send(sendIndication(peer, []byte("into our own port")))
+		eventually(t, 5*time.Second, fmt.Sprintf("own-address denial of %v counted", peer), func() bool {
+			return h.metric("switchboard_turn_peer_denials_total", "reason", ReasonOwnAddress.String()) == before+1
+		})
+	}
+	msg := []byte("to another port of the same address")
+	c.send(sendIndication(other.addr(), msg))
+	other.expect(t, msg)
+	if !own.quiet(t) {
+		t.Fatal("the server's own UDP listener received relayed data")
+	}
+	// RFC 6062 Connect to our own TCP listener is refused too.
+	ownT := bindDenyListener(t, true, fmt.Sprintf("127.0.0.5:%d", ownTCP))
+	tc := dialRaw(t, h, true, u, p)
+	if r := tc.request(stun.MethodAllocate, reqTransport(6)); r.Type.Class != stun.ClassSuccessResponse {
+		t.Fatalf("TCP allocation: %d", errorCode(r))
+	}
+	if r := tc.request(stun.MethodConnect, tcpPeerAddr(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 5), Port: ownTCP})); errorCode(r) != 403 {
+		t.Fatalf("Connect to own TCP listener: code %d, want 403", errorCode(r))
+	}
+	if !ownT.quiet(t) {
+		t.Fatal("the server's own TCP listener was connected to")
 	}
 }

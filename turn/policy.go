@@ -246,9 +246,12 @@ func containsAny(list []netip.Prefix, a netip.Addr) bool {
 }
 
 // Check returns why the relay must not send to ap, or ReasonNone. The order
-// is: the operator's deny list (always wins), then the allow list (admits
-// anything it covers), then the server's own addresses, then the deny
-// table. It does not allocate.
+// is: the operator's deny list (always wins), then the server's own
+// listener addresses (refused even when the allow list covers them: an
+// allow list that admits loopback for a test or --dev setup must not let a
+// client relay into this server's own client, federation, TURN, SFU or
+// metrics ports), then the allow list (admits anything else it covers),
+// then the deny table. It does not allocate.
 func (p *Policy) Check(ap netip.AddrPort) Reason {
 	a := ap.Addr()
 	if !a.IsValid() {
@@ -261,15 +264,15 @@ func (p *Policy) Check(ap netip.AddrPort) Reason {
 	if v4, ok := embeddedV4(a); ok && containsAny(p.deny, v4) {
 		return ReasonDenyList // 6to4 or NAT64 form of a denied IPv4 address
 	}
-	if containsAny(p.allow, a) {
-		return ReasonNone
-	}
 	v4, embeds := embeddedV4(a)
 	for i := range p.own {
 		o := p.own[i]
 		if (o.Addr() == a || embeds && o.Addr() == v4) && (o.Port() == 0 || o.Port() == ap.Port()) {
 			return ReasonOwnAddress
 		}
+	}
+	if containsAny(p.allow, a) {
+		return ReasonNone
 	}
 	return Classify(a)
 }

@@ -137,13 +137,17 @@ func TestPolicyCheck(t *testing.T) {
 			}
 		})
 	}
-	// An allow-list entry admits our own address.
+	// An allow-list entry does not admit our own listeners, only the
+	// address's other ports (issue 20: --dev allows loopback).
 	p2, err := NewPolicy([]string{"8.8.4.4/32"}, nil, own)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := p2.Check(netip.MustParseAddrPort("8.8.4.4:3478")); got != ReasonNone {
-		t.Fatalf("allow-listed own address: %v", got)
+	if got := p2.Check(netip.MustParseAddrPort("8.8.4.4:3478")); got != ReasonOwnAddress {
+		t.Fatalf("allow-listed own listener: %v, want own_address", got)
+	}
+	if got := p2.Check(netip.MustParseAddrPort("8.8.4.4:3479")); got != ReasonNone {
+		t.Fatalf("allow-listed address, another port: %v", got)
 	}
 	if got := p.CheckIP(netip.MustParseAddr("8.8.4.4")); got != ReasonNone {
 		t.Fatalf("CheckIP of an own address with a port: %v (only port-0 entries apply)", got)

@@ -66,6 +66,11 @@ func New(cfg Config, packetConns []net.PacketConn, listeners []net.Listener) (*S
 	addOwn := func(a net.Addr) {
 		if ap := addrPortOf(a); ap.IsValid() {
 			own = append(own, ap, netip.AddrPortFrom(relayIP, ap.Port()))
+			if ap.Addr().IsUnspecified() {
+				// A wildcard socket is reachable on loopback as well.
+				own = append(own, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port()),
+					netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port()))
+			}
 		}
 	}
 	for _, pc := range packetConns {

@@ -8,19 +8,22 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-chat/switchboard/internal/testbin"
 )
 
 // TestSmoke runs the tool against the real binary with 3 joins per
 // scenario and 2 streamers, and checks that every join went through every
 // phase, in order. No timing thresholds: the figures are in README.md.
-// SWITCHBOARD_E2E_BIN names a prebuilt binary (default: build one).
+// The binary comes from internal/testbin (built before the deadline below
+// starts, never inside it).
 func TestSmoke(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	cfg, err := parseFlags([]string{"-joins", "3", "-load", "2", "-load-subs", "1", "-join-timeout", "30s"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.serverBin = os.Getenv("SWITCHBOARD_E2E_BIN")
+	cfg.serverBin = testbin.Binary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	rep, err := run(ctx, cfg, io.Discard)
@@ -51,6 +54,12 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: first video %+v", s.Name, v)
 		}
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
 }
 
 func TestSummarise(t *testing.T) {

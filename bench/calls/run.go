@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/bench/calls/callclient"
+	"github.com/switchboard-chat/switchboard/internal/testbin"
 	"github.com/switchboard-chat/switchboard/tests/e2e"
 )
 
@@ -46,12 +47,12 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 		if err != nil {
 			return nil, err
 		}
-		root, err := e2e.ModuleRoot(wd)
+		root, err := testbin.ModuleRoot(wd)
 		if err != nil {
 			return nil, err
 		}
 		say("building ./cmd/switchboard")
-		if bin, err = e2e.Build(ctx, root, tmp); err != nil {
+		if bin, err = testbin.Build(root, tmp); err != nil {
 			return nil, err
 		}
 	}

@@ -176,11 +176,17 @@ type LimitsConfig struct {
 
 // RateLimitConfig is per-client token buckets.
 type RateLimitConfig struct {
-	Disabled       bool    `yaml:"disabled"`
-	SendPerSecond  float64 `yaml:"send_per_second"`
-	SendBurst      int     `yaml:"send_burst"`
-	LoginPerSecond float64 `yaml:"login_per_second"`
-	LoginBurst     int     `yaml:"login_burst"`
+	Disabled      bool    `yaml:"disabled"`
+	SendPerSecond float64 `yaml:"send_per_second"`
+	SendBurst     int     `yaml:"send_burst"`
+	// Login: failed logins per client IP; LoginAccount: per account;
+	// Register: registrations per client IP (README, "Abuse and limits").
+	LoginPerSecond        float64 `yaml:"login_per_second"`
+	LoginBurst            int     `yaml:"login_burst"`
+	LoginAccountPerSecond float64 `yaml:"login_account_per_second"`
+	LoginAccountBurst     int     `yaml:"login_account_burst"`
+	RegisterPerSecond     float64 `yaml:"register_per_second"`
+	RegisterBurst         int     `yaml:"register_burst"`
 	// Federation: per remote address on the federation listener.
 	FederationPerSecond float64 `yaml:"federation_per_second"`
 	FederationBurst     int     `yaml:"federation_burst"`

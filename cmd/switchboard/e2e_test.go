@@ -33,11 +33,16 @@ func TestDevEndToEnd(t *testing.T) {
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 15 * time.Second}
 
-	// The register sub-command, reading the secret --dev generated.
+	// The register sub-command as the banner prints it, reading the secret
+	// --dev generated.
+	args := bannerCommand(t, r.stdout.String(), "Create an admin user:", "switchboard")
+	if want := []string{"register", "--data-dir", dir, "--url", base, "--user", "alice", "--admin"}; !slices.Equal(args, want) {
+		t.Errorf("banner's register command %q, want %q", args, want)
+	}
 	pw := writeFile(t, t.TempDir(), "pw", "correct horse battery\n")
 	var out, errOut bytes.Buffer
 	a := &app{stdout: &out, stderr: &errOut, getenv: envMap(nil)}
-	if err := a.run(context.Background(), []string{"register", "--data-dir", dir, "--url", base, "--user", "alice", "--password-file", pw, "--admin"}); err != nil {
+	if err := a.run(context.Background(), append(args, "--password-file", pw)); err != nil {
 		t.Fatalf("register: %v\n%s", err, errOut.String())
 	}
 	if !strings.Contains(out.String(), "@alice:localhost") {

@@ -20,6 +20,10 @@ var (
 	ErrRegister = errors.New("switchboard: registration failed")
 	// ErrServe is a listener that failed while serving.
 	ErrServe = errors.New("switchboard: serve")
+	// ErrUnhealthy is a `switchboard health` probe that got no 200.
+	ErrUnhealthy = errors.New("switchboard: not healthy")
+	// ErrDoctor is a `switchboard doctor` run that found a problem.
+	ErrDoctor = errors.New("switchboard: doctor found problems")
 )
 
 // fieldError is one invalid configuration value. Key is the dotted YAML

@@ -98,6 +98,9 @@ func options() []option {
 		{flag: "turn-shared-secret", key: "turn.shared_secret", help: "TURN REST shared secret (prefer the environment)", set: str(func(c *Config) *string { return &c.TURN.SharedSecret })},
 		{flag: "turn-relay-ip", key: "turn.relay_ip", help: "address put in TURN relayed addresses", set: str(func(c *Config) *string { return &c.TURN.RelayIP })},
 		{flag: "turn-uris", key: "turn.uris", help: "comma-separated turn:/turns: URIs handed to clients", set: list(func(c *Config) *[]string { return &c.TURN.URIs })},
+		{flag: "turn-relay-ports", key: "turn.relay_port_min", help: "TURN relay port range MIN-MAX, e.g. 49152-65535 (open it in the firewall)", set: func(c *Config, v string) error {
+			return setPortRange(&c.TURN.RelayPortMin, &c.TURN.RelayPortMax, v)
+		}},
 		{flag: "turn-allow-cidrs", key: "turn.allow_cidrs", help: "comma-separated peer prefixes TURN may relay to despite the deny table", set: list(func(c *Config) *[]string { return &c.TURN.AllowCIDRs })},
 		{flag: "turn-user-quota", key: "turn.user_quota", help: "TURN allocations per user", set: integer(func(c *Config) *int { return &c.TURN.UserQuota })},
 		{flag: "turn-total-quota", key: "turn.total_quota", help: "TURN allocations in total", set: integer(func(c *Config) *int { return &c.TURN.TotalQuota })},
@@ -132,6 +135,22 @@ func setPort(addr *string, v string) error {
 		}
 	}
 	*addr = net.JoinHostPort(host, strconv.Itoa(p))
+	return nil
+}
+
+// setPortRange parses "MIN-MAX" (or one port) into min and max; the
+// range's order and bounds are checked by validation.
+func setPortRange(lo, hi *int, v string) error {
+	a, b, found := strings.Cut(strings.TrimSpace(v), "-")
+	if !found {
+		b = a
+	}
+	pa, errA := strconv.Atoi(strings.TrimSpace(a))
+	pb, errB := strconv.Atoi(strings.TrimSpace(b))
+	if errA != nil || errB != nil || pa < 1 || pb > 65535 || pa > pb {
+		return fmt.Errorf("must be a port range such as 49152-65535, got %q", v)
+	}
+	*lo, *hi = pa, pb
 	return nil
 }
 
@@ -170,18 +189,7 @@ func parseServeFlags(args []string, env func(string) string, errOut io.Writer) (
 	fs.StringVar(&sf.configPath, "config", env(envPrefix+"CONFIG"), "YAML configuration file (env SWITCHBOARD_CONFIG)")
 	fs.BoolVar(&sf.dev, "dev", false, "development mode: 127.0.0.1, SQLite in ./switchboard-data, open registration; NOT for production")
 	fs.StringVar(&sf.addrFile, "addr-file", "", "write the bound listen addresses as JSON to this file once serving")
-	for _, o := range options() {
-		record := func(v string) error {
-			sf.set = append(sf.set, setting{o, v})
-			return nil
-		}
-		help := fmt.Sprintf("%s (yaml %s, env %s)", o.help, o.key, o.env())
-		if o.isBool {
-			fs.BoolFunc(o.flag, help, record)
-		} else {
-			fs.Func(o.flag, help, record)
-		}
-	}
+	addOptionFlags(fs, &sf.set)
 	fs.Usage = func() {
 		fmt.Fprint(errOut, "Usage: switchboard serve [--dev | --config FILE] [flags]\n\n"+
 			"Settings are layered: built-in defaults (production, or --dev), then the\n"+
@@ -205,28 +213,8 @@ func buildConfig(sf *serveFlags, env func(string) string) (Config, error) {
 	if sf.dev {
 		cfg = devConfig()
 	}
-	if sf.configPath != "" {
-		if err := loadConfigFile(sf.configPath, &cfg); err != nil {
-			return Config{}, err
-		}
-	}
-	var errs []error
-	for _, o := range options() {
-		v := env(o.env())
-		if v == "" {
-			continue
-		}
-		if err := o.set(&cfg, v); err != nil {
-			errs = append(errs, &fieldError{Key: o.key, Msg: fmt.Sprintf("environment %s: %v", o.env(), err)})
-		}
-	}
-	for _, s := range sf.set {
-		if err := s.opt.set(&cfg, s.value); err != nil {
-			errs = append(errs, &fieldError{Key: s.opt.key, Msg: fmt.Sprintf("flag --%s: %v", s.opt.flag, err)})
-		}
-	}
-	if len(errs) > 0 {
-		return Config{}, errors.Join(errs...)
+	if err := layerConfig(&cfg, sf.configPath, env, sf.set); err != nil {
+		return Config{}, err
 	}
 	if !sf.dev && sf.configPath == "" && cfg.ServerName == "" {
 		return Config{}, fmt.Errorf("%w: give --config FILE, or --dev to try switchboard on this machine.\n"+
@@ -239,4 +227,53 @@ func buildConfig(sf *serveFlags, env func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// layerConfig puts the file (when configPath is set), then the environment,
+// then the recorded flags over cfg, which holds the defaults. serve and the
+// commands that must find serve's listeners (register, doctor) share it, so
+// they agree on where everything is.
+func layerConfig(cfg *Config, configPath string, env func(string) string, set []setting) error {
+	if configPath != "" {
+		if err := loadConfigFile(configPath, cfg); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for _, o := range options() {
+		v := env(o.env())
+		if v == "" {
+			continue
+		}
+		if err := o.set(cfg, v); err != nil {
+			errs = append(errs, &fieldError{Key: o.key, Msg: fmt.Sprintf("environment %s: %v", o.env(), err)})
+		}
+	}
+	for _, s := range set {
+		if err := s.opt.set(cfg, s.value); err != nil {
+			errs = append(errs, &fieldError{Key: s.opt.key, Msg: fmt.Sprintf("flag --%s: %v", s.opt.flag, err)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// addOptionFlags defines every option of the table on fs, except names fs
+// already has; a flag given is recorded in *set (in command-line order), to
+// be applied by layerConfig.
+func addOptionFlags(fs *flag.FlagSet, set *[]setting) {
+	for _, o := range options() {
+		if fs.Lookup(o.flag) != nil {
+			continue
+		}
+		record := func(v string) error {
+			*set = append(*set, setting{o, v})
+			return nil
+		}
+		help := fmt.Sprintf("%s (yaml %s, env %s)", o.help, o.key, o.env())
+		if o.isBool {
+			fs.BoolFunc(o.flag, help, record)
+		} else {
+			fs.Func(o.flag, help, record)
+		}
+	}
 }

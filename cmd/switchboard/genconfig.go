@@ -146,12 +146,18 @@ limits:
   max_request_bytes: 1048576
   rate_limit:
     disabled: false
-    # 0: the built-in defaults (50/s sends, 1/s logins and registrations,
-    # 100/s per remote address on the federation listener).
+    # 0: the built-in defaults (50/s sends per user; failed logins: 1/s
+    # burst 10 per address and 1 per 30 s burst 5 per account; 1/s
+    # registrations per address; 100/s per remote address on the
+    # federation listener).
     send_per_second: 0
     send_burst: 0
     login_per_second: 0
     login_burst: 0
+    login_account_per_second: 0
+    login_account_burst: 0
+    register_per_second: 0
+    register_burst: 0
     federation_per_second: 0
     federation_burst: 0
 `

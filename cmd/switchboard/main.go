@@ -8,6 +8,8 @@
 //	switchboard serve --config switchboard.yaml
 //	switchboard generate-keys --data-dir DIR
 //	switchboard register --config switchboard.yaml --user alice
+//	switchboard health --config switchboard.yaml
+//	switchboard doctor --config switchboard.yaml
 //
 // main only wires the process (signals, exit code) to run, which tests call
 // in-process.
@@ -42,7 +44,7 @@ func main() {
 // run executes one switchboard command with the process environment and
 // standard input.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	a := &app{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	a := &app{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv, self: invokedAs(os.Args[0])}
 	return a.run(ctx, args)
 }
 
@@ -53,6 +55,12 @@ type app struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+	// self is how the binary was invoked, for commands printed to a person
+	// ("bin/switchboard register ..."); empty reads as "switchboard".
+	self string
+	// doctorEnv, when set, replaces what doctor takes from the outside
+	// world (certificate roots, DNS); tests set it.
+	doctorEnv *doctorEnv
 	// onServing, when set, receives the bound addresses once serve is
 	// accepting connections on every listener.
 	onServing func(boundAddrs)
@@ -66,6 +74,8 @@ Usage:
   switchboard generate-config --server-name example.org > switchboard.yaml
   switchboard generate-keys --data-dir DIR     write a signing key and a self-signed TLS pair
   switchboard register --config switchboard.yaml --user NAME [--admin]
+  switchboard health [--config switchboard.yaml] [--ready]   probe a running server (exit 0 when healthy)
+  switchboard doctor [--config switchboard.yaml]   check IPs, ports, TURN, federation, well-known, database, clock
   switchboard version
 
 Run "switchboard COMMAND -h" for a command's flags.
@@ -86,6 +96,10 @@ func (a *app) run(ctx context.Context, args []string) error {
 		return a.generateKeys(rest)
 	case "register":
 		return a.register(ctx, rest)
+	case "health":
+		return a.health(ctx, rest)
+	case "doctor":
+		return a.doctor(ctx, rest)
 	case "version", "--version", "-version":
 		fmt.Fprintln(a.stdout, "switchboard", version())
 		return nil

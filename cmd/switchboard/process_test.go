@@ -9,26 +9,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/testbin"
 )
 
-// buildBinary builds cmd/switchboard into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "switchboard")
-	cmd := exec.Command(goBin, "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+// TestMain removes a binary that internal/testbin built for this package.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
 }
 
 // waitFor polls cond every 50 ms until it is true or the deadline passes.
@@ -46,7 +39,7 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 // TestProcess runs the real binary: exit codes, JSON logs, --addr-file and
 // a clean exit 0 on SIGTERM.
 func TestProcess(t *testing.T) {
-	bin := buildBinary(t)
+	bin := testbin.Binary(t)
 
 	t.Run("exit codes", func(t *testing.T) {
 		for _, tc := range []struct {

@@ -32,6 +32,9 @@ type registerOptions struct {
 	url, configPath, secret, dataDir string
 	user, password, passwordFile     string
 	admin                            bool
+	// set holds serve's option flags given to register (--client-listen
+	// ...), layered over the file and the environment as serve does.
+	set []setting
 }
 
 // register runs `switchboard register`: it fetches a nonce, then posts the
@@ -41,7 +44,7 @@ func (a *app) register(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("switchboard register", flag.ContinueOnError)
 	fs.SetOutput(a.stderr)
 	var o registerOptions
-	fs.StringVar(&o.url, "url", "", "client API base URL (default http://127.0.0.1:8008, or the config's client.listen)")
+	fs.StringVar(&o.url, "url", "", "client API base URL (default: the client listener serve would bind, http://127.0.0.1:8008 unless configured)")
 	fs.StringVar(&o.configPath, "config", a.getenv(envPrefix+"CONFIG"), "read registration.shared_secret from this config file")
 	fs.StringVar(&o.secret, "shared-secret", "", "the registration shared secret (env SWITCHBOARD_REGISTRATION_SHARED_SECRET)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "read the secret --dev generated in this data directory")
@@ -49,6 +52,15 @@ func (a *app) register(ctx context.Context, args []string) error {
 	fs.StringVar(&o.password, "password", "", "password (visible to other local users; prefer --password-file or the prompt)")
 	fs.StringVar(&o.passwordFile, "password-file", "", "read the password from the first line of this file")
 	fs.BoolVar(&o.admin, "admin", false, "make the user a server admin")
+	// serve's flags too, so that the command line serve was started with
+	// finds the same client listener.
+	addOptionFlags(fs, &o.set)
+	fs.Usage = func() {
+		fmt.Fprint(a.stderr, "Usage: switchboard register [--config FILE | --data-dir DIR] --user NAME [--admin] [serve's flags]\n\n"+
+			"The client API is found as serve finds it: the file, then SWITCHBOARD_* environment\n"+
+			"variables, then flags such as --client-listen; --url overrides all of them.\n\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
@@ -76,8 +88,9 @@ func (a *app) register(ctx context.Context, args []string) error {
 }
 
 // registerSecretAndURL picks the shared secret from --shared-secret, the
-// environment, --data-dir or --config (in that order), and the base URL from
-// --url or the config's client listener.
+// environment, --data-dir (a --dev server's generated secret) or the layered
+// configuration (in that order), and the base URL from --url or the client
+// listener that serve would bind with the same file, environment and flags.
 func (a *app) registerSecretAndURL(o registerOptions) (secret, baseURL string, err error) {
 	secret, baseURL = o.secret, o.url
 	if secret == "" {
@@ -90,20 +103,18 @@ func (a *app) registerSecretAndURL(o registerOptions) (secret, baseURL string, e
 		}
 		secret = strings.TrimSpace(string(data))
 	}
-	if o.configPath != "" {
-		cfg := defaultConfig()
-		if err := loadConfigFile(o.configPath, &cfg); err != nil {
-			return "", "", err
-		}
-		if secret == "" {
-			secret = cfg.Registration.SharedSecret
-		}
-		if baseURL == "" && cfg.Client.Listen != "" {
-			baseURL = httpURL(cfg.Client.Listen, cfg.Client.TLSCert != "")
-		}
+	cfg := defaultConfig()
+	if err := layerConfig(&cfg, o.configPath, a.getenv, o.set); err != nil {
+		return "", "", err
+	}
+	if secret == "" {
+		secret = cfg.Registration.SharedSecret
 	}
 	if secret == "" {
 		return "", "", fmt.Errorf("%w: no shared secret: give --config FILE (registration.shared_secret), --shared-secret, or --data-dir DIR for a --dev server", ErrUsage)
+	}
+	if baseURL == "" && cfg.Client.Listen != "" {
+		baseURL = httpURL(cfg.Client.Listen, cfg.Client.TLSCert != "")
 	}
 	if baseURL == "" {
 		baseURL = "http://127.0.0.1:" + defaultClientPort

@@ -169,3 +169,49 @@ func TestRegisterUsageErrors(t *testing.T) {
 		t.Errorf("closed port: got %v", err)
 	}
 }
+
+// TestRegisterFindsListenerAsServeDoes: a server started with
+// `serve --config x.yaml --client-listen ...` (or SWITCHBOARD_CLIENT_LISTEN)
+// listens elsewhere than the file says; register given the same file and the
+// same override reaches it without --url.
+func TestRegisterFindsListenerAsServeDoes(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef"
+	api, srv := newAdminAPI(t, secret)
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	// The file names a port nobody listens on.
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedAddr := strings.TrimPrefix(closed.URL, "http://")
+	closed.Close()
+	dir := t.TempDir()
+	cfgPath := writeFile(t, dir, "x.yaml", "server_name: test\nregistration:\n  shared_secret: \""+secret+"\"\nclient:\n  listen: \""+closedAddr+"\"\n")
+
+	run := func(env map[string]string, args ...string) error {
+		var stdout, stderr bytes.Buffer
+		a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: envMap(env)}
+		return a.run(context.Background(), append([]string{"register", "--config", cfgPath, "--password", "pw"}, args...))
+	}
+	if err := run(nil, "--user", "nobody"); !errors.Is(err, ErrRegister) || !strings.Contains(err.Error(), closedAddr) {
+		t.Fatalf("the file's listener (closed): got %v, want a cannot-reach error naming %s", err, closedAddr)
+	}
+	if err := run(nil, "--client-listen", hostPort, "--user", "flag"); err != nil {
+		t.Fatalf("--client-listen: %v", err)
+	}
+	if err := run(map[string]string{"SWITCHBOARD_CLIENT_LISTEN": hostPort}, "--user", "env"); err != nil {
+		t.Fatalf("SWITCHBOARD_CLIENT_LISTEN: %v", err)
+	}
+	// A flag beats the environment, as for serve.
+	if err := run(map[string]string{"SWITCHBOARD_CLIENT_LISTEN": closedAddr}, "--client-listen", hostPort, "--user", "both"); err != nil {
+		t.Fatalf("flag over environment: %v", err)
+	}
+	// A bad override is named, as serve names it.
+	if err := run(nil, "--media-port", "x", "--user", "bad"); err == nil || !strings.Contains(err.Error(), "--media-port") {
+		t.Errorf("bad flag value: got %v", err)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	for _, u := range []string{"flag", "env", "both"} {
+		if _, ok := api.users[u]; !ok {
+			t.Errorf("user %s not registered", u)
+		}
+	}
+}

@@ -150,9 +150,7 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	log.Info("serving", "server_name", cfg.ServerName, "client", addrs.Client, "federation", addrs.Federation,
 		"metrics", addrs.Metrics, "turn_udp", addrs.TURNUDP, "turn_tcp", addrs.TURNTCP, "turn_tls", addrs.TURNTLS,
 		"media_udp", addrs.MediaUDP, "media_tcp", addrs.MediaTCP, "data_dir", cfg.DataDir)
-	if sf.dev {
-		printDevBanner(a.stdout, &cfg, addrs, hsCfg)
-	}
+	printBanner(a.stdout, &cfg, addrs, hsCfg, bannerInfo{dev: sf.dev, self: a.self, configPath: sf.configPath})
 	if sf.addrFile != "" {
 		if err := writeAddrFile(sf.addrFile, addrs); err != nil {
 			log.Error("writing --addr-file", "path", sf.addrFile, "err", err)
@@ -241,13 +239,17 @@ func homeserverConfig(cfg *Config, mat *material, addrs boundAddrs, dev bool) ho
 		KeyID:                    mat.key.ID(),
 		MaxRequestBytes:          cfg.Limits.MaxRequestBytes,
 		RateLimit: homeserver.RateLimitConfig{
-			SendPerSecond:       cfg.Limits.RateLimit.SendPerSecond,
-			SendBurst:           cfg.Limits.RateLimit.SendBurst,
-			LoginPerSecond:      cfg.Limits.RateLimit.LoginPerSecond,
-			LoginBurst:          cfg.Limits.RateLimit.LoginBurst,
-			FederationPerSecond: cfg.Limits.RateLimit.FederationPerSecond,
-			FederationBurst:     cfg.Limits.RateLimit.FederationBurst,
-			Disabled:            cfg.Limits.RateLimit.Disabled,
+			SendPerSecond:         cfg.Limits.RateLimit.SendPerSecond,
+			SendBurst:             cfg.Limits.RateLimit.SendBurst,
+			LoginPerSecond:        cfg.Limits.RateLimit.LoginPerSecond,
+			LoginBurst:            cfg.Limits.RateLimit.LoginBurst,
+			LoginAccountPerSecond: cfg.Limits.RateLimit.LoginAccountPerSecond,
+			LoginAccountBurst:     cfg.Limits.RateLimit.LoginAccountBurst,
+			RegisterPerSecond:     cfg.Limits.RateLimit.RegisterPerSecond,
+			RegisterBurst:         cfg.Limits.RateLimit.RegisterBurst,
+			FederationPerSecond:   cfg.Limits.RateLimit.FederationPerSecond,
+			FederationBurst:       cfg.Limits.RateLimit.FederationBurst,
+			Disabled:              cfg.Limits.RateLimit.Disabled,
 		},
 		RTC: homeserverRTC(cfg.MatrixRTC),
 		Federation: homeserver.FederationConfig{

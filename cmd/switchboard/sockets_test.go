@@ -33,11 +33,18 @@ func TestTurnURIs(t *testing.T) {
 
 func TestOwnAddrs(t *testing.T) {
 	relay := netip.MustParseAddr("203.0.113.7")
-	got := ownAddrs(boundAddrs{Client: "[::]:8008", Metrics: "127.0.0.1:9090", MediaUDP: "0.0.0.0:7882"}, relay)
+	got := ownAddrs(boundAddrs{Client: "[::]:8008", Metrics: "127.0.0.1:9090", MediaUDP: "0.0.0.0:7882"}, relay,
+		[]netip.Addr{netip.MustParseAddr("10.1.2.3"), relay})
 	want := []netip.AddrPort{
 		netip.MustParseAddrPort("203.0.113.7:8008"),
+		netip.MustParseAddrPort("127.0.0.1:8008"),
+		netip.MustParseAddrPort("[::1]:8008"),
+		netip.MustParseAddrPort("10.1.2.3:8008"),
 		netip.MustParseAddrPort("127.0.0.1:9090"),
 		netip.MustParseAddrPort("203.0.113.7:7882"),
+		netip.MustParseAddrPort("127.0.0.1:7882"),
+		netip.MustParseAddrPort("[::1]:7882"),
+		netip.MustParseAddrPort("10.1.2.3:7882"),
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)

@@ -104,7 +104,7 @@ func startTURN(cfg *Config, s *sockets, secret string, log *slog.Logger, reg pro
 		RelayPortMax:     uint16(cfg.TURN.RelayPortMax),
 		AllowCIDRs:       cfg.TURN.AllowCIDRs,
 		DenyCIDRs:        cfg.TURN.DenyCIDRs,
-		OwnAddrs:         ownAddrs(s.addrs(), ip),
+		OwnAddrs:         ownAddrs(s.addrs(), ip, interfaceAddrs()),
 		UserQuota:        cfg.TURN.UserQuota,
 		TotalQuota:       cfg.TURN.TotalQuota,
 		Logger:           log,
@@ -120,18 +120,45 @@ func startTURN(cfg *Config, s *sockets, secret string, log *slog.Logger, reg pro
 }
 
 // ownAddrs lists this process's other listeners so that TURN refuses to
-// relay into them; a wildcard-bound listener is listed on the relay IP.
-func ownAddrs(a boundAddrs, relay netip.Addr) []netip.AddrPort {
+// relay into them, even where turn.allow_cidrs admits their address (as
+// --dev admits loopback). A wildcard-bound listener is listed on the relay
+// IP, on loopback and on every local interface address. The relay's own
+// TURN sockets are added by turn.New.
+func ownAddrs(a boundAddrs, relay netip.Addr, local []netip.Addr) []netip.AddrPort {
 	var out []netip.AddrPort
 	for _, s := range []string{a.Client, a.Federation, a.Metrics, a.MediaUDP, a.MediaTCP} {
 		ap, err := netip.ParseAddrPort(s)
 		if err != nil {
 			continue
 		}
-		if ap.Addr().IsUnspecified() {
-			ap = netip.AddrPortFrom(relay, ap.Port())
+		if !ap.Addr().IsUnspecified() {
+			out = append(out, ap)
+			continue
 		}
-		out = append(out, ap)
+		out = append(out, netip.AddrPortFrom(relay, ap.Port()),
+			netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port()),
+			netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port()))
+		for _, l := range local {
+			if l != relay {
+				out = append(out, netip.AddrPortFrom(l, ap.Port()))
+			}
+		}
+	}
+	return out
+}
+
+// interfaceAddrs lists this machine's interface addresses (none if they
+// cannot be read: the relay IP and loopback are listed regardless).
+func interfaceAddrs() []netip.Addr {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
 	}
 	return out
 }

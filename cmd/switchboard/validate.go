@@ -64,7 +64,8 @@ func (c *Config) Validate() error {
 	}
 	rl := c.Limits.RateLimit
 	if rl.SendPerSecond < 0 || rl.LoginPerSecond < 0 || rl.SendBurst < 0 || rl.LoginBurst < 0 ||
-		rl.FederationPerSecond < 0 || rl.FederationBurst < 0 {
+		rl.FederationPerSecond < 0 || rl.FederationBurst < 0 || rl.LoginAccountPerSecond < 0 || rl.LoginAccountBurst < 0 ||
+		rl.RegisterPerSecond < 0 || rl.RegisterBurst < 0 {
 		v.add("limits.rate_limit", "rates and bursts must not be negative")
 	}
 	return v.err()

@@ -183,13 +183,13 @@ func TestTokensNoncesFilters(t *testing.T) {
 			t.Fatalf("expired openid: %v", err)
 		}
 
-		if err := db.CreateRegistrationNonce(ctx, "n1", 1000, 0); err != nil {
+		if err := db.CreateRegistrationNonce(ctx, "n1", 1000, 0, 100); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.ConsumeRegistrationNonce(ctx, "n1", 1001); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("stale nonce: %v", err)
 		}
-		if err := db.CreateRegistrationNonce(ctx, "n2", 1000, 0); err != nil {
+		if err := db.CreateRegistrationNonce(ctx, "n2", 1000, 0, 100); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.ConsumeRegistrationNonce(ctx, "n2", 1000); err != nil {

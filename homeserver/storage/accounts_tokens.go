@@ -37,9 +37,11 @@ func (db *DB) OpenIDToken(ctx context.Context, tokenHash string, nowMS int64) (s
 	return userID, nil
 }
 
-// CreateRegistrationNonce stores a nonce for shared-secret registration and
-// deletes those created before staleMS.
-func (db *DB) CreateRegistrationNonce(ctx context.Context, nonce string, nowMS, staleMS int64) error {
+// CreateRegistrationNonce stores a nonce for shared-secret registration,
+// deletes those created before staleMS and, past keep stored nonces, the
+// oldest (those created in the same millisecond as the keep-th newest
+// stay, so the bound is keep plus one millisecond's worth).
+func (db *DB) CreateRegistrationNonce(ctx context.Context, nonce string, nowMS, staleMS int64, keep int) error {
 	return db.WriteTx(ctx, func(tx *Tx) error {
 		if _, err := tx.exec(ctx, `DELETE FROM registration_nonces WHERE created_ts < $1`, staleMS); err != nil {
 			return fmt.Errorf("storage: registration nonce: %w", err)
@@ -47,8 +49,21 @@ func (db *DB) CreateRegistrationNonce(ctx context.Context, nonce string, nowMS, 
 		if _, err := tx.exec(ctx, `INSERT INTO registration_nonces (nonce, created_ts) VALUES ($1, $2)`, nonce, nowMS); err != nil {
 			return fmt.Errorf("storage: registration nonce: %w", err)
 		}
+		if _, err := tx.exec(ctx, `DELETE FROM registration_nonces WHERE created_ts <
+			(SELECT created_ts FROM registration_nonces ORDER BY created_ts DESC LIMIT 1 OFFSET $1)`, keep-1); err != nil {
+			return fmt.Errorf("storage: registration nonce: %w", err)
+		}
 		return nil
 	})
+}
+
+// RegistrationNonceCount is the number of stored registration nonces.
+func (db *DB) RegistrationNonceCount(ctx context.Context) (int, error) {
+	var n int
+	if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM registration_nonces`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("storage: registration nonces: %w", err)
+	}
+	return n, nil
 }
 
 // ConsumeRegistrationNonce deletes a nonce and reports whether it existed

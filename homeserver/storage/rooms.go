@@ -203,9 +203,20 @@ func (db *DB) RoomHasEventsBetween(ctx context.Context, roomID string, after, up
 
 // SetAlias maps an alias to a room; ErrExists if it is taken.
 func (db *DB) SetAlias(ctx context.Context, alias, roomID, creator string) error {
+	return db.SetAliasWithKey(ctx, alias, "", roomID, creator)
+}
+
+// SetAliasWithKey maps an alias to a room and records its fold key (the
+// caller's normal form for "reads the same"); ErrExists if the alias or
+// another alias with the same non-empty key is taken.
+func (db *DB) SetAliasWithKey(ctx context.Context, alias, foldKey, roomID, creator string) error {
+	var key any
+	if foldKey != "" {
+		key = foldKey
+	}
 	return db.WriteTx(ctx, func(tx *Tx) error {
-		res, err := tx.exec(ctx, `INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3) ON CONFLICT (alias) DO NOTHING`,
-			alias, roomID, creator)
+		res, err := tx.exec(ctx, `INSERT INTO room_aliases (alias, room_id, creator, fold_key) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+			alias, roomID, creator, key)
 		if err != nil {
 			return fmt.Errorf("storage: set alias: %w", err)
 		}
@@ -226,6 +237,15 @@ func (db *DB) Alias(ctx context.Context, alias string) (roomID, creator string, 
 		return "", "", fmt.Errorf("storage: alias: %w", err)
 	}
 	return roomID, creator, nil
+}
+
+// AliasFoldKeyTaken reports whether an alias with this fold key exists.
+func (db *DB) AliasFoldKeyTaken(ctx context.Context, foldKey string) (bool, error) {
+	var n int
+	if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM room_aliases WHERE fold_key = $1`, foldKey).Scan(&n); err != nil {
+		return false, fmt.Errorf("storage: alias fold key: %w", err)
+	}
+	return n > 0, nil
 }
 
 // DeleteAlias removes an alias.

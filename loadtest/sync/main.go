@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchboard-chat/switchboard/internal/testbin"
 	"github.com/switchboard-chat/switchboard/tests/e2e"
 )
 
@@ -139,12 +140,12 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 		if err != nil {
 			return nil, err
 		}
-		root, err := e2e.ModuleRoot(wd)
+		root, err := testbin.ModuleRoot(wd)
 		if err != nil {
 			return nil, err
 		}
 		say("building ./cmd/switchboard")
-		if bin, err = e2e.Build(ctx, root, tmp); err != nil {
+		if bin, err = testbin.Build(root, tmp); err != nil {
 			return nil, err
 		}
 	}

@@ -1,17 +1,15 @@
-// Helpers for the browser tests: build and start a real switchboard binary
+// Helpers for the browser tests: start a real switchboard binary
 // (`serve --dev`, every listener on 127.0.0.1 port 0, found through
 // --addr-file), serve the bundled test page from a tiny static HTTP server,
 // read the server's Prometheus metrics, and poll with deadlines.
 
-import { spawn, execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { constants } from "node:fs";
+import { access, mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-
-const execFileP = promisify(execFile);
 
 /** The repository root (tests/browser/../..). */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -28,27 +26,23 @@ export async function waitUntil(what, ms, fn, everyMs = 100) {
 }
 
 /**
- * Builds cmd/switchboard into a fresh temporary directory and returns the
- * binary's path and the directory (for removal). SWITCHBOARD_BIN, when set,
- * names a prebuilt binary to use instead.
+ * The switchboard binary under test: SWITCHBOARD_TEST_BINARY when set (`make
+ * test` builds it once for the whole run), else bin/switchboard, which `npm
+ * test` builds first (scripts/test-binary.sh, the "pretest" script). Nothing
+ * is compiled here, inside a test's time limit. Returns { bin, dir } where
+ * dir (a directory to remove afterwards) is always undefined.
  */
 export async function buildSwitchboard() {
-    if (process.env.SWITCHBOARD_BIN) {
-        return { bin: path.resolve(process.env.SWITCHBOARD_BIN), dir: undefined };
-    }
-    const dir = await mkdtemp(path.join(tmpdir(), "switchboard-browser-bin-"));
-    const bin = path.join(dir, "switchboard");
+    const bin = path.resolve(process.env.SWITCHBOARD_TEST_BINARY || path.join(repoRoot, "bin", "switchboard"));
     try {
-        await execFileP("go", ["build", "-o", bin, "./cmd/switchboard"], {
-            cwd: repoRoot,
-            maxBuffer: 16 << 20,
-            timeout: 5 * 60 * 1000,
-        });
-    } catch (err) {
-        await rm(dir, { recursive: true, force: true });
-        throw new Error(`go build ./cmd/switchboard failed (${err.code ?? err.signal ?? "?"}):\n${err.stderr || err.message}`);
+        await access(bin, constants.X_OK);
+    } catch {
+        throw new Error(
+            `no switchboard binary at ${bin}: run the tests with \`npm test\` (it builds bin/switchboard first) ` +
+                "or `make build`, or set SWITCHBOARD_TEST_BINARY",
+        );
     }
-    return { bin, dir };
+    return { bin, dir: undefined };
 }
 
 /** A running switchboard process started by startSwitchboard. */

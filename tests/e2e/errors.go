@@ -3,8 +3,6 @@ package e2e
 import "errors"
 
 var (
-	// ErrBuild is a failure to locate the module or build the binary.
-	ErrBuild = errors.New("e2e: build")
 	// ErrStart is a server that did not come up.
 	ErrStart = errors.New("e2e: start")
 	// ErrTimeout is a process that did not exit in time.

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,20 +13,12 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testbin"
 )
 
-// binDir holds the binary built once for the whole package.
-var binDir string
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "switchboard-e2e-bin-*")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	testbin.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
@@ -37,49 +28,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-// EnvBin names a prebuilt switchboard binary to test instead of building
-// ./cmd/switchboard of this module.
-const EnvBin = "SWITCHBOARD_E2E_BIN"
-
-// binary builds ./cmd/switchboard once per package run (or takes EnvBin).
-// It also stats the server's source files from inside the test, so `go
-// test` caches this package's result only while those files are
-// unchanged.
+// binary is the switchboard binary under test (internal/testbin: the one
+// `make test` built, or one built once for this package run).
 func binary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		if bin := os.Getenv(EnvBin); bin != "" {
-			_, buildErr = os.Stat(bin)
-			builtBin = bin
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		root, err := ModuleRoot(".")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		files, err := SourceFiles(ctx, root)
-		if err != nil {
-			buildErr = err
-			return
-		}
-		for _, f := range files {
-			_, _ = os.Stat(f)
-		}
-		builtBin, buildErr = Build(ctx, root, binDir)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
+	return testbin.Binary(t)
 }
 
 // backend is one database the server runs on in a test.

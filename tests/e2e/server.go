@@ -1,8 +1,9 @@
 // Package e2e runs the real switchboard binary as a child process and talks
 // to it over loopback, as an operator's clients would. Its tests check
 // properties only a real process can show (an acknowledged event survives
-// kill -9; SIGTERM ends long-polls and exits 0). The helpers here build and
-// start the binary; the load tool in loadtest/sync uses them too.
+// kill -9; SIGTERM ends long-polls and exits 0). The helpers here start the
+// binary (internal/testbin provides it); the load tool in loadtest/sync and
+// the call benchmark in bench/calls use them too.
 package e2e
 
 import (
@@ -21,75 +22,6 @@ import (
 	"syscall"
 	"time"
 )
-
-// ModuleRoot returns the directory holding the go.mod of the module that dir
-// is in, walking up from dir.
-func ModuleRoot(dir string) (string, error) {
-	d, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			return "", fmt.Errorf("%w: no go.mod above %s", ErrBuild, dir)
-		}
-		d = parent
-	}
-}
-
-// Build compiles ./cmd/switchboard of the module at root into
-// outDir/switchboard (static, CGO_ENABLED=0, as `make build` does) and
-// returns the binary's path.
-func Build(ctx context.Context, root, outDir string) (string, error) {
-	bin := filepath.Join(outDir, "switchboard")
-	cmd := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "./cmd/switchboard")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("%w: go build ./cmd/switchboard: %w\n%s", ErrBuild, err, out)
-	}
-	return bin, nil
-}
-
-// SourceFiles lists the files of the main module that the binary is built
-// from (Go files and embedded files of every package ./cmd/switchboard
-// depends on). Tests stat them so that `go test`'s result cache is
-// invalidated when the server's source changes, not only the test's.
-func SourceFiles(ctx context.Context, root string) ([]string, error) {
-	const format = `{{if .Module}}{{if .Module.Main}}{{$d := .Dir}}` +
-		`{{range .GoFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}` +
-		`{{range .EmbedFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{end}}{{end}}`
-	cmd := exec.CommandContext(ctx, goTool(), "list", "-deps", "-f", format, "./cmd/switchboard")
-	cmd.Dir = root
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("%w: go list: %w\n%s", ErrBuild, err, stderr.Bytes())
-	}
-	var files []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			files = append(files, l)
-		}
-	}
-	return files, nil
-}
-
-// goTool is the go command: the one on PATH, else the one of this GOROOT.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	if root := os.Getenv("GOROOT"); root != "" {
-		return filepath.Join(root, "bin", "go")
-	}
-	return "go"
-}
 
 // Addrs are the listen addresses the server wrote to --addr-file.
 type Addrs struct {

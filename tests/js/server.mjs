@@ -1,16 +1,14 @@
-// Starts a real switchboard binary for the integration tests: built once per
-// run from the repository root, run as `serve --dev` with a fresh data
+// Starts a real switchboard binary for the integration tests: built before the
+// tests (see buildSwitchboard), run as `serve --dev` with a fresh data
 // directory and every listener on 127.0.0.1 port 0, found through
 // --addr-file, and stopped with SIGTERM (SIGKILL after a deadline).
 
-import { spawn, execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { constants } from "node:fs";
+import { access, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-
-const execFileP = promisify(execFile);
 
 /** The repository root (tests/js/../..). */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -27,28 +25,23 @@ export async function waitUntil(what, ms, fn, everyMs = 50) {
 }
 
 /**
- * Builds cmd/switchboard into a fresh temporary directory and returns the
- * binary's path and the directory (for removal). SWITCHBOARD_BIN, when set,
- * names a binary to use instead (nothing is built).
+ * The switchboard binary under test: SWITCHBOARD_TEST_BINARY when set (`make
+ * test` builds it once for the whole run), else bin/switchboard, which `npm
+ * test` builds first (scripts/test-binary.sh, the "pretest" script). Nothing
+ * is compiled here, inside a test's time limit. Returns { bin, dir } where
+ * dir (a directory to remove afterwards) is always undefined.
  */
 export async function buildSwitchboard() {
-    if (process.env.SWITCHBOARD_BIN) {
-        // A prebuilt binary, e.g. to test a release build; not removed.
-        return { bin: path.resolve(process.env.SWITCHBOARD_BIN), dir: undefined };
-    }
-    const dir = await mkdtemp(path.join(tmpdir(), "switchboard-js-bin-"));
-    const bin = path.join(dir, "switchboard");
+    const bin = path.resolve(process.env.SWITCHBOARD_TEST_BINARY || path.join(repoRoot, "bin", "switchboard"));
     try {
-        await execFileP("go", ["build", "-o", bin, "./cmd/switchboard"], {
-            cwd: repoRoot,
-            maxBuffer: 16 << 20,
-            timeout: 5 * 60 * 1000,
-        });
-    } catch (err) {
-        await rm(dir, { recursive: true, force: true });
-        throw new Error(`go build ./cmd/switchboard failed: ${err.message}\n${err.stderr ?? ""}`);
+        await access(bin, constants.X_OK);
+    } catch {
+        throw new Error(
+            `no switchboard binary at ${bin}: run the tests with \`npm test\` (it builds bin/switchboard first) ` +
+                "or `make build`, or set SWITCHBOARD_TEST_BINARY",
+        );
     }
-    return { bin, dir };
+    return { bin, dir: undefined };
 }
 
 /**

@@ -37,17 +37,55 @@ function toast(text, { info = false, ms = 6000 } = {}) {
     const t = $("toast");
     t.textContent = text;
     t.classList.toggle("info", info);
+    t.style.top = `${toastTop()}px`;
     t.hidden = false;
     clearTimeout(toastTimer);
     toastTimer = setTimeout(() => (t.hidden = true), ms);
 }
 
+/**
+ * Where the toast goes: just below the lowest header showing (the top bar,
+ * the room's name and call buttons, or the call's title), so that it never
+ * hides them.
+ */
+function toastTop() {
+    let top = 16;
+    for (const el of document.querySelectorAll(".topbar, .room-head, .call-head")) {
+        const r = el.getBoundingClientRect();
+        if (r.height > 0 && r.bottom < window.innerHeight / 2) top = Math.max(top, r.bottom + 8);
+    }
+    return Math.round(top);
+}
+
+/** The largest event a server accepts (spec: "Size limits", 65536 bytes). */
+const MAX_EVENT_KB = 64;
+
+/**
+ * Explains an error in plain words. The server's own message is shown only
+ * for refusals it words for people (M_FORBIDDEN, M_NOT_FOUND); codes that
+ * carry a library's text (M_TOO_LARGE, M_BAD_JSON, 5xx) get ours.
+ */
 function errText(err) {
     if (err instanceof MatrixError) {
         if (err.network) return err.message;
-        if (err.errcode === "M_FORBIDDEN") return `Not allowed: ${err.message}`;
-        if (err.errcode === "M_NOT_FOUND") return `Not found: ${err.message}`;
-        if (err.errcode === "M_LIMIT_EXCEEDED") return "Slow down: the server asked to wait a moment.";
+        switch (err.errcode) {
+            case "M_FORBIDDEN":
+                return `Not allowed: ${err.message}`;
+            case "M_NOT_FOUND":
+                return `Not found: ${err.message}`;
+            case "M_LIMIT_EXCEEDED":
+                return "Slow down: the server asked to wait a moment.";
+            case "M_TOO_LARGE":
+                return `This is too large for the server (limit ${MAX_EVENT_KB} KB).`;
+            case "M_UNKNOWN_TOKEN":
+            case "M_MISSING_TOKEN":
+                return "You were signed out. Sign in again.";
+            case "M_NOT_JSON":
+            case "M_BAD_JSON":
+                return "The server could not read this request. Reload the page and try again.";
+        }
+        if (err.status === 413) return `This is too large for the server (limit ${MAX_EVENT_KB} KB).`;
+        if (err.status >= 500) return `The server had a problem (HTTP ${err.status}). Try again in a moment.`;
         return err.message;
     }
     return String(err?.message ?? err);
@@ -373,7 +411,11 @@ async function sendMessage(ev) {
         await client.sendEvent(currentRoomId, "m.room.message", { msgtype: "m.text", body });
     } catch (err) {
         input.value = body;
-        toast(`Your message was not sent: ${errText(err)}`);
+        if (err instanceof MatrixError && (err.errcode === "M_TOO_LARGE" || err.status === 413)) {
+            toast(`This message is too long to send (limit ${MAX_EVENT_KB} KB). Shorten it or send it in parts.`);
+        } else {
+            toast(`Your message was not sent: ${errText(err)}`);
+        }
     }
 }
 
