@@ -49,12 +49,26 @@ type Config struct {
 	// Federation configures the server-server API. Zero value: peers'
 	// certificates are verified and internal addresses are refused.
 	Federation FederationConfig
+	// Push configures delivery to push gateways (push_*.go). Zero value:
+	// gateways on loopback or private addresses are refused.
+	Push PushConfig
 	// RTC configures MatrixRTC support (Element Call): focus discovery,
 	// delayed and sticky events (rtc_discovery.go). Zero value: on, with
 	// defaults.
 	RTC RTCConfig
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+}
+
+// PushConfig configures outbound requests to push gateways.
+type PushConfig struct {
+	// AllowNetworks lists CIDRs (or single IPs) of gateways that may be
+	// reached although loopback or private, e.g. "127.0.0.1/32" for a
+	// Sygnal or ntfy beside the server. Default: none (--dev: loopback).
+	AllowNetworks []string
+	// RetryMin and RetryMax bound the exponential backoff while a
+	// gateway is unreachable. Defaults 1 s and 10 min.
+	RetryMin, RetryMax time.Duration
 }
 
 // FederationConfig configures the server-server API (federation_*.go).

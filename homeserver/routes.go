@@ -107,6 +107,10 @@ func (s *Server) routes(e *echo.Echo) {
 	// Devices, profiles, filters, push rules, keys, OpenID, capabilities,
 	// password change and shared-secret registration.
 	s.accountRoutes(a)
+	// Pushers and notifications (push_*.go), key backup (roomkeys*.go).
+	s.pushRoutes(a)
+	s.roomKeysRoutes(a)
+	a.authedAt(http.MethodPost, "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", s.slidingSync)
 
 	// MatrixRTC (Element Call): foci discovery, delayed events, delegated
 	// leave (rtc_discovery.go, delayed_events.go, rtc_delegate.go).

@@ -49,6 +49,8 @@ func TestRTCDiscovery(t *testing.T) {
 		if u := livekitURLOf(t, wk.Body["org.matrix.msc4143.rtc_foci"]); u != "https://matrix.example.org/livekit/jwt" {
 			t.Fatalf("rtc_foci livekit_service_url %q", u)
 		}
+		// Element Call probes key backup at start: none yet is 404 M_NOT_FOUND.
+		wantStatus(t, ts.do(t, http.MethodGet, "/_matrix/client/v3/room_keys/version", alice.AccessToken, nil), http.StatusNotFound, "M_NOT_FOUND")
 		v := ts.do(t, http.MethodGet, "/_matrix/client/versions", "", nil)
 		feats, _ := v.Body["unstable_features"].(map[string]any)
 		for _, f := range []string{"org.matrix.msc4140", "org.matrix.msc4354", "org.matrix.msc4143"} {

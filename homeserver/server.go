@@ -34,6 +34,12 @@ type Server struct {
 	metrics   *metrics
 	// fed is the server-server API (federation_*.go).
 	fed *federation
+	// push evaluates push rules and feeds push gateways (push_*.go).
+	push *pushManager
+	// ssConns are the sliding sync connections and ssRooms their shared
+	// room metadata (slidingsync*.go).
+	ssConns ssConns
+	ssRooms ssRoomCache
 
 	sendLimit  *limiter
 	loginLimit *limiter
@@ -65,12 +71,20 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		log:      log,
 		shutdown: make(chan struct{}),
 	}
+	// The push manager exists before the database so that the commit hook
+	// never sees it change; it starts once everything is open.
+	push, err := newPushManager(s)
+	if err != nil {
+		return nil, err
+	}
+	s.push = push
 	// The notifier hears of every committed write from the storage writer,
 	// in commit order; it starts at the newest position once open.
 	notifier := newLocalNotifier(0)
 	db, err := storage.Open(ctx, cfg.Database, func(pos int64, keys []string) {
 		notifier.Notify(pos, keys...)
 		s.fed.committed(keys)
+		s.push.committed(keys)
 	})
 	if err != nil {
 		return nil, err
@@ -97,6 +111,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	}
 	s.echo = s.newRouter()
 	if s.fed, err = newFederation(s); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.push.start(ctx); err != nil {
+		s.fed.close()
 		db.Close()
 		return nil, err
 	}
@@ -179,6 +198,15 @@ func (c *Config) validate() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Push.RetryMin <= 0 {
+		c.Push.RetryMin = time.Second
+	}
+	if c.Push.RetryMax < c.Push.RetryMin {
+		c.Push.RetryMax = max(10*time.Minute, c.Push.RetryMin)
+	}
+	if _, err := newAddrPolicy(c.Push.AllowNetworks); err != nil {
+		return err
+	}
 	if err := c.RTC.validate(); err != nil {
 		return err
 	}
@@ -206,6 +234,7 @@ func (s *Server) Close() error {
 	s.Shutdown()
 	s.rtcDelegates.stop()
 	s.delayed.stop()
+	s.push.close()
 	s.fed.close()
 	return s.db.Close()
 }

@@ -497,7 +497,11 @@ func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, roomID st
 		jr.Summary["m.joined_member_count"] = len(joined)
 		jr.Summary["m.invited_member_count"] = len(invited)
 	}
-	return jr, has, nil
+	notified, err := s.syncUnread(ctx, req.UserID, roomID, since.pos, fresh, has, jr.UnreadNotifications)
+	if err != nil {
+		return nil, false, err
+	}
+	return jr, has || notified, nil
 }
 
 // stateDelta returns the state events a client needs before the timeline:

@@ -49,6 +49,16 @@ type Config struct {
 	SFU          SFUConfig          `yaml:"sfu"`
 	MatrixRTC    MatrixRTCConfig    `yaml:"matrix_rtc"`
 	Limits       LimitsConfig       `yaml:"limits"`
+	Push         PushConfig         `yaml:"push"`
+}
+
+// PushConfig is outbound delivery to push gateways (Sygnal, ntfy...).
+type PushConfig struct {
+	// AllowCIDRs are loopback or private networks push gateways may be
+	// reached at (refused by default, as for federation), e.g.
+	// ["127.0.0.1/32"] for a gateway beside the server. Default: none (in
+	// --dev: loopback).
+	AllowCIDRs []string `yaml:"allow_cidrs"`
 }
 
 // LogConfig selects the log/slog handler.
@@ -250,6 +260,7 @@ func devConfig() Config {
 	c.TURN.Listen = "127.0.0.1:" + defaultTURNPort
 	c.TURN.TLSListen = "127.0.0.1:" + defaultTURNTLSPort
 	c.TURN.AllowCIDRs = []string{"127.0.0.0/8", "::1/128"}
+	c.Push.AllowCIDRs = []string{"127.0.0.0/8", "::1/128"}
 	c.SFU.UDPListen = "127.0.0.1:" + defaultMediaUDPPort
 	c.SFU.TCPListen = "127.0.0.1:" + defaultMediaTCPPort
 	return c

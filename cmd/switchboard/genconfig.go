@@ -84,6 +84,11 @@ federation:
   # default), e.g. ["127.0.0.1/32"] for several servers on one machine.
   allow_cidrs: []
 
+push:
+  # Loopback/private networks push gateways (Sygnal, ntfy) may be reached
+  # at (refused by default), e.g. ["127.0.0.1/32"] for one beside the server.
+  allow_cidrs: []
+
 metrics:
   # Prometheus /metrics plus /health and /ready. Use ":9090" to scrape it
   # from another machine or container. Empty turns it off.

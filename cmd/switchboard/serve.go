@@ -256,6 +256,7 @@ func homeserverConfig(cfg *Config, mat *material, addrs boundAddrs, dev bool) ho
 			SkipTLSVerify: cfg.Federation.SkipTLSVerify,
 			AllowNetworks: cfg.Federation.AllowCIDRs,
 		},
+		Push: homeserver.PushConfig{AllowNetworks: cfg.Push.AllowCIDRs},
 	}
 	if hc.PublicBaseURL == "" && dev {
 		hc.PublicBaseURL = httpURL(addrs.Client, mat.clientTLS != nil)

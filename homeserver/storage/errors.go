@@ -9,4 +9,7 @@ var (
 	ErrNotFound = errors.New("storage: not found")
 	// ErrExists is returned when a unique row already exists.
 	ErrExists = errors.New("storage: already exists")
+	// ErrWrongKeyBackupVersion is returned when keys are written to a key
+	// backup version that is not the user's current one.
+	ErrWrongKeyBackupVersion = errors.New("storage: not the current key backup version")
 )

@@ -144,6 +144,9 @@ func (db *DB) DeleteDevices(ctx context.Context, userID string, deviceIDs []stri
 				`DELETE FROM one_time_keys WHERE user_id = $1 AND device_id = $2`,
 				`DELETE FROM fallback_keys WHERE user_id = $1 AND device_id = $2`,
 				`DELETE FROM to_device WHERE user_id = $1 AND device_id = $2`,
+				// Pushers go with the device that set them (spec: "POST
+				// /logout": pushers for the device are deleted).
+				`DELETE FROM pushers WHERE user_id = $1 AND device_id = $2`,
 			} {
 				if _, err := tx.exec(ctx, q, userID, id); err != nil {
 					return fmt.Errorf("storage: delete device: %w", err)
