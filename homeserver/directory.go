@@ -29,6 +29,9 @@ func (s *Server) validAlias(alias string) bool {
 
 func (s *Server) getAlias(c echo.Context) error {
 	alias := param(c, "alias")
+	if remote, err := s.remoteAlias(c, alias); remote || err != nil {
+		return err
+	}
 	roomID, _, err := s.db.Alias(c.Request().Context(), alias)
 	if errors.Is(err, storage.ErrNotFound) {
 		return errNotFound("Room alias %s not found", alias)

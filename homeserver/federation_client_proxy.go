@@ -22,7 +22,7 @@ func (f *federation) remoteProfile(ctx context.Context, userID string) (displayN
 	p, err := f.client.LookupProfile(ctx, f.origin(), spec.ServerName(serverOf(userID)), userID, "")
 	if err != nil {
 		f.log.Debug("remote profile lookup failed", "user_id", userID, "err", err)
-		return "", "", errNotFound("Profile was not found")
+		return "", "", f.remoteError(ctx, serverOf(userID), "query/profile", err)
 	}
 	return p.DisplayName, p.AvatarURL, nil
 }

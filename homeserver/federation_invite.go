@@ -74,8 +74,7 @@ func (f *federation) inviteRemote(ctx context.Context, roomID, sender, target, r
 	}
 	resp, err := f.client.SendInviteV2(ctx, f.origin(), spec.ServerName(serverOf(target)), req)
 	if err != nil {
-		f.log.Info("remote invite refused or failed", "room_id", roomID, "target", target, "err", err)
-		return errForbidden("the invitee's server did not accept the invite: %v", err)
+		return f.remoteError(ctx, serverOf(target), "invite", err)
 	}
 	cp, err := f.checkPDUInVersion(ctx, resp.Event, room, true)
 	if err != nil {
@@ -166,7 +165,10 @@ func (f *federation) invite(c echo.Context) error {
 		return errForbidden("%s is not a user of this server", target)
 	}
 	if _, err := f.s.db.UserByID(ctx, target); err != nil {
-		return errNotFound("Unknown user %s", target)
+		// Spec: Server-Server API, "PUT /_matrix/federation/v2/invite":
+		// 400 or 403, not 404 (an inviting server reads a 404 as "v2 not
+		// served" and retries v1).
+		return errForbidden("Unknown user %s", target)
 	}
 	stripped, err := checkStrippedState(req.InviteRoomState)
 	if err != nil {
@@ -186,6 +188,7 @@ func (f *federation) invite(c echo.Context) error {
 		if err := f.storeInviteStub(ctx, signed, req.RoomVersion, stripped); err != nil {
 			return err
 		}
+		f.noteGap(ctx, roomID, signed.EventID())
 	}
 	return c.JSON(http.StatusOK, map[string]any{"event": json.RawMessage(signed.JSON())})
 }
@@ -314,7 +317,10 @@ func (f *federation) resolveRemoteAlias(ctx context.Context, alias string) (stri
 	server := alias[strings.IndexByte(alias, ':')+1:]
 	res, err := f.client.LookupRoomAlias(ctx, f.origin(), spec.ServerName(server), alias)
 	if err != nil {
-		return "", nil, errNotFound("Room alias %s not found: %v", alias, err)
+		return "", nil, f.remoteError(ctx, server, "query/directory", err)
+	}
+	if _, rs, ok := cutRoomServer(res.RoomID); !strings.HasPrefix(res.RoomID, "!") || !ok || rs == "" {
+		return "", nil, merr(http.StatusBadGateway, "M_UNKNOWN", "%s answered query/directory with no room ID", server)
 	}
 	servers := make([]string, 0, len(res.Servers))
 	for _, s := range res.Servers {
@@ -329,29 +335,33 @@ func (f *federation) resolveRemoteAlias(ctx context.Context, alias string) (stri
 func (f *federation) leaveRemote(ctx context.Context, roomID, userID string) error {
 	var lastErr error
 	for _, server := range f.joinServers(ctx, roomID, userID, nil) {
-		if lastErr = f.leaveVia(ctx, roomID, userID, server); lastErr == nil {
+		err := f.leaveVia(ctx, roomID, userID, server)
+		if err == nil {
 			return nil
 		}
-		f.log.Info("remote leave failed", "room_id", roomID, "via", server, "err", lastErr)
+		f.log.Info("remote leave failed", "room_id", roomID, "via", server, "err", err)
+		if lastErr == nil || !isRefusal(lastErr) {
+			lastErr = err
+		}
 	}
 	if lastErr == nil {
 		lastErr = errNotFound("no server to leave %s through", roomID)
 	}
-	return merr(http.StatusBadGateway, "M_UNKNOWN", "could not leave %s: %v", roomID, lastErr)
+	return lastErr
 }
 
 func (f *federation) leaveVia(ctx context.Context, roomID, userID, server string) error {
 	ml, err := f.client.MakeLeave(ctx, f.origin(), spec.ServerName(server), roomID, userID)
 	if err != nil {
-		return err
+		return f.remoteError(ctx, server, "make_leave", err)
 	}
 	ver, err := gomatrixserverlib.GetRoomVersion(ml.RoomVersion)
 	if err != nil || !supportedRoomVersions[string(ml.RoomVersion)] {
-		return errBadJSON("room version %q is not supported", ml.RoomVersion)
+		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported by this server", plainText(string(ml.RoomVersion), 32))
 	}
 	proto := ml.LeaveEvent
 	if proto.Type != spec.MRoomMember || proto.SenderID != userID || proto.StateKey == nil || *proto.StateKey != userID || proto.RoomID != roomID {
-		return errBadJSON("make_leave returned a template for something else")
+		return merr(http.StatusBadGateway, "M_UNKNOWN", "%s answered make_leave with a template for something else", server)
 	}
 	if err := proto.SetContent(map[string]string{"membership": "leave"}); err != nil {
 		return err
@@ -362,7 +372,7 @@ func (f *federation) leaveVia(ctx context.Context, roomID, userID, server string
 		return err
 	}
 	if err := f.client.SendLeave(ctx, f.origin(), spec.ServerName(server), leave); err != nil {
-		return err
+		return f.remoteError(ctx, server, "send_leave", err)
 	}
 	now := f.s.nowMS()
 	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {

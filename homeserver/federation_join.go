@@ -338,29 +338,41 @@ func (f *federation) joinRemote(ctx context.Context, roomID, userID string, serv
 	for _, server := range servers {
 		err := f.joinVia(ctx, roomID, userID, server)
 		if err == nil {
+			// A rejoin: what was said while we were away is a gap (gaps.go).
+			if join, err := f.s.db.CurrentStateEvent(ctx, roomID, spec.MRoomMember, userID); err == nil {
+				f.noteGap(ctx, roomID, join.EventID)
+			}
 			f.replayLatePresence(ctx, roomID)
 			if servers, err := f.roomServers(ctx, roomID); err == nil {
 				f.sendRoomPresence(ctx, roomID, slices.DeleteFunc(servers, func(s string) bool { return s == f.s.cfg.ServerName }))
 			}
 			return nil
 		}
+		if errors.Is(err, ErrBadPDU) || errors.Is(err, ErrFederation) {
+			err = f.remoteError(ctx, server, "send_join", err)
+		}
 		f.log.Info("remote join failed", "room_id", roomID, "via", server, "err", err)
-		lastErr = err
 		var me *MatrixError
 		if errors.As(err, &me) && me.Status == http.StatusForbidden {
 			return me
 		}
+		// A server's refusal says more than another's silence.
+		if lastErr == nil || !isRefusal(lastErr) {
+			lastErr = err
+		}
 	}
-	return merr(http.StatusNotFound, "M_UNKNOWN", "could not join %s through %v: %v", roomID, servers, lastErr)
+	return lastErr
 }
 
 func (f *federation) joinVia(ctx context.Context, roomID, userID, server string) error {
-	mj, err := f.client.MakeJoin(ctx, f.origin(), spec.ServerName(server), roomID, userID)
+	mj, err := f.makeJoinRequest(ctx, server, roomID, userID)
 	if err != nil {
-		return fmt.Errorf("make_join: %w", err)
+		return f.remoteError(ctx, server, "make_join", err)
 	}
 	if !supportedRoomVersions[string(mj.RoomVersion)] {
-		return merr(http.StatusBadRequest, "M_UNSUPPORTED_ROOM_VERSION", "room version %q is not supported", mj.RoomVersion)
+		// Spec: Client-Server API, "Other error codes": M_INCOMPATIBLE_ROOM_VERSION
+		// when joining a room whose version this server does not support.
+		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported by this server", plainText(string(mj.RoomVersion), 32)).withExtra("room_version", plainText(string(mj.RoomVersion), 32))
 	}
 	ver, err := gomatrixserverlib.GetRoomVersion(mj.RoomVersion)
 	if err != nil {
@@ -384,7 +396,7 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 	}
 	resp, err := f.client.SendJoin(ctx, f.origin(), spec.ServerName(server), join)
 	if err != nil {
-		return fmt.Errorf("send_join: %w", err)
+		return f.remoteError(ctx, server, "send_join", err)
 	}
 	// Every state and auth event is signed and allowed by its auth events,
 	// and the join is allowed by the state (spec: "send_join" response).

@@ -176,6 +176,15 @@ func (f *federation) receivePDU(ctx context.Context, origin string, raw []byte, 
 				break
 			}
 		}
+		if len(missing) > 0 {
+			// An outage longer than get_missing_events reaches: the
+			// events in between are a gap (gaps.go).
+			if err := f.storeChecked(ctx, cp); err != nil {
+				return id, err
+			}
+			f.noteGap(ctx, cp.room.RoomID, id)
+			return id, nil
+		}
 	}
 	return id, f.storeChecked(ctx, cp)
 }

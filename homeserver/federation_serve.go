@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -65,10 +66,15 @@ func (f *federation) getEvent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := f.originInRoom(ctx, e.RoomID, fedOrigin(c)); err != nil {
+	ver, err := f.originInRoom(ctx, e.RoomID, fedOrigin(c))
+	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, f.txnOf([]json.RawMessage{e.JSON}))
+	pdus, err := f.serverSees(ctx, ver, e.RoomID, fedOrigin(c), []storage.Event{e})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, f.txnOf(pdus))
 }
 
 func (f *federation) txnOf(pdus []json.RawMessage) map[string]any {
@@ -97,11 +103,38 @@ func (f *federation) stateAt(idsOnly bool) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		// The state at an event a server may not see (visibility.go) is
+		// served redacted: what the auth rules read survives redaction,
+		// names, topics and the like do not. IDs alone say nothing more.
+		if ok, err := f.s.serverVisibility(roomID, fedOrigin(c)).visible(ctx, e); err != nil {
+			return err
+		} else if !ok && !idsOnly {
+			if state, err = redactAll(ver, state); err != nil {
+				return err
+			}
+			if chain, err = redactAll(ver, chain); err != nil {
+				return err
+			}
+		}
 		if !idsOnly {
 			return c.JSON(http.StatusOK, map[string]any{"pdus": state, "auth_chain": chain})
 		}
 		return c.JSON(http.StatusOK, map[string]any{"pdu_ids": eventIDsOf(ver, state), "auth_chain_ids": eventIDsOf(ver, chain)})
 	}
+}
+
+// redactAll returns the redacted form of each PDU (spec: Client-Server
+// API, "Redactions": the algorithm of the room version).
+func redactAll(ver gomatrixserverlib.IRoomVersion, raws []json.RawMessage) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, 0, len(raws))
+	for _, r := range raws {
+		red, err := ver.RedactEventJSON(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, red)
+	}
+	return out, nil
 }
 
 func eventIDsOf(ver gomatrixserverlib.IRoomVersion, raws []json.RawMessage) []string {
@@ -192,9 +225,9 @@ func (f *federation) backfill(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	pdus := make([]json.RawMessage, 0, len(evs))
-	for _, e := range evs {
-		pdus = append(pdus, e.JSON)
+	pdus, err := f.serverSees(ctx, ver, roomID, fedOrigin(c), evs)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, f.txnOf(pdus))
 }
@@ -228,9 +261,10 @@ func (f *federation) getMissingEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	pdus := make([]json.RawMessage, 0, len(evs))
-	for i := len(evs) - 1; i >= 0; i-- {
-		pdus = append(pdus, evs[i].JSON)
+	slices.Reverse(evs)
+	pdus, err := f.serverSees(ctx, ver, roomID, fedOrigin(c), evs)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"events": pdus})
 }

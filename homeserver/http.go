@@ -96,6 +96,13 @@ func (s *Server) renderError(err error, c echo.Context) {
 		default:
 			me = merr(he.Code, "M_UNKNOWN", "%v", he.Message)
 		}
+	case clientGone(c, err):
+		// The client closed the request (a /sync long-poll it gave up
+		// on): nobody reads the answer and nothing went wrong here.
+		s.log.Debug("client closed request", "err", err, "path", c.Path(), "status", statusClientClosed,
+			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+		c.Response().WriteHeader(statusClientClosed)
+		return
 	default:
 		s.log.Error("internal error", "err", err, "path", c.Path(), "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 		me = errUnknown("Internal server error")

@@ -233,10 +233,11 @@ func (s *Server) joinedRooms(c echo.Context) error {
 func (s *Server) members(c echo.Context) error {
 	roomID := param(c, "roomId")
 	d := device(c)
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+	r, err := s.readerOf(c.Request().Context(), roomID, d.UserID)
+	if err != nil {
 		return err
 	}
-	state, err := s.db.CurrentState(c.Request().Context(), roomID)
+	state, err := s.readableState(c.Request().Context(), roomID, r)
 	if err != nil {
 		return err
 	}

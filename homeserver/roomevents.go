@@ -98,10 +98,11 @@ func (s *Server) redactEvent(c echo.Context) error {
 func (s *Server) getState(c echo.Context) error {
 	d := device(c)
 	roomID := param(c, "roomId")
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+	r, err := s.readerOf(c.Request().Context(), roomID, d.UserID)
+	if err != nil {
 		return err
 	}
-	state, err := s.db.CurrentState(c.Request().Context(), roomID)
+	state, err := s.readableState(c.Request().Context(), roomID, r)
 	if err != nil {
 		return err
 	}
@@ -111,15 +112,29 @@ func (s *Server) getState(c echo.Context) error {
 func (s *Server) getStateEvent(c echo.Context) error {
 	d := device(c)
 	roomID := param(c, "roomId")
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
-		return err
-	}
-	e, err := s.db.CurrentStateEvent(c.Request().Context(), roomID, param(c, "type"), param(c, "stateKey"))
-	if errors.Is(err, storage.ErrNotFound) {
-		return errNotFound("Event not found")
-	}
+	r, err := s.readerOf(c.Request().Context(), roomID, d.UserID)
 	if err != nil {
 		return err
+	}
+	var e storage.Event
+	if r.membership == spec.Join || r.worldReadable {
+		if e, err = s.db.CurrentStateEvent(c.Request().Context(), roomID, param(c, "type"), param(c, "stateKey")); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	} else {
+		// One who left reads the state as it was when they left.
+		state, err := s.readableState(c.Request().Context(), roomID, r)
+		if err != nil {
+			return err
+		}
+		for _, se := range state {
+			if se.Type == param(c, "type") && se.StateKey != nil && *se.StateKey == param(c, "stateKey") {
+				e = se
+			}
+		}
+	}
+	if e.EventID == "" {
+		return errNotFound("Event not found")
 	}
 	if c.QueryParam("format") == "event" {
 		return c.JSON(http.StatusOK, toClient(e, viewer{d.UserID, d.DeviceID}, s.nowMS(), true))
@@ -130,13 +145,10 @@ func (s *Server) getStateEvent(c echo.Context) error {
 func (s *Server) getEvent(c echo.Context) error {
 	d := device(c)
 	roomID := param(c, "roomId")
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+	if _, err := s.readerOf(c.Request().Context(), roomID, d.UserID); err != nil {
 		return err
 	}
-	e, err := s.db.Event(c.Request().Context(), param(c, "eventId"))
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != roomID || e.Outlier)) {
-		return errNotFound("Event not found")
-	}
+	e, err := s.visibleEvent(c.Request().Context(), roomID, d.UserID, param(c, "eventId"))
 	if err != nil {
 		return err
 	}
@@ -223,7 +235,8 @@ func (s *Server) messages(c echo.Context) error {
 	ctx := c.Request().Context()
 	d := device(c)
 	roomID := param(c, "roomId")
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+	reader, err := s.readerOf(ctx, roomID, d.UserID)
+	if err != nil {
 		return err
 	}
 	backwards := c.QueryParam("dir") != "f"
@@ -246,12 +259,18 @@ func (s *Server) messages(c echo.Context) error {
 		limit = min(filter.Limit, 1000)
 	}
 	var from int64
+	var inGap *gapCursor // a backwards token inside a timeline gap (gaps.go)
 	if tok := c.QueryParam("from"); tok != "" {
-		x, ok := parsePosToken(tok)
-		if !ok {
+		if gc, ok := parseGapToken(tok); ok && backwards {
+			inGap, from = &gc, gc.pos
+		} else if x, ok := parsePosToken(tok); ok {
+			from = x
+		} else {
 			return errInvalidParam("invalid from token")
 		}
-		from = x
+	} else if backwards && (reader.membership == spec.Leave || reader.membership == spec.Ban) && !reader.worldReadable {
+		// One who left reads up to their leave (visibility.go hides the rest).
+		from = reader.member.Pos + 1
 	} else if backwards {
 		max, err := s.db.MaxPos(ctx)
 		if err != nil {
@@ -274,7 +293,23 @@ func (s *Server) messages(c echo.Context) error {
 			to = x - 1 // events with pos > to-1, i.e. >= X
 		}
 	}
-	evs, err := s.db.Messages(ctx, roomID, from, backwards, to, limit)
+	// Backwards without "to" passes through the timeline's gaps, filling
+	// them (gaps.go).
+	withGaps := backwards && to == math.MinInt64
+	start := gapCursor{pos: from}
+	if inGap != nil {
+		start = *inGap
+	}
+	var end gapCursor
+	page := func() ([]storage.Event, error) {
+		if withGaps {
+			evs, next, err := s.pageBackwards(ctx, roomID, start, limit)
+			end = next
+			return evs, err
+		}
+		return s.db.Messages(ctx, roomID, from, backwards, to, limit)
+	}
+	evs, err := page()
 	if err != nil {
 		return err
 	}
@@ -285,25 +320,31 @@ func (s *Server) messages(c echo.Context) error {
 		if n, err := s.fed.backfillRoom(ctx, roomID, limit-len(evs)); err != nil {
 			s.log.Info("backfill", "room_id", roomID, "err", err)
 		} else if n > 0 {
-			if evs, err = s.db.Messages(ctx, roomID, from, backwards, to, limit); err != nil {
+			if evs, err = page(); err != nil {
 				return err
 			}
 		}
 	}
-	chunk := make([]storage.Event, 0, len(evs))
-	for _, e := range evs {
+	visible, err := s.readerVisibility(roomID, d.UserID, reader).filter(ctx, evs)
+	if err != nil {
+		return err
+	}
+	chunk := make([]storage.Event, 0, len(visible))
+	for _, e := range visible {
 		if filter.allows(e) {
 			chunk = append(chunk, e)
 		}
 	}
 	v := viewer{d.UserID, d.DeviceID}
 	resp := map[string]any{
-		"start": posToken(from),
+		"start": start.token(),
 		"chunk": toClientList(chunk, v, s.nowMS(), true),
 	}
 	if len(evs) == limit && limit > 0 {
 		last := evs[len(evs)-1]
-		if backwards {
+		if withGaps {
+			resp["end"] = end.token()
+		} else if backwards {
 			resp["end"] = posToken(last.Pos)
 		} else {
 			resp["end"] = posToken(last.Pos + 1)
@@ -346,13 +387,10 @@ func (s *Server) eventContext(c echo.Context) error {
 	ctx := c.Request().Context()
 	d := device(c)
 	roomID := param(c, "roomId")
-	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
+	if _, err := s.readerOf(ctx, roomID, d.UserID); err != nil {
 		return err
 	}
-	e, err := s.db.Event(ctx, param(c, "eventId"))
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != roomID || e.Outlier)) {
-		return errNotFound("Event not found")
-	}
+	e, err := s.visibleEvent(ctx, roomID, d.UserID, param(c, "eventId"))
 	if err != nil {
 		return err
 	}
@@ -370,6 +408,13 @@ func (s *Server) eventContext(c echo.Context) error {
 	}
 	after, err := s.db.Messages(ctx, roomID, e.Pos+1, false, 0, limit-limit/2)
 	if err != nil {
+		return err
+	}
+	vis := s.userVisibility(roomID, d.UserID)
+	if before, err = vis.filter(ctx, before); err != nil {
+		return err
+	}
+	if after, err = vis.filter(ctx, after); err != nil {
 		return err
 	}
 	snap, err := s.db.Snapshot(ctx, e.SnapAfter)

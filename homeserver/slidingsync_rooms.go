@@ -321,27 +321,49 @@ func (s *Server) buildRoom(ctx context.Context, rr ssRoomReq) (*ssRoom, error) {
 			return nil, err
 		}
 	}
-	room.Timeline = toClientList(evs, rr.v, rr.now, false)
+	// A gap in the middle and history visibility, as in /sync (gaps.go,
+	// visibility.go).
+	if cut, _, ok, err := s.cutAtGap(ctx, roomID, evs, rr.since); err != nil {
+		return nil, err
+	} else if ok {
+		evs, limited = cut, true
+	}
+	vis := s.userVisibility(roomID, rr.v.UserID)
+	if rr.m.Membership == "join" {
+		vis.joinedSince = rr.m.Pos
+	}
+	visible, err := vis.filter(ctx, evs)
+	if err != nil {
+		return nil, err
+	}
+	room.Timeline = toClientList(visible, rr.v, rr.now, false)
 	room.Limited = limited
 	if len(evs) > 0 {
 		room.PrevBatch = posToken(evs[0].Pos)
 	}
 	if !rr.initial {
-		room.NumLive = len(evs)
+		room.NumLive = len(visible)
 	}
 	lazy := map[string]bool{rr.v.UserID: true}
-	for _, e := range evs {
+	for _, e := range visible {
 		lazy[e.Sender] = true
 	}
 	var state []storage.Event
 	if rr.initial || limited {
 		cur, err := s.db.CurrentState(ctx, roomID)
+		if rr.m.Membership == spec.Leave || rr.m.Membership == spec.Ban {
+			// One who left sees the state as it was when they left.
+			var me storage.Event
+			if me, err = s.db.Event(ctx, rr.m.EventID); err == nil {
+				cur, err = s.readableState(ctx, roomID, roomReader{membership: rr.m.Membership, member: me})
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
 		state = cur
 	} else {
-		state = slices.DeleteFunc(slices.Clone(evs), func(e storage.Event) bool { return e.StateKey == nil })
+		state = slices.DeleteFunc(slices.Clone(visible), func(e storage.Event) bool { return e.StateKey == nil })
 	}
 	memberChange := rr.initial
 	for _, e := range state {

@@ -255,7 +255,7 @@ func (s *Server) buildSync(ctx context.Context, req *syncRequest, upto int64, me
 				continue // joined after this response's position: next time
 			}
 			fresh := initial || changed || req.fullState
-			jr, has, err := s.syncJoinedRoom(ctx, req, m.RoomID, since, upto, fresh, now)
+			jr, has, err := s.syncJoinedRoom(ctx, req, m, since, upto, fresh, now)
 			if err != nil {
 				return nil, false, err
 			}
@@ -409,7 +409,8 @@ func newJoinedRoom() *joinedRoom {
 
 // syncJoinedRoom builds one joined room's section; has reports whether it
 // carries anything new.
-func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, roomID string, since syncToken, upto int64, fresh bool, now int64) (*joinedRoom, bool, error) {
+func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, m storage.RoomMembership, since syncToken, upto int64, fresh bool, now int64) (*joinedRoom, bool, error) {
+	roomID := m.RoomID
 	jr := newJoinedRoom()
 	has := false
 	after := since.pos
@@ -426,8 +427,23 @@ func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, roomID st
 			return nil, false, err
 		}
 	}
-	tl := make([]storage.Event, 0, len(evs))
-	for _, e := range evs {
+	// A gap in the middle (gaps.go): the timeline starts after it and is
+	// limited, its prev_batch leads into the gap.
+	if cut, _, ok, err := s.cutAtGap(ctx, roomID, evs, after); err != nil {
+		return nil, false, err
+	} else if ok {
+		evs, limited = cut, true
+	}
+	// History visibility (visibility.go): everything since the user's
+	// current join is theirs; older events are checked one by one.
+	vis := s.userVisibility(roomID, req.UserID)
+	vis.joinedSince = m.Pos
+	visible, err := vis.filter(ctx, evs)
+	if err != nil {
+		return nil, false, err
+	}
+	tl := make([]storage.Event, 0, len(visible))
+	for _, e := range visible {
 		if req.filter.Room.Timeline.allows(e) {
 			tl = append(tl, e)
 		}
@@ -646,7 +662,11 @@ func (s *Server) syncLeftRoom(ctx context.Context, req *syncRequest, m storage.R
 	if err != nil {
 		return nil, err
 	}
-	lr.Timeline.Events = toClientList(evs, req.viewer, now, false)
+	visible, err := s.userVisibility(m.RoomID, req.UserID).filter(ctx, evs)
+	if err != nil {
+		return nil, err
+	}
+	lr.Timeline.Events = toClientList(visible, req.viewer, now, false)
 	lr.Timeline.Limited = limited
 	if len(evs) > 0 {
 		lr.Timeline.PrevBatch = posToken(evs[0].Pos)

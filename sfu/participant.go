@@ -30,6 +30,12 @@ type Handler struct {
 	OnSpeakers func(active []string, dominant string)
 	// OnDataMessage carries a message the client sent on its data channel.
 	OnDataMessage func([]byte)
+	// OnOfferNeeded, when set, makes the client the only offerer (as
+	// LiveKit's single-PeerConnection mode): instead of sending OnOffer,
+	// the SFU asks the client to offer again, with at least audio and
+	// video more receive-only m-lines for tracks waiting for one
+	// (clientoffers.go).
+	OnOfferNeeded func(audio, video int)
 	// OnClose is called once when the participant is gone: reason is
 	// ErrLeft after Close, ErrICEFailed, ErrPeerClosed, ErrClosed when the
 	// SFU closes, or the error that ended it.
@@ -303,6 +309,10 @@ func (p *Participant) startDowns() {
 // negotiate sends the client a server offer if one is owed and the
 // signalling state allows it; otherwise it leaves the offer pending.
 func (p *Participant) negotiate() {
+	if p.h.OnOfferNeeded != nil {
+		p.askClientOffer()
+		return
+	}
 	p.negMu.Lock()
 	if p.closed() {
 		p.negMu.Unlock()

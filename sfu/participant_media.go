@@ -214,6 +214,12 @@ func (p *Participant) addDown(up *upTrack) (*downTrack, error) {
 // client cannot tell it from them and drops it. While such a transceiver
 // is free, d gets a new sendonly transceiver instead.
 func (p *Participant) addSenderLocked(d *downTrack) (*webrtc.RTPSender, error) {
+	if p.h.OnOfferNeeded != nil {
+		// Client-offered negotiation: a new transceiver, bound to the
+		// next receive-only m-line the client offers (clientoffers.go);
+		// a free one may be the client's own send-only m-line.
+		return p.addSendonly(d)
+	}
 	for _, t := range p.pc.GetTransceivers() {
 		if t.Kind() == d.Kind() && t.Sender() == nil && receivesSimulcast(t) {
 			tr, err := p.pc.AddTransceiverFromTrack(d,

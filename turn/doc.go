@@ -34,6 +34,15 @@
 //   - A ChannelData fast path (fastpath.go) that relays ChannelData in both
 //     directions from a mirror of pion's channel bindings, because pion
 //     allocates on every packet of its own ChannelData path.
+//   - On Linux, one relay poller (poller_linux.go) instead of a goroutine
+//     per socket: an epoll set over every UDP relay socket and UDP client
+//     listener, itself parked in Go's netpoller, read with recvmmsg and
+//     answered with one sendmmsg per round. A burst of datagrams costs one
+//     goroutine wake-up, not one per datagram and socket. Relay sockets are
+//     opened outside Go's netpoller for it; pion still sees a
+//     net.PacketConn per allocation and gets, through a queue, what the
+//     poller does not relay itself (STUN messages, Data indications, data
+//     for clients on TCP/TLS). Nothing on the per-datagram path allocates.
 //   - Quotas per user and in total, answered with 486 through pion's
 //     QuotaHandler, and switchboard_turn_* Prometheus metrics.
 //   - Socket buffers (sockbuf.go): client-facing UDP listeners get 4 MiB

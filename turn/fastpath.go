@@ -41,6 +41,10 @@ type clientOut struct {
 	udpConn  *net.UDPConn // udp itself when it is one
 	addrPort netip.AddrPort
 	stream   *streamConn
+	// For the relay poller (Linux): the listener's file descriptor, or -1,
+	// and the client's address in its socket's form.
+	lfd int
+	raw rawAddr
 }
 
 // relayKey identifies a relay socket by transport and port.
@@ -130,10 +134,14 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, _, userID, _ string, rel
 	if l, ok := s.udpListeners[key.server]; ok {
 		if ua, ok := src.(*net.UDPAddr); ok {
 			uc, _ := l.PacketConn.(*net.UDPConn)
-			st.out.Store(&clientOut{udp: l.PacketConn, addr: ua, udpConn: uc, addrPort: ua.AddrPort()})
+			out := &clientOut{udp: l.PacketConn, addr: ua, udpConn: uc, addrPort: ua.AddrPort(), lfd: -1}
+			if l.fd >= 0 && toRaw(out.addrPort, l.family, &out.raw) {
+				out.lfd = l.fd
+			}
+			st.out.Store(out)
 		}
 	} else if v, ok := s.streams.Load(key); ok {
-		st.out.Store(&clientOut{stream: v.(*streamConn)}) //nolint:forcetypeassert // only *streamConn is stored
+		st.out.Store(&clientOut{stream: v.(*streamConn), lfd: -1}) //nolint:forcetypeassert // only *streamConn is stored
 	}
 	s.byTuple.Store(key, st)
 	s.log.Debug("turn: allocation created", "user", userID, "client", client, "relay", relayAddr.String())
@@ -220,8 +228,7 @@ func (a *allocState) forwardChannelData(buf []byte, n int, peer netip.AddrPort) 
 	if !ok {
 		return false
 	}
-	binary.BigEndian.PutUint16(buf[0:2], number)
-	binary.BigEndian.PutUint16(buf[2:4], uint16(n))
+	putChannelDataHeader(buf, number, n)
 	total := channelDataHeader + n
 	if out.stream != nil {
 		for total%4 != 0 { // streams carry ChannelData padded (RFC 8656 §12.5)
@@ -237,6 +244,13 @@ func (a *allocState) forwardChannelData(buf []byte, n int, peer netip.AddrPort) 
 	}
 	_, _ = out.udp.WriteTo(buf[:total], out.addr)
 	return true
+}
+
+// putChannelDataHeader writes the ChannelData header (RFC 8656 §12.4) for
+// n bytes of data on channel number into buf[0:4].
+func putChannelDataHeader(buf []byte, number uint16, n int) {
+	binary.BigEndian.PutUint16(buf[0:2], number)
+	binary.BigEndian.PutUint16(buf[2:4], uint16(n))
 }
 
 // denied records a refusal seen by the request inspector.

@@ -36,7 +36,7 @@ type allocState struct {
 	released  sync.Once
 
 	// Fast path (fastpath.go).
-	udpRelay *relayPacketConn          // nil for TCP allocations
+	udpRelay net.PacketConn            // the relay socket; nil for TCP allocations
 	out      atomic.Pointer[clientOut] // how to reach the client
 	chans    atomic.Pointer[chanTable] // channel bindings, copy-on-write
 	chanMu   sync.Mutex                // serialises chans updates
@@ -79,6 +79,9 @@ type relayGen struct {
 	bind   netip.Addr
 	relay  netip.Addr
 	lo, hi uint16
+	// ownReader: UDP relay sockets are Go's, read by pion's goroutine
+	// (relayPacketConn), even when the server has a relay poller.
+	ownReader bool
 
 	mu  sync.Mutex
 	rng *rand.Rand // guarded by mu
@@ -160,6 +163,9 @@ func (g *relayGen) AllocatePacketConn(conf pionturn.AllocateListenerConfig) (net
 	bind, err := g.bindFor(conf.Network)
 	if err != nil {
 		return nil, nil, err
+	}
+	if g.s.poller != nil && !g.ownReader {
+		return g.allocatePolled(conf, bind)
 	}
 	var conn net.PacketConn
 	err = g.ports(conf.RequestedPort, func(port uint16) error {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	pionturn "github.com/pion/turn/v5"
-	"golang.org/x/net/ipv4"
 )
 
 // closeWait bounds how long Close waits for pion's goroutines to let go of
@@ -29,6 +28,7 @@ type Server struct {
 	bindingLimit *ipLimiter
 	metrics      *metrics
 	pion         *pionturn.Server
+	poller       *poller // nil: relay sockets are read by a goroutine each
 
 	active sync.WaitGroup // one per open relay socket
 	loops  sync.WaitGroup // one per UDP read loop and per accepted stream
@@ -107,6 +107,13 @@ func New(cfg Config, packetConns []net.PacketConn, listeners []net.Listener) (*S
 		s: s, bind: bindIP, relay: relayIP, lo: cfg.RelayPortMin, hi: cfg.RelayPortMax,
 		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), //nolint:gosec // port choice, not a secret
 	}
+	// Clients on TCP/TLS streams get relay sockets read by a goroutine
+	// each, as pion has them: writes to a stream may block, and that
+	// goroutine may wait where the poller must not.
+	streamGen := &relayGen{
+		s: s, bind: bindIP, relay: relayIP, lo: cfg.RelayPortMin, hi: cfg.RelayPortMax, ownReader: true,
+		rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), //nolint:gosec // port choice, not a secret
+	}
 
 	pcfg := pionturn.ServerConfig{
 		Realm:         cfg.Realm,
@@ -136,15 +143,19 @@ func New(cfg Config, packetConns []net.PacketConn, listeners []net.Listener) (*S
 			PermissionHandler:     s.permissionHandler,
 		})
 	}
+	if s.poller, err = newPoller(m, cfg.Now, listenerList(s.udpListeners)); err != nil {
+		s.log.Warn("turn: no relay poller; sockets are read one goroutine each", "err", err)
+	}
 	for _, l := range listeners {
 		pcfg.ListenerConfigs = append(pcfg.ListenerConfigs, pionturn.ListenerConfig{
 			Listener:              &streamListener{Listener: l, s: s},
-			RelayAddressGenerator: gen,
+			RelayAddressGenerator: streamGen,
 			PermissionHandler:     s.permissionHandler,
 		})
 	}
 	s.pion, err = pionturn.NewServer(pcfg)
 	if err != nil {
+		s.stopPoller()
 		return nil, fmt.Errorf("turn: starting pion server: %w", err)
 	}
 
@@ -183,6 +194,8 @@ func (s *Server) Close() error {
 	}
 	s.connMu.Unlock()
 
+	// The poller sends on the listeners: it stops before pion closes them.
+	s.stopPoller()
 	err := s.pion.Close()
 	for _, c := range conns {
 		_ = c.Close()
@@ -199,6 +212,12 @@ func (s *Server) Close() error {
 		s.log.Warn("turn: close timed out waiting for allocations to end")
 	}
 	return err
+}
+
+func (s *Server) stopPoller() {
+	if s.poller != nil {
+		s.poller.stop()
+	}
 }
 
 // AllocationCount returns the number of relay sockets currently held.
@@ -250,76 +269,76 @@ func (s *Server) permissionHandler(client net.Addr, peer net.IP) bool {
 
 // packetListener is a client-facing UDP socket as pion sees it: inbound
 // messages pass the ChannelData fast path or the request inspector first,
-// outbound ones are watched for nonces. On a *net.UDPConn it reads with
-// recvmmsg, up to listenerBatch datagrams per system call (clients' packets
-// arrive in bursts), and hands them to pion one at a time.
+// outbound ones are watched for nonces. Reads are batched where the
+// platform allows (listenerReader) and handed to pion one at a time.
 type packetListener struct {
 	net.PacketConn
-	s     *Server
-	local netip.AddrPort
-	once  sync.Once
+	s      *Server
+	local  netip.AddrPort
+	once   sync.Once
+	fd     int // the socket's descriptor for the relay poller, or -1
+	family int // its address family (AF_INET, AF_INET6), with fd
 
-	// Read side, used only by pion's read loop.
-	batch      *ipv4.PacketConn // nil: plain ReadFrom
-	msgs       []ipv4.Message
-	next, have int
+	r     *listenerReader // used only by pion's read loop, when inbox is nil
+	inbox *slowQueue      // when the relay poller reads the socket: what pion must see
 }
 
-// listenerBatch is how many datagrams one recvmmsg may return.
-const listenerBatch = 32
+func listenerList(m map[netip.AddrPort]*packetListener) []*packetListener {
+	out := make([]*packetListener, 0, len(m))
+	for _, l := range m {
+		out = append(out, l)
+	}
+	return out
+}
 
 func newPacketListener(pc net.PacketConn, s *Server) *packetListener {
 	l := &packetListener{PacketConn: pc, s: s, local: addrPortOf(pc.LocalAddr())}
-	if uc, ok := pc.(*net.UDPConn); ok {
-		l.batch = ipv4.NewPacketConn(uc)
-		l.msgs = make([]ipv4.Message, listenerBatch)
-		for i := range l.msgs {
-			l.msgs[i].Buffers = [][]byte{make([]byte, relayReadSize)}
-		}
-	}
+	l.r, l.fd, l.family = newListenerReader(pc, l.take)
 	return l
 }
 
-// read returns the next datagram: from the batch, or from the socket.
-func (c *packetListener) read(p []byte) ([]byte, net.Addr, error) {
-	if c.batch == nil {
-		n, addr, err := c.PacketConn.ReadFrom(p)
-		return p[:n], addr, err
+// take handles a datagram from a client before pion: ChannelData on a
+// bound channel is relayed here, other messages pass the request
+// inspector, whose answer is sent here. It reports whether pion must see
+// the datagram.
+func (c *packetListener) take(b []byte, src netip.AddrPort) bool {
+	if isChannelData(b) {
+		return !c.s.relayChannelData(b, src, c.local)
 	}
-	for c.next >= c.have {
-		n, err := c.batch.ReadBatch(c.msgs, 0)
-		if err != nil {
-			return nil, nil, err
-		}
-		c.next, c.have = 0, n
+	reply, pass := c.s.inspectInbound(b, src, c.local)
+	if reply != nil {
+		_, _ = c.PacketConn.WriteTo(reply, net.UDPAddrFromAddrPort(src))
 	}
-	m := &c.msgs[c.next]
-	c.next++
-	return m.Buffers[0][:m.N], m.Addr, nil
+	return pass
 }
 
 func (c *packetListener) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		b, addr, err := c.read(p)
-		if err != nil {
+	if c.inbox != nil {
+		pk, ok := c.inbox.get()
+		if !ok {
 			c.once.Do(c.s.loops.Done) // pion's read loop ends on any error
-			return 0, addr, err
+			return 0, nil, net.ErrClosed
 		}
-		src := addrPortOf(addr)
-		if isChannelData(b) {
-			if c.s.relayChannelData(b, src, c.local) {
-				continue
-			}
-			return copy(p, b), addr, nil
-		}
-		reply, pass := c.s.inspectInbound(b, src, c.local)
-		if reply != nil {
-			_, _ = c.PacketConn.WriteTo(reply, addr)
-		}
-		if pass {
-			return copy(p, b), addr, nil
-		}
+		n := copy(p, pk.buf[channelDataHeader:channelDataHeader+pk.n])
+		from := pk.from
+		c.inbox.recycle(pk)
+		c.s.poller.resume(c.inbox)
+		return n, net.UDPAddrFromAddrPort(from), nil
 	}
+	b, src, err := c.r.read()
+	if err != nil {
+		c.once.Do(c.s.loops.Done) // pion's read loop ends on any error
+		return 0, nil, err
+	}
+	return copy(p, b), net.UDPAddrFromAddrPort(src), nil
+}
+
+// Close closes the socket and ends pion's read loop.
+func (c *packetListener) Close() error {
+	if c.inbox != nil {
+		c.inbox.close()
+	}
+	return c.PacketConn.Close()
 }
 
 func (c *packetListener) WriteTo(p []byte, addr net.Addr) (int, error) {

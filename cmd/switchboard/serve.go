@@ -105,11 +105,27 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		defer focus.stop()
 	}
 
+	// MatrixRTC with LiveKit clients (livekitwire.go).
+	var lk *liveKit
+	if node != nil {
+		base := hsCfg.PublicBaseURL
+		if base == "" {
+			base = httpURL(addrs.Client, mat.clientTLS != nil)
+		}
+		if lk, err = startLiveKit(&cfg, base, hs, node, log); err != nil {
+			return err
+		}
+		defer lk.stop()
+	}
+
 	rd := &readiness{checks: append([]readyCheck{{name: "database", check: hs.Ready}}, checks...)}
 	clientMux := http.NewServeMux()
 	rd.operatorRoutes(clientMux)
 	for _, prefix := range []string{"/_matrix/", "/_synapse/", "/.well-known/"} {
 		clientMux.Handle(prefix, hs.ClientHandler())
+	}
+	if lk != nil {
+		lk.routes(clientMux)
 	}
 	clientMux.Handle("/", web.Handler())
 

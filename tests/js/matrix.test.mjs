@@ -540,6 +540,42 @@ describe("matrix-js-sdk against switchboard", () => {
         await assert.rejects(stranger.whoami(), (err) => err.httpStatus === 401 && err.errcode === "M_UNKNOWN_TOKEN");
     });
 
+    step("a late joiner sees shared history, not joined-only history", async () => {
+        // Client-Server API, "History visibility": with "joined" a member
+        // sees events from their join on; with "shared" all of the room's
+        // history once they joined.
+        const carolName = `carol${suffix}`;
+        await register(carolName, password);
+        const carol = await loginAndStart(carolName, password, "carol");
+        for (const [visibility, secretVisible] of [
+            ["joined", false],
+            ["shared", true],
+        ]) {
+            const { room_id: room } = await alice.client.createRoom({
+                preset: "public_chat",
+                initial_state: [{ type: "m.room.history_visibility", state_key: "", content: { history_visibility: visibility } }],
+            });
+            const secret = `said before carol joined (${visibility})`;
+            await alice.client.sendMessage(room, { msgtype: "m.text", body: secret });
+            await carol.client.joinRoom(room);
+            await waitForMembership(carol.client, room, "join", `carol's /sync to show her joined (${visibility})`);
+            const after = `said after carol joined (${visibility})`;
+            const seen = nextTimelineEvent(carol.client, room, "m.room.message", (ev) => ev.getContent().body === after, `"${after}"`);
+            await alice.client.sendMessage(room, { msgtype: "m.text", body: after });
+            await seen;
+            // Everything the SDK can get: the synced timeline and
+            // back-pagination to the start of the room.
+            const r = carol.client.getRoom(room);
+            for (let i = 0; i < 5 && r.getLiveTimeline().getPaginationToken(sdk.EventTimeline.BACKWARDS); i++) {
+                await carol.client.scrollback(r, 50);
+            }
+            const bodies = r.getLiveTimeline().getEvents().filter((ev) => ev.getType() === "m.room.message").map((ev) => ev.getContent().body);
+            assert.ok(bodies.includes(after), `carol's timeline lacks "${after}": ${safeJSON(bodies)}`);
+            assert.equal(bodies.includes(secret), secretVisible, `history_visibility ${visibility}: carol's timeline ${safeJSON(bodies)}`);
+        }
+        carol.client.stopClient();
+    });
+
     step("the server is still running", async () => {
         assert.ok(server.running(), "switchboard exited during the test");
         const res = await api("GET", "/_matrix/client/versions");

@@ -1,0 +1,467 @@
+package homeserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+)
+
+// Gaps in the middle of a timeline (spec: Client-Server API, "Syncing":
+// a limited timeline with prev_batch; Server-Server API, "Backfilling and
+// retrieving missing events").
+//
+// A timeline event whose prev events we do not hold (we rejoined a room
+// after missing its history, or an outage outlasted get_missing_events)
+// starts a gap just before it. /sync cuts a timeline at the latest gap it
+// spans and says limited, with a prev_batch that leads into the gap.
+// Paginating /messages backwards through the gap fetches it with
+// /backfill from the room's servers (each PDU checked as on every pulled
+// arrival), stores the events as outliers listed in DAG order, and serves
+// them between the gap's event and what came before. A token inside a gap
+// is "g<pos>_<n>": the first n events of the gap at pos are still to come
+// (n = 0: the gap is done, go on below pos).
+
+// maxGapRounds bounds the /backfill requests one gap fill makes.
+const maxGapRounds = 5
+
+// noteGap records a gap before eventID when some of its prev events are
+// not in the room's timeline and the room has earlier timeline events
+// (the start of a timeline is backfillRoom's business). Failures are
+// logged: a gap not noted is what happened before gaps were noted.
+func (f *federation) noteGap(ctx context.Context, roomID, eventID string) {
+	if err := f.noteGapErr(ctx, roomID, eventID); err != nil {
+		f.log.Info("timeline gap not recorded", "room_id", roomID, "event_id", eventID, "err", err)
+	}
+}
+
+func (f *federation) noteGapErr(ctx context.Context, roomID, eventID string) error {
+	e, err := f.s.db.Event(ctx, eventID)
+	if err != nil || e.Outlier || e.RoomID != roomID {
+		return err
+	}
+	room, err := f.s.db.Room(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(room.Version))
+	if err != nil {
+		return err
+	}
+	p, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
+	if err != nil {
+		return err
+	}
+	prevs := p.PrevEventIDs()
+	known, err := f.s.db.Events(ctx, prevs)
+	if err != nil {
+		return err
+	}
+	inTimeline := 0
+	for _, k := range known {
+		if !k.Outlier {
+			inTimeline++
+		}
+	}
+	if inTimeline == len(prevs) {
+		return nil
+	}
+	earlier, err := f.s.db.Messages(ctx, roomID, e.Pos, true, math.MinInt64, 1)
+	if err != nil || len(earlier) == 0 {
+		return err
+	}
+	f.log.Debug("timeline gap", "room_id", roomID, "event_id", eventID)
+	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		return tx.RecordGap(ctx, storage.Gap{EventID: eventID, RoomID: roomID, Pos: e.Pos, PrevIDs: prevs})
+	})
+}
+
+// fillGap fetches the events of gap g with /backfill from the room's
+// servers, back to events already in our timeline, and records them.
+func (f *federation) fillGap(ctx context.Context, g storage.Gap) error {
+	room, err := f.s.db.Room(ctx, g.RoomID)
+	if err != nil {
+		return err
+	}
+	servers, err := f.roomServers(ctx, g.RoomID)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+	defer cancel()
+	var lastErr error
+	tried := 0
+	for _, server := range servers {
+		if server == f.s.cfg.ServerName || tried == 3 {
+			continue
+		}
+		tried++
+		ids, err := f.backfillGap(ctx, spec.ServerName(server), room, g)
+		if err != nil {
+			f.log.Info("gap backfill failed", "room_id", g.RoomID, "server", server, "err", err)
+			lastErr = err
+			continue
+		}
+		return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error { return tx.FillGap(ctx, g.EventID, ids) })
+	}
+	if lastErr == nil {
+		lastErr = fmt.Errorf("%w: no server to fill the gap from", ErrFederation)
+	}
+	return lastErr
+}
+
+// backfillGap walks back from the gap's prev events through /backfill
+// until it meets events of our timeline, checks each PDU (hash,
+// signatures, auth against its auth events, fetched when unknown), stores
+// the accepted ones as outliers and returns their IDs oldest first.
+func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, room storage.Room, g storage.Gap) ([]string, error) {
+	gapEvent, err := f.s.db.Event(ctx, g.EventID)
+	if err != nil {
+		return nil, err
+	}
+	found := map[string]gomatrixserverlib.PDU{}
+	frontier := g.PrevIDs
+	for round := 0; round < maxGapRounds && len(frontier) > 0; round++ {
+		txn, err := f.client.Backfill(ctx, f.origin(), server, room.RoomID, maxServedEvents, frontier)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrFederation, err)
+		}
+		var next []string
+		var fresh []gomatrixserverlib.PDU
+		for _, raw := range txn.PDUs {
+			cp, err := f.checkArrived(ctx, raw, room.RoomID, arrivedPulled)
+			if err != nil {
+				f.log.Info("gap PDU refused", "server", server, "room_id", room.RoomID, "err", err)
+				continue
+			}
+			if _, ok := found[cp.pdu.EventID()]; ok || cp.pdu.Depth() >= gapEvent.Depth {
+				continue // not before the gap's event: /backfill only reaches back
+			}
+			if e, err := f.s.db.Event(ctx, cp.pdu.EventID()); err == nil && !e.Outlier {
+				continue // reached our timeline
+			}
+			if _, err := f.s.db.EventVerdict(ctx, cp.pdu.EventID()); err == nil {
+				continue
+			}
+			found[cp.pdu.EventID()] = cp.pdu
+			fresh = append(fresh, cp.pdu)
+		}
+		if len(fresh) == 0 {
+			break
+		}
+		// Continue from the prev events of what came that are neither
+		// here nor in our timeline.
+		for _, p := range fresh {
+			for _, prev := range p.PrevEventIDs() {
+				if _, ok := found[prev]; ok {
+					continue
+				}
+				if e, err := f.s.db.Event(ctx, prev); err == nil && !e.Outlier {
+					continue
+				}
+				next = append(next, prev)
+			}
+		}
+		frontier = dedupe(next)
+	}
+	pdus := make([]gomatrixserverlib.PDU, 0, len(found))
+	for _, p := range found {
+		pdus = append(pdus, p)
+	}
+	// DAG order: depth, then origin_server_ts, then event ID.
+	sort.Slice(pdus, func(i, j int) bool {
+		if pdus[i].Depth() != pdus[j].Depth() {
+			return pdus[i].Depth() < pdus[j].Depth()
+		}
+		if pdus[i].OriginServerTS() != pdus[j].OriginServerTS() {
+			return pdus[i].OriginServerTS() < pdus[j].OriginServerTS()
+		}
+		return pdus[i].EventID() < pdus[j].EventID()
+	})
+	if len(pdus) == 0 {
+		return nil, nil
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(room.Version))
+	if err != nil {
+		return nil, err
+	}
+	var authIDs []string
+	for _, p := range pdus {
+		for _, a := range p.AuthEventIDs() {
+			if _, ok := found[a]; !ok {
+				authIDs = append(authIDs, a)
+			}
+		}
+	}
+	need, err := f.unknownEvents(ctx, dedupe(authIDs))
+	if err != nil {
+		return nil, err
+	}
+	if len(need) > maxBackfillAuth {
+		return nil, fmt.Errorf("%w: gap needs %d unknown auth events", ErrBadPDU, len(need))
+	}
+	authPDUs, err := f.fetchEvents(ctx, server, room, g.EventID, need)
+	if err != nil {
+		return nil, err
+	}
+	// Where the state before a gap event cannot be worked out (a prev
+	// event neither in the gap nor in our timeline), the state before the
+	// gap's own event stands for it (what the room's server told us at
+	// the end of the gap); history visibility reads it.
+	fallback, err := f.s.db.Snapshot(ctx, gapEvent.SnapBefore)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	var rejected []storage.Verdict
+	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		ids, rejected = nil, nil
+		l := &pduLoader{f: f, tx: tx, ver: ver, m: make(map[string]gomatrixserverlib.PDU)}
+		if err := l.storeOutliers(ctx, authPDUs, f.s.nowMS()); err != nil {
+			return err
+		}
+		for _, p := range pdus {
+			l.m[p.EventID()] = p
+		}
+		// The state after each accepted gap event, from the state after
+		// the timeline events the gap starts from.
+		after := map[string]storage.StateMap{}
+		refuse := func(p gomatrixserverlib.PDU, err error) {
+			rejected = append(rejected, storage.Verdict{EventID: p.EventID(), RoomID: room.RoomID,
+				Verdict: storage.VerdictRejected, Reason: err.Error(), ReceivedTS: f.s.nowMS()})
+		}
+		for _, p := range pdus {
+			if err := l.allowedByOwnAuth(ctx, p); err != nil {
+				var rej *rejection
+				if !errors.As(err, &rej) {
+					return err
+				}
+				refuse(p, err)
+				continue
+			}
+			before, known, err := gapStateBefore(ctx, tx, l, p, after)
+			if err != nil {
+				return err
+			}
+			if known {
+				// Spec: Server-Server API, "Checks performed on receipt of
+				// a PDU", step 5: the state before the event.
+				if err := l.authAgainst(ctx, p, before); err != nil {
+					refuse(p, reject("state before it refuses it: %v", err))
+					continue
+				}
+			} else {
+				before = fallback
+			}
+			st := before
+			if p.StateKey() != nil {
+				st = cloneState(before)
+				st[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
+			}
+			if known {
+				after[p.EventID()] = st
+			}
+			if err := tx.StoreOutlierWithState(ctx, eventRow(p, f.s.nowMS()), before); err != nil {
+				return err
+			}
+			ids = append(ids, p.EventID())
+		}
+		for _, v := range rejected {
+			if err := tx.RecordVerdict(ctx, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// gapStateBefore works out the state before a gap event from the state
+// after its prev events: gap events already taken, or events of our
+// timeline; several are resolved (state resolution v2). It reports false
+// when a prev event is neither.
+func gapStateBefore(ctx context.Context, tx *storage.Tx, l *pduLoader, p gomatrixserverlib.PDU, after map[string]storage.StateMap) (storage.StateMap, bool, error) {
+	var sets []storage.StateMap
+	for _, prev := range p.PrevEventIDs() {
+		if st, ok := after[prev]; ok {
+			sets = append(sets, st)
+			continue
+		}
+		e, err := tx.Event(ctx, prev)
+		if errors.Is(err, storage.ErrNotFound) || err == nil && (e.Outlier || e.SnapAfter == 0) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		st, err := tx.Snapshot(ctx, e.SnapAfter)
+		if err != nil {
+			return nil, false, err
+		}
+		sets = append(sets, st)
+	}
+	if len(sets) == 0 {
+		return nil, false, nil
+	}
+	st, err := l.resolve(ctx, sets)
+	if err != nil {
+		return nil, false, err
+	}
+	return st, true, nil
+}
+
+// gapCursor is a backwards pagination position: events below pos, and
+// when inGap, first the first seq events of the gap at pos.
+type gapCursor struct {
+	pos   int64
+	inGap bool
+	seq   int
+}
+
+func (c gapCursor) token() string {
+	if c.inGap {
+		return "g" + strconv.FormatInt(c.pos, 10) + "_" + strconv.Itoa(c.seq)
+	}
+	return posToken(c.pos)
+}
+
+// parseGapToken reads a "g<pos>_<n>" token.
+func parseGapToken(tok string) (gapCursor, bool) {
+	p, n, ok := strings.Cut(strings.TrimPrefix(tok, "g"), "_")
+	if !ok || !strings.HasPrefix(tok, "g") {
+		return gapCursor{}, false
+	}
+	pos, err1 := strconv.ParseInt(p, 10, 64)
+	seq, err2 := strconv.Atoi(n)
+	if err1 != nil || err2 != nil || seq < 0 || seq > 1<<20 || pos <= math.MinInt64+1 {
+		return gapCursor{}, false
+	}
+	return gapCursor{pos: pos, inGap: true, seq: seq}, true
+}
+
+// pageBackwards returns up to limit events of roomID going back from cur,
+// with the events of the gaps it passes (filled on the way), newest
+// first, and the cursor after them.
+func (s *Server) pageBackwards(ctx context.Context, roomID string, cur gapCursor, limit int) ([]storage.Event, gapCursor, error) {
+	var out []storage.Event
+	for len(out) < limit {
+		if cur.inGap {
+			g, err := s.db.LatestGap(ctx, roomID, cur.pos, cur.pos)
+			if errors.Is(err, storage.ErrNotFound) {
+				cur = gapCursor{pos: cur.pos}
+				continue
+			}
+			if err != nil {
+				return nil, cur, err
+			}
+			evs, err := s.gapEvents(ctx, g)
+			if err != nil {
+				return nil, cur, err
+			}
+			cur.seq = min(cur.seq, len(evs))
+			for cur.seq > 0 && len(out) < limit {
+				cur.seq--
+				out = append(out, evs[cur.seq])
+			}
+			if cur.seq == 0 && len(out) < limit {
+				// Done with the gap. A token at its end still names it
+				// ("g<pos>_0") so that the gap is not served again.
+				below, err := s.db.Messages(ctx, roomID, cur.pos, true, math.MinInt64, limit-len(out))
+				if err != nil {
+					return nil, cur, err
+				}
+				out = append(out, below...)
+				if len(below) == 0 {
+					return out, cur, nil
+				}
+				cur = gapCursor{pos: below[len(below)-1].Pos}
+			}
+			continue
+		}
+		// The latest gap at or below cur.pos: its events come after the
+		// events down to its own (inclusive).
+		g, err := s.db.LatestGap(ctx, roomID, math.MinInt64, cur.pos)
+		gapFound := err == nil
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, cur, err
+		}
+		to := int64(math.MinInt64)
+		if gapFound {
+			to = g.Pos - 1
+		}
+		evs, err := s.db.Messages(ctx, roomID, cur.pos, true, to, limit-len(out))
+		if err != nil {
+			return nil, cur, err
+		}
+		out = append(out, evs...)
+		if len(evs) > 0 {
+			cur = gapCursor{pos: evs[len(evs)-1].Pos}
+		}
+		if len(out) >= limit {
+			break
+		}
+		if !gapFound {
+			break // the start of what we hold
+		}
+		cur = gapCursor{pos: g.Pos, inGap: true, seq: math.MaxInt32}
+	}
+	return out, cur, nil
+}
+
+// gapEvents returns a gap's events oldest first, filling it first when it
+// was not yet; the events read as if they sat just before the gap's event
+// (their position for history visibility).
+func (s *Server) gapEvents(ctx context.Context, g storage.Gap) ([]storage.Event, error) {
+	if !g.Filled {
+		if err := s.fed.fillGap(ctx, g); err != nil {
+			s.log.Info("timeline gap not filled", "room_id", g.RoomID, "event_id", g.EventID, "err", err)
+			return nil, nil
+		}
+	}
+	ids, err := s.db.GapEvents(ctx, g.EventID)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	evs, err := s.db.Events(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]storage.Event, len(evs))
+	for _, e := range evs {
+		byID[e.EventID] = e
+	}
+	out := make([]storage.Event, 0, len(ids))
+	for _, id := range ids {
+		if e, ok := byID[id]; ok {
+			e.Pos = g.Pos - 1
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// cutAtGap trims a /sync timeline (oldest first, events with pos in
+// (after, upto]) at the latest gap it spans: what is before the gap is
+// left for pagination. It reports the gap's position, or false.
+func (s *Server) cutAtGap(ctx context.Context, roomID string, evs []storage.Event, after int64) ([]storage.Event, int64, bool, error) {
+	if len(evs) == 0 {
+		return evs, 0, false, nil
+	}
+	g, err := s.db.LatestGap(ctx, roomID, after+1, evs[len(evs)-1].Pos)
+	if errors.Is(err, storage.ErrNotFound) {
+		return evs, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	i := sort.Search(len(evs), func(i int) bool { return evs[i].Pos >= g.Pos })
+	return evs[i:], g.Pos, true, nil
+}

@@ -1,0 +1,296 @@
+package livekit
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/livekit/protocol/livekit"
+
+	"github.com/switchboard-chat/switchboard/sfu"
+)
+
+// ServerConfig configures the LiveKit signalling server.
+type ServerConfig struct {
+	// SFU carries the media. Required; the server does not close it.
+	SFU *sfu.SFU
+	// APIKey and APISecret check access tokens (the TokenService's).
+	// Required.
+	APIKey, APISecret string
+	// MaxMessageBytes bounds one signal message. Default 256 KiB (SDP
+	// offers with many m-lines are large).
+	MaxMessageBytes int64
+	// MessageRate and MessageBurst bound the signal messages one client
+	// may send (token bucket, per second). Defaults 50/s and 200.
+	MessageRate  float64
+	MessageBurst int
+	// PingInterval and PingTimeout are told to clients; a client silent
+	// for PingTimeout is disconnected. Defaults 5 s and 15 s.
+	PingInterval, PingTimeout time.Duration
+	// JoinTimeout bounds the SFU join (ICE gathering). Default 10 s.
+	JoinTimeout time.Duration
+	// RoomState, when set, lets the server remove participants whose
+	// Matrix user left the room or whose call membership ended
+	// (members.go), checked every CheckInterval (default 5 s).
+	RoomState     RoomState
+	CheckInterval time.Duration
+	// Logger receives client mistakes at Info or Debug. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *ServerConfig) validateAndDefault() error {
+	if c.CheckInterval <= 0 {
+		c.CheckInterval = 5 * time.Second
+	}
+	if c.SFU == nil {
+		return fmt.Errorf("%w: no SFU", ErrInvalidConfig)
+	}
+	if c.APIKey == "" || len(c.APISecret) < 32 {
+		return fmt.Errorf("%w: API key missing or secret shorter than 32 bytes", ErrInvalidConfig)
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 256 << 10
+	}
+	if c.MessageRate <= 0 {
+		c.MessageRate = 50
+	}
+	if c.MessageBurst <= 0 {
+		c.MessageBurst = 200
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 5 * time.Second
+	}
+	if c.PingTimeout <= c.PingInterval {
+		c.PingTimeout = 3 * c.PingInterval
+	}
+	if c.JoinTimeout <= 0 {
+		c.JoinTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// serverVersion is the LiveKit server version reported to clients: the
+// protocol features implemented here are those of LiveKit 1.9's single
+// PeerConnection signalling.
+const serverVersion = "1.9.0"
+
+// Server speaks LiveKit's signalling protocol (protobuf SignalRequest and
+// SignalResponse over a WebSocket) with livekit-client, over the SFU. It
+// serves, under any prefix: /rtc/v1 (the single PeerConnection path that
+// livekit-client 2.x uses first: the client makes every offer, the SFU
+// asks for receive-only m-lines with MediaSectionsRequirement) and
+// /rtc/v1/validate. Every LiveKit room is one SFU conference.
+//
+// Lock order: Server.mu before room.mu before session.mu; no lock is held
+// while the SFU is called.
+type Server struct {
+	cfg  ServerConfig
+	keys keys
+	log  *slog.Logger
+
+	// wg tracks sessions; watch the membership watcher.
+	wg        sync.WaitGroup
+	watch     sync.WaitGroup
+	stopWatch chan struct{}
+	checks    atomic.Int64 // membership check rounds done
+
+	// mu guards the fields below.
+	mu     sync.Mutex
+	rooms  map[string]*room
+	closed bool
+}
+
+// NewServer validates cfg and returns the server.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if err := cfg.validateAndDefault(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, keys: keys{cfg.APIKey, cfg.APISecret}, stopWatch: make(chan struct{}),
+		log: cfg.Logger.With("component", "livekit"), rooms: make(map[string]*room)}
+	if cfg.RoomState != nil {
+		s.watch.Go(func() { s.watchMembers(s.stopWatch) })
+	}
+	return s, nil
+}
+
+// Close disconnects every client and waits for their sessions to end.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if !s.closed {
+		close(s.stopWatch)
+	}
+	s.closed = true
+	var all []*session
+	for _, r := range s.rooms {
+		all = append(all, r.list(nil)...)
+	}
+	s.mu.Unlock()
+	for _, ss := range all {
+		ss.end(livekit.DisconnectReason_SERVER_SHUTDOWN, "server shutting down")
+	}
+	s.wg.Wait()
+	s.watch.Wait()
+}
+
+// newID is a LiveKit-style ID: prefix and 12 random base32 characters.
+func newID(prefix string) string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return prefix + strings.ToUpper(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))[:12]
+}
+
+// ServeHTTP serves the signal WebSocket and its validate endpoint.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	switch {
+	case strings.HasSuffix(path, "/rtc/v1/validate"), strings.HasSuffix(path, "/rtc/validate"):
+		if _, err := s.keys.verify(r.URL.Query().Get("access_token")); err != nil {
+			http.Error(w, "invalid token: "+err.Error(), http.StatusUnauthorized)
+			return
+		}
+		if strings.HasSuffix(path, "/rtc/validate") {
+			http.Error(w, "only the /rtc/v1 signal path is served", http.StatusNotFound)
+			return
+		}
+		_, _ = w.Write([]byte("success"))
+	case strings.HasSuffix(path, "/rtc/v1"):
+		s.serveSignal(w, r)
+	default:
+		http.Error(w, "not found", http.StatusNotFound)
+	}
+}
+
+// serveSignal authenticates (401 before the upgrade), parses the join
+// request, upgrades and runs the session.
+func (s *Server) serveSignal(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	g, err := s.keys.verify(q.Get("access_token"))
+	if err != nil {
+		s.log.Info("signal connection refused", "err", err)
+		http.Error(w, "invalid token", http.StatusUnauthorized)
+		return
+	}
+	jr, err := parseJoinRequest(q.Get("join_request"))
+	if err != nil {
+		s.log.Info("signal connection refused", "identity", g.Identity, "err", err)
+		http.Error(w, "malformed join request", http.StatusBadRequest)
+		return
+	}
+	if jr.Reconnect {
+		// Resuming a session needs its peer connection state; the client
+		// falls back to a full reconnect on this refusal.
+		http.Error(w, "resume is not supported", http.StatusConflict)
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// The access token authenticates; Element Call is served from
+		// another origin than the SFU.
+		InsecureSkipVerify: true,
+	})
+	if err != nil {
+		s.log.Info("websocket upgrade failed", "err", err)
+		return
+	}
+	ws.SetReadLimit(s.cfg.MaxMessageBytes)
+	ss := newSession(s, ws, g, jr)
+	ss.run(r.Context())
+}
+
+// room is one LiveKit room: the sessions in one SFU conference.
+type room struct {
+	name, sid string
+	created   int64
+
+	// mu guards sessions.
+	mu       sync.Mutex
+	sessions map[string]*session // by participant SID
+}
+
+// join adds ss to its room (created on first join); an older session of
+// the same identity is returned so that the caller ends it (LiveKit: a
+// duplicate identity replaces the participant).
+func (s *Server) join(ss *session) (*room, *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[ss.grant.Room]
+	if r == nil {
+		r = &room{name: ss.grant.Room, sid: newID("RM_"), created: time.Now().Unix(), sessions: map[string]*session{}}
+		s.rooms[r.name] = r
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var old *session
+	for _, o := range r.sessions {
+		if o.grant.Identity == ss.grant.Identity {
+			old = o
+		}
+	}
+	r.sessions[ss.sid] = ss
+	return r, old
+}
+
+// leave removes ss from its room, and the room when it is empty.
+func (s *Server) leave(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := ss.room
+	r.mu.Lock()
+	if r.sessions[ss.sid] == ss {
+		delete(r.sessions, ss.sid)
+	}
+	empty := len(r.sessions) == 0
+	r.mu.Unlock()
+	if empty && s.rooms[r.name] == r {
+		delete(s.rooms, r.name)
+	}
+}
+
+// list returns the room's sessions but skip.
+func (r *room) list(skip *session) []*session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*session, 0, len(r.sessions))
+	for _, o := range r.sessions {
+		if o != skip {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func (r *room) get(sid string) *session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sessions[sid]
+}
+
+// broadcast sends msg to every session of the room but skip.
+func (r *room) broadcast(skip *session, msg *livekit.SignalResponse) {
+	for _, o := range r.list(skip) {
+		o.send(msg)
+	}
+}
+
+func (r *room) info() *livekit.Room {
+	return &livekit.Room{Sid: r.sid, Name: r.name, CreationTime: r.created, NumParticipants: uint32(len(r.list(nil)))}
+}

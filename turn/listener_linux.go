@@ -1,0 +1,119 @@
+//go:build linux
+
+package turn
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenerBatch is how many datagrams one recvmmsg may return on a
+// client-facing UDP socket (clients' packets arrive in bursts).
+const listenerBatch = 32
+
+// listenerReader reads a client-facing UDP socket: on a *net.UDPConn with
+// recvmmsg(2) through Go's netpoller (syscall.RawConn.Read), up to
+// listenerBatch datagrams per system call, without allocating; otherwise
+// with ReadFrom. Datagrams are offered to take (the ChannelData fast path
+// and the request inspector) inside the Read, and next returns only those
+// that take passes on, for pion: ChannelData costs no trip through pion's
+// read loop, and a short batch (the socket is empty) parks the reader at
+// once, without a read that finds nothing.
+type listenerReader struct {
+	pc   net.PacketConn
+	take func([]byte, netip.AddrPort) bool
+	buf  []byte // plain ReadFrom only
+
+	rc         syscall.RawConn
+	b          *mmsgBatch
+	next, have int
+	drained    bool // the last recvmmsg emptied the socket, in this Read
+	err        error
+	pass       []byte
+	passFrom   netip.AddrPort
+	readFn     func(fd uintptr) bool // r.recv, bound once
+}
+
+// newListenerReader returns the reader, and the socket's descriptor and
+// address family for the relay poller's sends (-1 and 0 if it has none).
+func newListenerReader(pc net.PacketConn, take func([]byte, netip.AddrPort) bool) (*listenerReader, int, int) {
+	r := &listenerReader{pc: pc, take: take}
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		r.buf = make([]byte, relayReadSize)
+		return r, -1, 0
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		r.buf = make([]byte, relayReadSize)
+		return r, -1, 0
+	}
+	fd := -1
+	_ = rc.Control(func(s uintptr) { fd = int(s) })
+	r.rc = rc
+	r.b = newMmsgBatch(listenerBatch, relayReadSize)
+	r.readFn = r.recv
+	return r, fd, socketFamily(fd)
+}
+
+func (r *listenerReader) recv(fd uintptr) bool {
+	for {
+		for r.next < r.have {
+			i := r.next
+			r.next++
+			b, from := r.b.bufs[i][:r.b.hdrs[i].n], addrFromRaw(&r.b.names[i])
+			if r.take(b, from) {
+				r.pass, r.passFrom = b, from
+				return true
+			}
+		}
+		if r.drained {
+			r.drained = false
+			return false // wait: a datagram from now on wakes this Read
+		}
+		r.b.armRecv(0, 0)
+		n, err := recvmmsg(int(fd), r.b.hdrs)
+		switch {
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.ECONNREFUSED):
+			return false
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			r.err = err
+			return true
+		}
+		r.next, r.have = 0, n
+		r.drained = n < len(r.b.hdrs)
+	}
+}
+
+// next returns the next datagram that take passes on, and its sender. The
+// bytes are valid until the next call.
+func (r *listenerReader) read() ([]byte, netip.AddrPort, error) {
+	if r.rc == nil {
+		for {
+			n, addr, err := r.pc.ReadFrom(r.buf)
+			if err != nil {
+				return nil, netip.AddrPort{}, err
+			}
+			if from := addrPortOf(addr); r.take(r.buf[:n], from) {
+				return r.buf[:n], from, nil
+			}
+		}
+	}
+	// A new Read forgets readiness seen before it: look at the socket
+	// before waiting.
+	r.drained = false
+	r.err = nil
+	if err := r.rc.Read(r.readFn); err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	if r.err != nil {
+		return nil, netip.AddrPort{}, r.err
+	}
+	return r.pass, r.passFrom, nil
+}
