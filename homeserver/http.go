@@ -11,6 +11,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
 // newRouter builds the echo instance serving the client-server API.
@@ -103,6 +105,9 @@ func (s *Server) renderError(err error, c echo.Context) {
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 		c.Response().WriteHeader(statusClientClosed)
 		return
+	case storage.IsUnavailable(err):
+		s.log.Warn("database unavailable", "err", err, "path", c.Path(), "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+		me = errDatabaseUnavailable()
 	default:
 		s.log.Error("internal error", "err", err, "path", c.Path(), "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 		me = errUnknown("Internal server error")

@@ -132,12 +132,12 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	var servers []served
 	servers = append(servers, served{
 		name: "client", ln: socks.client, tls: mat.clientTLS,
-		srv: newHTTPServer(clientMux, log),
+		srv: newHTTPServer(stallGuard(clientMux, stallTimeout), log),
 	})
 	if socks.federation != nil {
 		servers = append(servers, served{
 			name: "federation", ln: socks.federation, tls: mat.federationTLS,
-			srv: newHTTPServer(federationHandler(hs), log),
+			srv: newHTTPServer(stallGuard(federationHandler(hs), stallTimeout), log),
 		})
 	}
 	if socks.metrics != nil {
@@ -201,7 +201,8 @@ type served struct {
 }
 
 // newHTTPServer has timeouts that leave room for /sync long-polls (no write
-// timeout) while bounding slow headers and idle connections.
+// timeout) while bounding slow headers and idle connections; stallGuard
+// bounds bodies and answers that stop moving.
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,

@@ -1,0 +1,427 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-chat/switchboard/bench/calls/callclient"
+)
+
+// config is the command line of a soak run.
+type config struct {
+	duration    time.Duration
+	sample      time.Duration
+	settle      time.Duration
+	database    string
+	serverBin   string
+	out         string
+	users       int
+	rooms       int
+	fedUsers    int
+	msgInterval time.Duration
+	churnEvery  time.Duration
+	callEvery   time.Duration
+	groupRooms  int
+	groupSize   int
+	groupHold   time.Duration
+}
+
+// result is what a run measured.
+type result struct {
+	Samples     []sample
+	Baseline    sample
+	Final       sample
+	Requests    int64
+	Acked       int64
+	Undelivered int
+	Errors      map[string]int
+	ErrSamples  []string
+	Churned     int64
+	Calls       struct{ Placed, Completed, Vanished, PacketsSent, PacketsGot int64 }
+	Group       struct{ Calls, Joins, Vanished, Failed int64 }
+	Verdict     []check
+	LoadEnd     float64
+	ScrapeErrs  int
+}
+
+// mix holds everything the load phase runs against.
+type mix struct {
+	cfg       config
+	a, b      *server
+	cnt       counters
+	led       ledger
+	rooms     []string // on server A
+	fedRooms  map[string]bool
+	witA      map[string]*witness // room → witness on A
+	witB      *witness            // the federated witness, on B
+	chatA     []*client
+	chatB     []*client
+	callPairs [][2]*callUser
+	callRoom  []string
+	groups    []*groupRoom
+	cstats    callStats
+	gstats    groupStats
+	churned   atomic.Int64
+}
+
+// run executes one soak: servers up, setup, load, settle, verdict. The
+// binary must already exist (cfg.serverBin).
+func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
+	say := func(format string, args ...any) { fmt.Fprintf(progress, "soak: "+format+"\n", args...) }
+	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "switchboard-soak-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+
+	m := &mix{cfg: cfg, fedRooms: map[string]bool{}, witA: map[string]*witness{}}
+	if m.a, err = startServer(ctx, cfg.serverBin, filepath.Join(tmp, "a"), cfg.database); err != nil {
+		return nil, err
+	}
+	defer m.a.proc.Kill()
+	// The second server is federation traffic only; it keeps SQLite.
+	if m.b, err = startServer(ctx, cfg.serverBin, filepath.Join(tmp, "b"), ""); err != nil {
+		return nil, err
+	}
+	defer m.b.proc.Kill()
+	say("server A %s (pid %d, metrics %s), server B %s", m.a.name, m.a.proc.Pid(), m.a.proc.MetricsURL(), m.b.name)
+
+	smp := &sampler{url: m.a.proc.MetricsURL() + "/metrics", hc: newHTTPClients().hc, start: time.Now()}
+	smp.setPhase("start")
+	setupHC := newHTTPClients()
+	if err := m.setup(ctx, setupHC, say); err != nil {
+		return nil, err
+	}
+	setupHC.close()
+	for _, c := range m.allClients() {
+		closeIdle(c)
+	}
+	// The start values: after setup, before any load, with no client
+	// connection open.
+	if err := pollUntil(ctx, func() bool { _, err := smp.once(ctx); return err == nil }); err != nil {
+		return nil, err
+	}
+	// The server notices closed connections a moment later: the start
+	// values are taken once goroutines hold still for two samples (at most
+	// 10 s).
+	res := &result{}
+	prev := smp.snapshot()[len(smp.snapshot())-1]
+	for i := 0; i < 20; i++ {
+		sleepCtx(ctx, 500*time.Millisecond)
+		cur, err := smp.once(ctx)
+		if err != nil {
+			return nil, err
+		}
+		stable := cur.Values[metricIndex("goroutines")] == prev.Values[metricIndex("goroutines")]
+		prev = cur
+		if stable {
+			break
+		}
+	}
+	res.Baseline = prev
+	say("baseline: %s", describe(res.Baseline))
+
+	smp.setPhase("load")
+	sctx, stopSampling := context.WithCancel(ctx)
+	var swg sync.WaitGroup
+	swg.Add(1)
+	go func() { defer swg.Done(); smp.loop(sctx, cfg.sample) }()
+
+	say("load for %s", cfg.duration)
+	loadCtx, stopLoad := context.WithTimeout(ctx, cfg.duration)
+	witCtx, stopWitnesses := context.WithCancel(ctx)
+	wwg := m.startWitnesses(witCtx)
+	m.load(loadCtx)
+	stopLoad()
+	res.LoadEnd = time.Since(smp.start).Seconds()
+	say("load stopped; checking delivery")
+	smp.setPhase("drain")
+	res.Undelivered = m.awaitDelivery(ctx, 30*time.Second)
+	stopWitnesses()
+	wwg.Wait()
+	for _, c := range m.allClients() {
+		closeIdle(c)
+	}
+	smp.setPhase("settle")
+	say("waiting up to %s for the server to settle", cfg.settle)
+	settleCtx, stopSettle := context.WithTimeout(ctx, cfg.settle)
+	_ = pollUntil(settleCtx, func() bool {
+		s := smp.snapshot()
+		return len(s) > 0 && s[len(s)-1].T > res.LoadEnd && settled(res.Baseline, s[len(s)-1])
+	})
+	stopSettle()
+	// One more sample after settling, so the final values are fresh.
+	final, err := smp.once(ctx)
+	stopSampling()
+	swg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	res.Final = final
+	res.Samples = smp.snapshot()
+	res.ScrapeErrs = smp.errs
+
+	res.Requests, res.Acked = m.cnt.requests.Load(), m.cnt.acked.Load()
+	m.cnt.mu.Lock()
+	res.Errors, res.ErrSamples = m.cnt.errs, m.cnt.samples
+	m.cnt.mu.Unlock()
+	res.Churned = m.churned.Load()
+	res.Calls.Placed, res.Calls.Completed, res.Calls.Vanished = m.cstats.placed.Load(), m.cstats.completed.Load(), m.cstats.vanished.Load()
+	res.Calls.PacketsSent, res.Calls.PacketsGot = m.cstats.packetsSent.Load(), m.cstats.packetsGot.Load()
+	res.Group.Calls, res.Group.Joins, res.Group.Vanished, res.Group.Failed = m.gstats.calls.Load(), m.gstats.joins.Load(), m.gstats.vanished.Load(), m.gstats.failed.Load()
+
+	for _, s := range []*server{m.b, m.a} {
+		if err := s.stop(); err != nil {
+			m.cnt.fail(context.Background(), "shutdown", err)
+			res.Errors = m.cnt.errs
+		}
+	}
+	res.Verdict = verdict(res)
+	if err := writeOutputs(cfg.out, res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// setup registers the standing users, creates the rooms, joins users of
+// server B to half of them over federation, and prepares the call users
+// and group-call rooms.
+func (m *mix) setup(ctx context.Context, hcs *httpClients, say func(string, ...any)) error {
+	cfg := m.cfg
+	baseA, baseB := m.a.proc.ClientURL(), m.b.proc.ClientURL()
+	reg := func(base, name string) (*client, error) {
+		c := &client{base: base, hc: newHTTPClients().hc}
+		return c, c.register(ctx, name, "soak password "+name)
+	}
+	for i := 0; i < cfg.users; i++ {
+		c, err := reg(baseA, fmt.Sprintf("user%d", i))
+		if err != nil {
+			return err
+		}
+		m.chatA = append(m.chatA, c)
+	}
+	for i := 0; i < cfg.rooms; i++ {
+		owner := m.chatA[i%len(m.chatA)]
+		room, err := owner.createRoom(ctx, fmt.Sprintf("soak room %d", i))
+		if err != nil {
+			return err
+		}
+		m.rooms = append(m.rooms, room)
+		m.witA[room] = newWitness(owner)
+	}
+	for i, c := range m.chatA {
+		if err := c.join(ctx, m.rooms[i%len(m.rooms)]); err != nil {
+			return err
+		}
+	}
+	witB, err := reg(baseB, "witness")
+	if err != nil {
+		return err
+	}
+	m.witB = newWitness(witB)
+	for i := 0; i < cfg.fedUsers; i++ {
+		c, err := reg(baseB, fmt.Sprintf("remote%d", i))
+		if err != nil {
+			return err
+		}
+		m.chatB = append(m.chatB, c)
+	}
+	for i, room := range m.rooms {
+		if i%2 == 1 || len(m.chatB) == 0 {
+			continue
+		}
+		m.fedRooms[room] = true
+		if err := witB.join(ctx, room, m.a.name); err != nil {
+			return fmt.Errorf("federated join of %s: %w", room, err)
+		}
+	}
+	for i, c := range m.chatB {
+		fr := m.federatedRooms()
+		if err := c.join(ctx, fr[i%len(fr)], m.a.name); err != nil {
+			return fmt.Errorf("federated join: %w", err)
+		}
+	}
+	say("%d users on A in %d rooms, %d on B in %d federated rooms", len(m.chatA), len(m.rooms), len(m.chatB)+1, len(m.federatedRooms()))
+
+	// 1:1 calls: one pair on A, one pair across the two servers.
+	newCallUser := func(s *server, name string) (*callUser, error) {
+		c, err := reg(s.proc.ClientURL(), name)
+		return &callUser{cli: c, turnAddr: s.proc.Addrs.TURNUDP, events: make(chan callEvent, 64)}, err
+	}
+	for i, srvB := range []*server{m.a, m.b} {
+		caller, err := newCallUser(m.a, fmt.Sprintf("caller%d", i))
+		if err != nil {
+			return err
+		}
+		callee, err := newCallUser(srvB, fmt.Sprintf("callee%d", i))
+		if err != nil {
+			return err
+		}
+		room, err := caller.cli.createRoom(ctx, fmt.Sprintf("soak call %d", i))
+		if err != nil {
+			return err
+		}
+		if err := callee.cli.join(ctx, room, m.a.name); err != nil {
+			return fmt.Errorf("call room join: %w", err)
+		}
+		m.callPairs = append(m.callPairs, [2]*callUser{caller, callee})
+		m.callRoom = append(m.callRoom, room)
+	}
+
+	// Group calls through the native focus of server A.
+	server := m.chatA[0].user[len("@user0:"):]
+	focus := callclient.Focus{UserID: "@switchboard:" + server, DeviceID: "SFU"}
+	for i := 0; i < cfg.groupRooms; i++ {
+		g := &groupRoom{conf: fmt.Sprintf("soakconf%d", i), focus: focus}
+		for j := 0; j < cfg.groupSize; j++ {
+			cli, err := callclient.Register(ctx, baseA, fmt.Sprintf("gc%d_%d", i, j), "soak group password", newHTTPClients().hc)
+			if err != nil {
+				return err
+			}
+			g.users = append(g.users, cli)
+		}
+		room, err := callclient.CreateCallRoom(ctx, g.users[0], g.conf, focus)
+		if err != nil {
+			return err
+		}
+		g.room = room
+		m.groups = append(m.groups, g)
+	}
+	return nil
+}
+
+// allClients are the standing users' clients.
+func (m *mix) allClients() []*client {
+	out := append(append([]*client(nil), m.chatA...), m.chatB...)
+	out = append(out, m.witB.cli)
+	for _, p := range m.callPairs {
+		out = append(out, p[0].cli, p[1].cli)
+	}
+	return out
+}
+
+// closeIdle closes the idle keep-alive connections of c's pool.
+func closeIdle(c *client) {
+	if tr, ok := c.hc.Transport.(interface{ CloseIdleConnections() }); ok {
+		tr.CloseIdleConnections()
+	}
+}
+
+func (m *mix) federatedRooms() []string {
+	var out []string
+	for _, r := range m.rooms {
+		if m.fedRooms[r] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// startWitnesses starts the delivery witnesses' and the call users'
+// /sync loops.
+func (m *mix) startWitnesses(ctx context.Context) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	goSync := func(c *client, on func(*syncResponse)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); syncLoop(ctx, c, &m.cnt, 10000, on) }()
+	}
+	seen := map[*witness]bool{}
+	for _, w := range m.witA {
+		if !seen[w] {
+			seen[w] = true
+			goSync(w.cli, w.record)
+		}
+	}
+	goSync(m.witB.cli, m.witB.record)
+	for _, p := range m.callPairs {
+		for _, u := range p {
+			goSync(u.cli, u.onSync)
+		}
+	}
+	return &wg
+}
+
+// load runs the mix until ctx ends.
+func (m *mix) load(ctx context.Context) {
+	var wg sync.WaitGroup
+	spawn := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	for i, c := range m.chatA {
+		rooms := []string{m.rooms[i%len(m.rooms)]}
+		if c == m.witA[rooms[0]].cli {
+			continue // witnesses only read; their /sync runs separately
+		}
+		spawn(func() { chatter(ctx, c, rooms, m.cfg.msgInterval, &m.cnt, &m.led) })
+	}
+	fr := m.federatedRooms()
+	for i, c := range m.chatB {
+		rooms := []string{fr[i%len(fr)]}
+		spawn(func() { chatter(ctx, c, rooms, m.cfg.msgInterval, &m.cnt, &m.led) })
+	}
+	spawn(func() {
+		churner(ctx, m.a.proc.ClientURL(), newHTTPClients, m.rooms, m.cfg.churnEvery, &m.cnt, &m.led, &m.churned)
+	})
+	for i, pair := range m.callPairs {
+		spawn(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				_ = oneToOne(ctx, pair[0], pair[1], m.callRoom[i], n%4 == 3, &m.cstats, &m.cnt)
+				sleepCtx(ctx, m.cfg.callEvery)
+			}
+		})
+	}
+	for _, g := range m.groups {
+		spawn(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				vanish := -1
+				if n%2 == 1 {
+					vanish = rand.IntN(len(g.users))
+				}
+				_ = groupCall(ctx, g, m.cfg.groupHold, vanish, &m.gstats, &m.cnt)
+				sleepCtx(ctx, time.Second)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// awaitDelivery waits up to timeout for the witnesses to have seen every
+// acknowledged message and returns how many they have not.
+func (m *mix) awaitDelivery(ctx context.Context, timeout time.Duration) int {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	missing := func() int {
+		n := 0
+		for _, a := range m.led.all() {
+			if !m.witA[a.room].has(a.room, a.eventID) {
+				n++
+			}
+			if m.fedRooms[a.room] && !m.witB.has(a.room, a.eventID) {
+				n++
+			}
+		}
+		return n
+	}
+	_ = pollUntil(ctx, func() bool { return missing() == 0 })
+	return missing()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
