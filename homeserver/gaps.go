@@ -473,6 +473,9 @@ func topoOrder(pdus []gomatrixserverlib.PDU) []gomatrixserverlib.PDU {
 // timeline; several are resolved (state resolution v2). It reports false
 // when a prev event is neither.
 func gapStateBefore(ctx context.Context, tx *storage.Tx, l *pduLoader, p gomatrixserverlib.PDU, after map[string]storage.StateMap) (storage.StateMap, bool, error) {
+	if len(p.PrevEventIDs()) == 0 {
+		return storage.StateMap{}, true, nil // the room's creation: no state before it
+	}
 	var sets []storage.StateMap
 	for _, prev := range p.PrevEventIDs() {
 		if st, ok := after[prev]; ok {
