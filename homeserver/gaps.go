@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -29,6 +31,57 @@ import (
 // them between the gap's event and what came before. A token inside a gap
 // is "g<pos>_<n>": the first n events of the gap at pos are still to come
 // (n = 0: the gap is done, go on below pos).
+
+// A gap that could not be filled is not asked for again before
+// gapRetryFirst, then twice as long after each failure, up to gapRetryMax;
+// pagination meanwhile passes over it (as it does over a gap that
+// /backfill finds empty).
+const (
+	gapRetryFirst = 30 * time.Second
+	gapRetryMax   = 30 * time.Minute
+)
+
+// gapBackoff is the per-gap retry schedule, in memory (a restart retries
+// at once).
+type gapBackoff struct {
+	mu sync.Mutex
+	m  map[string]gapRetry
+}
+
+type gapRetry struct {
+	next time.Time
+	wait time.Duration
+}
+
+// due reports whether gap may be asked for at now.
+func (b *gapBackoff) due(gap string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, ok := b.m[gap]
+	return !ok || !now.Before(r.next)
+}
+
+// failed notes a failed fill of gap at now.
+func (b *gapBackoff) failed(gap string, now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil || len(b.m) > 10000 {
+		b.m = make(map[string]gapRetry)
+	}
+	wait := gapRetryFirst
+	if r, ok := b.m[gap]; ok {
+		wait = min(2*r.wait, gapRetryMax)
+	}
+	b.m[gap] = gapRetry{next: now.Add(wait), wait: wait}
+	return wait
+}
+
+// done forgets gap's schedule.
+func (b *gapBackoff) done(gap string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.m, gap)
+}
 
 // maxGapRounds bounds the /backfill requests one gap fill makes.
 const maxGapRounds = 5
@@ -608,10 +661,16 @@ func (s *Server) pageBackwards(ctx context.Context, roomID string, cur gapCursor
 // (their position for history visibility).
 func (s *Server) gapEvents(ctx context.Context, g storage.Gap) ([]storage.Event, error) {
 	if !g.Filled {
-		if err := s.fed.fillGap(ctx, g); err != nil {
-			s.log.Info("timeline gap not filled", "room_id", g.RoomID, "event_id", g.EventID, "err", err)
+		now := s.cfg.Now()
+		if !s.fed.gapRetry.due(g.EventID, now) {
 			return nil, nil
 		}
+		if err := s.fed.fillGap(ctx, g); err != nil {
+			wait := s.fed.gapRetry.failed(g.EventID, now)
+			s.log.Info("timeline gap not filled", "room_id", g.RoomID, "event_id", g.EventID, "retry_in", wait, "err", err)
+			return nil, nil
+		}
+		s.fed.gapRetry.done(g.EventID)
 	}
 	ids, err := s.db.GapEvents(ctx, g.EventID)
 	if err != nil || len(ids) == 0 {
