@@ -31,6 +31,12 @@ import (
 // them between the gap's event and what came before. A token inside a gap
 // is "g<pos>_<n>": the first n events of the gap at pos are still to come
 // (n = 0: the gap is done, go on below pos).
+//
+// Forward pagination (dir=f) and /context read stream positions only and
+// pass over a gap: the gap's events are outliers without a position of
+// their own (they read as sitting just before the gap's event), and a
+// client that scrolls up reaches them with dir=b, which is what a
+// limited /sync's prev_batch leads to.
 
 // A gap that could not be filled is not asked for again before
 // gapRetryFirst, then twice as long after each failure, up to gapRetryMax;
