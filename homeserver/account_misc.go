@@ -10,20 +10,22 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
+// unstableFeatures are /versions' unstable_features (spec: "GET
+// /_matrix/client/versions"): simplified sliding sync and MatrixRTC's.
+func unstableFeatures() map[string]bool {
+	f := rtcUnstableFeatures()
+	f["org.matrix.simplified_msc3575"] = true
+	return f
+}
+
 func (s *Server) versions(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{
 		"versions": []string{"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12"},
 		// Simplified sliding sync (MSC4186, slidingsync*.go), which
-		// Element X requires.
-		"unstable_features": map[string]bool{"org.matrix.simplified_msc3575": true},
+		// Element X requires; MatrixRTC's delayed and sticky events and
+		// foci discovery (rtc_discovery.go).
+		"unstable_features": unstableFeatures(),
 	})
-}
-
-func (s *Server) wellKnownClient(c echo.Context) error {
-	if s.cfg.PublicBaseURL == "" {
-		return errNotFound("No well-known client configuration")
-	}
-	return c.JSON(http.StatusOK, map[string]any{"m.homeserver": map[string]string{"base_url": s.cfg.PublicBaseURL}})
 }
 
 // turnServer implements GET /voip/turnServer (spec: Client-Server API,

@@ -52,6 +52,10 @@ type Config struct {
 	// Push configures delivery to push gateways (push_*.go). Zero value:
 	// gateways on loopback or private addresses are refused.
 	Push PushConfig
+	// RTC configures MatrixRTC support (Element Call): focus discovery,
+	// delayed and sticky events (rtc_discovery.go). Zero value: on, with
+	// defaults.
+	RTC RTCConfig
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }

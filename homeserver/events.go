@@ -155,6 +155,9 @@ type newEvent struct {
 	Content  json.RawMessage
 	Redacts  string
 	Txn      *txnInfo
+	// StickyMS makes the event an MSC4354 sticky event for that long
+	// (rtc_sticky.go); 0 for an ordinary event.
+	StickyMS int64
 }
 
 // append builds, signs, auth-checks and stores a local event. Nothing is
@@ -194,6 +197,11 @@ func (w *roomWriter) append(ctx context.Context, ne newEvent) (storage.Event, er
 			return storage.Event{}, errTooLarge("%s", ve.Message)
 		}
 		return storage.Event{}, errBadJSON("cannot build event: %v", err)
+	}
+	if ne.StickyMS > 0 {
+		if pdu, err = w.makeSticky(pdu, ne.StickyMS); err != nil {
+			return storage.Event{}, err
+		}
 	}
 	if len(pdu.JSON()) > maxEventBytes {
 		return storage.Event{}, errTooLarge("event is larger than %d bytes", maxEventBytes)
@@ -245,6 +253,10 @@ func (w *roomWriter) append(ctx context.Context, ne newEvent) (storage.Event, er
 		return storage.Event{}, err
 	}
 	ev.Pos = pos
+	// MatrixRTC: delayed state it supersedes, sticky records.
+	if err := w.s.rtcAfterStore(ctx, w.tx, ev, true); err != nil {
+		return storage.Event{}, err
+	}
 	if ne.Txn != nil {
 		if err := w.tx.RecordTxn(ctx, ne.Sender, ne.Txn.DeviceID, ne.Txn.TxnID, ev.EventID); err != nil {
 			return storage.Event{}, err

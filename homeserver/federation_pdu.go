@@ -565,6 +565,10 @@ func (f *federation) appendRemote(ctx context.Context, tx *storage.Tx, cp *check
 	if err != nil {
 		return 0, err
 	}
+	ev.Pos = pos
+	if err := f.s.rtcAfterStore(ctx, tx, ev, sk != nil && newCurrent[storage.StateKey{Type: pdu.Type(), StateKey: *sk}] == id); err != nil {
+		return 0, err
+	}
 	return pos, f.applyRedactions(ctx, tx, l, pdu, before)
 }
 

@@ -18,12 +18,15 @@ type clientEvent struct {
 	Type           string          `json:"type"`
 	Redacts        string          `json:"redacts,omitempty"`
 	Unsigned       map[string]any  `json:"unsigned,omitempty"`
+	// Sticky is MSC4354's top-level msc4354_sticky (rtc_sticky.go).
+	Sticky *stickyInfo `json:"msc4354_sticky,omitempty"`
 }
 
 // pduFields are the parts of a stored PDU that clients see.
 type pduFields struct {
 	Content json.RawMessage `json:"content"`
 	Redacts string          `json:"redacts"`
+	Sticky  *stickyInfo     `json:"msc4354_sticky"`
 }
 
 // viewer is who an event is formatted for: transaction_id is only shown
@@ -53,6 +56,13 @@ func toClient(e storage.Event, v viewer, nowMS int64, withRoomID bool) clientEve
 	}
 	if withRoomID {
 		ce.RoomID = e.RoomID
+	}
+	if f.Sticky != nil {
+		// MSC4354: the remaining time is shown only while it is sticky.
+		ce.Sticky = f.Sticky
+		if ttl := stickyTTL(*f.Sticky, e.OriginTS, e.ReceivedTS, nowMS); ttl > 0 {
+			ce.Unsigned["msc4354_sticky_duration_ttl_ms"] = ttl
+		}
 	}
 	if e.TxnID != "" && e.Sender == v.UserID && e.TxnDevice == v.DeviceID {
 		ce.Unsigned["transaction_id"] = e.TxnID

@@ -51,7 +51,17 @@ func (s *Server) sendEvent(c echo.Context) error {
 	if evType == "" || len(evType) > 255 {
 		return errInvalidParam("invalid event type")
 	}
-	return s.clientSend(c, newEvent{Type: evType, Txn: &txnInfo{DeviceID: device(c).DeviceID, TxnID: param(c, "txnId")}}, true)
+	sticky, err := s.stickyQuery(c)
+	if err != nil {
+		return err
+	}
+	if delay, ok, err := s.delayQuery(c); ok || err != nil {
+		if err != nil {
+			return err
+		}
+		return s.scheduleDelayed(c, evType, nil, param(c, "txnId"), delay, sticky)
+	}
+	return s.clientSend(c, newEvent{Type: evType, Txn: &txnInfo{DeviceID: device(c).DeviceID, TxnID: param(c, "txnId")}, StickyMS: sticky}, true)
 }
 
 // putState implements PUT /rooms/{roomId}/state/{eventType}/{stateKey}.
@@ -64,6 +74,17 @@ func (s *Server) putState(c echo.Context) error {
 	}
 	if evType == spec.MRoomCreate {
 		return errForbidden("m.room.create cannot be sent")
+	}
+	// MatrixRTC memberships belong to the user in their state key
+	// (rtc_membership.go), and may be delayed (MSC4140).
+	if err := s.checkCallMemberKey(c.Request().Context(), param(c, "roomId"), device(c).UserID, evType, key); err != nil {
+		return err
+	}
+	if delay, ok, err := s.delayQuery(c); ok || err != nil {
+		if err != nil {
+			return err
+		}
+		return s.scheduleDelayed(c, evType, &key, "", delay, 0)
 	}
 	return s.clientSend(c, newEvent{Type: evType, StateKey: &key}, evType != spec.MRoomMember)
 }

@@ -111,4 +111,10 @@ func (s *Server) routes(e *echo.Echo) {
 	s.pushRoutes(a)
 	s.roomKeysRoutes(a)
 	a.authedAt(http.MethodPost, "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", s.slidingSync)
+
+	// MatrixRTC (Element Call): foci discovery, delayed events, delegated
+	// leave (rtc_discovery.go, delayed_events.go, rtc_delegate.go).
+	a.authedAt(http.MethodGet, "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports", s.getRTCTransports)
+	s.delayedRoutes(e)
+	a.authedAt(http.MethodPost, delegatePath, s.delegateDelayedLeave)
 }

@@ -48,6 +48,11 @@ type Server struct {
 	abuse    abuseLimits
 	fedLimit *limiter // per remote address on the federation listener
 
+	// delayed sends MSC4140 delayed events when due (delayed_events.go).
+	delayed *delayedScheduler
+	// rtcDelegates restarts and sends delegated delayed leaves (rtc_delegate.go).
+	rtcDelegates *rtcDelegations
+
 	// shutdown is closed by Shutdown: long-polls return at once.
 	shutdown chan struct{}
 }
@@ -114,6 +119,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		db.Close()
 		return nil, err
 	}
+	s.delayed = newDelayedScheduler(s)
+	s.delayed.start()
+	s.rtcDelegates = newRTCDelegations(s)
+	s.rtcDelegates.start()
 	return s, nil
 }
 
@@ -198,6 +207,9 @@ func (c *Config) validate() error {
 	if _, err := newAddrPolicy(c.Push.AllowNetworks); err != nil {
 		return err
 	}
+	if err := c.RTC.validate(); err != nil {
+		return err
+	}
 	return c.Federation.validate()
 }
 
@@ -220,6 +232,8 @@ func (s *Server) Shutdown() {
 // Close releases the database.
 func (s *Server) Close() error {
 	s.Shutdown()
+	s.rtcDelegates.stop()
+	s.delayed.stop()
 	s.push.close()
 	s.fed.close()
 	return s.db.Close()

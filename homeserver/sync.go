@@ -192,6 +192,8 @@ type joinedRoom struct {
 	AccountData         eventList      `json:"account_data"`
 	Summary             map[string]any `json:"summary"`
 	UnreadNotifications map[string]int `json:"unread_notifications"`
+	// Sticky is MSC4354's section (rtc_sticky.go).
+	Sticky *eventList `json:"msc4354_sticky,omitempty"`
 }
 
 type stateList struct {
@@ -448,6 +450,11 @@ func (s *Server) syncJoinedRoom(ctx context.Context, req *syncRequest, m storage
 	}
 	jr.Timeline.Events = toClientList(tl, req.viewer, now, false)
 	jr.Timeline.Limited = limited
+	if !quiet && (limited || len(tl) < len(evs)) {
+		if err := s.syncSticky(ctx, jr, req, roomID, after, upto, now, tl); err != nil {
+			return nil, false, err
+		}
+	}
 	if len(evs) > 0 {
 		jr.Timeline.PrevBatch = posToken(evs[0].Pos)
 		has = true

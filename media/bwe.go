@@ -62,10 +62,17 @@ type BandwidthEstimator struct {
 	nSamples     int
 	lastUpdate   int64
 	lastDecrease int64
-	ackFirst     int64 // start of the acknowledged-rate window, remote clock
-	ackBytes     int64
-	ackedRate    float64
-	ackedAt      int64 // when ackedRate was measured, local clock
+	// threshold is the adaptive overuse threshold on the delay growth
+	// over the trend window, ns; thresholdAt when it was last adapted.
+	threshold   float64
+	thresholdAt int64
+	// overUses counts consecutive feedbacks whose delay growth was
+	// over the threshold.
+	overUses  int
+	ackFirst  int64 // start of the acknowledged-rate window, remote clock
+	ackBytes  int64
+	ackedRate float64
+	ackedAt   int64 // when ackedRate was measured, local clock
 	// lastFB identifies the last raw feedback folded (feedback packet
 	// count and base sequence number), fbSeen whether there was one.
 	lastFB uint32
@@ -355,7 +362,17 @@ func (e *BandwidthEstimator) updateLocked(st *feedbackStats, now int64) {
 	// delay grew by more than 5% of the time and by more than 10 ms.
 	overuse := false
 	if slope, span, ok := e.trendLocked(); ok && span >= 100e6 {
-		overuse = slope > 0.05 && slope*float64(span) > 10e6
+		m := slope * float64(span)
+		// Over the threshold in two feedbacks in a row: one late
+		// burst of packets is not a queue (libwebrtc's overuse detector
+		// likewise waits for a second sample).
+		if slope > 0.05 && m > e.thresholdLocked() {
+			e.overUses++
+		} else {
+			e.overUses = 0
+		}
+		overuse = e.overUses >= 2
+		e.adaptThresholdLocked(m, now)
 	}
 	dt := 0.0
 	if e.lastUpdate != 0 {
@@ -384,6 +401,47 @@ func (e *BandwidthEstimator) updateLocked(st *feedbackStats, now int64) {
 		e.growLocked(dt, now)
 	}
 	e.clampLocked()
+}
+
+// Adaptive overuse threshold (draft-ietf-rmcat-gcc-02 section 5.4): the
+// threshold follows the size of the delay swings seen lately, quickly up
+// (k_u) and slowly down (k_d), so that a delay that jitters by tens of
+// milliseconds because a busy machine reads and sends packets late is not
+// taken for a growing queue, while a growth beyond the usual swing still
+// is. Bounds and gains are the draft's, the floor is the former fixed
+// threshold.
+const (
+	thresholdMin  = 10e6  // ns
+	thresholdMax  = 600e6 // ns
+	thresholdUp   = 0.01  // k_u, per ms
+	thresholdDown = 0.00018
+)
+
+func (e *BandwidthEstimator) thresholdLocked() float64 {
+	return max(e.threshold, thresholdMin)
+}
+
+// adaptThresholdLocked moves the threshold towards |m| (ns), the delay
+// growth over the trend window just measured.
+func (e *BandwidthEstimator) adaptThresholdLocked(m float64, now int64) {
+	g := e.thresholdLocked()
+	if m < 0 {
+		m = -m
+	}
+	k := thresholdDown
+	if m > g {
+		k = thresholdUp
+	}
+	dtMs := 100.0 // the draft caps the step at 100 ms
+	if e.thresholdAt != 0 {
+		dtMs = min(float64(now-e.thresholdAt)/1e6, 100)
+	}
+	e.thresholdAt = now
+	// The draft adapts per packet group (a few ms); we adapt per
+	// feedback (up to 100 ms), where dtMs*k_u would reach |m| in one
+	// step and absorb a steadily growing queue before the second
+	// over-threshold feedback confirms it: go at most half the way.
+	e.threshold = min(max(g+min(dtMs*k, 0.5)*(m-g), thresholdMin), thresholdMax)
 }
 
 // growLocked raises the estimate by 8% per second of dt. Growth stops

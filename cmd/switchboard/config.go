@@ -47,6 +47,7 @@ type Config struct {
 	Metrics      MetricsConfig      `yaml:"metrics"`
 	TURN         TURNConfig         `yaml:"turn"`
 	SFU          SFUConfig          `yaml:"sfu"`
+	MatrixRTC    MatrixRTCConfig    `yaml:"matrix_rtc"`
 	Limits       LimitsConfig       `yaml:"limits"`
 	Push         PushConfig         `yaml:"push"`
 }
@@ -239,7 +240,8 @@ func defaultConfig() Config {
 			UDPListen: ":" + defaultMediaUDPPort,
 			TCPListen: ":" + defaultMediaTCPPort,
 		},
-		Limits: LimitsConfig{MaxRequestBytes: 1 << 20},
+		MatrixRTC: MatrixRTCConfig{Discovery: true, MaxDelay: 24 * time.Hour},
+		Limits:    LimitsConfig{MaxRequestBytes: 1 << 20},
 	}
 }
 

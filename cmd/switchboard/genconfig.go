@@ -136,6 +136,16 @@ sfu:
   # ICE over TCP for networks that block UDP. Empty turns it off.
   tcp_listen: ":7881"
 
+matrix_rtc:
+  # Tell Element Call and other MatrixRTC clients about the built-in LiveKit
+  # focus (MSC4143 rtc/transports, rtc_foci in /.well-known/matrix/client).
+  discovery: true
+  # livekit_service_url handed to clients. Empty: public_base_url + /livekit/jwt.
+  livekit_service_url: ""
+  # Longest delay of a delayed event (MSC4140), e.g. the "leave the call if
+  # my client vanishes" event that Element Call schedules.
+  max_delay: 24h
+
 limits:
   # Largest request body in bytes.
   max_request_bytes: 1048576

@@ -268,6 +268,7 @@ func homeserverConfig(cfg *Config, mat *material, addrs boundAddrs, dev bool) ho
 			FederationBurst:       cfg.Limits.RateLimit.FederationBurst,
 			Disabled:              cfg.Limits.RateLimit.Disabled,
 		},
+		RTC: homeserverRTC(cfg.MatrixRTC),
 		Federation: homeserver.FederationConfig{
 			SkipTLSVerify: cfg.Federation.SkipTLSVerify,
 			AllowNetworks: cfg.Federation.AllowCIDRs,

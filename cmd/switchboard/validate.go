@@ -33,6 +33,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	v.ip("public_ip", c.PublicIP)
+	c.MatrixRTC.validate(&v)
 	if c.DataDir == "" {
 		v.add("data_dir", "is required")
 	}

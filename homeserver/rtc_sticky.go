@@ -1,0 +1,140 @@
+package homeserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+)
+
+// MSC4354 ("Sticky events"): a timeline event sent with
+// ?org.matrix.msc4354.sticky_duration_ms=<ms> carries a top-level
+// "msc4354_sticky": {"duration_ms": N} in its PDU, and clients treat it as
+// current for that long after it was sent (MatrixRTC's m.rtc.member and
+// call notifications). The key sits outside "content", so it is covered by
+// the content hash but dropped by redaction, like any unknown top-level
+// key; event IDs and signatures are made the usual way over it.
+
+const (
+	stickyParam = "org.matrix.msc4354.sticky_duration_ms"
+	stickyKey   = "msc4354_sticky"
+	// maxStickyMS is the MSC's cap on any sticky duration, whoever set it.
+	maxStickyMS = 3_600_000
+)
+
+// stickyQuery reads ?org.matrix.msc4354.sticky_duration_ms: 0 without it,
+// otherwise the duration clamped to RTCConfig.MaxStickyDuration (the MSC
+// lets a server shorten it).
+func (s *Server) stickyQuery(c echo.Context) (int64, error) {
+	q := c.QueryParams()
+	if !q.Has(stickyParam) {
+		return 0, nil
+	}
+	ms, err := strconv.ParseInt(q.Get(stickyParam), 10, 64)
+	if err != nil || ms < 0 {
+		return 0, errInvalidParam("%s must be a non-negative integer of milliseconds", stickyParam)
+	}
+	return min(ms, s.cfg.RTC.MaxStickyDuration.Milliseconds()), nil
+}
+
+// makeSticky returns pdu with "msc4354_sticky": {"duration_ms": ms} added
+// at the top level, hashed and signed again (spec: Server-Server API,
+// "Calculating the content hash for an event", "Signing events").
+func (w *roomWriter) makeSticky(pdu gomatrixserverlib.PDU, ms int64) (gomatrixserverlib.PDU, error) {
+	var ev map[string]json.RawMessage
+	if err := json.Unmarshal(pdu.JSON(), &ev); err != nil {
+		return nil, errUnknown("sticky event: %v", err)
+	}
+	ev[stickyKey], _ = json.Marshal(map[string]int64{"duration_ms": ms})
+	delete(ev, "signatures")
+	delete(ev, "unsigned")
+	delete(ev, "hashes")
+	hashable, err := json.Marshal(ev)
+	if err != nil {
+		return nil, errUnknown("sticky event: %v", err)
+	}
+	if hashable, err = gomatrixserverlib.CanonicalJSON(hashable); err != nil {
+		return nil, errUnknown("sticky event: %v", err)
+	}
+	sum := sha256.Sum256(hashable)
+	ev["hashes"], _ = json.Marshal(map[string]spec.Base64Bytes{"sha256": sum[:]})
+	unsigned, err := json.Marshal(ev)
+	if err != nil {
+		return nil, errUnknown("sticky event: %v", err)
+	}
+	redacted, err := w.ver.RedactEventJSON(unsigned)
+	if err != nil {
+		return nil, errUnknown("sticky event: %v", err)
+	}
+	signed, err := gomatrixserverlib.SignJSON(w.s.cfg.ServerName, gomatrixserverlib.KeyID(w.s.cfg.KeyID), w.s.cfg.SigningKey, redacted)
+	if err != nil {
+		return nil, errUnknown("sticky event: %v", err)
+	}
+	var sig struct {
+		Signatures json.RawMessage `json:"signatures"`
+	}
+	if err := json.Unmarshal(signed, &sig); err != nil {
+		return nil, errUnknown("sticky event: %v", err)
+	}
+	ev["signatures"] = sig.Signatures
+	full, err := json.Marshal(ev)
+	if err != nil {
+		return nil, errUnknown("sticky event: %v", err)
+	}
+	if full, err = gomatrixserverlib.CanonicalJSON(full); err != nil {
+		return nil, errUnknown("sticky event: %v", err)
+	}
+	out, err := w.ver.NewEventFromTrustedJSON(full, false)
+	if err != nil {
+		return nil, errUnknown("sticky event: %v", err)
+	}
+	return out, nil
+}
+
+// stickyInfo is the msc4354_sticky object of a stored PDU.
+type stickyInfo struct {
+	DurationMS int64 `json:"duration_ms"`
+}
+
+// stickyTTL is how long a sticky event stays sticky at nowMS, measured
+// from the earlier of its origin_server_ts and its arrival here (MSC4354,
+// so that a sender's clock set ahead cannot stretch it); 0 when over.
+func stickyTTL(info stickyInfo, originTS, receivedTS, nowMS int64) int64 {
+	start := min(originTS, receivedTS)
+	return max(min(info.DurationMS, maxStickyMS)-(nowMS-start), 0)
+}
+
+// maxStickyPerSync is how many sticky events one /sync room section
+// carries (the MSC suggests 100).
+const maxStickyPerSync = 100
+
+// syncSticky fills a joined room's msc4354_sticky section (MSC4354, "Sync
+// API changes"): the room's still-sticky events in the sync's range that
+// the timeline does not carry, because it was limited or filtered them
+// out. Called only then: an unlimited, unfiltered timeline holds them all.
+func (s *Server) syncSticky(ctx context.Context, jr *joinedRoom, req *syncRequest, roomID string, after, upto, now int64, tl []storage.Event) error {
+	evs, err := s.db.StickyEvents(ctx, roomID, after, upto, now, maxStickyPerSync+len(tl))
+	if err != nil {
+		return err
+	}
+	inTimeline := make(map[string]bool, len(tl))
+	for _, e := range tl {
+		inTimeline[e.EventID] = true
+	}
+	var out []any
+	for _, e := range evs {
+		if !inTimeline[e.EventID] && len(out) < maxStickyPerSync {
+			out = append(out, toClient(e, req.viewer, now, false))
+		}
+	}
+	if len(out) > 0 {
+		jr.Sticky = &eventList{Events: out}
+	}
+	return nil
+}

@@ -1,0 +1,192 @@
+// MatrixRTC (the way Element Call does it) against Switchboard's homeserver,
+// with matrix-js-sdk's own MatrixRTCSession: focus discovery (MSC4143),
+// a call membership kept alive by an MSC4140 delayed leave that the server
+// sends when the client dies, an explicit leave, and the sticky-event
+// membership of MSC4354 seen by another user's /sync.
+
+import "./polyfill.mjs"; // first: the SDK needs Promise.withResolvers
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import * as sdk from "matrix-js-sdk";
+import { MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/MatrixRTCSession.js";
+import { logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
+import { buildSwitchboard, startSwitchboard, waitUntil } from "./server.mjs";
+import { rm } from "node:fs/promises";
+
+/** How long any one thing may take to show up. */
+const SEEN_WITHIN_MS = 20000;
+
+const sdkLog = [];
+function keepLog(level, prefix, msg) {
+    sdkLog.push(`${level} ${prefix}${msg.map((m) => (m instanceof Error ? m.stack : String(m))).join(" ")}`);
+    if (sdkLog.length > 400) sdkLog.shift();
+}
+function recordingLogger(prefix) {
+    return {
+        trace: (...m) => keepLog("trace", prefix, m),
+        debug: (...m) => keepLog("debug", prefix, m),
+        info: (...m) => keepLog("info", prefix, m),
+        warn: (...m) => keepLog("warn", prefix, m),
+        error: (...m) => keepLog("error", prefix, m),
+        getChild: (ns) => recordingLogger(`${prefix}${ns} `),
+    };
+}
+sdkGlobalLogger.methodFactory = (method, _level, name) => (...m) => keepLog(method, `[${String(name)}] `, m);
+sdkGlobalLogger.setLevel("debug");
+
+let binDir;
+let server;
+const clients = [];
+
+before(async () => {
+    const built = await buildSwitchboard();
+    binDir = built.dir;
+    server = await startSwitchboard(built.bin);
+});
+
+after(async () => {
+    for (const c of clients) c.stopClient();
+    if (server) await server.stop();
+    if (binDir) await rm(binDir, { recursive: true, force: true });
+});
+
+let dumped = false;
+function step(name, fn) {
+    it(name, async (t) => {
+        try {
+            await fn(t);
+        } catch (err) {
+            if (!dumped && server) {
+                dumped = true;
+                process.stderr.write(
+                    `\n--- switchboard stderr (test "${name}" failed) ---\n${server.stderr()}` +
+                        `\n--- matrix-js-sdk log (last ${sdkLog.length} lines) ---\n${sdkLog.join("\n")}\n---\n`,
+                );
+            }
+            throw err;
+        }
+    });
+}
+
+/** Registers username (m.login.dummy) and returns a started, synced client. */
+async function userClient(username) {
+    const anon = sdk.createClient({ baseUrl: server.baseUrl, logger: recordingLogger(`[anon ${username}] `) });
+    let session;
+    try {
+        await anon.registerRequest({ username, password: "correct horse battery staple" });
+    } catch (err) {
+        session = err.data?.session;
+    }
+    assert.equal(typeof session, "string", "register: no user-interactive session");
+    const res = await anon.register(username, "correct horse battery staple", session, { type: "m.login.dummy", session });
+    const client = sdk.createClient({
+        baseUrl: server.baseUrl,
+        userId: res.user_id,
+        accessToken: res.access_token,
+        deviceId: res.device_id,
+        logger: recordingLogger(`[${username}] `),
+    });
+    clients.push(client);
+    const prepared = new Promise((resolve, reject) => {
+        client.on(sdk.ClientEvent.Sync, (state) => {
+            if (state === "PREPARED") resolve();
+            if (state === "ERROR") reject(new Error(`${username}: first /sync failed`));
+        });
+    });
+    await client.startClient({ initialSyncLimit: 20 });
+    await prepared;
+    return client;
+}
+
+/** The content of a state event as the server has it now, {} when absent. */
+async function stateNow(client, roomId, type, key) {
+    try {
+        return await client.getStateEvent(roomId, type, key);
+    } catch (err) {
+        if (err.httpStatus === 404) return undefined;
+        throw err;
+    }
+}
+
+describe("MatrixRTC with matrix-js-sdk against switchboard", () => {
+    const suffix = `${process.pid}${Date.now().toString(36)}`.toLowerCase();
+    let alice, bob, carol, roomId, transport;
+
+    step("the server advertises delayed and sticky events and its LiveKit focus", async () => {
+        [alice, bob, carol] = await Promise.all(["alice", "bob", "carol"].map((n) => userClient(`${n}${suffix}`)));
+        assert.equal(await alice.doesServerSupportUnstableFeature("org.matrix.msc4140"), true);
+        assert.equal(await alice.doesServerSupportUnstableFeature("org.matrix.msc4354"), true);
+        const transports = await alice._unstable_getRTCTransports();
+        // In --dev the public base URL is the client listener itself.
+        assert.deepEqual(transports, [{ type: "livekit", livekit_service_url: `${server.baseUrl}/livekit/jwt` }]);
+        transport = transports[0];
+        const wk = await (await fetch(`${server.baseUrl}/.well-known/matrix/client`)).json();
+        assert.deepEqual(wk["org.matrix.msc4143.rtc_foci"], transports);
+    });
+
+    step("a joined session's membership ends by the server's delayed leave when the client dies", async () => {
+        roomId = (await alice.createRoom({ preset: "public_chat", name: "rtc" })).room_id;
+        await bob.joinRoom(roomId);
+        await carol.joinRoom(roomId);
+        const room = await waitUntil("alice's room", SEEN_WITHIN_MS, () => alice.getRoom(roomId));
+        const session = alice.matrixRTC.getRoomSession(room);
+        session.joinRoomSession([transport], undefined, { delayedLeaveEventDelayMs: 3000, delayedLeaveEventRestartMs: 1000 });
+        const key = `_${alice.getUserId()}_${alice.getDeviceId()}_m.call`;
+        const joined = await waitUntil("alice's call membership", SEEN_WITHIN_MS, async () => {
+            const c = await stateNow(bob, roomId, "org.matrix.msc3401.call.member", key);
+            return c?.application === "m.call" ? c : undefined;
+        });
+        assert.deepEqual(joined.foci_preferred, [transport]);
+        const delayed = await alice._unstable_getDelayedEvents();
+        assert.ok(
+            delayed.delayed_events.some((d) => d.state_key === key && d.delay === 3000),
+            `no delayed leave scheduled: ${JSON.stringify(delayed)}`,
+        );
+        // The SDK restarts the delayed leave every second; it survives
+        // several delays' worth of time.
+        await new Promise((r) => setTimeout(r, 4000));
+        assert.equal((await stateNow(bob, roomId, "org.matrix.msc3401.call.member", key))?.application, "m.call");
+
+        // The client dies: no more restarts, no leave.
+        alice.http.opts.fetchFn = () => Promise.reject(new Error("network gone"));
+        alice.stopClient();
+        await waitUntil("alice's membership emptied by the delayed leave", SEEN_WITHIN_MS, async () => {
+            const c = await stateNow(bob, roomId, "org.matrix.msc3401.call.member", key);
+            return c !== undefined && Object.keys(c).length === 0;
+        });
+    });
+
+    step("leaving sends the delayed leave at once", async () => {
+        const room = await waitUntil("bob's room", SEEN_WITHIN_MS, () => bob.getRoom(roomId));
+        const session = bob.matrixRTC.getRoomSession(room);
+        // A delay far past the deadline below: only the leave can end it.
+        session.joinRoomSession([transport], undefined, { delayedLeaveEventDelayMs: 120000 });
+        const key = `_${bob.getUserId()}_${bob.getDeviceId()}_m.call`;
+        await waitUntil("bob's call membership", SEEN_WITHIN_MS, async () =>
+            (await stateNow(carol, roomId, "org.matrix.msc3401.call.member", key))?.application === "m.call",
+        );
+        assert.equal(await session.leaveRoomSession(SEEN_WITHIN_MS), true);
+        await waitUntil("bob's membership emptied by leaving", SEEN_WITHIN_MS, async () => {
+            const c = await stateNow(carol, roomId, "org.matrix.msc3401.call.member", key);
+            return c !== undefined && Object.keys(c).length === 0;
+        });
+        assert.equal((await bob._unstable_getDelayedEvents()).delayed_events.length, 0);
+    });
+
+    step("a sticky-event membership (MSC4354) reaches another user's sync", async () => {
+        const room = await waitUntil("bob's room", SEEN_WITHIN_MS, () => bob.getRoom(roomId));
+        const session = bob.matrixRTC.getRoomSession(room);
+        session.joinRoomSession([transport], transport, { unstableSendStickyEvents: true, delayedLeaveEventDelayMs: 120000 });
+        const carolRoom = carol.getRoom(roomId);
+        const sticky = await waitUntil("bob's sticky rtc.member at carol", SEEN_WITHIN_MS, () =>
+            Array.from(carolRoom._unstable_getStickyEvents()).find((e) => e.getSender() === bob.getUserId() && e.getType().endsWith("rtc.member")),
+        );
+        assert.ok(sticky.unstableStickyInfo?.duration_ms > 0, "no sticky duration on the event");
+        const members = await MatrixRTCSession.sessionMembershipsForSlot(carolRoom, { application: "m.call", id: "ROOM" });
+        assert.ok(
+            members.some((m) => m.sender === bob.getUserId()),
+            `carol sees no RTC membership of bob: ${members.map((m) => m.sender)}`,
+        );
+        assert.equal(await session.leaveRoomSession(SEEN_WITHIN_MS), true);
+    });
+});
