@@ -4,80 +4,28 @@
 // never received the key, restores it from the backup and decrypts the
 // message.
 
-import "./polyfill.mjs"; // first: the SDK needs Promise.withResolvers
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as sdk from "matrix-js-sdk";
-import { logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
-import { rm } from "node:fs/promises";
-import { buildSwitchboard, startSwitchboard, waitUntil } from "./server.mjs";
+import { login, register, sdkLog, startAndSync, useSwitchboard } from "./harness.mjs";
+import { waitUntil } from "./server.mjs";
 
 const SEEN_WITHIN_MS = 30000;
 
-const sdkLog = [];
-function keep(level, prefix, m) {
-    sdkLog.push(`${level} ${prefix}${m.map((x) => (typeof x === "string" ? x : String(x?.stack ?? JSON.stringify(x)))).join(" ")}`);
-    if (sdkLog.length > 300) sdkLog.shift();
-}
-function quietLogger(prefix) {
-    const l = {};
-    for (const lv of ["trace", "debug", "info", "warn", "error"]) l[lv] = (...m) => keep(lv, prefix, m);
-    l.getChild = (ns) => quietLogger(`${prefix}${ns} `);
-    return l;
-}
-sdkGlobalLogger.methodFactory = (method, _level, name) => (...m) => keep(method, `[${String(name)}] `, m);
-sdkGlobalLogger.setLevel("debug");
-
-let binDir;
-let server;
-const clients = [];
-
-before(async () => {
-    const built = await buildSwitchboard();
-    binDir = built.dir;
-    server = await startSwitchboard(built.bin);
-});
-
-after(async () => {
-    for (const c of clients) c.stopClient();
-    if (server) await server.stop();
-    if (binDir) await rm(binDir, { recursive: true, force: true });
-});
+const h = useSwitchboard();
 
 /** A started client with Rust crypto for a fresh login of username. */
 async function device(username, label) {
-    const anon = sdk.createClient({ baseUrl: server.baseUrl, logger: quietLogger(`[anon ${label}] `) });
-    const login = await anon.loginRequest({
-        type: "m.login.password",
-        identifier: { type: "m.id.user", user: username },
-        password: "password",
-    });
-    const client = sdk.createClient({
-        baseUrl: server.baseUrl,
-        userId: login.user_id,
-        accessToken: login.access_token,
-        deviceId: login.device_id,
-        logger: quietLogger(`[${label}] `),
-    });
-    clients.push(client);
+    const { client } = await login(h.server, h.clients, username, "password", label);
     await client.initRustCrypto({ useIndexedDB: false });
-    const prepared = new Promise((resolve) => client.on(sdk.ClientEvent.Sync, (s) => s === "PREPARED" && resolve()));
-    await client.startClient({ initialSyncLimit: 20 });
-    await prepared;
+    await startAndSync(client, label, SEEN_WITHIN_MS);
     return client;
 }
 
 describe("key backup with matrix-js-sdk's Rust crypto", () => {
     it("a new device restores room keys from the backup and decrypts history", async () => {
         try {
-            const anon = sdk.createClient({ baseUrl: server.baseUrl });
-            let session;
-            try {
-                await anon.registerRequest({ username: "alice", password: "password" });
-            } catch (err) {
-                session = err.data?.session;
-            }
-            await anon.register("alice", "password", session, { type: "m.login.dummy", session });
+            await register(h.server, "alice", "password");
 
             const first = await device("alice", "alice-1");
             const crypto1 = first.getCrypto();
@@ -94,7 +42,7 @@ describe("key backup with matrix-js-sdk's Rust crypto", () => {
 
             // The room key reaches the server's backup.
             await waitUntil("the room key in the backup", SEEN_WITHIN_MS, async () => {
-                const res = await fetch(`${server.baseUrl}/_matrix/client/v3/room_keys/version/${version}`, {
+                const res = await fetch(`${h.server.baseUrl}/_matrix/client/v3/room_keys/version/${version}`, {
                     headers: { Authorization: `Bearer ${first.getAccessToken()}` },
                 });
                 const body = await res.json();
@@ -119,7 +67,7 @@ describe("key backup with matrix-js-sdk's Rust crypto", () => {
             assert.equal(ev.getType(), "m.room.message", `decryption failed: ${ev.decryptionFailureReason ?? ""}`);
             assert.equal(ev.getContent().body, "only the backup knows");
         } catch (err) {
-            process.stderr.write(`\n--- switchboard stderr ---\n${server.stderr().slice(-8000)}\n--- sdk log ---\n${sdkLog.slice(-120).join("\n")}\n`);
+            process.stderr.write(`\n--- switchboard stderr ---\n${h.server.stderr().slice(-8000)}\n--- sdk log ---\n${sdkLog.slice(-120).join("\n")}\n`);
             throw err;
         }
     });

@@ -6,70 +6,18 @@
 // to-device messages and typing, each seen by the other side's /sync; then
 // bad input through fetch against the same server.
 
-import "./polyfill.mjs"; // first: the SDK needs Promise.withResolvers
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as sdk from "matrix-js-sdk";
-import { logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
-import { buildSwitchboard, startSwitchboard } from "./server.mjs";
-import { rm } from "node:fs/promises";
+import * as harness from "./harness.mjs";
+import { recordingLogger, safeJSON, sdkLog } from "./harness.mjs";
 
 /** How long any one thing may take to show up on the other side. */
 const SEEN_WITHIN_MS = 20000;
 
-// ---------------------------------------------------------------------------
-// Logging: the SDK is chatty at info/debug level. Its lines are kept in a
-// ring buffer and printed with the server's stderr only when a test fails.
-
-const sdkLog = [];
-function keepLog(level, prefix, msg) {
-    const text = msg
-        .map((m) => (m instanceof Error ? m.stack : typeof m === "string" ? m : safeJSON(m)))
-        .join(" ");
-    sdkLog.push(`${level} ${prefix}${text}`);
-    if (sdkLog.length > 400) sdkLog.shift();
-}
-function safeJSON(v) {
-    try {
-        return JSON.stringify(v);
-    } catch {
-        return String(v);
-    }
-}
-function recordingLogger(prefix) {
-    return {
-        trace: (...m) => keepLog("trace", prefix, m),
-        debug: (...m) => keepLog("debug", prefix, m),
-        info: (...m) => keepLog("info", prefix, m),
-        warn: (...m) => keepLog("warn", prefix, m),
-        error: (...m) => keepLog("error", prefix, m),
-        getChild: (ns) => recordingLogger(`${prefix}${ns} `),
-    };
-}
-// Code paths that use the SDK's global (loglevel) logger rather than the
-// client's: its child loggers copy the parent's methodFactory when created,
-// so this sends them to the ring buffer too.
-sdkGlobalLogger.methodFactory = (method, _level, name) => (...m) => keepLog(method, `[${String(name)}] `, m);
-sdkGlobalLogger.setLevel("debug");
-
-// ---------------------------------------------------------------------------
-// Shared state, set up once: one binary build and one server per run.
-
-let binDir;
-let server;
-const clients = [];
-
-before(async () => {
-    const built = await buildSwitchboard();
-    binDir = built.dir;
-    server = await startSwitchboard(built.bin);
-});
-
-after(async () => {
-    for (const c of clients) c.stopClient();
-    if (server) await server.stop(); // no-op when a test already stopped it
-    if (binDir) await rm(binDir, { recursive: true, force: true });
-});
+// One server per run (harness.mjs); the SDK's log goes to harness.sdkLog.
+const h = harness.useSwitchboard();
+const { clients } = h;
 
 let dumped = false;
 /**
@@ -81,10 +29,10 @@ function step(name, fn) {
         try {
             await fn(t);
         } catch (err) {
-            if (!dumped && server) {
+            if (!dumped && h.server) {
                 dumped = true;
                 process.stderr.write(
-                    `\n--- switchboard stderr (test "${name}" failed) ---\n${server.stderr()}` +
+                    `\n--- switchboard stderr (test "${name}" failed) ---\n${h.server.stderr()}` +
                         `\n--- matrix-js-sdk log (last ${sdkLog.length} lines) ---\n${sdkLog.join("\n")}\n---\n`,
                 );
             }
@@ -96,51 +44,14 @@ function step(name, fn) {
 // ---------------------------------------------------------------------------
 // Helpers.
 
-/**
- * Resolves with the arguments of the first `event` emission of emitter for
- * which match(...args) is true; rejects after ms. Register it before doing
- * the thing that causes the emission.
- */
+/** harness.nextEmit, waiting SEEN_WITHIN_MS unless told. */
 function nextEmit(emitter, event, match, what, ms = SEEN_WITHIN_MS) {
-    return new Promise((resolve, reject) => {
-        const onEvent = (...args) => {
-            let ok;
-            try {
-                ok = match(...args);
-            } catch (err) {
-                cleanup();
-                reject(err);
-                return;
-            }
-            if (ok) {
-                cleanup();
-                resolve(args);
-            }
-        };
-        const timer = setTimeout(() => {
-            cleanup();
-            reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
-        }, ms);
-        const cleanup = () => {
-            clearTimeout(timer);
-            emitter.off(event, onEvent);
-        };
-        emitter.on(event, onEvent);
-    });
+    return harness.nextEmit(emitter, event, match, what, ms);
 }
 
-/**
- * Resolves with the next live event of type in roomId on client's timeline
- * (that is, delivered by its /sync loop) for which match(event) is true.
- */
+/** harness.nextTimelineEvent, waiting SEEN_WITHIN_MS. */
 function nextTimelineEvent(client, roomId, type, match, what) {
-    return nextEmit(
-        client,
-        sdk.RoomEvent.Timeline,
-        (ev, room, toStart, removed) =>
-            room?.roomId === roomId && !toStart && !removed && ev.getType() === type && match(ev),
-        what,
-    ).then(([ev]) => ev);
+    return harness.nextTimelineEvent(client, roomId, type, match, what, SEEN_WITHIN_MS);
 }
 
 /**
@@ -177,7 +88,7 @@ async function api(method, path, { token, body, rawBody } = {}) {
         payload = JSON.stringify(body);
         headers["Content-Type"] = "application/json";
     }
-    const res = await fetch(server.baseUrl + path, {
+    const res = await fetch(h.server.baseUrl + path, {
         method,
         headers,
         body: payload,
@@ -193,66 +104,15 @@ async function api(method, path, { token, body, rawBody } = {}) {
     return { status: res.status, body: json, text };
 }
 
-/**
- * Registers username through the user-interactive flow: a first request
- * without auth must be answered 401 with a session offering m.login.dummy;
- * the second completes it.
- */
-async function register(username, password) {
-    const anon = sdk.createClient({ baseUrl: server.baseUrl, logger: recordingLogger(`[anon ${username}] `) });
-    let uia;
-    try {
-        await anon.registerRequest({ username, password });
-        assert.fail("POST /register without auth succeeded; want 401 with user-interactive auth flows");
-    } catch (err) {
-        if (err instanceof assert.AssertionError) throw err;
-        assert.equal(err.httpStatus, 401, `register without auth: ${err}`);
-        uia = err.data;
-    }
-    assert.equal(typeof uia?.session, "string", `401 body has no session: ${safeJSON(uia)}`);
-    assert.ok(
-        uia.flows?.some((f) => f.stages?.length === 1 && f.stages[0] === "m.login.dummy"),
-        `401 flows offer no m.login.dummy stage: ${safeJSON(uia.flows)}`,
-    );
-    const res = await anon.register(username, password, uia.session, {
-        type: "m.login.dummy",
-        session: uia.session,
-    });
-    assert.equal(res.user_id, `@${username}:${server.serverName}`);
-    assert.equal(typeof res.access_token, "string");
-    assert.equal(typeof res.device_id, "string");
-    return res;
+/** harness.register against this file's server. */
+function register(username, password) {
+    return harness.register(h.server, username, password);
 }
 
 /** Logs in with a password and returns a started client (first sync done). */
 async function loginAndStart(username, password, label) {
-    const anon = sdk.createClient({ baseUrl: server.baseUrl, logger: recordingLogger(`[anon ${label}] `) });
-    const login = await anon.loginRequest({
-        type: "m.login.password",
-        identifier: { type: "m.id.user", user: username },
-        password,
-        initial_device_display_name: `js-sdk ${label}`,
-    });
-    assert.equal(login.user_id, `@${username}:${server.serverName}`);
-    const client = sdk.createClient({
-        baseUrl: server.baseUrl,
-        userId: login.user_id,
-        accessToken: login.access_token,
-        deviceId: login.device_id,
-        logger: recordingLogger(`[${label}] `),
-    });
-    clients.push(client);
-    const prepared = nextEmit(
-        client,
-        sdk.ClientEvent.Sync,
-        (state) => {
-            if (state === "ERROR") throw new Error(`${label}: first /sync failed: ${client.getSyncStateData()?.error}`);
-            return state === "PREPARED";
-        },
-        `${label}'s first sync`,
-    );
-    await client.startClient({ initialSyncLimit: 20 });
-    await prepared;
+    const { client, login } = await harness.login(h.server, clients, username, password, label);
+    await harness.startAndSync(client, label, SEEN_WITHIN_MS);
     const who = await client.whoami();
     assert.equal(who.user_id, login.user_id);
     assert.equal(who.device_id, login.device_id);
@@ -532,7 +392,7 @@ describe("matrix-js-sdk against switchboard", () => {
         assert.equal(res.body?.errcode, "M_UNKNOWN_TOKEN", res.text);
         // ... and through the SDK too.
         const stranger = sdk.createClient({
-            baseUrl: server.baseUrl,
+            baseUrl: h.server.baseUrl,
             userId: alice.userId,
             accessToken: "syt_not_a_real_token_0001",
             logger: recordingLogger("[stranger] "),
@@ -577,7 +437,7 @@ describe("matrix-js-sdk against switchboard", () => {
     });
 
     step("the server is still running", async () => {
-        assert.ok(server.running(), "switchboard exited during the test");
+        assert.ok(h.server.running(), "switchboard exited during the test");
         const res = await api("GET", "/_matrix/client/versions");
         assert.equal(res.status, 200);
         assert.ok(Array.isArray(res.body?.versions));
@@ -585,7 +445,7 @@ describe("matrix-js-sdk against switchboard", () => {
 
     step("SIGTERM stops the server with exit code 0", async () => {
         for (const c of clients) c.stopClient();
-        const { code, signal, killed } = await server.stop();
+        const { code, signal, killed } = await h.server.stop();
         assert.equal(killed, false, "switchboard did not exit within the grace period after SIGTERM and was killed");
         assert.equal(signal, null);
         assert.equal(code, 0, `switchboard exit code ${code}`);

@@ -4,99 +4,38 @@
 // invite, new messages, a call invite, unread counts and a to-device
 // message, each sent by alice through the plain client-server API.
 
-import "./polyfill.mjs"; // first: the SDK needs Promise.withResolvers
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as sdk from "matrix-js-sdk";
 import { SlidingSync } from "matrix-js-sdk/lib/sliding-sync.js";
-import { logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
-import { rm } from "node:fs/promises";
-import { buildSwitchboard, startSwitchboard, waitUntil } from "./server.mjs";
+import * as harness from "./harness.mjs";
+import { sdkLog } from "./harness.mjs";
+import { waitUntil } from "./server.mjs";
 
 const SEEN_WITHIN_MS = 20000;
 
-const sdkLog = [];
-function keep(level, prefix, m) {
-    sdkLog.push(`${level} ${prefix}${m.map((x) => (typeof x === "string" ? x : String(x?.stack ?? JSON.stringify(x)))).join(" ")}`);
-    if (sdkLog.length > 300) sdkLog.shift();
-}
-function quietLogger(prefix) {
-    const l = {};
-    for (const lv of ["trace", "debug", "info", "warn", "error"]) l[lv] = (...m) => keep(lv, prefix, m);
-    l.getChild = (ns) => quietLogger(`${prefix}${ns} `);
-    return l;
-}
-sdkGlobalLogger.methodFactory = (method, _level, name) => (...m) => keep(method, `[${String(name)}] `, m);
-sdkGlobalLogger.setLevel("debug");
-
-let binDir;
-let server;
-const clients = [];
-
-before(async () => {
-    const built = await buildSwitchboard();
-    binDir = built.dir;
-    server = await startSwitchboard(built.bin);
-});
-
-after(async () => {
-    for (const c of clients) c.stopClient();
-    if (server) await server.stop();
-    if (binDir) await rm(binDir, { recursive: true, force: true });
-});
+const h = harness.useSwitchboard();
 
 /** Registers username (m.login.dummy) and returns a client, not started. */
 async function registered(username) {
-    const anon = sdk.createClient({ baseUrl: server.baseUrl, logger: quietLogger(`[anon ${username}] `) });
-    let session;
-    try {
-        await anon.registerRequest({ username, password: "password" });
-    } catch (err) {
-        session = err.data?.session;
-    }
-    const res = await anon.register(username, "password", session, { type: "m.login.dummy", session });
-    const client = sdk.createClient({
-        baseUrl: server.baseUrl,
-        userId: res.user_id,
-        accessToken: res.access_token,
-        deviceId: res.device_id,
-        logger: quietLogger(`[${username}] `),
-    });
-    clients.push(client);
-    return client;
+    const res = await harness.register(h.server, username, "password");
+    return harness.sessionClient(h.server, h.clients, res, username);
 }
 
-/** Resolves with the first emission of event for which match(...) holds. */
+/** harness.nextEmit, waiting SEEN_WITHIN_MS. */
 function nextEmit(emitter, event, match, what) {
-    return new Promise((resolve, reject) => {
-        const on = (...args) => {
-            if (match(...args)) {
-                clearTimeout(timer);
-                emitter.off(event, on);
-                resolve(args);
-            }
-        };
-        const timer = setTimeout(() => {
-            emitter.off(event, on);
-            reject(new Error(`timed out waiting for ${what}`));
-        }, SEEN_WITHIN_MS);
-        emitter.on(event, on);
-    });
+    return harness.nextEmit(emitter, event, match, what, SEEN_WITHIN_MS);
 }
 
+/** harness.nextTimelineEvent for any event of type, waiting SEEN_WITHIN_MS. */
 function nextTimelineEvent(client, roomId, type, what) {
-    return nextEmit(
-        client,
-        sdk.RoomEvent.Timeline,
-        (ev, room, toStart) => room?.roomId === roomId && !toStart && ev.getType() === type,
-        what,
-    ).then(([ev]) => ev);
+    return harness.nextTimelineEvent(client, roomId, type, () => true, what, SEEN_WITHIN_MS);
 }
 
 describe("matrix-js-sdk sliding sync against switchboard", () => {
     it("follows rooms, invites, messages, calls and to-device messages", async (t) => {
         try {
-            const versions = await fetch(`${server.baseUrl}/_matrix/client/versions`).then((r) => r.json());
+            const versions = await fetch(`${h.server.baseUrl}/_matrix/client/versions`).then((r) => r.json());
             assert.equal(versions.unstable_features?.["org.matrix.simplified_msc3575"], true);
 
             const alice = await registered("alice");
@@ -108,7 +47,7 @@ describe("matrix-js-sdk sliding sync against switchboard", () => {
 
             const config = { timeline_limit: 10, required_state: [["*", "*"]] };
             const lists = new Map([["all", { ranges: [[0, 19]], ...config }]]);
-            const ss = new SlidingSync(server.baseUrl, lists, config, bob, 5000);
+            const ss = new SlidingSync(h.server.baseUrl, lists, config, bob, 5000);
             const prepared = nextEmit(bob, sdk.ClientEvent.Sync, (state) => state === "PREPARED", "bob's first sliding sync");
             await bob.startClient({ slidingSync: ss });
             await prepared;
@@ -153,7 +92,7 @@ describe("matrix-js-sdk sliding sync against switchboard", () => {
             assert.equal(td.getContent().n, 1);
             assert.equal(td.getSender(), alice.getUserId());
         } catch (err) {
-            process.stderr.write(`\n--- switchboard stderr ---\n${server.stderr()}\n--- sdk log ---\n${sdkLog.join("\n")}\n`);
+            process.stderr.write(`\n--- switchboard stderr ---\n${h.server.stderr()}\n--- sdk log ---\n${sdkLog.join("\n")}\n`);
             throw err;
         }
     });
