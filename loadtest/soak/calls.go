@@ -39,7 +39,7 @@ type callUser struct {
 func (u *callUser) onSync(r *syncResponse) {
 	for _, j := range r.Rooms.Join {
 		for _, ev := range j.Timeline.Events {
-			if !strings.HasPrefix(ev.Type, "m.call.") || ev.Sender == u.cli.user {
+			if !strings.HasPrefix(ev.Type, "m.call.") || ev.Sender == u.cli.User {
 				continue
 			}
 			ce := callEvent{Type: ev.Type, Sender: ev.Sender}
@@ -173,9 +173,9 @@ func oneToOne(parent context.Context, caller, callee *callUser, room string, van
 	st.placed.Add(1)
 	callID := fmt.Sprintf("soakcall%d", time.Now().UnixNano())
 	send := func(u *callUser, typ string, content map[string]any) error {
-		content["call_id"], content["party_id"], content["version"] = callID, u.cli.user, "1"
+		content["call_id"], content["party_id"], content["version"] = callID, u.cli.User, "1"
 		cnt.requests.Add(1)
-		_, err := u.cli.sendEvent(ctx, room, typ, callID+typ+u.cli.user, content)
+		_, err := u.cli.sendEvent(ctx, room, typ, callID+typ+u.cli.User, content)
 		cnt.fail(parent, typ, err)
 		return err
 	}

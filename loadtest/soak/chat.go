@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/loadtest/mxclient"
 )
 
 // counters tally requests and failures of the whole mix.
@@ -36,7 +38,7 @@ func (c *counters) fail(ctx context.Context, kind string, err error) {
 	}
 	c.errs[kind]++
 	if len(c.samples) < 20 {
-		c.samples = append(c.samples, kind+": "+truncate(err.Error(), 300))
+		c.samples = append(c.samples, kind+": "+mxclient.Truncate(err.Error(), 300))
 	}
 }
 
@@ -188,10 +190,10 @@ func churner(ctx context.Context, base string, newHTTP func() *httpClients, room
 			defer wg.Done()
 			hcs := newHTTP()
 			defer hcs.close()
-			cli := &client{base: base, hc: hcs.hc}
+			cli := &client{mxclient.Client{Base: base, HC: hcs.hc}}
 			name := fmt.Sprintf("churn%d_%d", time.Now().UnixNano()%1e9, i)
 			cnt.requests.Add(1)
-			if err := cli.register(ctx, name, "churn password "+name); err != nil {
+			if err := cli.Register(ctx, name, "churn password "+name); err != nil {
 				cnt.fail(ctx, "register", err)
 				return
 			}

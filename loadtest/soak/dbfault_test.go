@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/loadtest/mxclient"
 )
 
 // cutProxy forwards TCP to a target until cut: then it closes every
@@ -121,11 +122,11 @@ func TestDatabaseOutageBinary(t *testing.T) {
 	defer srv.proc.Kill()
 	hcs := newHTTPClients()
 	defer hcs.close()
-	cli := &client{base: srv.proc.ClientURL(), hc: hcs.hc}
-	if err := cli.register(ctx, "dbfault", "dbfault password"); err != nil {
+	cli := &client{mxclient.Client{Base: srv.proc.ClientURL(), HC: hcs.hc}}
+	if err := cli.Register(ctx, "dbfault", "dbfault password"); err != nil {
 		t.Fatal(err)
 	}
-	room, err := cli.createRoom(ctx, "outage")
+	room, err := cli.CreateRoom(ctx, "outage")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,13 +147,13 @@ func TestDatabaseOutageBinary(t *testing.T) {
 	// and M_UNKNOWN, and is not acknowledged.
 	for i := 0; i < 5; i++ {
 		body := strings.NewReader(`{"msgtype":"m.text","body":"during"}`)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, cli.base+clientAPI+"/rooms/"+url.PathEscape(room)+
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, cli.Base+mxclient.ClientAPI+"/rooms/"+url.PathEscape(room)+
 			"/send/m.room.message/"+fmt.Sprintf("during%d", i), body)
 		if err != nil {
 			t.Fatal(err)
 		}
-		req.Header.Set("Authorization", "Bearer "+cli.token)
-		resp, err := cli.hc.Do(req)
+		req.Header.Set("Authorization", "Bearer "+cli.Token)
+		resp, err := cli.HC.Do(req)
 		if err != nil {
 			t.Fatalf("send during the outage: %v", err)
 		}
@@ -161,7 +162,7 @@ func TestDatabaseOutageBinary(t *testing.T) {
 		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
 			!strings.Contains(string(data), `"M_UNKNOWN"`) {
 			t.Errorf("send during the outage: %d Retry-After %q %s, want 503 with Retry-After",
-				resp.StatusCode, resp.Header.Get("Retry-After"), truncate(string(data), 200))
+				resp.StatusCode, resp.Header.Get("Retry-After"), mxclient.Truncate(string(data), 200))
 		}
 	}
 	proxy.setCut(false)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/loadtest/mxclient"
 )
 
 // Scale of the hostile-client test: what a 2-core shared machine carries
@@ -71,11 +73,11 @@ func TestHostileClientsBinary(t *testing.T) {
 	addr := srv.proc.Addrs.Client
 	hcs := newHTTPClients()
 	defer hcs.close()
-	good := &client{base: srv.proc.ClientURL(), hc: hcs.hc}
-	if err := good.register(ctx, "good", "good password"); err != nil {
+	good := &client{mxclient.Client{Base: srv.proc.ClientURL(), HC: hcs.hc}}
+	if err := good.Register(ctx, "good", "good password"); err != nil {
 		t.Fatal(err)
 	}
-	room, err := good.createRoom(ctx, "hostile")
+	room, err := good.CreateRoom(ctx, "hostile")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +165,7 @@ func TestHostileClientsBinary(t *testing.T) {
 		keep(c)
 		var b strings.Builder
 		for j := 0; j < 10; j++ {
-			fmt.Fprintf(&b, "GET %s/sync?%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", clientAPI, fq.Encode(), good.token)
+			fmt.Fprintf(&b, "GET %s/sync?%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", mxclient.ClientAPI, fq.Encode(), good.Token)
 		}
 		go func() { _, _ = io.WriteString(c, b.String()) }()
 	}
@@ -193,7 +195,7 @@ func TestHostileClientsBinary(t *testing.T) {
 	big := map[string]string{"msgtype": "m.text", "body": strings.Repeat("y", 8<<20)}
 	if _, err := good.sendEvent(ctx, room, "m.room.message", "big", big); err == nil {
 		t.Error("an 8 MiB event body was accepted")
-	} else if ae, ok := err.(*apiError); !ok || ae.Status != http.StatusRequestEntityTooLarge || !strings.Contains(ae.Body, "M_TOO_LARGE") {
+	} else if ae, ok := err.(*mxclient.APIError); !ok || ae.Status != http.StatusRequestEntityTooLarge || !strings.Contains(ae.Body, "M_TOO_LARGE") {
 		t.Errorf("oversized body: %v, want 413 M_TOO_LARGE", err)
 	}
 
@@ -230,7 +232,7 @@ func TestHostileClientsBinary(t *testing.T) {
 				t.Fatalf("%s connection %d still open after 60 s", name, i)
 			}
 			if strings.Contains(data, "200 OK") {
-				t.Fatalf("%s connection %d was answered: %q", name, i, truncate(data, 200))
+				t.Fatalf("%s connection %d was answered: %q", name, i, mxclient.Truncate(data, 200))
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/bench/calls/callclient"
+	"github.com/switchboard-chat/switchboard/loadtest/mxclient"
 )
 
 // config is the command line of a soak run.
@@ -200,8 +201,8 @@ func (m *mix) setup(ctx context.Context, hcs *httpClients, say func(string, ...a
 	cfg := m.cfg
 	baseA, baseB := m.a.proc.ClientURL(), m.b.proc.ClientURL()
 	reg := func(base, name string) (*client, error) {
-		c := &client{base: base, hc: newHTTPClients().hc}
-		return c, c.register(ctx, name, "soak password "+name)
+		c := &client{mxclient.Client{Base: base, HC: newHTTPClients().hc}}
+		return c, c.Register(ctx, name, "soak password "+name)
 	}
 	for i := 0; i < cfg.users; i++ {
 		c, err := reg(baseA, fmt.Sprintf("user%d", i))
@@ -212,7 +213,7 @@ func (m *mix) setup(ctx context.Context, hcs *httpClients, say func(string, ...a
 	}
 	for i := 0; i < cfg.rooms; i++ {
 		owner := m.chatA[i%len(m.chatA)]
-		room, err := owner.createRoom(ctx, fmt.Sprintf("soak room %d", i))
+		room, err := owner.CreateRoom(ctx, fmt.Sprintf("soak room %d", i))
 		if err != nil {
 			return err
 		}
@@ -267,7 +268,7 @@ func (m *mix) setup(ctx context.Context, hcs *httpClients, say func(string, ...a
 		if err != nil {
 			return err
 		}
-		room, err := caller.cli.createRoom(ctx, fmt.Sprintf("soak call %d", i))
+		room, err := caller.cli.CreateRoom(ctx, fmt.Sprintf("soak call %d", i))
 		if err != nil {
 			return err
 		}
@@ -279,7 +280,7 @@ func (m *mix) setup(ctx context.Context, hcs *httpClients, say func(string, ...a
 	}
 
 	// Group calls through the native focus of server A.
-	server := m.chatA[0].user[len("@user0:"):]
+	server := m.chatA[0].User[len("@user0:"):]
 	focus := callclient.Focus{UserID: "@switchboard:" + server, DeviceID: "SFU"}
 	for i := 0; i < cfg.groupRooms; i++ {
 		g := &groupRoom{conf: fmt.Sprintf("soakconf%d", i), focus: focus}
@@ -312,7 +313,7 @@ func (m *mix) allClients() []*client {
 
 // closeIdle closes the idle keep-alive connections of c's pool.
 func closeIdle(c *client) {
-	if tr, ok := c.hc.Transport.(interface{ CloseIdleConnections() }); ok {
+	if tr, ok := c.HC.Transport.(interface{ CloseIdleConnections() }); ok {
 		tr.CloseIdleConnections()
 	}
 }

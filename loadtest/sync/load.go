@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-chat/switchboard/loadtest/mxclient"
 	"github.com/switchboard-chat/switchboard/tests/e2e"
 )
 
@@ -86,7 +87,7 @@ func newLoad(cfg config, proc *e2e.Process) *load {
 	for i := range cfg.users {
 		u := &user{
 			idx: i, room: i % cfg.rooms,
-			c:        &client{base: proc.ClientURL(), hc: l.hc},
+			c:        &client{mxclient.Client{Base: proc.ClientURL(), HC: l.hc}},
 			starts:   make([]atomic.Int64, l.maxSeq),
 			ok:       make([]atomic.Bool, l.maxSeq),
 			received: make(map[int][]bool),
@@ -99,7 +100,7 @@ func newLoad(cfg config, proc *e2e.Process) *load {
 
 // recordError counts a failed request by kind and keeps a few samples.
 func (l *load) recordError(kind string, err error) {
-	var ae *apiError
+	var ae *mxclient.APIError
 	if errors.As(err, &ae) {
 		kind = fmt.Sprintf("%s %d", kind, ae.Status)
 	} else {
@@ -149,14 +150,14 @@ func (l *load) setup(ctx context.Context, say func(string, ...any)) error {
 	conc := l.cfg.setupConc
 	say("registering %d users", len(l.users))
 	if err := parallel(ctx, len(l.users), conc, func(ctx context.Context, i int) error {
-		return l.users[i].c.register(ctx, fmt.Sprintf("%su%d", l.prefix, i), "load-test-password-"+l.prefix)
+		return l.users[i].c.Register(ctx, fmt.Sprintf("%su%d", l.prefix, i), "load-test-password-"+l.prefix)
 	}); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
 	say("creating %d rooms and joining", l.cfg.rooms)
 	l.roomID = make([]string, l.cfg.rooms)
 	if err := parallel(ctx, l.cfg.rooms, conc, func(ctx context.Context, r int) error {
-		id, err := l.users[l.members[r][0]].c.createRoom(ctx, fmt.Sprintf("%s room %d", l.prefix, r))
+		id, err := l.users[l.members[r][0]].c.CreateRoom(ctx, fmt.Sprintf("%s room %d", l.prefix, r))
 		l.roomID[r] = id
 		return err
 	}); err != nil {
@@ -179,16 +180,16 @@ func (l *load) setup(ctx context.Context, say func(string, ...any)) error {
 			return fmt.Errorf("filter: %w", err)
 		}
 		u.filter = f
-		data, err := u.c.do(ctx, http.MethodGet, syncURL("", f, 0), nil)
+		data, err := u.c.Do(ctx, http.MethodGet, syncURL("", f, 0), nil)
 		if err != nil {
 			return fmt.Errorf("initial sync: %w", err)
 		}
 		var resp syncResponse
 		if err := json.Unmarshal(data, &resp); err != nil || resp.NextBatch == "" {
-			return fmt.Errorf("initial sync: no next_batch in %s", truncate(string(data), 200))
+			return fmt.Errorf("initial sync: no next_batch in %s", mxclient.Truncate(string(data), 200))
 		}
 		if _, ok := resp.Rooms.Join[l.roomID[u.room]]; !ok {
-			return fmt.Errorf("initial sync of %s: room %s not joined", u.c.user, l.roomID[u.room])
+			return fmt.Errorf("initial sync of %s: room %s not joined", u.c.User, l.roomID[u.room])
 		}
 		u.since = resp.NextBatch
 		return nil
@@ -200,7 +201,7 @@ func (l *load) setup(ctx context.Context, say func(string, ...any)) error {
 func (l *load) syncLoop(ctx context.Context, u *user) {
 	timeoutMS := l.cfg.syncTimeout.Milliseconds()
 	for ctx.Err() == nil {
-		data, err := u.c.do(ctx, http.MethodGet, syncURL(u.since, u.filter, timeoutMS), nil)
+		data, err := u.c.Do(ctx, http.MethodGet, syncURL(u.since, u.filter, timeoutMS), nil)
 		recv := time.Now()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -216,7 +217,7 @@ func (l *load) syncLoop(ctx context.Context, u *user) {
 		l.syncs.Add(1)
 		var resp syncResponse
 		if err := json.Unmarshal(data, &resp); err != nil || resp.NextBatch == "" {
-			l.recordError("GET /sync", fmt.Errorf("GET /sync: bad body (%v): %s", err, truncate(string(data), 200)))
+			l.recordError("GET /sync", fmt.Errorf("GET /sync: bad body (%v): %s", err, mxclient.Truncate(string(data), 200)))
 			continue
 		}
 		u.since = resp.NextBatch
