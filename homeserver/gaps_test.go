@@ -122,41 +122,9 @@ func testRejoinGap(t *testing.T, visibility string, hostile bool) {
 
 		// Paginate back from prev_batch until the message before the leave.
 		ts := p.b.raw()
-		from := jr.Timeline.PrevBatch
 		var order []string // newest first
-		seen := map[string]bool{}
-		for page := 0; page < 20; page++ {
-			r := ts.do(t, http.MethodGet, "/_matrix/client/v3/rooms/"+url.PathEscape(string(room))+"/messages?dir=b&limit=5&from="+url.QueryEscape(from), bob.AccessToken, nil)
-			if r.Status != http.StatusOK {
-				t.Fatalf("/messages: %d %s", r.Status, r.Raw)
-			}
-			chunk, _ := r.Body["chunk"].([]any)
-			for _, c := range chunk {
-				ev, _ := c.(map[string]any)
-				id, _ := ev["event_id"].(string)
-				if seen[id] {
-					t.Fatalf("event %s served twice", id)
-				}
-				seen[id] = true
-				content, _ := ev["content"].(map[string]any)
-				switch ev["type"] {
-				case "m.room.message":
-					// A PDU whose hash did not match is kept redacted (no body).
-					if body, ok := content["body"].(string); ok {
-						order = append(order, body)
-					}
-				case "m.room.member":
-					if ev["state_key"] == string(bob.UserID) {
-						order = append(order, "bob:"+content["membership"].(string))
-					}
-				}
-			}
-			end, _ := r.Body["end"].(string)
-			if slices.Contains(order, "before the leave") || end == "" {
-				break
-			}
-			from = end
-		}
+		paginateBack(t, ts, bob.AccessToken, room, jr.Timeline.PrevBatch, 5, map[string]bool{},
+			historyOf(bob.UserID, "bob", &order), func() bool { return slices.Contains(order, "before the leave") })
 		slices.Reverse(order)
 		if hostile {
 			requireRefused(t, p.b, bob.AccessToken, room, bad)
@@ -231,29 +199,11 @@ func TestFederationOutageGapPaginated(t *testing.T) {
 				seen[string(e.ID)] = true
 			}
 		}
-		for page := 0; page < 20 && !slices.Contains(order, "lost 0"); page++ {
-			r := p.a.raw().do(t, http.MethodGet, "/_matrix/client/v3/rooms/"+url.PathEscape(string(room))+"/messages?dir=b&limit=7&from="+url.QueryEscape(from), alice.AccessToken, nil)
-			if r.Status != http.StatusOK {
-				t.Fatalf("/messages: %d %s", r.Status, r.Raw)
+		paginateBack(t, p.a.raw(), alice.AccessToken, room, from, 7, seen, func(ev map[string]any) {
+			if ev["type"] == "m.room.message" {
+				order = append(order, ev["content"].(map[string]any)["body"].(string))
 			}
-			chunk, _ := r.Body["chunk"].([]any)
-			for _, c := range chunk {
-				ev, _ := c.(map[string]any)
-				id, _ := ev["event_id"].(string)
-				if seen[id] {
-					t.Fatalf("event %s served twice", id)
-				}
-				seen[id] = true
-				if ev["type"] == "m.room.message" {
-					order = append(order, ev["content"].(map[string]any)["body"].(string))
-				}
-			}
-			end, _ := r.Body["end"].(string)
-			if end == "" {
-				break
-			}
-			from = end
-		}
+		}, func() bool { return slices.Contains(order, "lost 0") })
 		slices.Reverse(order)
 		want := append(slices.Clone(lost), "after the gap")
 		i := slices.Index(order, "lost 0")
@@ -261,4 +211,55 @@ func TestFederationOutageGapPaginated(t *testing.T) {
 			t.Fatalf("alice's history after the outage (oldest first)\n%q\nwant a run of\n%q", order, want)
 		}
 	})
+}
+
+// paginateBack pages /messages?dir=b in room from the token from, limit
+// events a page and at most 20 pages, and hands each event to visit. It
+// stops before a page when done() holds, or when the history ends. seen
+// holds the IDs of events already shown: an event served twice fails the
+// test, as does an answer other than 200.
+func paginateBack(t *testing.T, ts *testServer, token string, room id.RoomID, from string, limit int,
+	seen map[string]bool, visit func(ev map[string]any), done func() bool) {
+	t.Helper()
+	for page := 0; page < 20 && !done(); page++ {
+		r := ts.do(t, http.MethodGet, fmt.Sprintf("/_matrix/client/v3/rooms/%s/messages?dir=b&limit=%d&from=%s",
+			url.PathEscape(string(room)), limit, url.QueryEscape(from)), token, nil)
+		if r.Status != http.StatusOK {
+			t.Fatalf("/messages: %d %s", r.Status, r.Raw)
+		}
+		chunk, _ := r.Body["chunk"].([]any)
+		for _, c := range chunk {
+			ev, _ := c.(map[string]any)
+			eid, _ := ev["event_id"].(string)
+			if seen[eid] {
+				t.Fatalf("event %s served twice", eid)
+			}
+			seen[eid] = true
+			visit(ev)
+		}
+		end, _ := r.Body["end"].(string)
+		if end == "" {
+			return
+		}
+		from = end
+	}
+}
+
+// historyOf is a visit for paginateBack that appends to *order each
+// message's body and each membership of user, as "label:membership".
+// A PDU whose hash did not match is kept redacted (no body) and left out.
+func historyOf(user id.UserID, label string, order *[]string) func(ev map[string]any) {
+	return func(ev map[string]any) {
+		content, _ := ev["content"].(map[string]any)
+		switch ev["type"] {
+		case "m.room.message":
+			if body, ok := content["body"].(string); ok {
+				*order = append(*order, body)
+			}
+		case "m.room.member":
+			if ev["state_key"] == string(user) {
+				*order = append(*order, label+":"+content["membership"].(string))
+			}
+		}
+	}
 }

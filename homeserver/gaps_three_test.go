@@ -3,8 +3,6 @@ package homeserver
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/url"
 	"slices"
 	"testing"
 	"time"
@@ -111,41 +109,9 @@ func TestFederationThreeServerRejoinGap(t *testing.T) {
 				t.Fatalf("the timeline after the gap holds %q, from before it", body)
 			}
 		}
-		ts := c.raw()
-		from := jr.Timeline.PrevBatch
 		var order []string // newest first
-		seen := map[string]bool{}
-		for page := 0; page < 20; page++ {
-			r := ts.do(t, http.MethodGet, "/_matrix/client/v3/rooms/"+url.PathEscape(string(room))+"/messages?dir=b&limit=4&from="+url.QueryEscape(from), carol.AccessToken, nil)
-			if r.Status != http.StatusOK {
-				t.Fatalf("/messages: %d %s", r.Status, r.Raw)
-			}
-			chunk, _ := r.Body["chunk"].([]any)
-			for _, x := range chunk {
-				ev, _ := x.(map[string]any)
-				eid, _ := ev["event_id"].(string)
-				if seen[eid] {
-					t.Fatalf("event %s served twice", eid)
-				}
-				seen[eid] = true
-				content, _ := ev["content"].(map[string]any)
-				switch ev["type"] {
-				case "m.room.message":
-					if body, ok := content["body"].(string); ok {
-						order = append(order, body)
-					}
-				case "m.room.member":
-					if ev["state_key"] == string(carol.UserID) {
-						order = append(order, "carol:"+content["membership"].(string))
-					}
-				}
-			}
-			end, _ := r.Body["end"].(string)
-			if slices.Contains(order, "before the leave") || end == "" {
-				break
-			}
-			from = end
-		}
+		paginateBack(t, c.raw(), carol.AccessToken, room, jr.Timeline.PrevBatch, 4, map[string]bool{},
+			historyOf(carol.UserID, "carol", &order), func() bool { return slices.Contains(order, "before the leave") })
 		slices.Reverse(order)
 		want := append([]string{"before the leave", "carol:leave"}, missed...)
 		i := slices.Index(order, "before the leave")
