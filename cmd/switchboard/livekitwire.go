@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -108,7 +109,7 @@ type liveKitIssuer struct {
 }
 
 // errNoTokenService is what get_token meets before the token service is up.
-var errNoTokenService = fmt.Errorf("livekit token service not started")
+var errNoTokenService = errors.New("switchboard: livekit token service not started")
 
 func (l *liveKitIssuer) IssueRTCToken(p homeserver.RTCParticipant) (string, error) {
 	t := l.tokens.Load()
