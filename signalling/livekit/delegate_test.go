@@ -229,3 +229,40 @@ func TestGetTokenRefusals(t *testing.T) {
 		t.Fatalf("good request: %d %v", st, out)
 	}
 }
+
+// FuzzGetTokenBody: any body to the homeserver's get_token gets a Matrix
+// error, or a JWT for the requesting user and device in the room it
+// named; nothing panics.
+func FuzzGetTokenBody(f *testing.F) {
+	e := newEnv(f, envOpts{})
+	alice := e.user(f, "alice")
+	room := e.room(f, alice)
+	dev := string(alice.DeviceID)
+	for _, s := range []string{
+		`{"url":"` + e.sfuURL + `","room_id":"` + string(room) + `","slot_id":"m.call#ROOM","member":{"id":"m","claimed_device_id":"` + dev + `"}}`,
+		`{"url":"` + e.sfuURL + `","room_id":"` + string(room) + `","slot_id":"m.call#ROOM","member":{"id":"m"}}`,
+		`{"url":"` + e.sfuURL + `","room_id":"` + string(room) + `","slot_id":"\u0000","member":{"id":"m"}}`,
+		`{"url":1,"room_id":[],"slot_id":{},"member":"x"}`,
+		`{"url":"` + e.sfuURL + `","room_id":"` + string(room) + `","slot_id":"s","member":{"id":"m"},"server_name":"x"}`,
+		`null`, `[`, "\xff",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		st, out := e.hsDo(t, http.MethodPost, rtcGetToken, alice.AccessToken, body)
+		if st != http.StatusOK {
+			if code, _ := out["errcode"].(string); len(code) < 3 || code[:2] != "M_" || out["jwt"] != nil {
+				t.Fatalf("%d %v is not a Matrix error", st, out)
+			}
+			return
+		}
+		jwt, _ := out["jwt"].(string)
+		g, err := e.sig.keys.verify(jwt)
+		if err != nil {
+			t.Fatalf("issued token does not verify: %v", err)
+		}
+		if g.Matrix.UserID != string(alice.UserID) || g.Matrix.DeviceID != dev || g.Matrix.RoomID != string(room) {
+			t.Fatalf("token for %+v", g.Matrix)
+		}
+	})
+}
