@@ -2,6 +2,7 @@ package homeserver
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 )
@@ -52,6 +53,9 @@ func (s *Server) getRTCToken(c echo.Context) error {
 		*req.RoomID == "" || *req.SlotID == "" {
 		return errBadJSON("url, room_id, slot_id and member.id are required")
 	}
+	if !strings.HasPrefix(*req.RoomID, "!") || !rtcID(*req.RoomID) || !rtcID(*req.SlotID) || !rtcID(req.Member.ID) {
+		return errInvalidParam("room_id, slot_id and member.id must be identifiers of at most 255 bytes")
+	}
 	if req.ServerName != "" && req.ServerName != s.cfg.ServerName {
 		// Asking another server's SFU over federation is not done here.
 		return errInvalidParam("tokens for other servers' SFUs are not fetched; ask %s directly", req.ServerName)
@@ -80,4 +84,19 @@ func (s *Server) getRTCToken(c echo.Context) error {
 		return errUnknown("could not issue a token")
 	}
 	return c.JSON(http.StatusOK, map[string]string{"jwt": jwt})
+}
+
+// rtcID bounds an identifier of a get_token request as the token service
+// does: at most 255 bytes (the Matrix limit on IDs), no control
+// characters.
+func rtcID(s string) bool {
+	if len(s) > 255 {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }

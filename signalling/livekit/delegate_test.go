@@ -219,6 +219,8 @@ func TestGetTokenRefusals(t *testing.T) {
 		{"other device", alice.AccessToken, with("member", map[string]any{"id": "m1", "claimed_device_id": "NOTMINE"}), http.StatusForbidden, "M_FORBIDDEN"},
 		{"not in room", carol.AccessToken, with("member", map[string]any{"id": "m1", "claimed_device_id": string(carol.DeviceID)}), http.StatusForbidden, "M_FORBIDDEN"},
 		{"no such room", alice.AccessToken, with("room_id", "!nope:test.local"), http.StatusForbidden, "M_FORBIDDEN"},
+		{"not a room ID", alice.AccessToken, with("room_id", "#alias:test.local"), http.StatusBadRequest, "M_INVALID_PARAM"},
+		{"control character", alice.AccessToken, with("slot_id", "m.call\u0000"), http.StatusBadRequest, "M_INVALID_PARAM"},
 	} {
 		st, out := e.hsDo(t, http.MethodPost, rtcGetToken, c.token, c.body)
 		if st != c.status || out["errcode"] != c.errcode || out["jwt"] != nil {
@@ -250,6 +252,9 @@ func FuzzGetTokenBody(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		st, out := e.hsDo(t, http.MethodPost, rtcGetToken, alice.AccessToken, body)
+		if st >= 500 {
+			t.Fatalf("%d %v for a client's mistake", st, out)
+		}
 		if st != http.StatusOK {
 			if code, _ := out["errcode"].(string); len(code) < 3 || code[:2] != "M_" || out["jwt"] != nil {
 				t.Fatalf("%d %v is not a Matrix error", st, out)
