@@ -37,6 +37,8 @@ type federation struct {
 	devLists *deviceListSender
 	// dry remembers backfills that brought nothing (federation_fetch.go).
 	dry dryBackfills
+	// gapRetry backs off the fill of gaps that could not be filled (gaps.go).
+	gapRetry gapBackoff
 	// latePresence holds presence that came before our join (federation_edu.go).
 	latePresence latePresence
 }

@@ -2,7 +2,6 @@ package homeserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -300,60 +299,30 @@ func (f *federation) backfillFrom(ctx context.Context, server spec.ServerName, r
 	if len(pdus) == 0 {
 		return 0, nil
 	}
-	// Auth events we lack, fetched before the write.
-	var authIDs []string
-	for _, p := range pdus {
-		for _, a := range p.AuthEventIDs() {
-			if !inBatch[a] {
-				authIDs = append(authIDs, a)
-			}
-		}
-	}
-	need, err := f.unknownEvents(ctx, dedupe(authIDs))
+	// Checked like a gap's events (gaps.go): against the state before
+	// each, not only its auth events.
+	b, err := f.prepareBatch(ctx, server, room, ver, earliest.EventID, pdus, nil)
 	if err != nil {
 		return 0, err
 	}
-	if len(need) > maxBackfillAuth {
-		return 0, fmt.Errorf("%w: backfill needs %d unknown auth events", ErrBadPDU, len(need))
-	}
-	authPDUs, err := f.fetchEvents(ctx, server, room, earliest.EventID, need)
-	if err != nil {
-		return 0, err
-	}
-	// Newest first, so that older events take lower positions.
-	sort.SliceStable(pdus, func(i, j int) bool { return pdus[i].Depth() > pdus[j].Depth() })
 	added := 0
-	var rejected []storage.Verdict
 	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		added, rejected = 0, nil
-		l := &pduLoader{f: f, tx: tx, ver: ver, m: make(map[string]gomatrixserverlib.PDU)}
-		if err := l.storeOutliers(ctx, authPDUs, f.s.nowMS()); err != nil {
+		added = 0
+		var keep []gomatrixserverlib.PDU
+		if err := b.check(ctx, tx, func(p gomatrixserverlib.PDU, _ storage.StateMap) error {
+			keep = append(keep, p)
+			return nil
+		}); err != nil {
 			return err
 		}
-		for _, p := range pdus {
-			l.m[p.EventID()] = p
-		}
-		for _, p := range pdus {
-			if err := l.allowedByOwnAuth(ctx, p); err != nil {
-				var rej *rejection
-				if !errors.As(err, &rej) {
-					return err
-				}
-				rejected = append(rejected, storage.Verdict{EventID: p.EventID(), RoomID: room.RoomID,
-					Verdict: storage.VerdictRejected, Reason: err.Error(), ReceivedTS: f.s.nowMS()})
-				continue
-			}
-			ok, err := tx.StoreBackfilled(ctx, eventRow(p, f.s.nowMS()))
+		// Newest first, so that older events take lower positions.
+		for i := len(keep) - 1; i >= 0; i-- {
+			ok, err := tx.StoreBackfilled(ctx, eventRow(keep[i], f.s.nowMS()))
 			if err != nil {
 				return err
 			}
 			if ok {
 				added++
-			}
-		}
-		for _, v := range rejected {
-			if err := tx.RecordVerdict(ctx, v); err != nil {
-				return err
 			}
 		}
 		return nil

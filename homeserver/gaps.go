@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -29,6 +31,63 @@ import (
 // them between the gap's event and what came before. A token inside a gap
 // is "g<pos>_<n>": the first n events of the gap at pos are still to come
 // (n = 0: the gap is done, go on below pos).
+//
+// Forward pagination (dir=f) and /context read stream positions only and
+// pass over a gap: the gap's events are outliers without a position of
+// their own (they read as sitting just before the gap's event), and a
+// client that scrolls up reaches them with dir=b, which is what a
+// limited /sync's prev_batch leads to.
+
+// A gap that could not be filled is not asked for again before
+// gapRetryFirst, then twice as long after each failure, up to gapRetryMax;
+// pagination meanwhile passes over it (as it does over a gap that
+// /backfill finds empty).
+const (
+	gapRetryFirst = 30 * time.Second
+	gapRetryMax   = 30 * time.Minute
+)
+
+// gapBackoff is the per-gap retry schedule, in memory (a restart retries
+// at once).
+type gapBackoff struct {
+	mu sync.Mutex
+	m  map[string]gapRetry
+}
+
+type gapRetry struct {
+	next time.Time
+	wait time.Duration
+}
+
+// due reports whether gap may be asked for at now.
+func (b *gapBackoff) due(gap string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, ok := b.m[gap]
+	return !ok || !now.Before(r.next)
+}
+
+// failed notes a failed fill of gap at now.
+func (b *gapBackoff) failed(gap string, now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil || len(b.m) > 10000 {
+		b.m = make(map[string]gapRetry)
+	}
+	wait := gapRetryFirst
+	if r, ok := b.m[gap]; ok {
+		wait = min(2*r.wait, gapRetryMax)
+	}
+	b.m[gap] = gapRetry{next: now.Add(wait), wait: wait}
+	return wait
+}
+
+// done forgets gap's schedule.
+func (b *gapBackoff) done(gap string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.m, gap)
+}
 
 // maxGapRounds bounds the /backfill requests one gap fill makes.
 const maxGapRounds = 5
@@ -176,39 +235,10 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 	for _, p := range found {
 		pdus = append(pdus, p)
 	}
-	// DAG order: depth, then origin_server_ts, then event ID.
-	sort.Slice(pdus, func(i, j int) bool {
-		if pdus[i].Depth() != pdus[j].Depth() {
-			return pdus[i].Depth() < pdus[j].Depth()
-		}
-		if pdus[i].OriginServerTS() != pdus[j].OriginServerTS() {
-			return pdus[i].OriginServerTS() < pdus[j].OriginServerTS()
-		}
-		return pdus[i].EventID() < pdus[j].EventID()
-	})
 	if len(pdus) == 0 {
 		return nil, nil
 	}
 	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(room.Version))
-	if err != nil {
-		return nil, err
-	}
-	var authIDs []string
-	for _, p := range pdus {
-		for _, a := range p.AuthEventIDs() {
-			if _, ok := found[a]; !ok {
-				authIDs = append(authIDs, a)
-			}
-		}
-	}
-	need, err := f.unknownEvents(ctx, dedupe(authIDs))
-	if err != nil {
-		return nil, err
-	}
-	if len(need) > maxBackfillAuth {
-		return nil, fmt.Errorf("%w: gap needs %d unknown auth events", ErrBadPDU, len(need))
-	}
-	authPDUs, err := f.fetchEvents(ctx, server, room, g.EventID, need)
 	if err != nil {
 		return nil, err
 	}
@@ -220,68 +250,281 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 	if err != nil {
 		return nil, err
 	}
+	b, err := f.prepareBatch(ctx, server, room, ver, g.EventID, pdus, fallback)
+	if err != nil {
+		return nil, err
+	}
 	var ids []string
-	var rejected []storage.Verdict
 	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		ids, rejected = nil, nil
+		ids = nil
+		return b.check(ctx, tx, func(p gomatrixserverlib.PDU, before storage.StateMap) error {
+			ids = append(ids, p.EventID())
+			return tx.StoreOutlierWithState(ctx, eventRow(p, f.s.nowMS()), before)
+		})
+	})
+	return ids, err
+}
+
+// maxBoundaryStates bounds the /state_ids requests one backfilled batch
+// makes for prev events outside it whose state we do not hold.
+const maxBoundaryStates = 3
+
+// pulledBatch is a batch of PDUs pulled with /backfill (into a gap, or
+// before the start of our timeline), each already checked on arrival
+// (hash, signatures, room), in topological order, with what checking
+// them needs.
+type pulledBatch struct {
+	f    *federation
+	room storage.Room
+	ver  gomatrixserverlib.IRoomVersion
+	pdus []gomatrixserverlib.PDU
+	// auth are the batch's auth events we lacked, fetched.
+	auth []gomatrixserverlib.PDU
+	// boundary is the state after prev events outside the batch that we
+	// do not hold with state, learnt from the server with /state_ids.
+	boundary map[string]storage.StateMap
+	// fallback stands for the state before an event whose prev events'
+	// state is unknown (nil: none; the event is then checked against its
+	// auth events only).
+	fallback storage.StateMap
+}
+
+// prepareBatch orders pdus topologically, fetches the auth events the
+// batch lacks, and learns the state after the prev events at its edge
+// (spec: Server-Server API, "Checks performed on receipt of a PDU": the
+// state before an event whose prev events we lack is asked for with
+// /state_ids). All the network requests happen here, before a write.
+func (f *federation) prepareBatch(ctx context.Context, server spec.ServerName, room storage.Room, ver gomatrixserverlib.IRoomVersion,
+	atEvent string, pdus []gomatrixserverlib.PDU, fallback storage.StateMap) (*pulledBatch, error) {
+	b := &pulledBatch{f: f, room: room, ver: ver, pdus: topoOrder(pdus), fallback: fallback, boundary: map[string]storage.StateMap{}}
+	inBatch := make(map[string]bool, len(pdus))
+	for _, p := range pdus {
+		inBatch[p.EventID()] = true
+	}
+	var authIDs, edge []string
+	for _, p := range b.pdus {
+		for _, a := range p.AuthEventIDs() {
+			if !inBatch[a] {
+				authIDs = append(authIDs, a)
+			}
+		}
+		for _, prev := range p.PrevEventIDs() {
+			if !inBatch[prev] {
+				edge = append(edge, prev)
+			}
+		}
+	}
+	need, err := f.unknownEvents(ctx, dedupe(authIDs))
+	if err != nil {
+		return nil, err
+	}
+	if len(need) > maxBackfillAuth {
+		return nil, fmt.Errorf("%w: backfill needs %d unknown auth events", ErrBadPDU, len(need))
+	}
+	if b.auth, err = f.fetchEvents(ctx, server, room, atEvent, need); err != nil {
+		return nil, err
+	}
+	fetches := 0
+	for _, prev := range dedupe(edge) {
+		if e, err := f.s.db.Event(ctx, prev); err == nil && !e.Outlier && e.SnapAfter != 0 {
+			continue // gapStateBefore reads it from our timeline
+		}
+		if fetches == maxBoundaryStates {
+			f.log.Info("backfill: state before an event not learnt", "room_id", room.RoomID, "prev_event_id", prev)
+			continue
+		}
+		fetches++
+		st, err := f.remoteStateAfter(ctx, server, room, ver, prev)
+		if err != nil {
+			f.log.Info("backfill: state at prev event not learnt", "room_id", room.RoomID, "prev_event_id", prev, "err", err)
+			continue
+		}
+		b.boundary[prev] = st
+	}
+	return b, nil
+}
+
+// remoteStateAfter learns the state after the event prevID from server
+// (GET /state_ids at it, the unknown events with /event or /state), checks
+// prevID against the state before it, and stores the fetched events as
+// outliers.
+func (f *federation) remoteStateAfter(ctx context.Context, server spec.ServerName, room storage.Room, ver gomatrixserverlib.IRoomVersion, prevID string) (storage.StateMap, error) {
+	ids, err := f.client.LookupStateIDs(ctx, f.origin(), server, room.RoomID, prevID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: state_ids: %v", ErrFederation, err)
+	}
+	if len(ids.StateEventIDs)+len(ids.AuthEventIDs) > maxFetchedState {
+		return nil, fmt.Errorf("%w: state_ids names more than %d events", ErrBadPDU, maxFetchedState)
+	}
+	want := append(append([]string{prevID}, ids.StateEventIDs...), ids.AuthEventIDs...)
+	need, err := f.unknownEvents(ctx, dedupe(want))
+	if err != nil {
+		return nil, err
+	}
+	fetched, err := f.fetchEvents(ctx, server, room, prevID, need)
+	if err != nil {
+		return nil, err
+	}
+	var after storage.StateMap
+	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		l := &pduLoader{f: f, tx: tx, ver: ver, m: make(map[string]gomatrixserverlib.PDU)}
-		if err := l.storeOutliers(ctx, authPDUs, f.s.nowMS()); err != nil {
+		if err := l.storeOutliers(ctx, fetched, f.s.nowMS()); err != nil {
 			return err
 		}
-		for _, p := range pdus {
-			l.m[p.EventID()] = p
+		states, err := l.load(ctx, ids.StateEventIDs)
+		if err != nil {
+			return err
 		}
-		// The state after each accepted gap event, from the state after
-		// the timeline events the gap starts from.
-		after := map[string]storage.StateMap{}
-		refuse := func(p gomatrixserverlib.PDU, err error) {
-			rejected = append(rejected, storage.Verdict{EventID: p.EventID(), RoomID: room.RoomID,
-				Verdict: storage.VerdictRejected, Reason: err.Error(), ReceivedTS: f.s.nowMS()})
+		if len(states) != len(dedupe(ids.StateEventIDs)) {
+			return fmt.Errorf("%w: state_ids names events that were not served", ErrBadPDU)
 		}
-		for _, p := range pdus {
-			if err := l.allowedByOwnAuth(ctx, p); err != nil {
-				var rej *rejection
-				if !errors.As(err, &rej) {
-					return err
-				}
-				refuse(p, err)
-				continue
+		before := storage.StateMap{}
+		for _, p := range states {
+			if p.StateKey() == nil || p.RoomID().String() != room.RoomID {
+				return fmt.Errorf("%w: state_ids names %s, not a state event of the room", ErrBadPDU, p.EventID())
 			}
-			before, known, err := gapStateBefore(ctx, tx, l, p, after)
-			if err != nil {
+			before[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
+		}
+		prev, err := l.load(ctx, []string{prevID})
+		if err != nil {
+			return err
+		}
+		if len(prev) != 1 {
+			return fmt.Errorf("%w: %s not served", ErrBadPDU, prevID)
+		}
+		if err := l.authAgainst(ctx, prev[0], before); err != nil {
+			return reject("the served state refuses %s: %v", prevID, err)
+		}
+		after = before
+		if sk := prev[0].StateKey(); sk != nil {
+			after = cloneState(before)
+			after[storage.StateKey{Type: prev[0].Type(), StateKey: *sk}] = prevID
+		}
+		return nil
+	})
+	return after, err
+}
+
+// check runs, in tx, the checks the spec's "Checks performed on receipt
+// of a PDU" asks of a pulled event, in the batch's order: step 4, auth
+// against its own auth events; step 5, auth against the state before it
+// (from the batch, our timeline, the batch's edge learnt from the server,
+// else the fallback). Soft failure (step 6, the current state) is for new
+// events, not history pulled with /backfill. Each accepted event is
+// handed to keep with the state before it (nil when unknown); refused
+// ones get a rejected verdict.
+func (b *pulledBatch) check(ctx context.Context, tx *storage.Tx, keep func(gomatrixserverlib.PDU, storage.StateMap) error) error {
+	f := b.f
+	l := &pduLoader{f: f, tx: tx, ver: b.ver, m: make(map[string]gomatrixserverlib.PDU)}
+	if err := l.storeOutliers(ctx, b.auth, f.s.nowMS()); err != nil {
+		return err
+	}
+	for _, p := range b.pdus {
+		l.m[p.EventID()] = p
+	}
+	after := map[string]storage.StateMap{}
+	for id, st := range b.boundary {
+		after[id] = st
+	}
+	var rejected []storage.Verdict
+	refuse := func(p gomatrixserverlib.PDU, err error) {
+		rejected = append(rejected, storage.Verdict{EventID: p.EventID(), RoomID: b.room.RoomID,
+			Verdict: storage.VerdictRejected, Reason: err.Error(), ReceivedTS: f.s.nowMS()})
+	}
+	for _, p := range b.pdus {
+		if err := l.allowedByOwnAuth(ctx, p); err != nil {
+			var rej *rejection
+			if !errors.As(err, &rej) {
 				return err
 			}
-			if known {
-				// Spec: Server-Server API, "Checks performed on receipt of
-				// a PDU", step 5: the state before the event.
-				if err := l.authAgainst(ctx, p, before); err != nil {
-					refuse(p, reject("state before it refuses it: %v", err))
-					continue
-				}
-			} else {
-				before = fallback
+			refuse(p, err)
+			continue
+		}
+		before, known, err := gapStateBefore(ctx, tx, l, p, after)
+		if err != nil {
+			return err
+		}
+		if known {
+			if err := l.authAgainst(ctx, p, before); err != nil {
+				refuse(p, reject("state before it refuses it: %v", err))
+				continue
 			}
 			st := before
 			if p.StateKey() != nil {
 				st = cloneState(before)
 				st[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
 			}
-			if known {
-				after[p.EventID()] = st
-			}
-			if err := tx.StoreOutlierWithState(ctx, eventRow(p, f.s.nowMS()), before); err != nil {
-				return err
-			}
-			ids = append(ids, p.EventID())
+			after[p.EventID()] = st
+		} else {
+			before = b.fallback
 		}
-		for _, v := range rejected {
-			if err := tx.RecordVerdict(ctx, v); err != nil {
-				return err
+		if err := keep(p, before); err != nil {
+			return err
+		}
+	}
+	for _, v := range rejected {
+		if err := tx.RecordVerdict(ctx, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// topoOrder orders pdus so that each comes after its prev events within
+// the batch (Kahn's algorithm), the lowest depth, then event ID, first
+// among those ready. Spec: Client-Server API, "GET /messages" returns
+// events in topological order where stream order cannot be trusted.
+func topoOrder(pdus []gomatrixserverlib.PDU) []gomatrixserverlib.PDU {
+	byID := make(map[string]gomatrixserverlib.PDU, len(pdus))
+	for _, p := range pdus {
+		byID[p.EventID()] = p
+	}
+	waiting := make(map[string]int, len(byID))
+	next := make(map[string][]string)
+	for id, p := range byID {
+		for _, prev := range dedupe(p.PrevEventIDs()) {
+			if _, ok := byID[prev]; ok && prev != id {
+				waiting[id]++
+				next[prev] = append(next[prev], id)
 			}
 		}
-		return nil
-	})
-	return ids, err
+	}
+	less := func(a, b gomatrixserverlib.PDU) bool {
+		if a.Depth() != b.Depth() {
+			return a.Depth() < b.Depth()
+		}
+		return a.EventID() < b.EventID()
+	}
+	var ready []gomatrixserverlib.PDU
+	for id, p := range byID {
+		if waiting[id] == 0 {
+			ready = append(ready, p)
+		}
+	}
+	out := make([]gomatrixserverlib.PDU, 0, len(byID))
+	for len(ready) > 0 {
+		sort.Slice(ready, func(i, j int) bool { return less(ready[i], ready[j]) })
+		p := ready[0]
+		ready = ready[1:]
+		out = append(out, p)
+		for _, n := range next[p.EventID()] {
+			if waiting[n]--; waiting[n] == 0 {
+				ready = append(ready, byID[n])
+			}
+		}
+	}
+	if len(out) < len(byID) {
+		// A cycle (only a forged DAG has one): the rest by depth.
+		var rest []gomatrixserverlib.PDU
+		for id, p := range byID {
+			if waiting[id] > 0 {
+				rest = append(rest, p)
+			}
+		}
+		sort.Slice(rest, func(i, j int) bool { return less(rest[i], rest[j]) })
+		out = append(out, rest...)
+	}
+	return out
 }
 
 // gapStateBefore works out the state before a gap event from the state
@@ -289,6 +532,9 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 // timeline; several are resolved (state resolution v2). It reports false
 // when a prev event is neither.
 func gapStateBefore(ctx context.Context, tx *storage.Tx, l *pduLoader, p gomatrixserverlib.PDU, after map[string]storage.StateMap) (storage.StateMap, bool, error) {
+	if len(p.PrevEventIDs()) == 0 {
+		return storage.StateMap{}, true, nil // the room's creation: no state before it
+	}
 	var sets []storage.StateMap
 	for _, prev := range p.PrevEventIDs() {
 		if st, ok := after[prev]; ok {
@@ -421,10 +667,16 @@ func (s *Server) pageBackwards(ctx context.Context, roomID string, cur gapCursor
 // (their position for history visibility).
 func (s *Server) gapEvents(ctx context.Context, g storage.Gap) ([]storage.Event, error) {
 	if !g.Filled {
-		if err := s.fed.fillGap(ctx, g); err != nil {
-			s.log.Info("timeline gap not filled", "room_id", g.RoomID, "event_id", g.EventID, "err", err)
+		now := s.cfg.Now()
+		if !s.fed.gapRetry.due(g.EventID, now) {
 			return nil, nil
 		}
+		if err := s.fed.fillGap(ctx, g); err != nil {
+			wait := s.fed.gapRetry.failed(g.EventID, now)
+			s.log.Info("timeline gap not filled", "room_id", g.RoomID, "event_id", g.EventID, "retry_in", wait, "err", err)
+			return nil, nil
+		}
+		s.fed.gapRetry.done(g.EventID)
 	}
 	ids, err := s.db.GapEvents(ctx, g.EventID)
 	if err != nil || len(ids) == 0 {

@@ -194,5 +194,13 @@ func (s *Server) syncUnread(ctx context.Context, userID, roomID string, since in
 		return false, err
 	}
 	counts["notification_count"], counts["highlight_count"] = n, h
+	// A new notification can only raise the counts or, when it is already
+	// read (the invite a user has since joined through, say), leave them
+	// as they were. A room that nothing else brings is sent for it only
+	// when there is something unread, so a notification written after the
+	// user read its event does not wake /sync with an empty room.
+	if notified && !has && n == 0 && h == 0 {
+		notified = false
+	}
 	return notified, nil
 }
