@@ -117,4 +117,5 @@ func (s *Server) routes(e *echo.Echo) {
 	a.authedAt(http.MethodGet, "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports", s.getRTCTransports)
 	s.delayedRoutes(e)
 	a.authedAt(http.MethodPost, delegatePath, s.delegateDelayedLeave)
+	a.authedAt(http.MethodPost, getTokenPath, s.getRTCToken)
 }

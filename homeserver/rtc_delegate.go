@@ -144,6 +144,7 @@ func (r *rtcDelegations) poke() {
 func (s *Server) RTCParticipantConnected(p RTCParticipant) {
 	s.rtcDelegates.mu.Lock()
 	s.rtcDelegates.connected[p]++
+	s.rtcDelegates.markSeenLocked(p)
 	s.rtcDelegates.mu.Unlock()
 	s.rtcDelegates.poke()
 }
@@ -153,6 +154,9 @@ func (s *Server) RTCParticipantConnected(p RTCParticipant) {
 // waiting for it is sent at once.
 func (s *Server) RTCParticipantDisconnected(p RTCParticipant) {
 	s.rtcDelegates.mu.Lock()
+	// It was connected until now: a delegation waiting for it has seen
+	// it, even if no check ran while it was connected.
+	s.rtcDelegates.markSeenLocked(p)
 	if s.rtcDelegates.connected[p] <= 1 {
 		delete(s.rtcDelegates.connected, p)
 	} else {
@@ -160,6 +164,16 @@ func (s *Server) RTCParticipantDisconnected(p RTCParticipant) {
 	}
 	s.rtcDelegates.mu.Unlock()
 	s.rtcDelegates.poke()
+}
+
+// markSeenLocked marks the delegations p is the participant of as seen.
+// r.mu is held.
+func (r *rtcDelegations) markSeenLocked(p RTCParticipant) {
+	for _, dl := range r.byKey {
+		if dl.p.matches(p) {
+			dl.seen = true
+		}
+	}
 }
 
 // DelegateDelayedLeave hands delayID (a delayed event of p.UserID in

@@ -122,3 +122,30 @@ func TestRTCParticipantMatches(t *testing.T) {
 		}
 	}
 }
+
+// TestDelegatedLeaveShortConnection: a participant that connects and
+// drops off the SFU before any check of the delegations ran still has
+// its delegated leave sent at the next check, not after it would have
+// run out by itself.
+func TestDelegatedLeaveShortConnection(t *testing.T) {
+	b := storagetest.Backends(t)[0]
+	clk := newTestClock()
+	ts := newTestServer(t, b, func(c *Config) { c.Now = clk.Now })
+	alice, bob := ts.user(t, "alice"), ts.user(t, "bob")
+	room := delayedRoom(t, alice, bob)
+	key := "_@alice:test.local_" + alice.DeviceID.String() + "_m.call"
+	wantStatus(t, ts.do(t, http.MethodPut, callMemberPath(room, key), alice.AccessToken, map[string]any{"application": "m.call"}), http.StatusOK, "")
+	r := ts.do(t, http.MethodPut, callMemberPath(room, key)+"?org.matrix.msc4140.delay=3600000", alice.AccessToken, map[string]any{})
+	wantStatus(t, r, http.StatusOK, "")
+	leave, _ := r.Body["delay_id"].(string)
+	p := RTCParticipant{UserID: "@alice:test.local", RoomID: room, SlotID: "m.call#ROOM", MemberID: "m1", DeviceID: alice.DeviceID.String()}
+	if err := ts.DelegateDelayedLeave(testCtx(t), p, leave); err != nil {
+		t.Fatal(err)
+	}
+	ts.RTCParticipantConnected(p)
+	ts.RTCParticipantDisconnected(p)
+	ts.rtcDelegates.check(testCtx(t))
+	if c := ts.stateContent(t, alice.AccessToken, room, "org.matrix.msc3401.call.member", key); c != "{}" {
+		t.Fatalf("membership %s after a short connection, want {}", c)
+	}
+}

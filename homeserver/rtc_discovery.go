@@ -32,6 +32,10 @@ type RTCConfig struct {
 	// against which delegate_delayed_leave checks its "url" (MSC4195).
 	// Default: none, and then any URL is accepted.
 	LiveKitURLs []string
+	// TokenIssuer signs the LiveKit tokens of the get_token endpoint
+	// (MSC4195, rtc_token.go). Default none: the endpoint answers
+	// M_NOT_FOUND.
+	TokenIssuer RTCTokenIssuer
 	// MaxDelay caps the delay of an MSC4140 delayed event; longer delays
 	// get M_MAX_DELAY_EXCEEDED. Default 24 h (Element Call asks for seconds,
 	// and at least an hour for a delegated leave).

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/switchboard-chat/switchboard/homeserver"
 	"github.com/switchboard-chat/switchboard/sfu"
@@ -42,14 +44,14 @@ func startLiveKit(cfg *Config, baseURL string, hs *homeserver.Server, node *sfu.
 		log.Info("generated the LiveKit access-token secret", "path", filepath.Join(cfg.DataDir, liveKitSecretName))
 	}
 	base := strings.TrimRight(baseURL, "/")
-	wsURL := "ws" + strings.TrimPrefix(base, "http") + liveKitSFUPath
+	wsURL := liveKitWSURL(base)
 	tokens, err := livekit.NewTokenService(livekit.TokenConfig{Homeserver: hs, ServerName: cfg.ServerName,
 		APIKey: liveKitAPIKey, APISecret: secret, SFUURL: wsURL, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("livekit token service: %w", err)
 	}
 	sig, err := livekit.NewServer(livekit.ServerConfig{SFU: node, APIKey: liveKitAPIKey, APISecret: secret,
-		RoomState: hs, Logger: log})
+		RoomState: hs, Presence: hsPresence{hs}, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("livekit signalling: %w", err)
 	}
@@ -69,4 +71,51 @@ func (l *liveKit) stop() {
 	if l != nil {
 		l.sig.Close()
 	}
+}
+
+// liveKitWSURL is the SFU URL the token service hands out for the client
+// API at baseURL; the homeserver's RTCConfig.LiveKitURLs carries it too,
+// so delegate_delayed_leave and get_token (MSC4195) accept it.
+func liveKitWSURL(baseURL string) string {
+	return "ws" + strings.TrimPrefix(strings.TrimRight(baseURL, "/"), "http") + liveKitSFUPath
+}
+
+// rtcParticipant maps the Matrix member a LiveKit token was issued to
+// onto the homeserver's MatrixRTC participant: the token's slot
+// ("m.call#ROOM" from /sfu/get) and member ID (the m.rtc.member event's
+// member.id, empty from /sfu/get, which then matches any member of the
+// device).
+func rtcParticipant(m livekit.MatrixMember) homeserver.RTCParticipant {
+	return homeserver.RTCParticipant{UserID: m.UserID, RoomID: m.RoomID, SlotID: m.SlotID,
+		MemberID: m.MemberID, DeviceID: m.DeviceID}
+}
+
+// hsPresence tells the homeserver who is on the LiveKit SFU, for its
+// delegated delayed leaves (MSC4195).
+type hsPresence struct{ hs *homeserver.Server }
+
+func (p hsPresence) ParticipantConnected(m livekit.MatrixMember) {
+	p.hs.RTCParticipantConnected(rtcParticipant(m))
+}
+
+func (p hsPresence) ParticipantDisconnected(m livekit.MatrixMember) {
+	p.hs.RTCParticipantDisconnected(rtcParticipant(m))
+}
+
+// liveKitIssuer is the homeserver's RTCTokenIssuer: the token service,
+// which is created after the homeserver (it needs it), so it is set late.
+type liveKitIssuer struct {
+	tokens atomic.Pointer[livekit.TokenService]
+}
+
+// errNoTokenService is what get_token meets before the token service is up.
+var errNoTokenService = errors.New("switchboard: livekit token service not started")
+
+func (l *liveKitIssuer) IssueRTCToken(p homeserver.RTCParticipant) (string, error) {
+	t := l.tokens.Load()
+	if t == nil {
+		return "", errNoTokenService
+	}
+	return t.IssueFor(livekit.MatrixMember{RoomID: p.RoomID, UserID: p.UserID, DeviceID: p.DeviceID,
+		SlotID: p.SlotID, MemberID: p.MemberID})
 }

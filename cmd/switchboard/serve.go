@@ -86,6 +86,15 @@ func (a *app) serve(ctx context.Context, args []string) error {
 		checks = append(checks, readyCheck{name: "turn", check: turnProbe(addrs.TURNUDP)})
 	}
 	hsCfg := homeserverConfig(&cfg, mat, addrs, sf.dev)
+	lkBase := hsCfg.PublicBaseURL
+	if lkBase == "" {
+		lkBase = httpURL(addrs.Client, mat.clientTLS != nil)
+	}
+	lkIssuer := &liveKitIssuer{}
+	if node != nil {
+		hsCfg.RTC.LiveKitURLs = []string{liveKitWSURL(lkBase)}
+		hsCfg.RTC.TokenIssuer = lkIssuer
+	}
 	hs, err := homeserver.New(ctx, hsCfg, log, reg)
 	if err != nil {
 		return fmt.Errorf("homeserver: %w", err)
@@ -108,13 +117,10 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	// MatrixRTC with LiveKit clients (livekitwire.go).
 	var lk *liveKit
 	if node != nil {
-		base := hsCfg.PublicBaseURL
-		if base == "" {
-			base = httpURL(addrs.Client, mat.clientTLS != nil)
-		}
-		if lk, err = startLiveKit(&cfg, base, hs, node, log); err != nil {
+		if lk, err = startLiveKit(&cfg, lkBase, hs, node, log); err != nil {
 			return err
 		}
+		lkIssuer.tokens.Store(lk.tokens)
 		defer lk.stop()
 	}
 

@@ -41,6 +41,7 @@ type env struct {
 	t      testing.TB
 	hs     *homeserver.Server
 	url    string // http://127.0.0.1:port
+	sfuURL string // ws://127.0.0.1:port/livekit/sfu
 	sfu    *sfu.SFU
 	tokens *TokenService
 	sig    *Server
@@ -61,7 +62,7 @@ type envOpts struct {
 	roomState bool
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
@@ -72,6 +73,13 @@ func newEnv(t *testing.T, o envOpts) *env {
 	log := testLogger()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
+	// The listener comes first: the homeserver is told the SFU URL.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sfuURL := "ws://" + ln.Addr().String() + "/livekit/sfu"
+	issuer := &testIssuer{}
 	hs, err := homeserver.New(ctx, homeserver.Config{
 		ServerName:   "test.local",
 		Database:     filepath.Join(t.TempDir(), "hs.db"),
@@ -79,6 +87,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		SigningKey:   key,
 		KeyID:        "ed25519:test",
 		RateLimit:    homeserver.RateLimitConfig{Disabled: true},
+		RTC:          homeserver.RTCConfig{LiveKitURLs: []string{sfuURL}, TokenIssuer: issuer},
 		Now: func() time.Time {
 			if o.skew == nil {
 				return time.Now()
@@ -97,17 +106,14 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	base := "http://" + ln.Addr().String()
 	tokens, err := NewTokenService(TokenConfig{Homeserver: hs, ServerName: "test.local", APIKey: testKey,
-		APISecret: testSecret, SFUURL: "ws://" + ln.Addr().String() + "/livekit/sfu", Logger: log})
+		APISecret: testSecret, SFUURL: sfuURL, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	scfg := ServerConfig{SFU: s, APIKey: testKey, APISecret: testSecret, Logger: log}
+	issuer.t = tokens
+	scfg := ServerConfig{SFU: s, APIKey: testKey, APISecret: testSecret, Presence: hsPresence{hs}, Logger: log}
 	if o.roomState {
 		scfg.RoomState = hs
 	}
@@ -138,7 +144,31 @@ func newEnv(t *testing.T, o envOpts) *env {
 			t.Errorf("homeserver Close: %v", err)
 		}
 	})
-	return &env{t: t, hs: hs, url: base, sfu: s, tokens: tokens, sig: sig}
+	return &env{t: t, hs: hs, url: base, sfuURL: sfuURL, sfu: s, tokens: tokens, sig: sig}
+}
+
+// testIssuer and hsPresence wire the homeserver to the token service and
+// the signalling server as cmd/switchboard's livekitwire.go does.
+type testIssuer struct{ t *TokenService }
+
+func (i *testIssuer) IssueRTCToken(p homeserver.RTCParticipant) (string, error) {
+	return i.t.IssueFor(MatrixMember{RoomID: p.RoomID, UserID: p.UserID, DeviceID: p.DeviceID,
+		SlotID: p.SlotID, MemberID: p.MemberID})
+}
+
+type hsPresence struct{ hs *homeserver.Server }
+
+func rtcParticipant(m MatrixMember) homeserver.RTCParticipant {
+	return homeserver.RTCParticipant{UserID: m.UserID, RoomID: m.RoomID, SlotID: m.SlotID,
+		MemberID: m.MemberID, DeviceID: m.DeviceID}
+}
+
+func (p hsPresence) ParticipantConnected(m MatrixMember) {
+	p.hs.RTCParticipantConnected(rtcParticipant(m))
+}
+
+func (p hsPresence) ParticipantDisconnected(m MatrixMember) {
+	p.hs.RTCParticipantDisconnected(rtcParticipant(m))
 }
 
 // user registers localpart and returns a logged-in client.

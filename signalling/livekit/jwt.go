@@ -45,9 +45,13 @@ type Grant struct {
 	Matrix MatrixMember
 }
 
-// MatrixMember is who a token service issued a token to.
+// MatrixMember is who a token service issued a token to: the Matrix
+// room, user and device, and the MatrixRTC slot (MSC4143 slot_id,
+// "m.call#ROOM" for the legacy /sfu/get flow, which names none) and
+// member ID (the m.rtc.member event's member.id; empty for /sfu/get).
 type MatrixMember struct {
 	RoomID, UserID, DeviceID string
+	SlotID, MemberID         string
 }
 
 // Token attributes naming the Matrix member (LiveKit participant
@@ -56,6 +60,8 @@ const (
 	attrRoomID   = "matrix.room_id"
 	attrUserID   = "matrix.user_id"
 	attrDeviceID = "matrix.device_id"
+	attrSlotID   = "matrix.slot_id"
+	attrMemberID = "matrix.member_id"
 )
 
 // keys is the API key and secret that sign and check access tokens.
@@ -70,7 +76,8 @@ func (k keys) mint(identity, room string, ttl time.Duration, m MatrixMember) (st
 	yes := true
 	at := auth.NewAccessToken(k.apiKey, k.secret)
 	if m.UserID != "" {
-		at.SetAttributes(map[string]string{attrRoomID: m.RoomID, attrUserID: m.UserID, attrDeviceID: m.DeviceID})
+		at.SetAttributes(map[string]string{attrRoomID: m.RoomID, attrUserID: m.UserID, attrDeviceID: m.DeviceID,
+			attrSlotID: m.SlotID, attrMemberID: m.MemberID})
 	}
 	at.SetIdentity(identity).SetValidFor(ttl).SetVideoGrant(&auth.VideoGrant{
 		RoomJoin: true, Room: room, CanPublish: &yes, CanSubscribe: &yes, CanPublishData: &yes,
@@ -111,6 +118,7 @@ func (k keys) verify(raw string) (Grant, error) {
 		CanPublish: vg.GetCanPublish(), CanSubscribe: vg.GetCanSubscribe(),
 		Expires: claims.ExpiresAt.Time,
 		Matrix: MatrixMember{RoomID: grants.Attributes[attrRoomID], UserID: grants.Attributes[attrUserID],
-			DeviceID: grants.Attributes[attrDeviceID]},
+			DeviceID: grants.Attributes[attrDeviceID], SlotID: grants.Attributes[attrSlotID],
+			MemberID: grants.Attributes[attrMemberID]},
 	}, nil
 }

@@ -41,6 +41,11 @@ type ServerConfig struct {
 	// (members.go), checked every CheckInterval (default 5 s).
 	RoomState     RoomState
 	CheckInterval time.Duration
+	// Presence, when set, is told when a participant whose token names
+	// a Matrix member joins the conference and when it leaves (hangs
+	// up, its socket dies, it is removed or replaced): the homeserver's
+	// delegated delayed leave (MSC4195) follows it.
+	Presence Presence
 	// Logger receives client mistakes at Info or Debug. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -78,6 +83,16 @@ func (c *ServerConfig) validateAndDefault() error {
 		c.Logger = slog.Default()
 	}
 	return nil
+}
+
+// Presence learns who is on the SFU. cmd/switchboard hands the
+// homeserver's RTCParticipantConnected and RTCParticipantDisconnected to
+// it. Calls for one member come in order (connected before
+// disconnected); one member may be connected twice while a reconnect
+// replaces the older session.
+type Presence interface {
+	ParticipantConnected(m MatrixMember)
+	ParticipantDisconnected(m MatrixMember)
 }
 
 // serverVersion is the LiveKit server version reported to clients: the

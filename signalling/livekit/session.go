@@ -136,6 +136,19 @@ func (ss *session) run(ctx context.Context) {
 	log := ss.s.log.With("participant", ss.sid, "identity", ss.grant.Identity, "room", ss.grant.Room)
 	r, old := ss.s.join(ss)
 	ss.room = r
+	if pr, m := ss.s.cfg.Presence, ss.grant.Matrix; pr != nil && m.UserID != "" {
+		pr.ParticipantConnected(m)
+		defer func() {
+			// A server shutting down is not the participant leaving:
+			// clients reconnect after a restart.
+			ss.s.mu.Lock()
+			closing := ss.s.closed
+			ss.s.mu.Unlock()
+			if !closing {
+				pr.ParticipantDisconnected(m)
+			}
+		}()
+	}
 	if old != nil {
 		old.end(livekit.DisconnectReason_DUPLICATE_IDENTITY, "replaced by a new connection")
 	}

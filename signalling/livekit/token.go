@@ -131,6 +131,7 @@ type tokenRequest struct {
 // tokenGrant is a checked request: who gets a token for what.
 type tokenGrant struct {
 	userID, deviceID, roomID, identity, alias string
+	slotID, memberID                          string
 }
 
 // ServeHTTP routes /sfu/get and /get_token (by path suffix, so the
@@ -173,7 +174,8 @@ func (t *TokenService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t.refuse(w, r, err)
 		return
 	}
-	jwt, err := t.keys.mint(g.identity, g.alias, t.cfg.TokenTTL, MatrixMember{RoomID: g.roomID, UserID: g.userID, DeviceID: g.deviceID})
+	jwt, err := t.keys.mint(g.identity, g.alias, t.cfg.TokenTTL, MatrixMember{RoomID: g.roomID, UserID: g.userID,
+		DeviceID: g.deviceID, SlotID: g.slotID, MemberID: g.memberID})
 	if err != nil {
 		t.log.Error("signing access token", "err", err)
 		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not sign a token")
@@ -261,7 +263,7 @@ func (t *TokenService) checkLegacy(ctx context.Context, body []byte) (tokenGrant
 		return tokenGrant{}, err
 	}
 	return tokenGrant{userID: userID, deviceID: req.DeviceID, roomID: req.Room, identity: userID + ":" + req.DeviceID,
-		alias: RoomAlias(req.Room, legacySlot)}, nil
+		alias: RoomAlias(req.Room, legacySlot), slotID: legacySlot}, nil
 }
 
 func (t *TokenService) checkToken(ctx context.Context, body []byte) (tokenGrant, error) {
@@ -282,7 +284,7 @@ func (t *TokenService) checkToken(ctx context.Context, body []byte) (tokenGrant,
 	}
 	return tokenGrant{userID: userID, deviceID: m.ClaimedDeviceID, roomID: req.RoomID,
 		identity: memberIdentity(userID, m.ClaimedDeviceID, m.ID),
-		alias:    RoomAlias(req.RoomID, req.SlotID)}, nil
+		alias:    RoomAlias(req.RoomID, req.SlotID), slotID: req.SlotID, memberID: m.ID}, nil
 }
 
 // checkUser resolves the OpenID token to a user (through the user's own
@@ -315,3 +317,19 @@ func (t *TokenService) checkUser(ctx context.Context, tok openIDToken, claimed, 
 	}
 	return userID, nil
 }
+
+// IssueFor signs an access token for a member the caller has already
+// authenticated and checked (the homeserver's own MSC4195 get_token
+// endpoint: the user's access token stands in for the OpenID token, and
+// the homeserver checked the room membership). The identity and room
+// are those /get_token gives the same member, so both paths land in one
+// LiveKit room.
+func (t *TokenService) IssueFor(m MatrixMember) (jwt string, err error) {
+	if !validRoomID(m.RoomID) || !validID(m.UserID) || !validID(m.DeviceID) || !validID(m.SlotID) || !validID(m.MemberID) {
+		return "", fmt.Errorf("%w: member needs room, user, device, slot and member IDs", ErrBadRequest)
+	}
+	return t.keys.mint(memberIdentity(m.UserID, m.DeviceID, m.MemberID), RoomAlias(m.RoomID, m.SlotID), t.cfg.TokenTTL, m)
+}
+
+// SFUURL is the WebSocket URL the service hands out with its tokens.
+func (t *TokenService) SFUURL() string { return t.cfg.SFUURL }

@@ -12,6 +12,8 @@ import { MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/MatrixRTCSession.j
 import { logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
 import { buildSwitchboard, startSwitchboard, waitUntil } from "./server.mjs";
 import { rm } from "node:fs/promises";
+import { request } from "node:http";
+import { randomBytes } from "node:crypto";
 
 /** How long any one thing may take to show up. */
 const SEEN_WITHIN_MS = 20000;
@@ -108,6 +110,32 @@ async function stateNow(client, roomId, type, key) {
     }
 }
 
+/**
+ * Opens a WebSocket to url (ws://) by hand and resolves with the raw
+ * socket once the server's first frame (LiveKit's JoinResponse) arrived:
+ * destroying it is a client whose connection died, with no close frame.
+ */
+function openSignal(url) {
+    return new Promise((resolve, reject) => {
+        const req = request(url.replace(/^ws:/, "http:"), {
+            headers: {
+                Connection: "Upgrade",
+                Upgrade: "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": randomBytes(16).toString("base64"),
+            },
+        });
+        req.on("upgrade", (_res, socket, head) => {
+            if (head.length > 0) resolve(socket);
+            else socket.once("data", () => resolve(socket));
+            socket.on("error", () => {});
+        });
+        req.on("response", (res) => reject(new Error(`signal socket refused: ${res.statusCode}`)));
+        req.on("error", reject);
+        req.end();
+    });
+}
+
 describe("MatrixRTC with matrix-js-sdk against switchboard", () => {
     const suffix = `${process.pid}${Date.now().toString(36)}`.toLowerCase();
     let alice, bob, carol, roomId, transport;
@@ -171,6 +199,30 @@ describe("MatrixRTC with matrix-js-sdk against switchboard", () => {
             return c !== undefined && Object.keys(c).length === 0;
         });
         assert.equal((await bob._unstable_getDelayedEvents()).delayed_events.length, 0);
+    });
+
+    step("get_token and delegate_delayed_leave (MSC4195): the leave is sent when the SFU socket dies", async () => {
+        const sfu = `ws://${server.addrs.client}/livekit/sfu`;
+        const key = `_${carol.getUserId()}_${carol.getDeviceId()}_m.call`;
+        const member = { id: `carol-${suffix}`, claimed_device_id: carol.getDeviceId() };
+        const body = { url: sfu, room_id: roomId, slot_id: "m.call#ROOM", member };
+        await assert.rejects(carol._unstable_getLivekitToken({ ...body, url: "wss://elsewhere.example/sfu" }), (err) => err.errcode === "M_INVALID_PARAM");
+        const { jwt } = await carol._unstable_getLivekitToken(body);
+        assert.equal(typeof jwt, "string");
+        await carol.sendStateEvent(roomId, "org.matrix.msc3401.call.member", {
+            application: "m.call", call_id: "", scope: "m.room", device_id: carol.getDeviceId(),
+            focus_active: { type: "livekit", focus_selection: "oldest_membership" }, foci_preferred: [transport],
+        }, key);
+        // An hour: only the server's delegated send can end it in time.
+        const { delay_id } = await carol._unstable_sendDelayedStateEvent(roomId, { delay: 3600000 }, "org.matrix.msc3401.call.member", {}, key);
+        await carol._unstable_delegateDelayedLeave({ ...body, delay_id });
+        const socket = await openSignal(`${sfu}/rtc/v1?access_token=${encodeURIComponent(jwt)}`);
+        assert.equal((await stateNow(bob, roomId, "org.matrix.msc3401.call.member", key))?.application, "m.call");
+        socket.destroy();
+        await waitUntil("carol's membership emptied by the delegated leave", SEEN_WITHIN_MS, async () => {
+            const c = await stateNow(bob, roomId, "org.matrix.msc3401.call.member", key);
+            return c !== undefined && Object.keys(c).length === 0;
+        });
     });
 
     step("a sticky-event membership (MSC4354) reaches another user's sync", async () => {
