@@ -1,0 +1,172 @@
+// The real Element Call UI on switchboard alone (issue 12's proof): the
+// standalone web app from npm (@element-hq/element-call-embedded, its dist/
+// served unchanged by a tiny static server with a config.json naming the dev
+// server), two users signed in to a --dev switchboard open the same room in
+// two Chromium pages with fake cameras, join the call and each decodes the
+// other's video. Element Call finds the SFU on its own: MSC4143 discovery,
+// the homeserver's OpenID token, the token service, LiveKit signalling.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { access, constants, mkdir, readFile, stat } from "node:fs/promises";
+import { createServer } from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+import { buildSwitchboard, repoRoot, startSwitchboard, waitUntil } from "./server.mjs";
+import { browserArgs, chromiumPath, tail } from "./app.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = path.join(here, "node_modules", "@element-hq", "element-call-embedded", "dist");
+const artifacts = path.join(repoRoot, "test-artifacts", "browser");
+const STEP_MS = 90_000;
+
+let bin, browser;
+
+before(async () => {
+    await access(chromiumPath, constants.X_OK);
+    await access(path.join(dist, "index.html"), constants.R_OK);
+    ({ bin } = await buildSwitchboard());
+    browser = await chromium.launch({ executablePath: chromiumPath, args: browserArgs, timeout: 60_000 });
+});
+
+after(async () => {
+    await browser?.close();
+});
+
+const types = {
+    ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css",
+    ".json": "application/json", ".map": "application/json", ".svg": "image/svg+xml", ".png": "image/png",
+    ".woff2": "font/woff2", ".woff": "font/woff", ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".wasm": "application/wasm",
+};
+
+/**
+ * Serves Element Call's dist/ as a single-page app on 127.0.0.1 port 0: files
+ * under assets/ by name (the app loads them relative to the page, so from
+ * /room/assets/ too), /config.json from config, anything else index.html.
+ */
+async function serveElementCall(config) {
+    const srv = createServer(async (req, res) => {
+        const p = decodeURIComponent(new URL(req.url, "http://x").pathname);
+        let file = path.join(dist, "index.html");
+        const i = p.lastIndexOf("/assets/");
+        if (p.endsWith("/config.json")) {
+            res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(config));
+            return;
+        }
+        if (i >= 0) file = path.join(dist, "assets", path.basename(p.slice(i + "/assets/".length)));
+        try {
+            if (!(await stat(file)).isFile()) throw new Error("not a file");
+            res.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream" });
+            res.end(await readFile(file));
+        } catch {
+            res.writeHead(404).end();
+        }
+    });
+    await new Promise((resolve, reject) => {
+        srv.once("error", reject);
+        srv.listen(0, "127.0.0.1", resolve);
+    });
+    return {
+        url: `http://127.0.0.1:${srv.address().port}`,
+        close: () => new Promise((resolve) => {
+            srv.closeAllConnections();
+            srv.close(() => resolve());
+        }),
+    };
+}
+
+async function register(base, username) {
+    const res = await fetch(`${base}/_matrix/client/v3/register`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ username, password: "correct horse battery staple", auth: { type: "m.login.dummy" } }),
+    });
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(body));
+    return body;
+}
+
+async function api(base, user, method, p, body) {
+    const res = await fetch(`${base}/_matrix/client/v3${p}`, {
+        method, headers: { "content-type": "application/json", authorization: `Bearer ${user.access_token}` },
+        body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const out = await res.json();
+    assert.equal(res.status, 200, `${method} ${p}: ${JSON.stringify(out)}`);
+    return out;
+}
+
+/** Records a page's console, failed requests and HTTP errors for the failure message. */
+function watch(page, who, log) {
+    page.on("console", (m) => log.push(`[${who} console.${m.type()}] ${m.text()}`));
+    page.on("pageerror", (e) => log.push(`[${who} pageerror] ${e.message}`));
+    page.on("requestfailed", (r) => log.push(`[${who} requestfailed] ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+    page.on("response", (r) => {
+        if (r.status() >= 400) log.push(`[${who} HTTP ${r.status()}] ${r.request().method()} ${r.url()}`);
+    });
+}
+
+/** The <video> elements of the page that show decoded frames, with their sizes. */
+function decodedVideos(page) {
+    return page.evaluate(() => [...document.querySelectorAll("video")]
+        .filter((v) => v.videoWidth > 0 && v.readyState >= 2)
+        .map((v) => ({ w: v.videoWidth, h: v.videoHeight, label: v.closest("[data-testid]")?.getAttribute("data-testid") ?? "" })));
+}
+
+describe("Element Call 0.26.1 (the real UI from npm) on switchboard", () => {
+    test("two users signed in join the same call and decode each other's video", async (t) => {
+        const sb = await startSwitchboard(bin);
+        t.after(() => sb.stop());
+        const base = sb.baseUrl;
+        const stamp = Date.now() % 100000;
+        const users = [await register(base, `ann${stamp}`), await register(base, `ben${stamp}`)];
+        const serverName = users[0].user_id.slice(users[0].user_id.indexOf(":") + 1);
+        const site = await serveElementCall({
+            default_server_config: { "m.homeserver": { base_url: base, server_name: serverName } },
+        });
+        t.after(() => site.close());
+        const { room_id: roomId } = await api(base, users[0], "POST", "/createRoom", { preset: "public_chat", name: "Switchboard call" });
+        await api(base, users[1], "POST", `/join/${encodeURIComponent(roomId)}`, {});
+
+        const log = [];
+        const pages = [];
+        try {
+            for (const [i, u] of users.entries()) {
+                const ctx = await browser.newContext({ viewport: { width: 800, height: 600 } });
+                // Element Call's standalone session lives in localStorage
+                // "matrix-auth-store" ({user_id, device_id, access_token}).
+                await ctx.addInitScript((s) => {
+                    if (!localStorage.getItem("matrix-auth-store")) localStorage.setItem("matrix-auth-store", JSON.stringify(s));
+                }, { user_id: u.user_id, device_id: u.device_id, access_token: u.access_token, passwordlessUser: false });
+                const page = await ctx.newPage();
+                watch(page, i === 0 ? "ann" : "ben", log);
+                pages.push(page);
+                await page.goto(`${site.url}/room/#?roomId=${encodeURIComponent(roomId)}`);
+            }
+            for (const page of pages) {
+                const join = page.getByRole("button", { name: /^join call$/i });
+                await join.waitFor({ timeout: STEP_MS });
+                await join.click();
+            }
+            // Each page decodes at least one remote video: its own local
+            // preview plus the other's tile makes two decoded <video>s.
+            for (const [i, page] of pages.entries()) {
+                await waitUntil(`page ${i} decodes the other's video`, STEP_MS, async () => (await decodedVideos(page)).length >= 2, 250);
+            }
+            await mkdir(artifacts, { recursive: true });
+            for (const [i, page] of pages.entries()) {
+                await page.screenshot({ path: path.join(artifacts, `element-call-${i === 0 ? "ann" : "ben"}.png`) });
+            }
+        } catch (err) {
+            await mkdir(artifacts, { recursive: true });
+            for (const [i, page] of pages.entries()) {
+                await page.screenshot({ path: path.join(artifacts, `element-call-failed-${i}.png`) }).catch(() => {});
+            }
+            err.message += `\n--- browser ---\n${tail(log.join("\n"), 300)}\n--- switchboard ---\n${tail(sb.log(), 100)}`;
+            throw err;
+        } finally {
+            for (const page of pages) await page.context().close();
+        }
+    });
+});
