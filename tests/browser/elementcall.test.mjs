@@ -107,11 +107,23 @@ function watch(page, who, log) {
     });
 }
 
-/** The <video> elements of the page that show decoded frames, with their sizes. */
+/**
+ * The <video> elements of the page that show decoded frames: their sizes and
+ * the data-id of their tile ("<user id>:<device id>:0" for a remote member).
+ */
 function decodedVideos(page) {
     return page.evaluate(() => [...document.querySelectorAll("video")]
         .filter((v) => v.videoWidth > 0 && v.readyState >= 2)
-        .map((v) => ({ w: v.videoWidth, h: v.videoHeight, label: v.closest("[data-testid]")?.getAttribute("data-testid") ?? "" })));
+        .map((v) => ({ w: v.videoWidth, h: v.videoHeight, id: v.closest("[data-testid=videoTile]")?.getAttribute("data-id") ?? "" })));
+}
+
+/** How many frames the tile of userId's video has shown so far (0 if none). */
+function remoteFrames(page, userId) {
+    return page.evaluate((uid) => {
+        const v = [...document.querySelectorAll("[data-testid=videoTile] video")]
+            .find((e) => e.closest("[data-testid=videoTile]").getAttribute("data-id")?.startsWith(`${uid}:`));
+        return v ? v.getVideoPlaybackQuality().totalVideoFrames : 0;
+    }, userId);
 }
 
 describe("Element Call 0.26.1 (the real UI from npm) on switchboard", () => {
@@ -133,7 +145,7 @@ describe("Element Call 0.26.1 (the real UI from npm) on switchboard", () => {
         const pages = [];
         try {
             for (const [i, u] of users.entries()) {
-                const ctx = await browser.newContext({ viewport: { width: 800, height: 600 } });
+                const ctx = await browser.newContext({ viewport: { width: 640, height: 480 } });
                 // Element Call's standalone session lives in localStorage
                 // "matrix-auth-store" ({user_id, device_id, access_token}).
                 await ctx.addInitScript((s) => {
@@ -152,10 +164,19 @@ describe("Element Call 0.26.1 (the real UI from npm) on switchboard", () => {
             // Each page decodes at least one remote video: its own local
             // preview plus the other's tile makes two decoded <video>s.
             for (const [i, page] of pages.entries()) {
-                await waitUntil(`page ${i} decodes the other's video`, STEP_MS, async () => (await decodedVideos(page)).length >= 2, 250);
+                const other = users[1 - i].user_id;
+                await waitUntil(`page ${i} decodes ${other}'s video`, STEP_MS, async () => (await decodedVideos(page)).some((v) => v.id.startsWith(`${other}:`)), 250);
             }
+            // Frames keep arriving on the other's tile (not one frozen frame),
+            // and the controls are shown (pointer moved) for the screenshot.
             await mkdir(artifacts, { recursive: true });
             for (const [i, page] of pages.entries()) {
+                const other = users[1 - i].user_id;
+                const first = await remoteFrames(page, other);
+                await waitUntil(`page ${i} keeps decoding ${other}`, STEP_MS, async () => (await remoteFrames(page, other)) >= first + 30, 250);
+                await page.mouse.move(400, 300);
+                await page.mouse.move(420, 320);
+                await page.getByRole("button", { name: /end call/i }).waitFor({ timeout: STEP_MS });
                 await page.screenshot({ path: path.join(artifacts, `element-call-${i === 0 ? "ann" : "ben"}.png`) });
             }
         } catch (err) {
