@@ -33,7 +33,8 @@ func (e *env) wsURL(token string) string {
 }
 
 // TestSignalRefusesBadTokens: no, expired, foreign-key and roomless
-// tokens get 401 before any upgrade, on the socket and on validate.
+// tokens get 401 before any upgrade, on the socket and on validate
+// (whose answers carry CORS, as livekit-client reads them cross-origin).
 func TestSignalRefusesBadTokens(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	room := map[string]any{"roomJoin": true, "room": "r1"}
@@ -67,6 +68,9 @@ func TestSignalRefusesBadTokens(t *testing.T) {
 			if vr.StatusCode != http.StatusUnauthorized {
 				t.Fatalf("validate: %d", vr.StatusCode)
 			}
+			if got := vr.Header.Get("Access-Control-Allow-Origin"); got != "*" {
+				t.Fatalf("validate refusal is not readable cross-origin: Access-Control-Allow-Origin %q", got)
+			}
 		})
 	}
 	vr, err := http.Get(e.url + "/livekit/sfu/rtc/v1/validate?access_token=" + url.QueryEscape(good))
@@ -74,8 +78,8 @@ func TestSignalRefusesBadTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	vr.Body.Close()
-	if vr.StatusCode != http.StatusOK {
-		t.Fatalf("validate good token: %d", vr.StatusCode)
+	if vr.StatusCode != http.StatusOK || vr.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("validate good token: %d, Access-Control-Allow-Origin %q", vr.StatusCode, vr.Header.Get("Access-Control-Allow-Origin"))
 	}
 }
 
