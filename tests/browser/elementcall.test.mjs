@@ -8,7 +8,7 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { access, constants, mkdir, readFile, stat } from "node:fs/promises";
+import { access, constants, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -179,6 +179,7 @@ describe("Element Call 0.26.1 (the real UI from npm) on switchboard", () => {
                 await page.mouse.move(330, 210);
                 await page.screenshot({ path: path.join(artifacts, `element-call-${i === 0 ? "ann" : "ben"}.png`) });
             }
+            await writeFile(path.join(artifacts, "element-call.log"), log.join("\n"));
         } catch (err) {
             await mkdir(artifacts, { recursive: true });
             for (const [i, page] of pages.entries()) {
