@@ -15,14 +15,13 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { access, constants, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 import { bundle } from "./build.mjs";
-import { buildSwitchboard, repoRoot, startStaticServer, startSwitchboard, waitUntil } from "./server.mjs";
+import { buildSwitchboard, federationConfig, repoRoot, startFederating, startStaticServer, waitUntil } from "./server.mjs";
 import { browserArgs, localpart, tail } from "./app.mjs";
 import { assertRelayOnly, assertRelayPairs, openSdkPage, waitCall, waitDecoding } from "./sdkpage.mjs";
 
@@ -41,56 +40,11 @@ let bin;
 let binDir;
 let bundleDir;
 let cfgDir;
+let cfgFile;
 let site;
 let browser;
 
 
-
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-function freePort() {
-    return new Promise((resolve, reject) => {
-        const srv = createServer();
-        srv.once("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const { port } = srv.address();
-            srv.close(() => resolve(port));
-        });
-    });
-}
-
-/**
- * Starts one federating switchboard: --dev, server name and federation
- * listener 127.0.0.1:<port> (the port must be known before start, since it
- * is part of the name), the federation client settings from a config file,
- * and TURN relaying to 127.0.0.1. Retries with a new port if another
- * process took the chosen one in between.
- */
-async function startFederating(label) {
-    const cfg = path.join(cfgDir, "federation.yaml");
-    let lastErr;
-    for (let attempt = 0; attempt < 3; attempt++) {
-        const port = await freePort();
-        const name = `127.0.0.1:${port}`;
-        try {
-            const server = await startSwitchboard(bin, {
-                extraArgs: [
-                    "--config", cfg,
-                    "--server-name", name,
-                    "--federation-listen", name,
-                    "--turn-allow-cidrs", "127.0.0.1/32",
-                    "--turn-relay-ip", "127.0.0.1",
-                ],
-            });
-            server.label = label;
-            server.serverName = name;
-            return server;
-        } catch (err) {
-            lastErr = err;
-            if (!/address already in use/i.test(err.message)) throw err;
-        }
-    }
-    throw lastErr;
-}
 
 /** Opens the test page in a fresh browser context, logging into log. */
 function openPage(label, log) {
@@ -108,11 +62,7 @@ before(async () => {
     }
     ({ bin, dir: binDir } = await buildSwitchboard());
     cfgDir = await mkdtemp(path.join(tmpdir(), "switchboard-browser-fedcfg-"));
-    // Layered over --dev: only the federation client settings have no flag.
-    await writeFile(
-        path.join(cfgDir, "federation.yaml"),
-        "federation:\n  skip_tls_verify: true\n  allow_cidrs: [\"127.0.0.1/32\"]\n",
-    );
+    cfgFile = await federationConfig(cfgDir);
     bundleDir = await mkdtemp(path.join(tmpdir(), "switchboard-browser-page-"));
     const js = await bundle(bundleDir);
     site = await startStaticServer({
@@ -136,7 +86,7 @@ describe("1:1 Matrix video call in Chromium between two federated switchboard se
         const pages = [];
         const log = [];
         try {
-            servers.push(...(await Promise.all([startFederating("server1"), startFederating("server2")])));
+            servers.push(...(await Promise.all([startFederating(bin, cfgFile, "server1"), startFederating(bin, cfgFile, "server2")])));
             const [s1, s2] = servers;
             pages.push(await openPage("A", log), await openPage("B", log));
             const [a, b] = pages;

@@ -5,8 +5,9 @@
 
 import { spawn } from "node:child_process";
 import { constants } from "node:fs";
-import { access, mkdtemp, readFile, rm } from "node:fs/promises";
+import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
+import { createServer as createTCPServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -180,6 +181,63 @@ export async function startSwitchboard(bin, { startMs = 60000, extraArgs = [] } 
         throw err;
     }
     return new Switchboard(proc, work, addrs, logChunks);
+}
+
+/**
+ * Writes the config file federating test servers layer over --dev (only
+ * the federation client settings have no flag): accept each other's
+ * self-signed federation certificates and reach loopback. Returns its path.
+ */
+export async function federationConfig(dir) {
+    const cfg = path.join(dir, "federation.yaml");
+    await writeFile(cfg, "federation:\n  skip_tls_verify: true\n  allow_cidrs: [\"127.0.0.1/32\"]\n");
+    return cfg;
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+function freePort() {
+    return new Promise((resolve, reject) => {
+        const srv = createTCPServer();
+        srv.once("error", reject);
+        srv.listen(0, "127.0.0.1", () => {
+            const { port } = srv.address();
+            srv.close(() => resolve(port));
+        });
+    });
+}
+
+/**
+ * Starts one federating switchboard: --dev, server name and federation
+ * listener 127.0.0.1:<port> (the port must be known before start, since it
+ * is part of the name), the federation client settings from cfg (see
+ * federationConfig), and TURN relaying to 127.0.0.1. Retries with a new
+ * port if another process took the chosen one in between. The returned
+ * Switchboard carries label and serverName.
+ */
+export async function startFederating(bin, cfg, label) {
+    let lastErr;
+    for (let attempt = 0; attempt < 3; attempt++) {
+        const port = await freePort();
+        const name = `127.0.0.1:${port}`;
+        try {
+            const server = await startSwitchboard(bin, {
+                extraArgs: [
+                    "--config", cfg,
+                    "--server-name", name,
+                    "--federation-listen", name,
+                    "--turn-allow-cidrs", "127.0.0.1/32",
+                    "--turn-relay-ip", "127.0.0.1",
+                ],
+            });
+            server.label = label;
+            server.serverName = name;
+            return server;
+        } catch (err) {
+            lastErr = err;
+            if (!/address already in use/i.test(err.message)) throw err;
+        }
+    }
+    throw lastErr;
 }
 
 const contentTypes = {
