@@ -370,22 +370,7 @@ func (m *media) sendVideo(tr *webrtc.TrackLocalStaticRTP) {
 		if m.keyReq.Swap(false) {
 			key = true
 		}
-		for k := range 2 {
-			// X and I set, 15-bit picture ID (RFC 7741 section 4.2).
-			pl := []byte{0x80, 0x80, 0x80 | byte(frame>>8)&0x7f, byte(frame)}
-			if k == 0 {
-				pl[0] |= 0x10 // S: start of partition
-				if key {
-					// VP8 key frame header (RFC 6386 section 9.1): P=0,
-					// start code, 320x180.
-					pl = append(pl, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xb4, 0x00)
-				} else {
-					pl = append(pl, 0x11, 0x02, 0x00)
-				}
-			}
-			for len(pl) < 400 {
-				pl = append(pl, byte(len(pl)))
-			}
+		for k, pl := range VP8Frame(frame, key) {
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(frame * 3000),
 				Marker: k == 1}, Payload: pl}
 			seq++
