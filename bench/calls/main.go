@@ -39,6 +39,7 @@ type config struct {
 	serverBin   string
 	serverLog   string
 	jsonOut     bool
+	protocol    string
 }
 
 // Bounds that keep a run finite on a shared machine.
@@ -59,6 +60,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.DurationVar(&c.joinGap, "join-gap", 0, "pause between one join's end and the next one's start (0: back to back)")
 	fs.StringVar(&c.serverBin, "server-bin", "", "switchboard binary to run (default: build ./cmd/switchboard of this module)")
 	fs.StringVar(&c.serverLog, "server-log", "", "write the server's log to this file (default: discarded)")
+	fs.StringVar(&c.protocol, "protocol", "both", "native (Matrix focus: idle and loaded), livekit (LiveKit signalling: idle), or both")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the report as JSON instead of a table")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -74,6 +76,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 		return c, errors.New("-load-subs must be 0..load-1")
 	case c.joinTimeout <= 0 || c.joinTimeout > 5*time.Minute:
 		return c, errors.New("-join-timeout must be in (0, 5m]")
+	case c.protocol != "native" && c.protocol != "livekit" && c.protocol != "both":
+		return c, errors.New("-protocol must be native, livekit or both")
 	case c.joinGap < 0 || c.joinGap > time.Minute:
 		return c, errors.New("-join-gap must be in [0, 1m]")
 	}

@@ -135,6 +135,16 @@ func (b *bench) run(ctx context.Context) (*report, error) {
 	defer b.pub.Close()
 	b.say("publisher in the call")
 
+	if b.cfg.protocol != "native" {
+		lk, err := b.liveKitScenario(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rep.Scenarios = append(rep.Scenarios, lk)
+	}
+	if b.cfg.protocol == "livekit" {
+		return rep, nil
+	}
 	idle, err := b.scenario(ctx, "idle", 0)
 	if err != nil {
 		return nil, err
@@ -177,7 +187,7 @@ func (b *bench) participant(ctx context.Context, cli *mautrix.Client, o callclie
 // scenario starts load streamers (if any), makes the joins, and stops the
 // streamers.
 func (b *bench) scenario(ctx context.Context, name string, load int) (scenarioReport, error) {
-	sr := scenarioReport{Name: name}
+	sr := scenarioReport{Name: name, Protocol: "native"}
 	var streamers []*callclient.Participant
 	defer func() {
 		for _, p := range streamers {

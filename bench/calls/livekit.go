@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"maunium.net/go/mautrix"
+
+	"github.com/switchboard-chat/switchboard/bench/calls/lkclient"
+)
+
+// lkPhaseNames are the phases of one LiveKit join (lkclient.Phases), each
+// timed from the OpenID token request that starts it.
+var lkPhaseNames = []string{"token (/sfu/get)", "JoinResponse", "answer applied", "first video RTP (key frame)"}
+
+// liveKitScenario puts a LiveKit publisher in the room's LiveKit call
+// (the same Matrix room as the native call, another SFU conference), then
+// makes the joins: each a fresh user, already in the Matrix room, who
+// gets an OpenID token, a JWT from /sfu/get, connects, publishes audio
+// and video and waits for the publisher's first key frame packet.
+// Participants auto-subscribe, as livekit-client does by default.
+func (b *bench) liveKitScenario(ctx context.Context) (scenarioReport, error) {
+	sr := scenarioReport{Name: "livekit idle", Protocol: "livekit"}
+	pubCli, err := b.register(ctx, "lkpub")
+	if err != nil {
+		return sr, err
+	}
+	if _, err := pubCli.JoinRoomByID(ctx, b.room); err != nil {
+		return sr, err
+	}
+	jctx, cancel := context.WithTimeout(ctx, b.cfg.joinTimeout)
+	pub, err := lkclient.Join(jctx, b.hc, b.proc.ClientURL(), pubCli, b.room, "lkpub")
+	cancel()
+	if err != nil {
+		return sr, fmt.Errorf("livekit publisher: %w", err)
+	}
+	defer pub.Close()
+	joiners, err := b.registerMany(ctx, "lkjoiner", b.cfg.joins)
+	if err != nil {
+		return sr, err
+	}
+	for _, cli := range joiners {
+		if _, err := cli.JoinRoomByID(ctx, b.room); err != nil {
+			return sr, err
+		}
+	}
+	b.say("livekit: publisher in the call, %d joiners in the room", len(joiners))
+	cpu0, _ := b.proc.CPUSeconds()
+	start := time.Now()
+	var samples [][]time.Duration
+	for i, cli := range joiners {
+		if i > 0 && b.cfg.joinGap > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(b.cfg.joinGap):
+			}
+		}
+		if ctx.Err() != nil {
+			return sr, ctx.Err()
+		}
+		s, err := b.liveKitJoin(ctx, cli, i)
+		if err != nil {
+			sr.Failures = append(sr.Failures, fmt.Sprintf("livekit join %d: %v", i, err))
+			continue
+		}
+		samples = append(samples, s)
+		if (i+1)%50 == 0 {
+			b.say("livekit: %d/%d joins", i+1, len(joiners))
+		}
+	}
+	sr.WallSeconds = time.Since(start).Seconds()
+	cpu1, _ := b.proc.CPUSeconds()
+	sr.ServerCPUSeconds = cpu1 - cpu0
+	for i, name := range lkPhaseNames {
+		var from, step []time.Duration
+		for _, s := range samples {
+			from = append(from, s[i])
+			if i > 0 {
+				step = append(step, s[i]-s[i-1])
+			} else {
+				step = append(step, s[i])
+			}
+		}
+		sr.Phases = append(sr.Phases, phaseReport{Phase: name, FromInvite: summarise(from), Step: summarise(step)})
+	}
+	for _, err := range pub.Errs() {
+		sr.Failures = append(sr.Failures, fmt.Sprintf("livekit publisher: %v", err))
+	}
+	return sr, nil
+}
+
+// liveKitJoin is one measured LiveKit join; it leaves at the end.
+func (b *bench) liveKitJoin(ctx context.Context, cli *mautrix.Client, i int) ([]time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.joinTimeout)
+	defer cancel()
+	c, err := lkclient.Join(ctx, b.hc, b.proc.ClientURL(), cli, b.room, fmt.Sprintf("lkjoiner%d", i))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	for {
+		ph := c.Phases()
+		if !ph.FirstVideo.IsZero() && !ph.Answered.IsZero() {
+			if errs := c.Errs(); len(errs) > 0 {
+				return nil, errs[0]
+			}
+			if ph.VideoBeforeKeyframe > 0 {
+				return nil, fmt.Errorf("video began with %d packets before the first key frame", ph.VideoBeforeKeyframe)
+			}
+			out := make([]time.Duration, 0, 4)
+			for _, at := range []time.Time{ph.Token, ph.Joined, ph.Answered, ph.FirstVideo} {
+				out = append(out, at.Sub(ph.Start))
+			}
+			return out, nil
+		}
+		if errs := c.Errs(); len(errs) > 0 {
+			return nil, errs[0]
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("phases reached %+v: %w", ph, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
