@@ -13,6 +13,7 @@ package lkclient
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,7 +76,10 @@ type Client struct {
 
 // Join makes cli join the LiveKit room for Matrix room through the
 // server at baseURL, publishing audio and video.
-func Join(ctx context.Context, hc *http.Client, baseURL string, cli *mautrix.Client, room id.RoomID, name string) (*Client, error) {
+// With autoSubscribe false it asks (JoinRequest.connection_settings)
+// for no subscriptions: a publisher that would otherwise take two
+// receive-only m-lines per joiner.
+func Join(ctx context.Context, hc *http.Client, baseURL string, cli *mautrix.Client, room id.RoomID, name string, autoSubscribe bool) (*Client, error) {
 	c := &Client{name: name, stop: make(chan struct{}), recv: map[string]int{}}
 	c.phases.Start = time.Now()
 	oid, err := cli.RequestOpenIDToken(ctx)
@@ -105,7 +109,16 @@ func Join(ctx context.Context, hc *http.Client, baseURL string, cli *mautrix.Cli
 	if rest, ok := strings.CutPrefix(wsURL, "http"); ok {
 		wsURL = "ws" + rest
 	}
-	ws, _, err := websocket.Dial(ctx, wsURL+"/rtc/v1?access_token="+url.QueryEscape(tok.JWT), &websocket.DialOptions{HTTPClient: hc})
+	jr, err := proto.Marshal(&livekit.JoinRequest{ConnectionSettings: &livekit.ConnectionSettings{AutoSubscribe: autoSubscribe}})
+	if err != nil {
+		return nil, err
+	}
+	wrapped, err := proto.Marshal(&livekit.WrappedJoinRequest{JoinRequest: jr})
+	if err != nil {
+		return nil, err
+	}
+	ws, _, err := websocket.Dial(ctx, wsURL+"/rtc/v1?access_token="+url.QueryEscape(tok.JWT)+
+		"&join_request="+base64.URLEncoding.EncodeToString(wrapped), &websocket.DialOptions{HTTPClient: hc})
 	if err != nil {
 		return nil, fmt.Errorf("websocket: %w", err)
 	}
