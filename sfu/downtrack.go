@@ -238,7 +238,14 @@ func (d *downTrack) forward(layer int, seq uint16) {
 	}
 	d.hist[outSeq%histSize] = histEntry{valid: true, layer: int8(layer), outSeq: outSeq,
 		srcSeq: d.meta.SequenceNumber, ts: outTS, pic: pic, tl0: tl0}
-	d.write(outSeq, outTS, payload, now)
+	if !d.write(outSeq, outTS, payload, now) && current != int(d.current.Load()) {
+		// The packet that started the layer did not go out (the
+		// subscriber's DTLS handshake was not done): start again at
+		// the next key frame, and ask for one.
+		d.current.Store(int32(current))
+		d.refreshWant()
+		d.up.requestKeyframe(target)
+	}
 }
 
 // retransmit resends output packet outSeq after a NACK (RFC 4585 section
@@ -275,16 +282,20 @@ func (d *downTrack) retransmit(outSeq uint16) {
 // extensions the subscriber negotiated: the audio level (RFC 6464) for
 // audio, the video orientation for video, and a transport-wide sequence
 // number for bandwidth estimation. The publisher's other extensions (its
-// IDs mean nothing to the subscriber) are dropped.
-func (d *downTrack) write(seq uint16, ts uint32, payload []byte, now int64) {
+// IDs mean nothing to the subscriber) are dropped. It reports whether the
+// packet went out: pion drops, without an error, what is written before
+// the subscriber's SRTP session is up (the DTLS handshake of a
+// PeerConnection still connecting, as when a client offers again at once
+// with receive-only m-lines, before its first answer has connected).
+func (d *downTrack) write(seq uint16, ts uint32, payload []byte, now int64) bool {
 	if !d.bound.Load() {
-		return
+		return false
 	}
 	d.mu.Lock()
 	w, ssrc, pt, levelID, tccID, cvoID := d.writer, d.ssrc, d.pt, d.levelID, d.tccID, d.cvoID
 	d.mu.Unlock()
 	if w == nil {
-		return
+		return false
 	}
 	h := &d.hdr
 	h.Version = 2
@@ -313,12 +324,13 @@ func (d *downTrack) write(seq uint16, ts uint32, payload []byte, now int64) {
 		binary.BigEndian.PutUint16(d.tcc[:], d.sub.bwe.Sent(len(payload)+12, now))
 		_ = h.SetExtension(tccID, d.tcc[:])
 	}
-	if _, err := w.WriteRTP(h, payload); err != nil {
-		return
+	if n, err := w.WriteRTP(h, payload); err != nil || n == 0 {
+		return false
 	}
 	m := d.sub.sfu.m
 	m.packets.Inc()
 	m.bytes.Add(float64(len(payload)))
+	return true
 }
 
 // readRTCP reads the subscriber's feedback for this track and hands it to

@@ -246,8 +246,9 @@ type room struct {
 }
 
 // join adds ss to its room (created on first join); an older session of
-// the same identity is returned so that the caller ends it (LiveKit: a
-// duplicate identity replaces the participant).
+// the same identity is taken out of the room and returned so that the
+// caller ends it (LiveKit: a duplicate identity replaces the
+// participant), and the new one's JoinResponse does not list it.
 func (s *Server) join(ss *session) (*room, *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -259,9 +260,10 @@ func (s *Server) join(ss *session) (*room, *session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var old *session
-	for _, o := range r.sessions {
+	for sid, o := range r.sessions {
 		if o.grant.Identity == ss.grant.Identity {
 			old = o
+			delete(r.sessions, sid)
 		}
 	}
 	r.sessions[ss.sid] = ss

@@ -44,6 +44,15 @@ type session struct {
 	tracks   map[string]*livekit.TrackInfo
 	cids     map[string]string // client track ID (cid) -> track SID
 	unwanted map[string]bool   // tracks the client unsubscribed from
+	wanted   map[string]bool   // tracks the client subscribed to
+	// early is the last track list the SFU gave before p was set: the
+	// SFU's worker may tell a new participant what it can receive before
+	// Join has returned it (sfu.Conference.joined), and those tracks are
+	// subscribed to once it has.
+	early []sfu.TrackInfo
+	// replaced: a newer connection of the same identity took over; the
+	// room was told this one left when it did.
+	replaced bool
 	version  uint32
 	// memberSeen: the Matrix call membership was seen (members.go).
 	memberSeen bool
@@ -58,6 +67,7 @@ func newSession(s *Server, ws *websocket.Conn, g Grant, jr *livekit.JoinRequest)
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessageRate), s.cfg.MessageBurst),
 		joinedAt: time.Now().Unix(),
 		tracks:   map[string]*livekit.TrackInfo{}, cids: map[string]string{}, unwanted: map[string]bool{},
+		wanted:    map[string]bool{},
 		closeCode: websocket.StatusNormalClosure,
 	}
 }
@@ -150,6 +160,16 @@ func (ss *session) run(ctx context.Context) {
 		}()
 	}
 	if old != nil {
+		// As a LiveKit server does, the room hears that the old
+		// participant left before it hears of the new one: livekit-client
+		// keeps remote participants by identity, so the old one's leave
+		// arriving after the new one's join would remove the new one.
+		old.mu.Lock()
+		old.replaced = true
+		pi := old.infoLocked(livekit.ParticipantInfo_DISCONNECTED)
+		old.mu.Unlock()
+		pi.DisconnectReason = livekit.DisconnectReason_DUPLICATE_IDENTITY
+		r.broadcast(ss, update(pi))
 		old.end(livekit.DisconnectReason_DUPLICATE_IDENTITY, "replaced by a new connection")
 	}
 	writerDone := make(chan struct{})
@@ -186,12 +206,15 @@ func (ss *session) run(ctx context.Context) {
 	ss.mu.Lock()
 	p := ss.p
 	why := ss.closeWhy
+	replaced := ss.replaced
 	ss.mu.Unlock()
 	if p != nil {
 		_ = p.Close()
 	}
 	ss.s.leave(ss)
-	r.broadcast(ss, update(ss.info(livekit.ParticipantInfo_DISCONNECTED)))
+	if !replaced {
+		r.broadcast(ss, update(ss.info(livekit.ParticipantInfo_DISCONNECTED)))
+	}
 	log.Info("participant left", "reason", why, "err", readErr)
 }
 
@@ -343,9 +366,23 @@ func (ss *session) handleOffer(ctx context.Context, off *livekit.SessionDescript
 			ss.p = p
 			cands := ss.pending
 			ss.pending = nil
+			early := ss.early
+			ss.early = nil
+			wanted := make([]sfu.Subscription, 0, len(ss.wanted))
+			for id := range ss.wanted {
+				wanted = append(wanted, sfu.Subscription{TrackID: id})
+			}
 			ss.mu.Unlock()
 			for _, c := range cands {
 				_ = p.AddICECandidate(c)
+			}
+			// What the SFU or the client asked for while the join was
+			// on its way.
+			if early != nil {
+				ss.onTracks(early)
+			}
+			if len(wanted) > 0 && ss.grant.CanSubscribe {
+				_ = p.UpdateSubscriptions(wanted, nil)
 			}
 		}
 	} else {
@@ -442,6 +479,11 @@ func (ss *session) handleSubscription(u *livekit.UpdateSubscription) {
 	p := ss.p
 	for _, id := range ids {
 		ss.unwanted[id] = !u.Subscribe
+		if u.Subscribe {
+			ss.wanted[id] = true
+		} else {
+			delete(ss.wanted, id)
+		}
 	}
 	ss.mu.Unlock()
 	if p == nil || !ss.grant.CanSubscribe {
@@ -505,13 +547,19 @@ func (ss *session) handler() sfu.Handler {
 }
 
 // onTracks subscribes an auto-subscribing client to every track it has
-// not declined.
+// not declined. A list that comes before the SFU join has returned the
+// participant is kept for handleOffer.
 func (ss *session) onTracks(tis []sfu.TrackInfo) {
 	if !ss.autoSubscribe() || !ss.grant.CanSubscribe {
 		return
 	}
 	ss.mu.Lock()
 	p := ss.p
+	if p == nil {
+		ss.early = tis
+		ss.mu.Unlock()
+		return
+	}
 	var subs []sfu.Subscription
 	for _, ti := range tis {
 		if !ss.unwanted[ti.TrackID] {

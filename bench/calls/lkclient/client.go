@@ -68,10 +68,21 @@ type Client struct {
 	keyReq     atomic.Bool
 	lastKeyReq atomic.Int64
 
+	sid string // this participant's SID, from the JoinResponse
+
 	mu     sync.Mutex
 	phases Phases
 	errs   []error
-	recv   map[string]int // remote video packets by participant SID
+	recv   map[string]*VideoFrom // remote video by publisher's participant SID
+}
+
+// VideoFrom is what arrived of one publisher's video.
+type VideoFrom struct {
+	// Packets counts every video packet; BeforeKeyframe those before the
+	// first packet of a key frame (a decoder drops them).
+	Packets, BeforeKeyframe int
+	// Keyframes counts the key frames that began.
+	Keyframes int
 }
 
 // Join makes cli join the LiveKit room for Matrix room through the
@@ -80,7 +91,7 @@ type Client struct {
 // for no subscriptions: a publisher that would otherwise take two
 // receive-only m-lines per joiner.
 func Join(ctx context.Context, hc *http.Client, baseURL string, cli *mautrix.Client, room id.RoomID, name string, autoSubscribe bool) (*Client, error) {
-	c := &Client{name: name, stop: make(chan struct{}), recv: map[string]int{}}
+	c := &Client{name: name, stop: make(chan struct{}), recv: map[string]*VideoFrom{}}
 	c.phases.Start = time.Now()
 	oid, err := cli.RequestOpenIDToken(ctx)
 	if err != nil {
@@ -134,6 +145,7 @@ func Join(ctx context.Context, hc *http.Client, baseURL string, cli *mautrix.Cli
 		return nil, fmt.Errorf("%w: first message %v: %v", ErrProtocol, &first, err)
 	}
 	c.mark(&c.phases.Joined)
+	c.sid = first.GetJoin().GetParticipant().GetSid()
 	if err := c.setupPC(); err != nil {
 		close(c.stop)
 		if c.pc != nil {
@@ -347,10 +359,21 @@ func (c *Client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			if err != nil {
 				return
 			}
+			key := callclient.VP8KeyframeStart(pkt.Payload)
 			c.mu.Lock()
-			c.recv[from]++
+			v := c.recv[from]
+			if v == nil {
+				v = &VideoFrom{}
+				c.recv[from] = v
+			}
+			v.Packets++
+			if key {
+				v.Keyframes++
+			} else if !keyed {
+				v.BeforeKeyframe++
+			}
 			if !keyed {
-				if callclient.VP8KeyframeStart(pkt.Payload) {
+				if key {
 					keyed = true
 					if c.phases.FirstVideo.IsZero() {
 						c.phases.FirstVideo = time.Now()
@@ -433,9 +456,23 @@ func (c *Client) VideoPackets() int {
 	defer c.mu.Unlock()
 	n := 0
 	for _, v := range c.recv {
-		n += v
+		n += v.Packets
 	}
 	return n
+}
+
+// SID is the participant SID the server gave this client.
+func (c *Client) SID() string { return c.sid }
+
+// Video returns what arrived so far of the video of the participant
+// with SID sid.
+func (c *Client) Video(sid string) VideoFrom {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v := c.recv[sid]; v != nil {
+		return *v
+	}
+	return VideoFrom{}
 }
 
 // Errs returns what went wrong in the background.
@@ -447,18 +484,30 @@ func (c *Client) Errs() []error {
 
 // Close leaves (LeaveRequest), closes the socket and the PeerConnection
 // and waits for the client's goroutines.
-func (c *Client) Close() {
+func (c *Client) Close() { c.close(true) }
+
+// Abort drops the connection the way a page that gives up on a connect
+// attempt does (Element Call aborts its first LiveKit connection when
+// it reconnects): no LeaveRequest, the WebSocket torn down without a
+// close handshake, the PeerConnection closed.
+func (c *Client) Abort() { c.close(false) }
+
+func (c *Client) close(leave bool) {
 	select {
 	case <-c.stop:
 		return
 	default:
 	}
 	close(c.stop)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = c.send(ctx, &livekit.SignalRequest{Message: &livekit.SignalRequest_Leave{Leave: &livekit.LeaveRequest{
-		Reason: livekit.DisconnectReason_CLIENT_INITIATED}}})
-	cancel()
-	_ = c.ws.Close(websocket.StatusNormalClosure, "bye")
+	if leave {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = c.send(ctx, &livekit.SignalRequest{Message: &livekit.SignalRequest_Leave{Leave: &livekit.LeaveRequest{
+			Reason: livekit.DisconnectReason_CLIENT_INITIATED}}})
+		cancel()
+		_ = c.ws.Close(websocket.StatusNormalClosure, "bye")
+	} else {
+		_ = c.ws.CloseNow()
+	}
 	if c.cancel != nil {
 		c.cancel()
 	}
