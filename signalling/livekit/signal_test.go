@@ -195,3 +195,121 @@ func TestSignalProtocolErrors(t *testing.T) {
 		return len(e.sig.rooms) == 0
 	})
 }
+
+// TestReplacedIdentityLeavesFirst: a second connection of one identity
+// replaces the first as a LiveKit server does. Its JoinResponse does not
+// list the first, the first gets a leave (DUPLICATE_IDENTITY), and the
+// others hear that the first left before they hear of the second, and
+// never after (livekit-client keeps remote participants by identity: a
+// late leave of the first would remove the second).
+func TestReplacedIdentityLeavesFirst(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	a := dialGood(t, e, ctx, "@a:test.local:A")
+	defer a.CloseNow()
+	b1 := dialGood(t, e, ctx, "@b:test.local:B")
+	defer b1.CloseNow()
+	// a hears of b1.
+	var b1SID string
+	for b1SID == "" {
+		for _, pi := range readUpdate(t, ctx, a) {
+			if pi.GetIdentity() == "@b:test.local:B" && pi.GetState() == livekit.ParticipantInfo_JOINED {
+				b1SID = pi.GetSid()
+			}
+		}
+	}
+	tok, err := e.sig.keys.mint("@b:test.local:B", "room1", time.Hour, MatrixMember{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _, err := websocket.Dial(ctx, e.wsURL(tok), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.CloseNow()
+	_, b, err := b2.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res livekit.SignalResponse
+	if err := proto.Unmarshal(b, &res); err != nil || res.GetJoin() == nil {
+		t.Fatalf("first message: %v %v", &res, err)
+	}
+	b2SID := res.GetJoin().GetParticipant().GetSid()
+	for _, o := range res.GetJoin().GetOtherParticipants() {
+		if o.GetIdentity() == "@b:test.local:B" {
+			t.Fatalf("the new connection's JoinResponse lists the one it replaced: %v", o)
+		}
+	}
+	// b1 is told to leave.
+	for left := false; !left; {
+		_, b, err := b1.Read(ctx)
+		if err != nil {
+			t.Fatalf("replaced connection closed without a leave: %v", err)
+		}
+		var res livekit.SignalResponse
+		if proto.Unmarshal(b, &res) == nil && res.GetLeave() != nil {
+			if r := res.GetLeave().GetReason(); r != livekit.DisconnectReason_DUPLICATE_IDENTITY {
+				t.Fatalf("leave reason %v", r)
+			}
+			left = true
+		}
+	}
+	// a: b1 gone, then b2 joined; nothing about b1 afterwards (until
+	// the ping below comes back, so that the old session's end has run).
+	waitFor(t, "the replaced session to end", func() bool {
+		e.sig.mu.Lock()
+		defer e.sig.mu.Unlock()
+		return e.sig.rooms["room1"] != nil && len(e.sig.rooms["room1"].list(nil)) == 2
+	})
+	ping, _ := proto.Marshal(&livekit.SignalRequest{Message: &livekit.SignalRequest_Ping{Ping: 7}})
+	if err := a.Write(ctx, websocket.MessageBinary, ping); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for {
+		_, b, err := a.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res livekit.SignalResponse
+		if err := proto.Unmarshal(b, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.GetPong() == 7 {
+			break
+		}
+		for _, pi := range res.GetUpdate().GetParticipants() {
+			switch pi.GetSid() {
+			case b1SID:
+				seen = append(seen, "b1 "+pi.GetState().String())
+			case b2SID:
+				seen = append(seen, "b2 "+pi.GetState().String())
+			}
+		}
+	}
+	want := []string{"b1 DISCONNECTED", "b2 JOINED"}
+	if strings.Join(seen, ", ") != strings.Join(want, ", ") {
+		t.Fatalf("a heard %q, want %q", seen, want)
+	}
+}
+
+// readUpdate reads messages until a ParticipantUpdate and returns its
+// participants.
+func readUpdate(t *testing.T, ctx context.Context, c *websocket.Conn) []*livekit.ParticipantInfo {
+	t.Helper()
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res livekit.SignalResponse
+		if err := proto.Unmarshal(b, &res); err != nil {
+			t.Fatal(err)
+		}
+		if u := res.GetUpdate(); u != nil {
+			return u.GetParticipants()
+		}
+	}
+}
