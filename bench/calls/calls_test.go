@@ -56,6 +56,41 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
+// TestSmokeLiveKit runs the LiveKit mode with 3 joins and checks each
+// went through every phase, in order (lkclient: OpenID, /sfu/get, the
+// /rtc/v1 WebSocket, publish, the publisher's first key frame packet).
+func TestSmokeLiveKit(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	cfg, err := parseFlags([]string{"-protocol", "livekit", "-joins", "3", "-join-timeout", "30s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.serverBin = testbin.Binary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := run(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.failed() {
+		t.Fatalf("failures: %v %+v", rep.Errors, rep.Scenarios)
+	}
+	if len(rep.Scenarios) != 1 || rep.Scenarios[0].Protocol != "livekit" {
+		t.Fatalf("scenarios %+v, want the LiveKit one only", rep.Scenarios)
+	}
+	s := rep.Scenarios[0]
+	if len(s.Phases) != len(lkPhaseNames) {
+		t.Fatalf("%d phases", len(s.Phases))
+	}
+	prev := 0.0
+	for _, p := range s.Phases {
+		if p.FromInvite.Count != 3 || p.FromInvite.P50 <= 0 || p.FromInvite.P50 < prev {
+			t.Errorf("%s: %+v (phase before at %.1f ms)", p.Phase, p.FromInvite, prev)
+		}
+		prev = p.FromInvite.P50
+	}
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testbin.Cleanup()

@@ -64,11 +64,18 @@ type scenarioReport struct {
 	Name string `json:"name"`
 	// Protocol is "native" (phases from the invite) or "livekit" (phases
 	// from the OpenID token request; from_invite holds those).
-	Protocol         string        `json:"protocol"`
-	Phases           []phaseReport `json:"phases"`
-	Failures         []string      `json:"failures,omitempty"`
-	WallSeconds      float64       `json:"wall_s"`
-	ServerCPUSeconds float64       `json:"server_cpu_s"`
+	Protocol string        `json:"protocol"`
+	Phases   []phaseReport `json:"phases"`
+	Failures []string      `json:"failures,omitempty"`
+	// EarlyVideo counts LiveKit joins whose first remote video packets
+	// came before a key frame: the SFU starts a subscriber at a key
+	// frame, but in LiveKit's single PeerConnection mode it may send it
+	// before the client has applied the answer that declares its SSRC,
+	// and the client drops what it cannot place and asks for a key
+	// frame (as browsers do). Their first key frame is the one asked for.
+	EarlyVideo       int     `json:"early_video_joins,omitempty"`
+	WallSeconds      float64 `json:"wall_s"`
+	ServerCPUSeconds float64 `json:"server_cpu_s"`
 }
 
 func (sr *scenarioReport) summarise(samples []phaseSample) {
@@ -122,6 +129,9 @@ func (r *report) writeTable(w io.Writer) {
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(w, "\n%s: %d joins ok, %d failed, %.1f s, server CPU %.1f s\n", s.Name, countOK(s), len(s.Failures),
 			s.WallSeconds, s.ServerCPUSeconds)
+		if s.EarlyVideo > 0 {
+			fmt.Fprintf(w, "  %d joins got video before the answer declaring it was applied, and asked for a key frame\n", s.EarlyVideo)
+		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "phase\tstep p50 ms\tstep p99 ms\tfrom start p50 ms\tfrom start p99 ms\tfrom start max ms\t")
 		for _, p := range s.Phases {

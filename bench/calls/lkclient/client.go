@@ -354,12 +354,22 @@ func (c *Client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	from, _, _ := strings.Cut(tr.StreamID(), "|")
 	c.wg.Go(func() {
 		keyed := false
+		var lastPLI time.Time
 		for {
 			pkt, _, err := tr.ReadRTP()
 			if err != nil {
 				return
 			}
 			key := callclient.VP8KeyframeStart(pkt.Payload)
+			if !keyed && !key && time.Since(lastPLI) >= keyframeRetry {
+				// Video that cannot be decoded yet: ask for a key frame,
+				// as a browser's receiver does (RFC 4585 section
+				// 6.3.1). It happens when the first packets came before
+				// the answer that declares their SSRC was applied: pion
+				// drops those (no rid to probe them by).
+				lastPLI = time.Now()
+				_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(tr.SSRC())}})
+			}
 			c.mu.Lock()
 			v := c.recv[from]
 			if v == nil {
@@ -386,6 +396,10 @@ func (c *Client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		}
 	})
 }
+
+// keyframeRetry is how often a receiver waiting for a key frame asks
+// again.
+const keyframeRetry = 300 * time.Millisecond
 
 // readRTCP drains a sender's RTCP and, like a browser's encoder, honours
 // a PLI unless one was honoured within MinKeyframeRequestInterval.
