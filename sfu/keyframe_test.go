@@ -9,6 +9,7 @@ import (
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
@@ -222,5 +223,69 @@ func TestKeyframeGuardFromLastRequest(t *testing.T) {
 	}
 	if keyframeGuard < int64(300*time.Millisecond) {
 		t.Errorf("keyframeGuard %v is below libwebrtc's 300 ms", time.Duration(keyframeGuard))
+	}
+}
+
+// notReadyWriter is pion's write stream before the subscriber's SRTP
+// session is up (DTLS handshake not done): it drops what is written and
+// reports no error and no bytes.
+type notReadyWriter struct {
+	ready bool
+	w     *marshalWriter
+}
+
+func (n *notReadyWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	if !n.ready {
+		return 0, nil
+	}
+	return n.w.WriteRTP(h, payload)
+}
+
+func (n *notReadyWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// TestKeyframeDroppedBeforeSRTPRestarts: a key frame that pion dropped
+// because the subscriber's transport was not up yet (a LiveKit client
+// offers its receive-only m-lines right after its first answer, before
+// DTLS is done) does not start the subscriber's stream: the deltas after
+// it are not sent, a key frame is asked for again, and the next one
+// starts the stream.
+func TestKeyframeDroppedBeforeSRTPRestarts(t *testing.T) {
+	up, d, w := benchDownTrack(t, 64)
+	plis := 0
+	up.writeRTCP = func(p []rtcp.Packet) error { plis += len(p); return nil }
+	nw := &notReadyWriter{w: w}
+	d.writer = nw
+	l := up.layers[0]
+	buf := make([]byte, 1500)
+	put := func(seq uint16, key bool) {
+		payload := vp8Payload(buf, seq, 0, true, key, 640, 360, 200)
+		meta := media.PacketMeta{SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Keyframe: key}
+		if !l.cache.Put(payload, &meta) {
+			t.Fatalf("packet %d not cached", seq)
+		}
+	}
+	d.setTarget(0)
+	plis = 0
+	put(10, true)
+	d.forward(0, 10)
+	if d.current.Load() != -1 {
+		t.Fatalf("a dropped key frame started the stream (current layer %d)", d.current.Load())
+	}
+	// The request for the next key frame is held back by the throttle
+	// (the dropped one answered the last) and goes with the next packet
+	// the throttle lets through; here it is pending.
+	if plis == 0 && !l.pliPending.Load() {
+		t.Fatal("no key frame asked for after the dropped one")
+	}
+	nw.ready = true
+	put(11, false)
+	d.forward(0, 11)
+	if w.n != 0 {
+		t.Fatalf("a delta frame after the dropped key frame was sent (%d bytes)", w.n)
+	}
+	put(12, true)
+	d.forward(0, 12)
+	if w.n == 0 || d.current.Load() != 0 {
+		t.Fatalf("the next key frame did not start the stream: %d bytes, current layer %d", w.n, d.current.Load())
 	}
 }
