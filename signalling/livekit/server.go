@@ -245,11 +245,22 @@ type room struct {
 	sessions map[string]*session // by participant SID
 }
 
-// join adds ss to its room (created on first join); an older session of
-// the same identity is taken out of the room and returned so that the
-// caller ends it (LiveKit: a duplicate identity replaces the
-// participant), and the new one's JoinResponse does not list it.
+// join adds ss to its room (created on first join) and queues its
+// JoinResponse. An older session of the same identity is taken out of
+// the room and returned so that the caller ends it (LiveKit: a duplicate
+// identity replaces the participant); the JoinResponse does not list it.
+//
+// The JoinResponse is queued in the same step as ss enters the room, so
+// it is the first message ss gets: a broadcast that finds ss in the room
+// comes after it (livekit-client fails a connect whose first message is
+// anything else: "did not receive join response, got update instead"),
+// and it lists every participant as the broadcasts that miss ss left it.
 func (s *Server) join(ss *session) (*room, *session) {
+	var ice []*livekit.ICEServer
+	for _, is := range s.cfg.SFU.ICEServers() {
+		cred, _ := is.Credential.(string)
+		ice = append(ice, &livekit.ICEServer{Urls: is.URLs, Username: is.Username, Credential: cred})
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.rooms[ss.grant.Room]
@@ -266,7 +277,19 @@ func (s *Server) join(ss *session) (*room, *session) {
 			delete(r.sessions, sid)
 		}
 	}
+	others := make([]*livekit.ParticipantInfo, 0, len(r.sessions))
+	for _, o := range r.sessions {
+		others = append(others, o.info(livekit.ParticipantInfo_ACTIVE))
+	}
 	r.sessions[ss.sid] = ss
+	ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Join{Join: &livekit.JoinResponse{
+		Room:        &livekit.Room{Sid: r.sid, Name: r.name, CreationTime: r.created, NumParticipants: uint32(len(r.sessions))},
+		Participant: ss.info(livekit.ParticipantInfo_JOINED), OtherParticipants: others,
+		ServerVersion: serverVersion, IceServers: ice,
+		ServerInfo: &livekit.ServerInfo{Edition: livekit.ServerInfo_Standard, Version: serverVersion,
+			Protocol: 16, NodeId: "switchboard"},
+		PingTimeout: int32(s.cfg.PingTimeout / time.Second), PingInterval: int32(s.cfg.PingInterval / time.Second),
+	}}})
 	return r, old
 }
 
@@ -305,13 +328,18 @@ func (r *room) get(sid string) *session {
 	return r.sessions[sid]
 }
 
-// broadcast sends msg to every session of the room but skip.
+// broadcast sends msg to every session of the room but skip. A replaced
+// session (skip, the sender) says nothing more: the room was told it left.
 func (r *room) broadcast(skip *session, msg *livekit.SignalResponse) {
+	if skip != nil {
+		skip.mu.Lock()
+		replaced := skip.replaced
+		skip.mu.Unlock()
+		if replaced {
+			return
+		}
+	}
 	for _, o := range r.list(skip) {
 		o.send(msg)
 	}
-}
-
-func (r *room) info() *livekit.Room {
-	return &livekit.Room{Sid: r.sid, Name: r.name, CreationTime: r.created, NumParticipants: uint32(len(r.list(nil)))}
 }

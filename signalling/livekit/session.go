@@ -177,23 +177,6 @@ func (ss *session) run(ctx context.Context) {
 		defer close(writerDone)
 		ss.writeLoop()
 	}()
-	others := r.list(ss)
-	infos := make([]*livekit.ParticipantInfo, 0, len(others))
-	for _, o := range others {
-		infos = append(infos, o.info(livekit.ParticipantInfo_ACTIVE))
-	}
-	var ice []*livekit.ICEServer
-	for _, is := range ss.s.cfg.SFU.ICEServers() {
-		cred, _ := is.Credential.(string)
-		ice = append(ice, &livekit.ICEServer{Urls: is.URLs, Username: is.Username, Credential: cred})
-	}
-	ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Join{Join: &livekit.JoinResponse{
-		Room: r.info(), Participant: ss.info(livekit.ParticipantInfo_JOINED), OtherParticipants: infos,
-		ServerVersion: serverVersion, IceServers: ice,
-		ServerInfo: &livekit.ServerInfo{Edition: livekit.ServerInfo_Standard, Version: serverVersion,
-			Protocol: 16, NodeId: "switchboard"},
-		PingTimeout: int32(ss.s.cfg.PingTimeout / time.Second), PingInterval: int32(ss.s.cfg.PingInterval / time.Second),
-	}}})
 	r.broadcast(ss, update(ss.info(livekit.ParticipantInfo_JOINED)))
 	log.Info("participant joined")
 	if off := ss.joinReq.GetPublisherOffer(); off != nil {

@@ -313,3 +313,88 @@ func readUpdate(t *testing.T, ctx context.Context, c *websocket.Conn) []*livekit
 		}
 	}
 }
+
+// gatePresence holds ParticipantConnected of one user until released.
+type gatePresence struct {
+	user    string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatePresence) ParticipantConnected(m MatrixMember) {
+	if m.UserID == g.user {
+		close(g.entered)
+		<-g.release
+	}
+}
+
+func (g *gatePresence) ParticipantDisconnected(MatrixMember) {}
+
+// TestJoinResponseComesFirst: the JoinResponse is a connection's first
+// message even when another participant leaves while the new one is
+// joining (seen with Element Call: its aborted first connection left
+// while the second joined, and livekit-client failed the second with
+// "did not receive join response, got update instead"). The homeserver
+// being told of the join is held until the other has left.
+func TestJoinResponseComesFirst(t *testing.T) {
+	gate := &gatePresence{user: "@b:test.local", entered: make(chan struct{}), release: make(chan struct{})}
+	e := newEnv(t, envOpts{server: func(c *ServerConfig) { c.Presence = gate }})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	a := dialGood(t, e, ctx, "@a:test.local:A")
+	defer a.CloseNow()
+	c := dialGood(t, e, ctx, "@c:test.local:C")
+	tok, err := e.sig.keys.mint("@b:test.local:B", "room1", time.Hour,
+		MatrixMember{RoomID: "!r:test.local", UserID: "@b:test.local", DeviceID: "B"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type first struct {
+		res *livekit.SignalResponse
+		err error
+	}
+	got := make(chan first, 1)
+	var b *websocket.Conn
+	go func() {
+		var err error
+		b, _, err = websocket.Dial(ctx, e.wsURL(tok), nil)
+		if err != nil {
+			got <- first{err: err}
+			return
+		}
+		_, msg, err := b.Read(ctx)
+		var res livekit.SignalResponse
+		if err == nil {
+			err = proto.Unmarshal(msg, &res)
+		}
+		got <- first{&res, err}
+	}()
+	select {
+	case <-gate.entered:
+	case <-ctx.Done():
+		t.Fatal("b never joined")
+	}
+	// c leaves while b is joining: the room is told.
+	c.Close(websocket.StatusNormalClosure, "bye")
+	waitFor(t, "c to leave", func() bool {
+		e.sig.mu.Lock()
+		defer e.sig.mu.Unlock()
+		return len(e.sig.rooms["room1"].list(nil)) == 2
+	})
+	close(gate.release)
+	f := <-got
+	if b != nil {
+		defer b.CloseNow()
+	}
+	if f.err != nil {
+		t.Fatal(f.err)
+	}
+	if f.res.GetJoin() == nil {
+		t.Fatalf("first message is %v, want the JoinResponse", f.res)
+	}
+	for _, o := range f.res.GetJoin().GetOtherParticipants() {
+		if o.GetIdentity() != "@a:test.local:A" && o.GetIdentity() != "@c:test.local:C" {
+			t.Fatalf("JoinResponse lists %v", o)
+		}
+	}
+}
