@@ -7,7 +7,9 @@
 // one VP8 track (AddTrack first), and offers again with receive-only
 // m-lines when the server asks (MediaSectionsRequirement). It times the
 // join from the OpenID request to the first packet of a remote VP8 key
-// frame.
+// frame, counts each publisher's video, asks for a key frame when video
+// comes before one (as browsers do), and can drop its connection the way
+// Element Call aborts a connect attempt (Abort).
 package lkclient
 
 import (
