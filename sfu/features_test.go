@@ -3,11 +3,7 @@ package sfu
 import (
 	"context"
 	"errors"
-	"go/parser"
-	"go/token"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,47 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 )
-
-// TestImportRules keeps the media path at the bottom of the import graph
-// (DESIGN.md): media imports nothing of ours, sfu only media.
-func TestImportRules(t *testing.T) {
-	const mod = "github.com/switchboard-chat/switchboard/"
-	allowed := map[string][]string{"../media": nil, ".": {mod + "media"}}
-	for dir, ok := range allowed {
-		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("no Go files in %s: %v", dir, err)
-		}
-		for _, f := range files {
-			if strings.HasSuffix(f, "_test.go") {
-				continue
-			}
-			src, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			af, err := parser.ParseFile(token.NewFileSet(), f, src, parser.ImportsOnly)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, imp := range af.Imports {
-				path := strings.Trim(imp.Path.Value, `"`)
-				if strings.HasPrefix(path, mod) && !contains(ok, path) {
-					t.Errorf("%s imports %s, which the import rules forbid", f, path)
-				}
-			}
-		}
-	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
 
 func TestConfigValidation(t *testing.T) {
 	if _, err := New(Config{}); !errors.Is(err, ErrInvalidConfig) {
