@@ -9,6 +9,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/media"
 )
 
@@ -144,7 +145,7 @@ func BenchmarkForwardPion(b *testing.B) {
 	defer pub.close()
 	sub := joinClient(b, s, "bench", "sub", clientOpts{})
 	defer sub.close()
-	waitFor(b, "video flowing", func() bool { r := sub.track("pub-video"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(b, testTimeout, "video flowing", func() bool { r := sub.track("pub-video"); return r != nil && r.packets.Load() > 10 })
 	close(pub.stop) // the benchmark feeds the cache itself from here
 	d := sub.p.downFor("pub-video")
 	l := d.up.layer(0)

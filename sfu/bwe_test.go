@@ -5,6 +5,8 @@ import (
 
 	"github.com/pion/logging"
 	"github.com/pion/transport/v4/vnet"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestBandwidthAdaptation: the link from the SFU to a subscriber is a
@@ -62,9 +64,9 @@ func TestBandwidthAdaptation(t *testing.T) {
 	sub := joinClient(t, s, "bwe", "sub", clientOpts{net: nets["sub"]})
 	defer sub.close()
 
-	waitFor(t, "video flowing", func() bool { r := sub.track("pub-video"); return r != nil && r.packets.Load() > 30 })
+	testkit.Eventually(t, testTimeout, "video flowing", func() bool { r := sub.track("pub-video"); return r != nil && r.packets.Load() > 30 })
 	r := sub.track("pub-video")
-	waitFor(t, "estimate below the link rate", func() bool { return sub.p.EstimatedBitrate() < 400_000 })
+	testkit.Eventually(t, testTimeout, "estimate below the link rate", func() bool { return sub.p.EstimatedBitrate() < 400_000 })
 	est := sub.p.EstimatedBitrate()
 	at := waitWidth(t, r, 640)
 	k := waitKeyframes(t, r, at, 2, "key frames after adapting")

@@ -42,18 +42,6 @@ func newTestSFU(t testing.TB, mod func(*Config)) *SFU {
 	return s
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // vp8Payload builds a VP8 RTP payload (RFC 7741): descriptor with 15-bit
 // picture ID and TL0PICIDX, then a payload header whose P bit says key frame
 // or not, and on key frames the 10-byte key frame header with the size.

@@ -16,6 +16,8 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 func TestConfigValidation(t *testing.T) {
@@ -69,7 +71,7 @@ func TestLimits(t *testing.T) {
 		t.Error("duplicate participant ID accepted")
 	}
 	// a publishes audio and video but may publish only one track.
-	waitFor(t, "b receiving one of a's tracks", func() bool {
+	testkit.Eventually(t, testTimeout, "b receiving one of a's tracks", func() bool {
 		ra, rv := b.track("a-audio"), b.track("a-video")
 		return (ra != nil && ra.packets.Load() > 10) || (rv != nil && rv.packets.Load() > 10)
 	})
@@ -92,7 +94,7 @@ func TestRenegotiationAndDataChannel(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "r", "b", clientOpts{audio: true})
 	defer b.close()
-	waitFor(t, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(t, testTimeout, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 10 })
 
 	// a adds a screen share track: client-initiated renegotiation.
 	screen, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
@@ -108,7 +110,7 @@ func TestRenegotiationAndDataChannel(t *testing.T) {
 	a.renegotiate(t, false)
 	a.wg.Add(1)
 	go a.sendVideo([]*webrtc.TrackLocalStaticRTP{screen}, nil, 100)
-	waitFor(t, "b receiving a's screen share", func() bool {
+	testkit.Eventually(t, testTimeout, "b receiving a's screen share", func() bool {
 		r := b.track("a-screen")
 		return r != nil && r.packets.Load() > 10 && r.streamID == "a-screenshare"
 	})
@@ -118,15 +120,15 @@ func TestRenegotiationAndDataChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.renegotiate(t, false)
-	waitFor(t, "b losing a's screen share", func() bool { return b.track("a-screen").ended.Load() })
-	waitFor(t, "track list without the screen share", func() bool {
+	testkit.Eventually(t, testTimeout, "b losing a's screen share", func() bool { return b.track("a-screen").ended.Load() })
+	testkit.Eventually(t, testTimeout, "track list without the screen share", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.tracks) == 1
 	})
 
 	// Data channel, both ways.
-	waitFor(t, "data channel open", func() bool { return a.p.SendData([]byte(`{"type":"m.call.ping"}`)) == nil })
+	testkit.Eventually(t, testTimeout, "data channel open", func() bool { return a.p.SendData([]byte(`{"type":"m.call.ping"}`)) == nil })
 	select {
 	case m := <-a.msg:
 		if string(m) != `{"type":"m.call.ping"}` {
@@ -150,7 +152,7 @@ func TestRenegotiationAndDataChannel(t *testing.T) {
 	// ICE restart: the participant stays and media keeps flowing.
 	a.renegotiate(t, true)
 	before := b.track("a-audio").packets.Load()
-	waitFor(t, "media after ICE restart", func() bool { return b.track("a-audio").packets.Load() > before+20 })
+	testkit.Eventually(t, testTimeout, "media after ICE restart", func() bool { return b.track("a-audio").packets.Load() > before+20 })
 	if a.pc.ICEConnectionState() != webrtc.ICEConnectionStateConnected &&
 		a.pc.ICEConnectionState() != webrtc.ICEConnectionStateCompleted {
 		t.Errorf("ICE state after restart: %s", a.pc.ICEConnectionState())
@@ -192,14 +194,14 @@ func TestActiveSpeakerAndMetrics(t *testing.T) {
 	quiet := joinClient(t, s, "sp", "quiet", clientOpts{audio: true, level: 127})
 	defer quiet.close()
 	for _, c := range []*testClient{loud, quiet} {
-		waitFor(t, c.id+" told the dominant speaker", func() bool {
+		testkit.Eventually(t, testTimeout, c.id+" told the dominant speaker", func() bool {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			return c.dominant == "loud"
 		})
 	}
 	// The audio level is forwarded too.
-	waitFor(t, "quiet receiving loud's video", func() bool {
+	testkit.Eventually(t, testTimeout, "quiet receiving loud's video", func() bool {
 		r := quiet.track("loud-video")
 		return r != nil && r.packets.Load() > 10
 	})
@@ -262,7 +264,7 @@ func TestPeerGone(t *testing.T) {
 	a := joinClient(t, s, "g", "a", clientOpts{audio: true})
 	b := joinClient(t, s, "g", "b", clientOpts{audio: true})
 	defer b.close()
-	waitFor(t, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 5 })
+	testkit.Eventually(t, testTimeout, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 5 })
 	a.close()
 	select {
 	case err := <-a.closed:
@@ -272,7 +274,7 @@ func TestPeerGone(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("participant not removed after its client went away")
 	}
-	waitFor(t, "b losing a's audio", func() bool { return b.track("a-audio").ended.Load() })
+	testkit.Eventually(t, testTimeout, "b losing a's audio", func() bool { return b.track("a-audio").ended.Load() })
 }
 
 // TestSlowSubscriberDoesNotBlock: a subscriber whose send queue is full
@@ -315,7 +317,7 @@ func TestCodecs(t *testing.T) {
 	sub := joinClient(t, s, "codecs", "sub", clientOpts{})
 	defer sub.close()
 	for _, name := range []string{"h264", "vp9", "av1"} {
-		waitFor(t, "receiving "+name, func() bool {
+		testkit.Eventually(t, testTimeout, "receiving "+name, func() bool {
 			r := sub.track(name + "-video")
 			return r != nil && r.packets.Load() > 20
 		})
@@ -336,7 +338,7 @@ func TestICETCP(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "tcp", "b", clientOpts{tcp: true})
 	defer b.close()
-	waitFor(t, "TCP client receiving audio", func() bool {
+	testkit.Eventually(t, testTimeout, "TCP client receiving audio", func() bool {
 		r := b.track("a-audio")
 		return r != nil && r.packets.Load() > 20
 	})
@@ -395,12 +397,12 @@ func TestGlare(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "glare", "b", clientOpts{})
 	defer b.close()
-	waitFor(t, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 5 })
+	testkit.Eventually(t, testTimeout, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 5 })
 
 	b.hold.Store(true)
 	c := joinClient(t, s, "glare", "c", clientOpts{audio: true})
 	defer c.close()
-	waitFor(t, "server offer for c's track", func() bool { return len(b.held) > 0 })
+	testkit.Eventually(t, testTimeout, "server offer for c's track", func() bool { return len(b.held) > 0 })
 	b.hold.Store(false)
 	// b offers too: the SFU refuses, its own offer stays pending.
 	offer, err := b.pc.CreateOffer(nil)
@@ -421,10 +423,10 @@ func TestGlare(t *testing.T) {
 	if _, ok := b.p.PendingOffer(); ok {
 		t.Error("PendingOffer after the answer")
 	}
-	waitFor(t, "b hearing c after glare", func() bool { r := b.track("c-audio"); return r != nil && r.packets.Load() > 5 })
+	testkit.Eventually(t, testTimeout, "b hearing c after glare", func() bool { r := b.track("c-audio"); return r != nil && r.packets.Load() > 5 })
 	b.renegotiate(t, false)
 	before := b.track("c-audio").packets.Load()
-	waitFor(t, "media after the client's offer", func() bool { return b.track("c-audio").packets.Load() > before+5 })
+	testkit.Eventually(t, testTimeout, "media after the client's offer", func() bool { return b.track("c-audio").packets.Load() > before+5 })
 }
 
 // TestICEFailure: a client whose network disappears (every packet to and
@@ -475,7 +477,7 @@ func TestICEFailure(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "fail", "b", clientOpts{audio: true, net: nets["b"]})
 	defer b.close()
-	waitFor(t, "b receiving a", func() bool { r := b.track("a-video"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(t, testTimeout, "b receiving a", func() bool { r := b.track("a-video"); return r != nil && r.packets.Load() > 10 })
 
 	cut.Store(true)
 	select {
@@ -486,7 +488,7 @@ func TestICEFailure(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("participant with a dead network not removed")
 	}
-	waitFor(t, "b losing a's tracks", func() bool {
+	testkit.Eventually(t, testTimeout, "b losing a's tracks", func() bool {
 		return b.track("a-audio").ended.Load() && b.track("a-video").ended.Load()
 	})
 	conf := b.p.Conference()
@@ -528,7 +530,7 @@ func TestManualSubscriptions(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "m", "b", clientOpts{})
 	defer b.close()
-	waitFor(t, "b told about a's tracks", func() bool {
+	testkit.Eventually(t, testTimeout, "b told about a's tracks", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.tracks) == 2
@@ -539,19 +541,19 @@ func TestManualSubscriptions(t *testing.T) {
 	if err := b.p.UpdateSubscriptions([]Subscription{{TrackID: "a-video", MaxWidth: 320, MaxHeight: 180}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b receiving a-video", func() bool { r := b.track("a-video"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(t, testTimeout, "b receiving a-video", func() bool { r := b.track("a-video"); return r != nil && r.packets.Load() > 10 })
 	if b.track("a-audio") != nil {
 		t.Error("b receives a-audio without subscribing")
 	}
 	if err := b.p.UpdateSubscriptions(nil, []string{"a-video"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b's a-video receiver ending", func() bool { return b.track("a-video").ended.Load() })
+	testkit.Eventually(t, testTimeout, "b's a-video receiver ending", func() bool { return b.track("a-video").ended.Load() })
 	// A subscription to a track published later takes effect then.
 	if err := b.p.UpdateSubscriptions([]Subscription{{TrackID: "c-audio"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	c := joinClient(t, s, "m", "c", clientOpts{audio: true})
 	defer c.close()
-	waitFor(t, "b receiving c-audio", func() bool { r := b.track("c-audio"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(t, testTimeout, "b receiving c-audio", func() bool { r := b.track("c-audio"); return r != nil && r.packets.Load() > 10 })
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/media"
 )
 
@@ -113,7 +114,7 @@ func TestJoinStormKeyframeRequestsBounded(t *testing.T) {
 	defer s.Close()
 	pub := joinClient(t, s, "storm", "pub", clientOpts{audio: true, video: true, keyframesOnPLIOnly: true})
 	defer pub.close()
-	waitFor(t, "the publisher's video to reach the SFU", func() bool {
+	testkit.Eventually(t, testTimeout, "the publisher's video to reach the SFU", func() bool {
 		pub.p.mu.Lock()
 		defer pub.p.mu.Unlock()
 		return pub.p.published["pub-video"] != nil
@@ -135,7 +136,7 @@ func TestJoinStormKeyframeRequestsBounded(t *testing.T) {
 		defer c.close()
 	}
 	for _, c := range subs {
-		waitFor(t, c.id+" receiving a key frame of pub's video", func() bool {
+		testkit.Eventually(t, testTimeout, c.id+" receiving a key frame of pub's video", func() bool {
 			r := c.track("pub-video")
 			if r == nil {
 				return false
@@ -174,7 +175,7 @@ func TestNoOfferWithoutChange(t *testing.T) {
 	a := joinClient(t, s, "noop", "a", clientOpts{audio: true})
 	defer a.close()
 	a.hold.Store(true) // keep a's server offers to look at them
-	waitFor(t, "a connected", func() bool { return a.p.connected.Load() })
+	testkit.Eventually(t, testTimeout, "a connected", func() bool { return a.p.connected.Load() })
 	b := joinClient(t, s, "noop", "b", clientOpts{audio: true, video: true})
 	defer b.close()
 	select {

@@ -11,6 +11,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/transport/v4/vnet"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // faultNet is a chunk filter on a vnet router that plays a bad network:
@@ -124,7 +126,7 @@ func askKeyFrame(c *testClient, r *recvTrack) {
 func waitKeyFrame(t *testing.T, c *testClient, r *recvTrack, had int) {
 	t.Helper()
 	last := time.Time{}
-	waitFor(t, "a key frame", func() bool {
+	testkit.Eventually(t, testTimeout, "a key frame", func() bool {
 		if keyFrames(r) > had {
 			return true
 		}
@@ -147,7 +149,7 @@ func TestFaultAudioUnder20PercentLoss(t *testing.T) {
 	defer pub.close()
 	sub := joinClient(t, s, "loss20", "sub", clientOpts{net: nets["sub"]})
 	defer sub.close()
-	waitFor(t, "audio flowing", func() bool {
+	testkit.Eventually(t, testTimeout, "audio flowing", func() bool {
 		r := sub.track("pub-audio")
 		return r != nil && r.packets.Load() > 50
 	})
@@ -159,7 +161,7 @@ func TestFaultAudioUnder20PercentLoss(t *testing.T) {
 		f.loss = 0.20
 		f.lossIPs["192.0.2.2"], f.lossIPs["192.0.2.3"] = true, true
 	})
-	waitFor(t, "300 audio packets under loss", func() bool {
+	testkit.Eventually(t, testTimeout, "300 audio packets under loss", func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return len(r.seqs)-from >= 300
@@ -198,7 +200,7 @@ func TestFaultVideoRecoversAfterBlackout(t *testing.T) {
 	defer pub.close()
 	sub := joinClient(t, s, "blackout", "sub", clientOpts{net: nets["sub"]})
 	defer sub.close()
-	waitFor(t, "video flowing", func() bool {
+	testkit.Eventually(t, testTimeout, "video flowing", func() bool {
 		r := sub.track("pub-video")
 		return r != nil && r.packets.Load() > 30 && keyFrames(r) > 0
 	})
@@ -208,7 +210,7 @@ func TestFaultVideoRecoversAfterBlackout(t *testing.T) {
 	fn.set(func(f *faultNet) { delete(f.blocked, "192.0.2.3") })
 	had, before := keyFrames(r), r.packets.Load()
 	waitKeyFrame(t, sub, r, had)
-	waitFor(t, "video after the blackout", func() bool { return r.packets.Load() > before+60 })
+	testkit.Eventually(t, testTimeout, "video after the blackout", func() bool { return r.packets.Load() > before+60 })
 	select {
 	case err := <-sub.closed:
 		t.Fatalf("the subscriber was dropped by a 2 s blackout: %v", err)
@@ -228,7 +230,7 @@ func TestFaultAddressChangeICERestart(t *testing.T) {
 	defer pub.close()
 	sub := joinClient(t, s, "handover", "sub", clientOpts{net: nets["sub"]})
 	defer sub.close()
-	waitFor(t, "media flowing", func() bool {
+	testkit.Eventually(t, testTimeout, "media flowing", func() bool {
 		a, v := sub.track("pub-audio"), sub.track("pub-video")
 		return a != nil && v != nil && a.packets.Load() > 30 && keyFrames(v) > 0
 	})
@@ -239,7 +241,7 @@ func TestFaultAddressChangeICERestart(t *testing.T) {
 	})
 	sub.renegotiate(t, true)
 	before, had := a.packets.Load(), keyFrames(v)
-	waitFor(t, "audio after the address change", func() bool { return a.packets.Load() > before+50 })
+	testkit.Eventually(t, testTimeout, "audio after the address change", func() bool { return a.packets.Load() > before+50 })
 	waitKeyFrame(t, sub, v, had)
 	select {
 	case err := <-sub.closed:

@@ -2,6 +2,8 @@ package sfu
 
 import (
 	"testing"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // keyWidths returns the widths of the key frames received so far.
@@ -15,7 +17,7 @@ func (r *recvTrack) keyframes() []uint16 {
 // and returns their widths.
 func waitKeyframes(t *testing.T, r *recvTrack, from, n int, what string) []uint16 {
 	t.Helper()
-	waitFor(t, what, func() bool { return len(r.keyframes()) >= from+n })
+	testkit.Eventually(t, testTimeout, what, func() bool { return len(r.keyframes()) >= from+n })
 	return r.keyframes()[from:]
 }
 
@@ -23,7 +25,7 @@ func waitKeyframes(t *testing.T, r *recvTrack, from, n int, what string) []uint1
 // returns how many key frames had arrived then.
 func waitWidth(t *testing.T, r *recvTrack, w uint16) int {
 	t.Helper()
-	waitFor(t, "key frame of width "+itoa(int(w)), func() bool {
+	testkit.Eventually(t, testTimeout, "key frame of width "+itoa(int(w)), func() bool {
 		k := r.keyframes()
 		return len(k) > 0 && k[len(k)-1] == w
 	})
@@ -55,7 +57,7 @@ func TestSimulcastLayerSwitching(t *testing.T) {
 	defer sub.close()
 	sub.p.SetMaxBitrate(150_000) // q (~70 kbit/s) fits, h (~200 kbit/s) does not
 
-	waitFor(t, "subscriber receiving video", func() bool {
+	testkit.Eventually(t, testTimeout, "subscriber receiving video", func() bool {
 		r := sub.track("pub-video")
 		return r != nil && r.packets.Load() > 50
 	})
@@ -141,7 +143,7 @@ func TestSimulcastPublishersReceiveEachOther(t *testing.T) {
 			}
 			for _, kind := range []string{"audio", "video"} {
 				id := tx + "-" + kind
-				waitFor(t, rx+" receiving "+id, func() bool {
+				testkit.Eventually(t, testTimeout, rx+" receiving "+id, func() bool {
 					r := rc.track(id)
 					return r != nil && r.packets.Load() > 20
 				})
