@@ -73,7 +73,7 @@ func TestLimits(t *testing.T) {
 	// a publishes audio and video but may publish only one track.
 	testkit.Eventually(t, testTimeout, "b receiving one of a's tracks", func() bool {
 		ra, rv := b.track("a-audio"), b.track("a-video")
-		return (ra != nil && ra.packets.Load() > 10) || (rv != nil && rv.packets.Load() > 10)
+		return (ra != nil && ra.Packets.Load() > 10) || (rv != nil && rv.Packets.Load() > 10)
 	})
 	b.mu.Lock()
 	n := len(b.tracks)
@@ -94,25 +94,17 @@ func TestRenegotiationAndDataChannel(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "r", "b", clientOpts{audio: true})
 	defer b.close()
-	testkit.Eventually(t, testTimeout, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(t, testTimeout, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.Packets.Load() > 10 })
 
 	// a adds a screen share track: client-initiated renegotiation.
-	screen, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
-		"a-screen", "a-screenshare")
+	snd, err := a.rtc.AddVideoTrack("a-screen", "a-screenshare")
 	if err != nil {
 		t.Fatal(err)
 	}
-	snd, err := a.pc.AddTrack(screen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.drainSender(snd)
 	a.renegotiate(t, false)
-	a.wg.Add(1)
-	go a.sendVideo([]*webrtc.TrackLocalStaticRTP{screen}, nil, 100)
 	testkit.Eventually(t, testTimeout, "b receiving a's screen share", func() bool {
 		r := b.track("a-screen")
-		return r != nil && r.packets.Load() > 10 && r.streamID == "a-screenshare"
+		return r != nil && r.Packets.Load() > 10 && r.StreamID == "a-screenshare"
 	})
 
 	// a stops sharing: b's receiver ends.
@@ -120,7 +112,7 @@ func TestRenegotiationAndDataChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.renegotiate(t, false)
-	testkit.Eventually(t, testTimeout, "b losing a's screen share", func() bool { return b.track("a-screen").ended.Load() })
+	testkit.Eventually(t, testTimeout, "b losing a's screen share", func() bool { return b.track("a-screen").Ended.Load() })
 	testkit.Eventually(t, testTimeout, "track list without the screen share", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -137,7 +129,7 @@ func TestRenegotiationAndDataChannel(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("no data channel message from the SFU")
 	}
-	if err := a.dc.SendText(`{"type":"m.call.pong"}`); err != nil {
+	if err := a.rtc.SendData([]byte(`{"type":"m.call.pong"}`)); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -151,8 +143,8 @@ func TestRenegotiationAndDataChannel(t *testing.T) {
 
 	// ICE restart: the participant stays and media keeps flowing.
 	a.renegotiate(t, true)
-	before := b.track("a-audio").packets.Load()
-	testkit.Eventually(t, testTimeout, "media after ICE restart", func() bool { return b.track("a-audio").packets.Load() > before+20 })
+	before := b.track("a-audio").Packets.Load()
+	testkit.Eventually(t, testTimeout, "media after ICE restart", func() bool { return b.track("a-audio").Packets.Load() > before+20 })
 	if a.pc.ICEConnectionState() != webrtc.ICEConnectionStateConnected &&
 		a.pc.ICEConnectionState() != webrtc.ICEConnectionStateCompleted {
 		t.Errorf("ICE state after restart: %s", a.pc.ICEConnectionState())
@@ -203,7 +195,7 @@ func TestActiveSpeakerAndMetrics(t *testing.T) {
 	// The audio level is forwarded too.
 	testkit.Eventually(t, testTimeout, "quiet receiving loud's video", func() bool {
 		r := quiet.track("loud-video")
-		return r != nil && r.packets.Load() > 10
+		return r != nil && r.Packets.Load() > 10
 	})
 
 	// quiet asks for a key frame 40 times in 2 s; loud must see at most
@@ -214,13 +206,13 @@ func TestActiveSpeakerAndMetrics(t *testing.T) {
 			ssrc = uint32(tr.Receiver().Track().SSRC())
 		}
 	}
-	start := loud.plis.Load()
+	start := loud.rtc.PLIs()
 	began := time.Now()
 	for i := 0; i < 40; i++ {
 		_ = quiet.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 		time.Sleep(50 * time.Millisecond)
 	}
-	got := loud.plis.Load() - start
+	got := loud.rtc.PLIs() - start
 	allowed := int64(time.Since(began)/time.Second) + 2
 	t.Logf("40 PLIs from the subscriber in %v became %d PLIs at the publisher", time.Since(began).Round(time.Millisecond), got)
 	if got < 1 || got > allowed {
@@ -264,7 +256,7 @@ func TestPeerGone(t *testing.T) {
 	a := joinClient(t, s, "g", "a", clientOpts{audio: true})
 	b := joinClient(t, s, "g", "b", clientOpts{audio: true})
 	defer b.close()
-	testkit.Eventually(t, testTimeout, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 5 })
+	testkit.Eventually(t, testTimeout, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.Packets.Load() > 5 })
 	a.close()
 	select {
 	case err := <-a.closed:
@@ -274,7 +266,7 @@ func TestPeerGone(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("participant not removed after its client went away")
 	}
-	testkit.Eventually(t, testTimeout, "b losing a's audio", func() bool { return b.track("a-audio").ended.Load() })
+	testkit.Eventually(t, testTimeout, "b losing a's audio", func() bool { return b.track("a-audio").Ended.Load() })
 }
 
 // TestSlowSubscriberDoesNotBlock: a subscriber whose send queue is full
@@ -319,7 +311,7 @@ func TestCodecs(t *testing.T) {
 	for _, name := range []string{"h264", "vp9", "av1"} {
 		testkit.Eventually(t, testTimeout, "receiving "+name, func() bool {
 			r := sub.track(name + "-video")
-			return r != nil && r.packets.Load() > 20
+			return r != nil && r.Packets.Load() > 20
 		})
 	}
 }
@@ -340,7 +332,7 @@ func TestICETCP(t *testing.T) {
 	defer b.close()
 	testkit.Eventually(t, testTimeout, "TCP client receiving audio", func() bool {
 		r := b.track("a-audio")
-		return r != nil && r.packets.Load() > 20
+		return r != nil && r.Packets.Load() > 20
 	})
 	pair, err := b.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil || pair == nil {
@@ -397,7 +389,7 @@ func TestGlare(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "glare", "b", clientOpts{})
 	defer b.close()
-	testkit.Eventually(t, testTimeout, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 5 })
+	testkit.Eventually(t, testTimeout, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.Packets.Load() > 5 })
 
 	b.hold.Store(true)
 	c := joinClient(t, s, "glare", "c", clientOpts{audio: true})
@@ -423,10 +415,10 @@ func TestGlare(t *testing.T) {
 	if _, ok := b.p.PendingOffer(); ok {
 		t.Error("PendingOffer after the answer")
 	}
-	testkit.Eventually(t, testTimeout, "b hearing c after glare", func() bool { r := b.track("c-audio"); return r != nil && r.packets.Load() > 5 })
+	testkit.Eventually(t, testTimeout, "b hearing c after glare", func() bool { r := b.track("c-audio"); return r != nil && r.Packets.Load() > 5 })
 	b.renegotiate(t, false)
-	before := b.track("c-audio").packets.Load()
-	testkit.Eventually(t, testTimeout, "media after the client's offer", func() bool { return b.track("c-audio").packets.Load() > before+5 })
+	before := b.track("c-audio").Packets.Load()
+	testkit.Eventually(t, testTimeout, "media after the client's offer", func() bool { return b.track("c-audio").Packets.Load() > before+5 })
 }
 
 // TestICEFailure: a client whose network disappears (every packet to and
@@ -477,7 +469,7 @@ func TestICEFailure(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "fail", "b", clientOpts{audio: true, net: nets["b"]})
 	defer b.close()
-	testkit.Eventually(t, testTimeout, "b receiving a", func() bool { r := b.track("a-video"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(t, testTimeout, "b receiving a", func() bool { r := b.track("a-video"); return r != nil && r.Packets.Load() > 10 })
 
 	cut.Store(true)
 	select {
@@ -489,7 +481,7 @@ func TestICEFailure(t *testing.T) {
 		t.Fatal("participant with a dead network not removed")
 	}
 	testkit.Eventually(t, testTimeout, "b losing a's tracks", func() bool {
-		return b.track("a-audio").ended.Load() && b.track("a-video").ended.Load()
+		return b.track("a-audio").Ended.Load() && b.track("a-video").Ended.Load()
 	})
 	conf := b.p.Conference()
 	conf.mu.Lock()
@@ -541,19 +533,19 @@ func TestManualSubscriptions(t *testing.T) {
 	if err := b.p.UpdateSubscriptions([]Subscription{{TrackID: "a-video", MaxWidth: 320, MaxHeight: 180}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, testTimeout, "b receiving a-video", func() bool { r := b.track("a-video"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(t, testTimeout, "b receiving a-video", func() bool { r := b.track("a-video"); return r != nil && r.Packets.Load() > 10 })
 	if b.track("a-audio") != nil {
 		t.Error("b receives a-audio without subscribing")
 	}
 	if err := b.p.UpdateSubscriptions(nil, []string{"a-video"}); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, testTimeout, "b's a-video receiver ending", func() bool { return b.track("a-video").ended.Load() })
+	testkit.Eventually(t, testTimeout, "b's a-video receiver ending", func() bool { return b.track("a-video").Ended.Load() })
 	// A subscription to a track published later takes effect then.
 	if err := b.p.UpdateSubscriptions([]Subscription{{TrackID: "c-audio"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	c := joinClient(t, s, "m", "c", clientOpts{audio: true})
 	defer c.close()
-	testkit.Eventually(t, testTimeout, "b receiving c-audio", func() bool { r := b.track("c-audio"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(t, testTimeout, "b receiving c-audio", func() bool { r := b.track("c-audio"); return r != nil && r.Packets.Load() > 10 })
 }

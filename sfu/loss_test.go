@@ -109,7 +109,7 @@ func TestNACKRecoveryUnderLoss(t *testing.T) {
 
 	testkit.Eventually(t, testTimeout, "video flowing", func() bool {
 		r := sub.track("pub-video")
-		return r != nil && r.packets.Load() > 30
+		return r != nil && r.Packets.Load() > 30
 	})
 	var pt byte
 	for _, tr := range sub.pc.GetTransceivers() {
@@ -138,10 +138,10 @@ func TestNACKRecoveryUnderLoss(t *testing.T) {
 
 	r := sub.track("pub-video")
 	recovered := func() int {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		got := make(map[uint16]bool, len(r.seqs))
-		for _, s := range r.seqs {
+		r.Mu.Lock()
+		defer r.Mu.Unlock()
+		got := make(map[uint16]bool, len(r.Seqs))
+		for _, s := range r.Seqs {
 			got[s] = true
 		}
 		n := 0

@@ -35,7 +35,7 @@ func TestLeaveReleasesGoroutines(t *testing.T) {
 		}
 		testkit.Eventually(t, testTimeout, c.id+" receiving "+other, func() bool {
 			r := c.track(other + "-video")
-			return r != nil && r.packets.Load() > 20
+			return r != nil && r.Packets.Load() > 20
 		})
 	}
 	baseline := settledGoroutines()
@@ -43,11 +43,11 @@ func TestLeaveReleasesGoroutines(t *testing.T) {
 	carol := joinClient(t, s, "rel", "carol", clientOpts{audio: true, video: true, level: 127})
 	testkit.Eventually(t, testTimeout, "alice receiving carol", func() bool {
 		r := alice.track("carol-video")
-		return r != nil && r.packets.Load() > 20
+		return r != nil && r.Packets.Load() > 20
 	})
 	testkit.Eventually(t, testTimeout, "carol receiving bob", func() bool {
 		r := carol.track("bob-video")
-		return r != nil && r.packets.Load() > 20
+		return r != nil && r.Packets.Load() > 20
 	})
 	during := runtime.NumGoroutine()
 	if err := carol.p.Close(); err != nil {
@@ -151,7 +151,7 @@ func TestReceiverReportsEchoSenderReports(t *testing.T) {
 	defer s.Close()
 	pub := joinClient(t, s, "rr", "pub", clientOpts{audio: true, video: true, level: 127})
 	defer pub.close()
-	testkit.Eventually(t, testTimeout, "a receiver report echoing a sender report", func() bool { return pub.rrWithLSR.Load() > 0 })
+	testkit.Eventually(t, testTimeout, "a receiver report echoing a sender report", func() bool { return pub.rtc.ReportsWithLSR() > 0 })
 
 	srPkt, _ := (&rtcp.SenderReport{SSRC: 1}).Marshal()
 	rrPkt, _ := (&rtcp.ReceiverReport{SSRC: 1}).Marshal()

@@ -43,10 +43,10 @@ func TestConferenceForwarding(t *testing.T) {
 				id := tx + "-" + kind
 				testkit.Eventually(t, testTimeout, fmt.Sprintf("%s receiving %s", rx, id), func() bool {
 					tr := clients[rx].track(id)
-					return tr != nil && tr.packets.Load() > 20
+					return tr != nil && tr.Packets.Load() > 20
 				})
-				if tr := clients[rx].track(id); tr.streamID != tx+"-stream" {
-					t.Errorf("%s sees %s in stream %q, want %q", rx, id, tr.streamID, tx+"-stream")
+				if tr := clients[rx].track(id); tr.StreamID != tx+"-stream" {
+					t.Errorf("%s sees %s in stream %q, want %q", rx, id, tr.StreamID, tx+"-stream")
 				}
 			}
 		}
@@ -74,7 +74,7 @@ func TestConferenceForwarding(t *testing.T) {
 		for _, kind := range []string{"audio", "video"} {
 			testkit.Eventually(t, testTimeout, rx+" losing carol-"+kind, func() bool {
 				tr := clients[rx].track("carol-" + kind)
-				return tr.ended.Load()
+				return tr.Ended.Load()
 			})
 		}
 		testkit.Eventually(t, testTimeout, rx+" track list without carol", func() bool {
@@ -92,8 +92,8 @@ func TestConferenceForwarding(t *testing.T) {
 		t.Errorf("stats after carol left: %+v", st)
 	}
 	// Alice and Bob still hear each other.
-	before := clients["alice"].track("bob-audio").packets.Load()
+	before := clients["alice"].track("bob-audio").Packets.Load()
 	testkit.Eventually(t, testTimeout, "alice still receiving bob", func() bool {
-		return clients["alice"].track("bob-audio").packets.Load() > before+10
+		return clients["alice"].track("bob-audio").Packets.Load() > before+10
 	})
 }

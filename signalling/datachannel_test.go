@@ -109,30 +109,13 @@ func (p *participant) dcCount(typ string) int {
 func (p *participant) addScreenShare() {
 	t := p.t
 	t.Helper()
-	p.negMu.Lock()
-	defer p.negMu.Unlock()
-	testkit.Eventually(t, testTimeout, p.name+" stable before offering", func() bool {
-		return p.pc.SignalingState() == webrtc.SignalingStateStable
-	})
-	tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
-		p.name+"-screen-video", p.name+"-screen")
-	if err != nil {
+	if _, err := p.rtc.AddVideoTrack(p.name+"-screen-video", p.name+"-screen"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.pc.AddTrack(tr); err != nil {
-		t.Fatal(err)
-	}
-	p.wg.Add(1)
-	go p.sendVideo(tr)
-	offer, err := p.pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
+	// Offer waits for a server offer in flight to be answered first.
+	sdp := p.offer()
 	p.sendDC(TypeNegotiate, map[string]any{
-		"description": map[string]any{"type": "offer", "sdp": offer.SDP},
+		"description": map[string]any{"type": "offer", "sdp": sdp},
 		"sdp_stream_metadata": map[string]any{
 			p.name + "-stream": map[string]any{"purpose": "m.usermedia", "audio_muted": false, "video_muted": true},
 			p.name + "-screen": map[string]any{"purpose": "m.screenshare"},
