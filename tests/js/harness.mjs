@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import * as sdk from "matrix-js-sdk";
 import { logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
 import { rm } from "node:fs/promises";
-import { buildSwitchboard, startSwitchboard } from "./server.mjs";
+import { buildSwitchboard, startSwitchboard } from "../lib/server.mjs";
 
 // ---------------------------------------------------------------------------
 // Logging: the SDK is chatty at info/debug level. Its lines are kept in a

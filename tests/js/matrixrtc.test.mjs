@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import * as sdk from "matrix-js-sdk";
 import { MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/MatrixRTCSession.js";
 import { logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
-import { buildSwitchboard, startSwitchboard, waitUntil } from "./server.mjs";
+import { buildSwitchboard, startSwitchboard, waitUntil } from "../lib/server.mjs";
 import { rm } from "node:fs/promises";
 import { request } from "node:http";
 import { randomBytes } from "node:crypto";
