@@ -5,12 +5,12 @@
 // membership of MSC4354 seen by another user's /sync.
 
 import "./polyfill.mjs"; // first: the SDK needs Promise.withResolvers
-import { describe, it } from "node:test";
+import { describe } from "node:test";
 import assert from "node:assert/strict";
 import * as sdk from "matrix-js-sdk";
 import { MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/MatrixRTCSession.js";
 import { waitUntil } from "../lib/server.mjs";
-import { recordingLogger, sdkLog, useSwitchboard } from "./harness.mjs";
+import { recordingLogger, stepper, useSwitchboard } from "./harness.mjs";
 import { request } from "node:http";
 import { randomBytes } from "node:crypto";
 
@@ -21,23 +21,7 @@ const SEEN_WITHIN_MS = 20000;
 const h = useSwitchboard();
 const clients = h.clients;
 
-let dumped = false;
-function step(name, fn) {
-    it(name, async (t) => {
-        try {
-            await fn(t);
-        } catch (err) {
-            if (!dumped && h.server) {
-                dumped = true;
-                process.stderr.write(
-                    `\n--- switchboard stderr (test "${name}" failed) ---\n${h.server.stderr()}` +
-                        `\n--- matrix-js-sdk log (last ${sdkLog.length} lines) ---\n${sdkLog.join("\n")}\n---\n`,
-                );
-            }
-            throw err;
-        }
-    });
-}
+const step = stepper(h);
 
 /** Registers username (m.login.dummy) and returns a started, synced client. */
 async function userClient(username) {
