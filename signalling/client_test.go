@@ -364,6 +364,9 @@ func (p *participant) onData(b []byte) {
 
 // received reports how many packets arrived on track trackID.
 func (p *participant) received(trackID string) int64 {
+	if p.rtc == nil {
+		return 0 // no media
+	}
 	if t := p.rtc.Track(trackID); t != nil {
 		return t.Packets.Load()
 	}
