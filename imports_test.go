@@ -29,8 +29,8 @@ const (
 // importRule is one row of the house's import table. from and to are
 // package patterns: a path relative to the module root ("sfu", matching that
 // package alone), a subtree ("homeserver/...", the package and everything
-// below it), one of the groups below (ours, program, tools, kits), or a
-// full import path outside the module ("net/http/...").
+// below it), one of the groups below (ours, program, tools, kits, shared),
+// or a full import path outside the module ("net/http/...").
 type importRule struct {
 	from, to string
 	verdict  verdict
@@ -50,6 +50,10 @@ const (
 	// package whose name ends in "test", as storagetest or Go's httptest):
 	// helpers for tests and tools, never for the program.
 	kits = "kits"
+	// shared is the packages below internal/ that are not test kits: small
+	// leaf libraries (a clock, say) that homeserver, signalling and cmd may
+	// share. They import no package of ours.
+	shared = "shared"
 )
 
 var (
@@ -73,6 +77,7 @@ var houseRules = []importRule{
 	{"sfu/...", ours, deny, "sfu imports media only"},
 	{"turn/...", ours, deny, "turn imports no package of ours"},
 	{"web/...", ours, deny, "web is the embedded browser client and imports no package of ours"},
+	{shared, ours, deny, "a shared package below internal/ is a leaf: it imports no package of ours"},
 
 	// Inside the homeserver.
 	{"homeserver/rooms/...", "net/http/...", deny, "homeserver/rooms imports no HTTP"},
@@ -80,6 +85,7 @@ var houseRules = []importRule{
 	{"homeserver/federation/...", "homeserver/clientapi/...", deny, "federation and clientapi never import each other: each defines the small interfaces it needs"},
 	{"homeserver/clientapi/...", "homeserver/federation/...", deny, "federation and clientapi never import each other: each defines the small interfaces it needs"},
 	{"homeserver/...", "homeserver/...", allow, ""},
+	{"homeserver/...", shared, allow, ""},
 	{"homeserver/...", ours, deny, "homeserver never imports sfu, media, signalling, turn, web or cmd"},
 
 	// Calls on top of Matrix: the one bridge between homeserver and sfu.
@@ -87,11 +93,13 @@ var houseRules = []importRule{
 	{"signalling/...", "sfu/...", allow, ""},
 	{"signalling/...", "media/...", allow, ""},
 	{"signalling/...", "signalling/...", allow, ""},
+	{"signalling/...", shared, allow, ""},
 	{"signalling/...", ours, deny, "signalling imports homeserver, sfu and media only"},
 
 	// cmd/switchboard is the one place that wires everything; the tools drive
 	// it from outside; test kits may lean on what they test.
 	{"cmd/...", program, allow, ""},
+	{"cmd/...", shared, allow, ""},
 	{tools, ours, allow, ""},
 	{kits, ours, allow, ""},
 }
@@ -132,6 +140,8 @@ func match(pattern, p string, isOurs bool) bool {
 		return isOurs && matchAny(toolRoots, p) && !isKit(p)
 	case kits:
 		return isOurs && isKit(p)
+	case shared:
+		return isOurs && match("internal/...", p, true) && !isKit(p)
 	}
 	if base, ok := strings.CutSuffix(pattern, "/..."); ok {
 		return p == base || strings.HasPrefix(p, base+"/")
@@ -357,7 +367,7 @@ func TestImportRulesRefuse(t *testing.T) {
 		{path: "homeserver/clientapi"}, {path: "homeserver/federation/internal/wire"},
 		{path: "signalling"}, {path: "signalling/livekit"}, {path: "cmd/switchboard"},
 		{path: "internal/testkit"}, {path: "internal/testkit/rtcclient"}, {path: "internal/testbin"},
-		{path: "bench/calls"}, {path: "tests/e2e"}, {path: "loadtest/sync"}, {path: "newtop"},
+		{path: "bench/calls"}, {path: "tests/e2e"}, {path: "loadtest/sync"}, {path: "newtop"}, {path: "internal/clock"},
 	}
 	for _, tc := range []struct {
 		name       string
@@ -396,6 +406,11 @@ func TestImportRulesRefuse(t *testing.T) {
 		{name: "cmd imports a test kit", from: "cmd/switchboard", imports: []string{"internal/testbin"}, violations: 1},
 		{name: "cmd imports the e2e tests", from: "cmd/switchboard", imports: []string{"tests/e2e"}, violations: 1},
 		{name: "a tool imports anything", from: "bench/calls", imports: []string{"sfu", "tests/e2e", "internal/testbin", "internal/testkit/rtcclient"}},
+		{name: "homeserver imports a shared leaf", from: "homeserver/sync", imports: []string{"internal/clock"}},
+		{name: "signalling and cmd import a shared leaf", from: "cmd/switchboard", imports: []string{"internal/clock", "signalling"}},
+		{name: "sfu imports a shared leaf", from: "sfu", imports: []string{"internal/clock"}, violations: 1},
+		{name: "a shared leaf imports homeserver", from: "internal/clock", imports: []string{"homeserver/storage"}, violations: 1},
+		{name: "a shared leaf imports a kit", from: "internal/clock", imports: []string{"internal/testkit"}, violations: 1},
 		{name: "a new top-level package", from: "newtop", imports: []string{"homeserver"}, violations: 1},
 		{name: "a new package reaches both sides", from: "newtop", deps: []string{"homeserver", "sfu"}, violations: 1},
 		{name: "a new homeserver package reaches sfu", from: "homeserver/sync", deps: []string{"homeserver/storage", "sfu", "media"}, violations: 1},
