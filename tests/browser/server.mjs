@@ -8,7 +8,15 @@ import path from "node:path";
 
 import * as lib from "../lib/server.mjs";
 
-export { buildSwitchboard, federationConfig, repoRoot, Switchboard, waitUntil } from "../lib/server.mjs";
+export { buildSwitchboard, federationConfig, repoRoot, Switchboard } from "../lib/server.mjs";
+
+/**
+ * lib.waitUntil, polling every 100 ms unless told: browser conditions
+ * evaluate in the page, which costs more than a fetch.
+ */
+export function waitUntil(what, ms, fn, everyMs = 100) {
+    return lib.waitUntil(what, ms, fn, everyMs);
+}
 
 /** Starts a switchboard (lib.startSwitchboard) that logs at debug level. */
 export function startSwitchboard(bin, opts = {}) {
