@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestFederationDeviceListUpdate: bob on B logs in a second device and
@@ -376,7 +377,7 @@ func TestFederationPresencePingAndTimeout(t *testing.T) {
 	if _, err := alice.SyncRequest(ctx, 0, "", "", false, event.PresenceUnavailable); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "B hears alice's ping", func() bool { return heard().After(first) })
+	testkit.Eventually(t, 20*time.Second, "B hears alice's ping", func() bool { return heard().After(first) })
 	// 26 more: 52 since the change, 26 since the ping: still away on B.
 	clock.Advance(26 * time.Minute)
 	if _, err := bob.SyncRequest(ctx, 0, "", "", false, ""); err != nil { // B's scan

@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 const presencePath = "/_matrix/client/v3/presence/"
@@ -140,17 +141,11 @@ func waitForWaiter(t *testing.T, s *Server, key string) {
 	if !ok {
 		t.Fatalf("notifier is %T", s.notifier)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	testkit.Eventually(t, 10*time.Second, "a /sync long-poll waiting on "+key, func() bool {
 		n.mu.Lock()
-		waiting := len(n.waiters[key]) > 0
-		n.mu.Unlock()
-		if waiting {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("no /sync long-poll waits on %s", key)
+		defer n.mu.Unlock()
+		return len(n.waiters[key]) > 0
+	})
 }
 
 // TestPresenceBadInput: the presence endpoints and /sync's set_presence
