@@ -260,7 +260,7 @@ func TestKeyframeDroppedBeforeSRTPRestarts(t *testing.T) {
 	l := up.layers[0]
 	buf := make([]byte, 1500)
 	put := func(seq uint16, key bool) {
-		payload := vp8Payload(buf, seq, 0, true, key, 640, 360, 200)
+		payload := rtcclient.VP8Payload(buf, seq, 0, true, key, 640, 360, 200)
 		meta := media.PacketMeta{SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Keyframe: key}
 		if !l.cache.Put(payload, &meta) {
 			t.Fatalf("packet %d not cached", seq)

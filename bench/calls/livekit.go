@@ -7,7 +7,7 @@ import (
 
 	"maunium.net/go/mautrix"
 
-	"github.com/switchboard-chat/switchboard/bench/calls/lkclient"
+	"github.com/switchboard-chat/switchboard/internal/testkit/lkclient"
 )
 
 // lkPhaseNames are the phases of one LiveKit join (lkclient.Phases), each

@@ -8,10 +8,10 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/switchboard-chat/switchboard/bench/calls/lkclient"
+	"github.com/switchboard-chat/switchboard/internal/testkit/lkclient"
 )
 
-// Media tests with a real Go LiveKit client (bench/calls/lkclient: OpenID,
+// Media tests with a real Go LiveKit client (internal/testkit/lkclient: OpenID,
 // /sfu/get, the /rtc/v1 WebSocket, one pion PeerConnection publishing
 // synthetic VP8 and Opus, receive-only m-lines offered when the server
 // asks for them). "Decodes" below means what a decoder needs: a key frame

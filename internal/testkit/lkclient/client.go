@@ -1,4 +1,5 @@
-// Package lkclient is a minimal Go LiveKit client for the bench, shaped
+// Package lkclient is a minimal Go LiveKit client for tests and the
+// bench (bench/calls, signalling/livekit's media tests), shaped
 // like livekit-client's join as Element Call makes it: an OpenID token
 // from the homeserver, POST {livekit_service_url}/sfu/get (MSC4195,
 // lk-jwt-service's request), then the LiveKit signalling WebSocket
@@ -35,7 +36,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/switchboard-chat/switchboard/bench/calls/callclient"
+	"github.com/switchboard-chat/switchboard/internal/testkit/rtcclient"
 )
 
 // ErrProtocol is an unexpected answer from the token service or the
@@ -201,7 +202,7 @@ func (c *Client) errorf(format string, args ...any) {
 }
 
 func (c *Client) setupPC() error {
-	api, err := callclient.NewAPI()
+	api, err := rtcclient.NewAPI(nil, false)
 	if err != nil {
 		return err
 	}
@@ -362,7 +363,7 @@ func (c *Client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			if err != nil {
 				return
 			}
-			key := callclient.VP8KeyframeStart(pkt.Payload)
+			key := rtcclient.VP8KeyframeStart(pkt.Payload)
 			if !keyed && !key && time.Since(lastPLI) >= keyframeRetry {
 				// Video that cannot be decoded yet: ask for a key frame,
 				// as a browser's receiver does (RFC 4585 section
@@ -414,7 +415,7 @@ func (c *Client) readRTCP(snd *webrtc.RTPSender) {
 		for _, pk := range pkts {
 			if _, ok := pk.(*rtcp.PictureLossIndication); ok {
 				now := time.Now().UnixNano()
-				if last := c.lastKeyReq.Load(); last == 0 || now-last >= int64(callclient.MinKeyframeRequestInterval) {
+				if last := c.lastKeyReq.Load(); last == 0 || now-last >= int64(rtcclient.MinKeyframeRequestInterval) {
 					c.lastKeyReq.Store(now)
 					c.keyReq.Store(true)
 				}
@@ -451,7 +452,7 @@ func (c *Client) sendVideo(tr *webrtc.TrackLocalStaticRTP) {
 		case <-tk.C:
 		}
 		key := frame == 0 || c.keyReq.Swap(false)
-		for k, pl := range callclient.VP8Frame(frame, key) {
+		for k, pl := range rtcclient.VP8Frame(frame, key) {
 			_ = tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq,
 				Timestamp: uint32(frame * 3000), Marker: k == 1}, Payload: pl})
 			seq++
