@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"net"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/clock"
 )
 
 // Registration modes for Config.Registration.
@@ -56,7 +58,12 @@ type Config struct {
 	// delayed and sticky events (rtc_discovery.go). Zero value: on, with
 	// defaults.
 	RTC RTCConfig
-	// Now is the clock. Default time.Now.
+	// Clock is the time source of sync timeouts, typing, presence and
+	// rate limits (internal/clock). Default: the wall clock, or, when only
+	// Now is set, Now with the wall clock's timers.
+	Clock clock.Clock
+	// Now is the current time. Default Clock.Now; New sets it to
+	// Clock.Now when Clock is given, so the two never disagree.
 	Now func() time.Time
 }
 

@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	clockpkg "github.com/switchboard-chat/switchboard/internal/clock"
 )
 
 // TestFederationDeviceListUpdate: bob on B logs in a second device and
@@ -351,7 +352,7 @@ func TestFederationPresencePingAndTimeout(t *testing.T) {
 	b := storagetest.Backends(t)[0]
 	// Real time to start with: request signatures and keys are checked
 	// against it.
-	clock := &testClock{now: time.Now()}
+	clock := clockpkg.NewFake(time.Now())
 	withClock := func(c *Config) { c.Now = clock.Now }
 	a, bb := startFedNode(t, b, withClock), startFedNode(t, b, withClock)
 	ctx := testCtx(t)

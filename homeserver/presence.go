@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
+	"github.com/switchboard-chat/switchboard/internal/clock"
 )
 
 // Presence (spec: Client-Server API, "Presence"; Server-Server API,
@@ -72,7 +73,7 @@ type presenceState struct {
 // presenceTracker holds every known user's presence, in memory. A change
 // bumps the serial, which /sync tokens carry.
 type presenceTracker struct {
-	now func() time.Time
+	clock clock.Clock
 
 	mu sync.Mutex // guards serial, users and lastScan
 	// serial increases with every change.
@@ -83,8 +84,8 @@ type presenceTracker struct {
 	users map[string]*presenceState
 }
 
-func newPresenceTracker(now func() time.Time) *presenceTracker {
-	return &presenceTracker{now: now, users: make(map[string]*presenceState)}
+func newPresenceTracker(c clock.Clock) *presenceTracker {
+	return &presenceTracker{clock: c, users: make(map[string]*presenceState)}
 }
 
 // presenceUpdate is one change asked of the tracker.
@@ -122,7 +123,7 @@ func (t *presenceTracker) Set(userID string, u presenceUpdate) (presenceState, b
 	if u.StatusMsg != nil {
 		st.StatusMsg = *u.StatusMsg
 	}
-	st.heard = t.now()
+	st.heard = t.clock.Now()
 	changed := old.Presence != st.Presence || old.StatusMsg != st.StatusMsg || old.CurrentlyActive != st.CurrentlyActive
 	if changed {
 		t.serial++
@@ -159,7 +160,7 @@ type presenceScan struct {
 func (t *presenceTracker) Serial(isLocal func(string) bool) (int64, presenceScan) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
+	now := t.clock.Now()
 	var scan presenceScan
 	if now.Sub(t.lastScan) < presenceScanEvery {
 		return t.serial, scan

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
+	"github.com/switchboard-chat/switchboard/internal/clock"
 )
 
 // Server is a running homeserver core. Create it with New, serve
@@ -97,8 +98,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	}
 	notifier.start(max)
 	s.notifier = notifier
-	s.typing = newTypingTracker(cfg.Now, s.notifier)
-	s.presence = newPresenceTracker(cfg.Now)
+	s.typing = newTypingTracker(cfg.Clock, s.notifier)
+	s.presence = newPresenceTracker(cfg.Clock)
 	if !cfg.RateLimit.Disabled {
 		s.sendLimit = newLimiter(cfg.RateLimit.SendPerSecond, cfg.RateLimit.SendBurst, cfg.Now)
 		s.loginLimit = newLimiter(cfg.RateLimit.LoginPerSecond, cfg.RateLimit.LoginBurst, cfg.Now)
@@ -195,9 +196,13 @@ func (c *Config) validate() error {
 	if rl.FederationBurst == 0 {
 		rl.FederationBurst = 500
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	switch {
+	case c.Clock == nil && c.Now == nil:
+		c.Clock = clock.Real()
+	case c.Clock == nil:
+		c.Clock = clock.WithNow(c.Now)
 	}
+	c.Now = c.Clock.Now
 	if c.Push.RetryMin <= 0 {
 		c.Push.RetryMin = time.Second
 	}

@@ -252,9 +252,9 @@ func (s *Server) slidingSync(c echo.Context) error {
 	s.metrics.syncRequests.Inc()
 	var timer <-chan time.Time
 	if since != nil && timeout > 0 {
-		t := time.NewTimer(timeout)
+		t := s.cfg.Clock.NewTimer(timeout)
 		defer t.Stop()
-		timer = t.C
+		timer = t.C()
 	}
 	v := viewer{d.UserID, d.DeviceID}
 	for {

@@ -87,9 +87,9 @@ func (s *Server) sync(c echo.Context) error {
 	s.metrics.syncRequests.Inc()
 	var timer <-chan time.Time
 	if req.since != nil && timeout > 0 {
-		t := time.NewTimer(timeout)
+		t := s.cfg.Clock.NewTimer(timeout)
 		defer t.Stop()
-		timer = t.C
+		timer = t.C()
 	}
 	for {
 		// Listen before reading, so that a write landing in between still

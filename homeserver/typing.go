@@ -4,13 +4,15 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/clock"
 )
 
 // typingTracker holds who is typing in which room, in memory: typing
 // notifications are ephemeral (spec: Client-Server API, "Typing
 // Notifications") and expire by themselves.
 type typingTracker struct {
-	now      func() time.Time
+	clock    clock.Clock
 	notifier Notifier
 
 	mu sync.Mutex // guards serial and rooms
@@ -26,8 +28,8 @@ type typingRoom struct {
 	users  map[string]time.Time
 }
 
-func newTypingTracker(now func() time.Time, n Notifier) *typingTracker {
-	return &typingTracker{now: now, notifier: n, rooms: make(map[string]*typingRoom)}
+func newTypingTracker(c clock.Clock, n Notifier) *typingTracker {
+	return &typingTracker{clock: c, notifier: n, rooms: make(map[string]*typingRoom)}
 }
 
 // Set marks userID typing in roomID until timeout passes, or not typing.
@@ -40,7 +42,7 @@ func (t *typingTracker) Set(roomID, userID string, typing bool, timeout time.Dur
 	}
 	_, was := r.users[userID]
 	if typing {
-		r.users[userID] = t.now().Add(timeout)
+		r.users[userID] = t.clock.Now().Add(timeout)
 	} else {
 		delete(r.users, userID)
 	}
@@ -59,7 +61,7 @@ func (t *typingTracker) Set(roomID, userID string, typing bool, timeout time.Dur
 func (t *typingTracker) Serial() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
+	now := t.clock.Now()
 	for _, r := range t.rooms {
 		for u, exp := range r.users {
 			if now.After(exp) {
