@@ -5,6 +5,7 @@ import (
 	"net"
 	"time"
 
+	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 	"github.com/switchboard-chat/switchboard/internal/clock"
 )
 
@@ -65,6 +66,13 @@ type Config struct {
 	// Now is the current time. Default Clock.Now; New sets it to
 	// Clock.Now when Clock is given, so the two never disagree.
 	Now func() time.Time
+	// Notifier wakes /sync long-polls after each commit (homeserver/sync).
+	// Default: hsync.NewLocalNotifier, one process; a cluster passes one
+	// that carries commits between processes. New calls its Start.
+	Notifier hsync.Notifier
+	// Ephemeral holds typing and presence. Default: in memory
+	// (hsync.NewLocalEphemeral on Clock).
+	Ephemeral hsync.Ephemeral
 }
 
 // PushConfig configures outbound requests to push gateways.

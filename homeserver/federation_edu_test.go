@@ -126,7 +126,7 @@ func TestFederationUserEDUsRefused(t *testing.T) {
 			t.Fatalf("refused EDUs recorded device list changes of %v", changed)
 		}
 		for _, u := range []string{elsewhere, string(carol.UserID), string(alice.UserID)} {
-			if st, ok := bb.srv.presence.Get(u); ok {
+			if st, ok := bb.srv.eph.Presence(u); ok {
 				t.Fatalf("refused EDUs recorded presence of %s: %+v", u, st)
 			}
 		}
@@ -139,7 +139,7 @@ func TestFederationUserEDUsRefused(t *testing.T) {
 		if changed, err = bb.srv.db.DeviceListChangesBetween(ctx, from, upto); err != nil || !slices.Equal(changed, []string{string(alice.UserID)}) {
 			t.Fatalf("device list changes after alice's EDU: %v, %v", changed, err)
 		}
-		if st, ok := bb.srv.presence.Get(string(alice.UserID)); !ok || st.Presence != presenceOnline {
+		if st, ok := bb.srv.eph.Presence(string(alice.UserID)); !ok || st.Presence != presenceOnline {
 			t.Fatalf("alice's presence on B: %+v, %v", st, ok)
 		}
 	})
@@ -368,8 +368,8 @@ func TestFederationPresencePingAndTimeout(t *testing.T) {
 		return p != nil && p["status_msg"] == "away"
 	})
 	heard := func() time.Time {
-		st, _ := bb.srv.presence.Get(string(alice.UserID))
-		return st.heard
+		st, _ := bb.srv.eph.Presence(string(alice.UserID))
+		return st.Heard
 	}
 	first := heard()
 	// 26 minutes on, alice's server pings (its scan runs on a sync).
