@@ -38,11 +38,9 @@ type Request struct {
 	Memberships []storage.RoomMembership
 	// Response is what the streams fill.
 	Response *Response
-	// rooms are the joined rooms the rooms stream looked at, by room ID:
-	// the ephemeral and unread streams add to them.
-	rooms map[string]*roomSection
-	// roomOrder keeps rooms in membership order.
-	roomOrder []string
+	// rooms are the joined rooms the rooms stream looked at, in
+	// membership order: the ephemeral and unread streams add to them.
+	rooms []roomSection
 }
 
 // Initial reports whether this is an initial sync (no since token).
@@ -50,7 +48,7 @@ func (r *Request) Initial() bool { return r.Since == nil }
 
 // roomSection is a joined room as the rooms stream left it.
 type roomSection struct {
-	m  storage.RoomMembership
+	id string
 	jr *JoinedRoom
 	// fresh: the whole room is sent (initial sync, new membership,
 	// full_state).

@@ -25,8 +25,8 @@ func (s *receiptsStream) Latest(_ context.Context, committed int64) int64 { retu
 func (s *receiptsStream) Fill(ctx context.Context, req *Request, from, to int64) (int64, bool, error) {
 	from = min(from, to)
 	news := false
-	for _, id := range req.roomOrder {
-		r := req.rooms[id]
+	for i := range req.rooms {
+		r, id := &req.rooms[i], req.rooms[i].id
 		after := from
 		if r.fresh {
 			after = 0

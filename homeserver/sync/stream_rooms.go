@@ -42,7 +42,7 @@ func (s *roomsStream) Fill(ctx context.Context, req *Request, from, to int64) (i
 	from = min(from, to) // a token from the future (a restored database) reads as now
 	initial := req.Initial()
 	news := false
-	req.rooms = make(map[string]*roomSection)
+	req.rooms = make([]roomSection, 0, len(req.Memberships))
 	for _, m := range req.Memberships {
 		if !req.Filter.WantsRoom(m.RoomID) || m.Pos > to {
 			continue // filtered, or changed after this response's position: next time
@@ -55,8 +55,7 @@ func (s *roomsStream) Fill(ctx context.Context, req *Request, from, to int64) (i
 			if err != nil {
 				return 0, false, err
 			}
-			req.rooms[m.RoomID] = &roomSection{m: m, jr: jr, fresh: fresh, has: has}
-			req.roomOrder = append(req.roomOrder, m.RoomID)
+			req.rooms = append(req.rooms, roomSection{id: m.RoomID, jr: jr, fresh: fresh, has: has})
 			if has || fresh {
 				req.include(m.RoomID, jr)
 				news = true

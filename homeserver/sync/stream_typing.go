@@ -14,8 +14,8 @@ func (s *typingStream) Latest(context.Context, int64) int64 { return s.eph.Typin
 
 func (s *typingStream) Fill(_ context.Context, req *Request, from, to int64) (int64, bool, error) {
 	news := false
-	for _, id := range req.roomOrder {
-		r := req.rooms[id]
+	for i := range req.rooms {
+		r, id := &req.rooms[i], req.rooms[i].id
 		users, ok := s.eph.TypingSince(id, from)
 		if !ok {
 			continue

@@ -27,8 +27,8 @@ func (s *unreadStream) Latest(_ context.Context, committed int64) int64 { return
 func (s *unreadStream) Fill(ctx context.Context, req *Request, from, to int64) (int64, bool, error) {
 	from = min(from, to)
 	news := false
-	for _, id := range req.roomOrder {
-		r := req.rooms[id]
+	for i := range req.rooms {
+		r, id := &req.rooms[i], req.rooms[i].id
 		notified := !r.fresh && s.notes.LastFor(storage.KeyNotifications(req.UserID, id)) > from
 		if !r.fresh && !r.has && !notified {
 			continue

@@ -76,7 +76,7 @@ func isNil(v any) bool {
 // sync.
 func (s *Syncer) Build(ctx context.Context, req *Request, committed int64) (*Response, bool, error) {
 	req.Response = NewResponse()
-	req.rooms, req.roomOrder = nil, nil
+	req.rooms = nil
 	var next Token
 	news := false
 	for _, st := range s.streams {
