@@ -1,6 +1,8 @@
 // Package homeserver is the Matrix homeserver core of Switchboard: the
 // client-server API, rooms and events, /sync, accounts and devices, and their
-// storage on SQLite or PostgreSQL.
+// storage on SQLite or PostgreSQL. The /sync streams, their long-poll and
+// wake-ups, and typing and presence live in homeserver/sync, which this
+// package wires (sync_wiring.go).
 package homeserver
 
 import (
