@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
@@ -137,15 +138,11 @@ func TestPresence(t *testing.T) {
 // waitForWaiter polls until a /sync long-poll listens on key.
 func waitForWaiter(t *testing.T, s *Server, key string) {
 	t.Helper()
-	n, ok := s.notifier.(*localNotifier)
+	n, ok := s.notifier.(*hsync.LocalNotifier)
 	if !ok {
 		t.Fatalf("notifier is %T", s.notifier)
 	}
-	testkit.Eventually(t, 10*time.Second, "a /sync long-poll waiting on "+key, func() bool {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return len(n.waiters[key]) > 0
-	})
+	testkit.Eventually(t, 10*time.Second, "a /sync long-poll waiting on "+key, func() bool { return n.Waiting(key) > 0 })
 }
 
 // TestPresenceBadInput: the presence endpoints and /sync's set_presence
@@ -175,11 +172,11 @@ func TestPresenceBadInput(t *testing.T) {
 				wantStatus(t, ts.do(t, http.MethodPut, tc.path, tok, tc.body), tc.status, tc.code)
 			})
 		}
-		if _, ok := ts.presence.Get(string(alice.UserID)); ok {
+		if _, ok := ts.eph.Presence(string(alice.UserID)); ok {
 			t.Fatal("a refused PUT recorded presence")
 		}
 		wantStatus(t, ts.do(t, http.MethodGet, "/_matrix/client/v3/sync?set_presence=busy", tok, nil), http.StatusBadRequest, "M_INVALID_PARAM")
-		if _, ok := ts.presence.Get(string(alice.UserID)); ok {
+		if _, ok := ts.eph.Presence(string(alice.UserID)); ok {
 			t.Fatal("a refused sync recorded presence")
 		}
 		// Reading: a user sharing no room, an unknown user, not a user ID.
