@@ -20,12 +20,14 @@
 //
 // Media path: each received RTP stream (a track, or one simulcast layer of
 // it) has a reader goroutine that parses each packet once, keeps it in a
-// bounded cache and queues a reference to every subscriber that wants that
-// layer. Each subscriber has one send goroutine with a bounded queue (full
-// means drop, never wait) that picks the layer, rewrites SSRC, sequence
-// number, timestamp and VP8 picture ID, stamps a transport-wide sequence
-// number and writes; the same goroutine answers NACKs from the cache. A
-// ticker per conference runs speaker detection and bandwidth allocation.
+// bounded cache and forwards it, on the same goroutine, to every subscriber
+// that wants that layer: the subscriber's down track picks the layer,
+// rewrites SSRC, sequence number, timestamp and VP8 picture ID, stamps a
+// transport-wide sequence number and writes (writes never block: UDP, and
+// ICE-TCP through a buffer that drops when full). Each subscriber has one
+// send goroutine with a bounded queue (full means drop, never wait) that
+// answers NACKs from the cache. A ticker per conference runs speaker
+// detection and bandwidth allocation.
 //
 // Key frames: a subscriber's video starts at a key frame. Its down track
 // forwards nothing until pion has bound it and the description that did

@@ -241,10 +241,8 @@ func layerIndex(rid, remoteSDP string) int {
 	return -1
 }
 
-// readLoop receives one layer: parse once, cache, and hand the packet to
-// every subscriber that wants this layer. It returns when the track ends.
+// readLoop receives one layer until the track ends.
 func (u *upTrack) readLoop(l *upLayer, ext extIDs) {
-	s := u.pub.sfu
 	buf := make([]byte, 1500)
 	var hdr rtp.Header
 	hdr.Extensions = make([]rtp.Extension, 0, 16)
@@ -255,34 +253,43 @@ func (u *upTrack) readLoop(l *upLayer, ext extIDs) {
 		if err != nil {
 			return
 		}
-		payload, ok := parsePacket(buf[:n], &hdr, &meta, u.mcodec, ext)
-		if !ok {
-			continue
-		}
-		now := s.now()
-		l.lastPacket.Store(now)
-		if len(payload) > 0 {
-			u.keyframeState(l, meta.Keyframe, now)
-		}
-		if len(payload) > 0 {
-			l.rate.Add(n, now)
-		}
-		if meta.Width > 0 {
-			l.width.Store(int32(meta.Width))
-			l.height.Store(int32(meta.Height))
-		}
-		if meta.HasAudioLevel && u.level != nil {
-			u.level.Observe(meta.AudioLevel)
-		}
-		if !l.cache.Put(payload, &meta) {
-			continue
-		}
-		if downs := u.downs.Load(); downs != nil {
-			bit := uint32(1) << l.index
-			for _, d := range *downs {
-				if d.want.Load()&bit != 0 {
-					d.sub.enqueue(sendItem{dt: d, layer: int8(l.index), seq: meta.SequenceNumber})
-				}
+		u.receive(l, buf[:n], &hdr, &meta, ext)
+	}
+}
+
+// receive handles one packet of layer l: parse it once, cache it (for
+// NACKs and layer switches), and forward it to every subscriber that wants
+// this layer, on this goroutine. Forwarding here rather than handing the
+// packet to a goroutine per subscriber saves a goroutine wake-up per
+// packet and subscriber, which cost more than the write itself: the write
+// does not block (UDP, and ICE-TCP through a buffer that drops when full).
+// hdr and meta are the caller's scratch space.
+func (u *upTrack) receive(l *upLayer, pkt []byte, hdr *rtp.Header, meta *media.PacketMeta, ext extIDs) {
+	payload, ok := parsePacket(pkt, hdr, meta, u.mcodec, ext)
+	if !ok {
+		return
+	}
+	now := u.pub.sfu.now()
+	l.lastPacket.Store(now)
+	if len(payload) > 0 {
+		u.keyframeState(l, meta.Keyframe, now)
+		l.rate.Add(len(pkt), now)
+	}
+	if meta.Width > 0 {
+		l.width.Store(int32(meta.Width))
+		l.height.Store(int32(meta.Height))
+	}
+	if meta.HasAudioLevel && u.level != nil {
+		u.level.Observe(meta.AudioLevel)
+	}
+	if !l.cache.Put(payload, meta) {
+		return
+	}
+	if downs := u.downs.Load(); downs != nil {
+		bit := uint32(1) << l.index
+		for _, d := range *downs {
+			if d.want.Load()&bit != 0 {
+				d.forwardPacket(l.index, payload, meta)
 			}
 		}
 	}
