@@ -2,7 +2,6 @@ package sfu
 
 import (
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v4"
 
@@ -10,11 +9,12 @@ import (
 )
 
 // newAPI builds the pion API of one participant: the codecs and header
-// extensions the SFU forwards, and the receive-side interceptors (NACK
-// generation towards publishers, RTCP reports, transport-wide feedback for
-// the publishers' own estimators). The send side has no interceptor but
-// reports: the forwarding path stamps transport-wide sequence numbers and
-// answers NACKs itself, without allocating.
+// extensions the SFU forwards, and the receive side's feedback (NACKs
+// towards publishers, receiver reports, transport-wide feedback for the
+// publishers' own estimators: rxFeedback). The send side has no
+// interceptor but sender reports: the forwarding path stamps
+// transport-wide sequence numbers and answers NACKs itself, without
+// allocating.
 func (s *SFU) newAPI() (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	videoFB := []webrtc.RTCPFeedback{
@@ -55,29 +55,28 @@ func (s *SFU) newAPI() (*webrtc.API, error) {
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
 		return nil, err
 	}
+	// Transport-wide congestion control feedback for what publishers send
+	// (the header extension and the feedback type, both kinds), as
+	// webrtc.ConfigureTWCCSender registers them; rxFeedback writes it.
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: media.TransportCCURI},
+			kind); err != nil {
+			return nil, err
+		}
+	}
 	ir := &interceptor.Registry{}
-	gen, err := nack.NewGeneratorInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	ir.Add(gen)
-	// RTCP reports (RFC 3550 section 6.4), as webrtc.ConfigureRTCPReports
-	// would add them, with the receiver side reading sender reports only.
-	rr, err := report.NewReceiverInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	ir.Add(srOnlyFactory{rr})
+	// The receive side (NACKs, receiver reports, transport-wide feedback)
+	// is ours: pion's interceptors for it parse every received packet
+	// into a new header (rxfeedback.go).
+	ir.Add(rxFeedbackFactory{now: s.cfg.Now})
+	// Sender reports (RFC 3550 section 6.4.1) for what subscribers
+	// receive, as webrtc.ConfigureRTCPReports would add them.
 	sr, err := report.NewSenderInterceptor()
 	if err != nil {
 		return nil, err
 	}
 	ir.Add(sr)
-	// Registers the transport-cc extension and feedback for both kinds,
-	// and generates feedback for what publishers send us.
-	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
-		return nil, err
-	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(s.se)), nil
 }

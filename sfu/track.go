@@ -207,8 +207,8 @@ func (u *upTrack) keyframeState(l *upLayer, keyframe bool, now int64) {
 }
 
 // nackUpstream asks the publisher again for a packet the cache lacks
-// (RFC 4585 section 6.2.1), at most every 20 ms per layer: pion's NACK
-// generator already asks for packets that never arrived, this covers
+// (RFC 4585 section 6.2.1), at most every 20 ms per layer: rxFeedback
+// already asks for packets that never arrived, this covers
 // packets evicted from the cache, and must not turn a subscriber's NACK
 // storm into one towards the publisher.
 func (u *upTrack) nackUpstream(i int, seq uint16) {
@@ -355,8 +355,7 @@ func parsePacket(pkt []byte, hdr *rtp.Header, meta *media.PacketMeta, codec medi
 }
 
 // drainRTCP reads the RTCP a publisher sends for one layer (sender
-// reports), which pion's report interceptor needs read to build receiver
-// reports.
+// reports), which rxFeedback needs read to build receiver reports.
 func drainRTCP(recv *webrtc.RTPReceiver, rid string) {
 	buf := make([]byte, 1500)
 	for {
