@@ -285,9 +285,13 @@ func (p *Participant) takeDowns() []*downTrack {
 }
 
 func (p *Participant) downList() []*downTrack {
+	return p.appendDowns(nil)
+}
+
+// appendDowns appends p's down tracks, ordered by track ID, to out.
+func (p *Participant) appendDowns(out []*downTrack) []*downTrack {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]*downTrack, 0, len(p.downs))
 	for _, d := range p.downs {
 		out = append(out, d)
 	}

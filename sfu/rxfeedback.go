@@ -29,8 +29,10 @@ type rxFeedbackFactory struct {
 
 // NewInterceptor implements interceptor.Factory.
 func (f rxFeedbackFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	return &rxFeedback{now: f.now, senderSSRC: rand.Uint32(), streams: map[uint32]*rxStream{},
-		done: make(chan struct{})}, nil
+	r := &rxFeedback{now: f.now, senderSSRC: rand.Uint32(), streams: map[uint32]*rxStream{},
+		done: make(chan struct{})}
+	r.pkts[0] = &r.out
+	return r, nil
 }
 
 // rxFeedback is the SFU's receive side for one PeerConnection, in place of
@@ -60,6 +62,11 @@ type rxFeedback struct {
 	buf       []byte
 	missing   []uint16
 	closed    bool
+
+	// out is the packet being written and pkts hands it to pion (loop
+	// only; reused, so that a write allocates only in pion).
+	out  rawRTCP
+	pkts [1]rtcp.Packet
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -179,17 +186,15 @@ func (r *rxFeedback) loop() {
 		case <-t.C:
 		}
 		r.mu.Lock()
-		pkt := r.feedbackLocked(tick%rxReportTicks == 0)
+		r.out = r.feedbackLocked(tick%rxReportTicks == 0)
+		r.buf = r.out[:0]
 		w := r.writer
 		r.mu.Unlock()
-		if len(pkt) > 0 {
+		if len(r.out) > 0 {
 			// pion marshals the packets it is given into a new buffer
-			// before encrypting, so pkt may be reused afterwards.
-			_, _ = w.Write([]rtcp.Packet{(*rawRTCP)(&pkt)}, nil)
+			// before encrypting, so r.out is free again afterwards.
+			_, _ = w.Write(r.pkts[:], nil)
 		}
-		r.mu.Lock()
-		r.buf = pkt[:0]
-		r.mu.Unlock()
 	}
 }
 
