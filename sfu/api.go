@@ -2,7 +2,6 @@ package sfu
 
 import (
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-chat/switchboard/media"
@@ -11,10 +10,9 @@ import (
 // newAPI builds the pion API of one participant: the codecs and header
 // extensions the SFU forwards, and the receive side's feedback (NACKs
 // towards publishers, receiver reports, transport-wide feedback for the
-// publishers' own estimators: rxFeedback). The send side has no
-// interceptor but sender reports: the forwarding path stamps
-// transport-wide sequence numbers and answers NACKs itself, without
-// allocating.
+// publishers' own estimators) and sender reports, all in rxFeedback. The
+// forwarding path stamps transport-wide sequence numbers and answers NACKs
+// itself, without allocating.
 func (s *SFU) newAPI() (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	videoFB := []webrtc.RTCPFeedback{
@@ -66,17 +64,12 @@ func (s *SFU) newAPI() (*webrtc.API, error) {
 		}
 	}
 	ir := &interceptor.Registry{}
-	// The receive side (NACKs, receiver reports, transport-wide feedback)
-	// is ours: pion's interceptors for it parse every received packet
-	// into a new header (rxfeedback.go).
+	// RTCP is ours: NACKs, receiver reports and transport-wide feedback
+	// for what publishers send (pion's interceptors for them parse every
+	// received packet into a new header), and sender reports for what
+	// subscribers receive (pion's allocate per report): rxfeedback.go,
+	// txreports.go.
 	ir.Add(rxFeedbackFactory{now: s.cfg.Now})
-	// Sender reports (RFC 3550 section 6.4.1) for what subscribers
-	// receive, as webrtc.ConfigureRTCPReports would add them.
-	sr, err := report.NewSenderInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	ir.Add(sr)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(s.se)), nil
 }

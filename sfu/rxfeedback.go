@@ -30,7 +30,7 @@ type rxFeedbackFactory struct {
 // NewInterceptor implements interceptor.Factory.
 func (f rxFeedbackFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
 	r := &rxFeedback{now: f.now, senderSSRC: rand.Uint32(), streams: map[uint32]*rxStream{},
-		done: make(chan struct{})}
+		local: map[uint32]*txStream{}, done: make(chan struct{})}
 	r.pkts[0] = &r.out
 	return r, nil
 }
@@ -55,6 +55,7 @@ type rxFeedback struct {
 	mu      sync.Mutex
 	writer  interceptor.RTCPWriter
 	streams map[uint32]*rxStream
+	local   map[uint32]*txStream // streams sent, by SSRC
 	twcc    media.TWCCRecorder
 	// twccMedia is the media SSRC named in transport-wide feedback: the
 	// stream of the last packet that carried a transport-wide number.
@@ -187,7 +188,6 @@ func (r *rxFeedback) loop() {
 		}
 		r.mu.Lock()
 		r.out = r.feedbackLocked(tick%rxReportTicks == 0)
-		r.buf = r.out[:0]
 		w := r.writer
 		r.mu.Unlock()
 		if len(r.out) > 0 {
@@ -198,13 +198,18 @@ func (r *rxFeedback) loop() {
 	}
 }
 
-// feedbackLocked builds the compound RTCP packet due now in r.buf: a
-// receiver report every rxReportTicks intervals (a compound packet starts
-// with one, RFC 3550 section 6.1), NACKs for missing packets and
+// feedbackLocked builds the compound RTCP packet due now in r.buf: sender
+// and receiver reports every rxReportTicks intervals (a compound packet
+// starts with one, RFC 3550 section 6.1), NACKs for missing packets and
 // transport-wide feedback.
 func (r *rxFeedback) feedbackLocked(report bool) []byte {
 	now := r.now().UnixNano()
 	buf := r.buf[:0]
+	if report {
+		for _, st := range r.local {
+			buf = st.appendSenderReport(buf, now)
+		}
+	}
 	if report && len(r.streams) > 0 {
 		start := len(buf)
 		buf = append(buf, 0x80, 201, 0, 0, byte(r.senderSSRC>>24), byte(r.senderSSRC>>16),
@@ -237,6 +242,7 @@ func (r *rxFeedback) feedbackLocked(report bool) []byte {
 	for i := 0; i < 4 && r.twcc.Pending(); i++ {
 		buf = r.twcc.AppendFeedback(buf, r.senderSSRC, r.twccMedia)
 	}
+	r.buf = buf[:0] // reused by the next call, once this packet is written
 	return buf
 }
 
