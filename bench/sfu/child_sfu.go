@@ -94,8 +94,18 @@ func (c *sfuChild) handle(m msg) msg {
 		st.Forwarded = c.counter("switchboard_sfu_forwarded_packets_total") - st.Resent
 		st.Dropped = c.counter("switchboard_sfu_dropped_packets_total")
 		return msg{Op: "stats", Stats: &st}
+	case "mem":
+		return msg{Op: "mem", Stats: &stats{Heap: heapAfterGC()}}
 	}
 	return errMsg(fmt.Errorf("unknown op %q", m.Op))
+}
+
+// heapAfterGC is the heap in use once garbage is collected.
+func heapAfterGC() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }
 
 // counter reads one counter of the SFU's registry.
