@@ -285,7 +285,11 @@ func (u *upTrack) receive(l *upLayer, pkt []byte, hdr *rtp.Header, meta *media.P
 	if !l.cache.Put(payload, meta) {
 		return
 	}
-	if downs := u.downs.Load(); downs != nil {
+	if downs := u.downs.Load(); downs != nil && len(*downs) > 0 {
+		if b := u.pub.sfu.batch; b != nil {
+			b.begin()
+			defer b.end()
+		}
 		bit := uint32(1) << l.index
 		for _, d := range *downs {
 			if d.want.Load()&bit != 0 {
