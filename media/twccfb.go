@@ -72,6 +72,12 @@ func (r *TWCCRecorder) AppendFeedback(dst []byte, senderSSRC, mediaSSRC uint32) 
 	for s := r.next; s <= r.highest; s++ {
 		if a := r.arrival[s%twccRing]; a != 0 {
 			first = a - 1
+			if s-r.next >= twccMaxPerFeedback {
+				// A run of lost packets longer than one feedback
+				// (a sender that skipped numbers): not reported, a
+				// packet with nothing received would be refused.
+				r.next = s
+			}
 			break
 		}
 	}
