@@ -45,7 +45,8 @@ func newSFUChild(io *childIO) (*sfuChild, error) {
 	}
 	reg := prometheus.NewRegistry()
 	s, err := sfu.New(sfu.Config{UDPMux: conn, AutoSubscribe: true, Registerer: reg,
-		InitialBitrate: benchBitrate, MinBitrate: benchBitrate, MaxBitrate: benchBitrate})
+		InitialBitrate: benchBitrate, MinBitrate: benchBitrate, MaxBitrate: benchBitrate,
+		MaxParticipantsPerConference: 1000}) // 1 -> 100 and more
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
