@@ -207,3 +207,35 @@ func TestToNTP(t *testing.T) {
 		t.Errorf("toNTP = %#x, want %#x", got, want)
 	}
 }
+
+// BenchmarkRxFeedbackReceive is the receive side's per-packet work for a
+// publisher's packet: read the header and the transport-wide number, note
+// it for NACKs, reports and feedback.
+func BenchmarkRxFeedbackReceive(b *testing.B) {
+	i, _ := rxFeedbackFactory{now: time.Now}.NewInterceptor("")
+	r := i.(*rxFeedback)
+	info := &interceptor.StreamInfo{SSRC: 1, ClockRate: 90000,
+		RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: media.TransportCCURI, ID: 3}},
+		RTCPFeedback:        []interceptor.RTCPFeedback{{Type: "nack"}}}
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1}, Payload: make([]byte, 1100)}
+	_ = pkt.SetExtension(3, []byte{0, 0})
+	raw, _ := pkt.Marshal()
+	reader := r.BindRemoteStream(info, interceptor.RTPReaderFunc(
+		func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+			return copy(b, raw), a, nil
+		}))
+	buf := make([]byte, 1500)
+	b.ReportAllocs()
+	s := uint16(0)
+	for b.Loop() {
+		s++
+		binary.BigEndian.PutUint16(raw[2:], s)
+		_, _, _ = reader.Read(buf, nil)
+		if s%64 == 0 { // feedback every so often keeps the logs short
+			r.mu.Lock()
+			r.feedbackLocked(s%640 == 0)
+			r.mu.Unlock()
+		}
+	}
+	_ = r.Close()
+}
