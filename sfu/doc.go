@@ -23,8 +23,9 @@
 // bounded cache and forwards it, on the same goroutine, to every subscriber
 // that wants that layer: the subscriber's down track picks the layer,
 // rewrites SSRC, sequence number, timestamp and VP8 picture ID, stamps a
-// transport-wide sequence number and writes (writes never block: UDP, and
-// ICE-TCP through a buffer that drops when full); on Linux a fan-out's
+// transport-wide sequence number and writes (a UDP write waits only while
+// the kernel's socket buffer is full, an ICE-TCP write goes through a
+// buffer that drops when full); on Linux a fan-out's
 // datagrams leave in one sendmmsg(2) (batchconn_linux.go). Each subscriber
 // has one send goroutine with a bounded queue (full means drop, never
 // wait) that answers NACKs from the cache. A ticker per conference runs

@@ -261,8 +261,10 @@ func (u *upTrack) readLoop(l *upLayer, ext extIDs) {
 // NACKs and layer switches), and forward it to every subscriber that wants
 // this layer, on this goroutine. Forwarding here rather than handing the
 // packet to a goroutine per subscriber saves a goroutine wake-up per
-// packet and subscriber, which cost more than the write itself: the write
-// does not block (UDP, and ICE-TCP through a buffer that drops when full).
+// packet and subscriber, which cost more than the write itself. A write
+// waits only while the kernel's UDP socket buffer is full (ICE-TCP goes
+// through a buffer that drops when full), so one subscriber cannot hold
+// up the others.
 // hdr and meta are the caller's scratch space.
 func (u *upTrack) receive(l *upLayer, pkt []byte, hdr *rtp.Header, meta *media.PacketMeta, ext extIDs) {
 	payload, ok := parsePacket(pkt, hdr, meta, u.mcodec, ext)
