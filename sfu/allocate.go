@@ -35,9 +35,10 @@ func (p *Participant) allocate(dominant string, active []string) {
 	}
 	p.mu.Unlock()
 
-	downs := p.downList()
-	var video []*downTrack
-	for _, d := range downs {
+	sc := &p.alloc
+	sc.downs = p.appendDowns(sc.downs[:0])
+	video := sc.video[:0]
+	for _, d := range sc.downs {
 		if d.up.kind == webrtc.RTPCodecTypeAudio {
 			if l := d.up.layer(0); l != nil {
 				budget -= l.rate.Rate(now)
@@ -47,6 +48,7 @@ func (p *Participant) allocate(dominant string, active []string) {
 		}
 		video = append(video, d)
 	}
+	sc.video = video
 	rank := func(d *downTrack) int {
 		switch {
 		case d.up.pub.id == dominant:
@@ -58,12 +60,10 @@ func (p *Participant) allocate(dominant string, active []string) {
 	}
 	slices.SortStableFunc(video, func(a, b *downTrack) int { return rank(a) - rank(b) })
 
-	type choice struct {
-		usable []int // usable layers, lowest first
-		rates  []int
-		pick   int // index into usable, -1 paused
+	if cap(sc.choices) < len(video) {
+		sc.choices = make([]layerChoice, len(video))
 	}
-	choices := make([]choice, len(video))
+	choices := sc.choices[:len(video)]
 	// Going above the layer being sent needs upgradeHeadroom more than
 	// the step costs, so that a budget close to a layer's rate does not
 	// switch back and forth (each switch costs a key frame).
@@ -76,8 +76,8 @@ func (p *Participant) allocate(dominant string, active []string) {
 	for i, d := range video {
 		c := &choices[i]
 		c.pick = -1
-		c.usable, c.rates = d.usableLayers(now)
-		if len(c.usable) == 0 {
+		c.n = d.usableLayers(now, &c.usable, &c.rates)
+		if c.n == 0 {
 			continue
 		}
 		if fits(d, c.usable[0], c.rates[0], budget) {
@@ -87,7 +87,7 @@ func (p *Participant) allocate(dominant string, active []string) {
 	}
 	for i, d := range video {
 		c := &choices[i]
-		for c.pick >= 0 && c.pick+1 < len(c.usable) {
+		for c.pick >= 0 && c.pick+1 < c.n {
 			step := c.rates[c.pick+1] - c.rates[c.pick]
 			if !fits(d, c.usable[c.pick+1], step, budget) {
 				break
@@ -97,9 +97,9 @@ func (p *Participant) allocate(dominant string, active []string) {
 		}
 	}
 	for i, d := range video {
-		c := choices[i]
+		c := &choices[i]
 		switch {
-		case len(c.usable) == 0:
+		case c.n == 0:
 			// Nothing received yet: wait on the lowest layer that exists.
 			d.setTarget(d.lowestLayer())
 		case c.pick < 0:
@@ -111,12 +111,26 @@ func (p *Participant) allocate(dominant string, active []string) {
 	}
 }
 
-// usableLayers lists the active layers of d's track that fit the
-// subscriber's size limit (or the lowest active one if none fits), with
-// their bit rates.
-func (d *downTrack) usableLayers(now int64) (layers, rates []int) {
+// layerChoice is the allocator's working state for one video track.
+type layerChoice struct {
+	usable, rates [maxLayers]int // usable layers, lowest first, and their rates
+	n             int            // entries in usable and rates
+	pick          int            // index into usable, -1 paused
+}
+
+// allocScratch is allocate's reused working space (the conference's
+// ticker goroutine only), so that an allocation round allocates nothing.
+type allocScratch struct {
+	downs, video []*downTrack
+	choices      []layerChoice
+}
+
+// usableLayers lists in layers the active layers of d's track that fit
+// the subscriber's size limit (or the lowest active one if none fits),
+// with their bit rates in rates, and returns how many there are.
+func (d *downTrack) usableLayers(now int64, layers, rates *[maxLayers]int) int {
 	maxW, maxH := int(d.maxWidth.Load()), int(d.maxHeight.Load())
-	lowest := -1
+	lowest, n := -1, 0
 	for i := 0; i < maxLayers; i++ {
 		l := d.up.layer(i)
 		if l == nil || now-l.lastPacket.Load() > layerActiveWindow {
@@ -130,18 +144,18 @@ func (d *downTrack) usableLayers(now int64) (layers, rates []int) {
 			continue
 		}
 		r := l.rate.Rate(now)
-		if r == 0 && len(layers) > 0 {
+		if r == 0 && n > 0 {
 			// Not measured yet: start low, upgrade once it is.
 			continue
 		}
-		layers = append(layers, i)
-		rates = append(rates, r)
+		layers[n], rates[n] = i, r
+		n++
 	}
-	if len(layers) == 0 && lowest >= 0 {
-		layers = []int{lowest}
-		rates = []int{d.up.layer(lowest).rate.Rate(now)}
+	if n == 0 && lowest >= 0 {
+		layers[0], rates[0] = lowest, d.up.layer(lowest).rate.Rate(now)
+		n = 1
 	}
-	return layers, rates
+	return n
 }
 
 func (d *downTrack) lowestLayer() int {

@@ -11,7 +11,7 @@ import (
 )
 
 // TestForwardPathAllocs fails if our own per-packet work starts to
-// allocate: the path of BenchmarkForwardPath (parse, cache, queue, layer
+// allocate: the path of BenchmarkForwardPath (parse, cache, fan-out, layer
 // choice, rewrite, transport-wide sequence number, marshal) and the NACK
 // answer of BenchmarkRetransmit, measured with testing.AllocsPerRun.
 // pion's SRTP and interceptors are outside it (bench/sfu counts them).
@@ -33,17 +33,7 @@ func TestForwardPathAllocs(t *testing.T) {
 		pkt.SequenceNumber = uint16(i)
 		pkt.Timestamp = uint32(i/3) * 3000
 		n, _ := pkt.MarshalTo(raw)
-		p, ok := parsePacket(raw[:n], &hdr, &meta, media.CodecVP8, extIDs{level: 1, orientation: 2})
-		if !ok {
-			t.Fatal("parse failed")
-		}
-		meta.Keyframe = true
-		l.cache.Put(p, &meta)
-		for _, dt := range *up.downs.Load() {
-			dt.sub.enqueue(sendItem{dt: dt, seq: meta.SequenceNumber})
-		}
-		it := <-d.sub.queue
-		it.dt.forward(int(it.layer), it.seq)
+		up.receive(l, raw[:n], &hdr, &meta, extIDs{level: 1, orientation: 2})
 	}
 	for range 300 { // fill the cache and the history first
 		forward()

@@ -2,19 +2,17 @@ package sfu
 
 import (
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-chat/switchboard/media"
 )
 
 // newAPI builds the pion API of one participant: the codecs and header
-// extensions the SFU forwards, and the receive-side interceptors (NACK
-// generation towards publishers, RTCP reports, transport-wide feedback for
-// the publishers' own estimators). The send side has no interceptor but
-// reports: the forwarding path stamps transport-wide sequence numbers and
-// answers NACKs itself, without allocating.
+// extensions the SFU forwards, and the receive side's feedback (NACKs
+// towards publishers, receiver reports, transport-wide feedback for the
+// publishers' own estimators) and sender reports, all in rxFeedback. The
+// forwarding path stamps transport-wide sequence numbers and answers NACKs
+// itself, without allocating.
 func (s *SFU) newAPI() (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	videoFB := []webrtc.RTCPFeedback{
@@ -55,29 +53,23 @@ func (s *SFU) newAPI() (*webrtc.API, error) {
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
 		return nil, err
 	}
+	// Transport-wide congestion control feedback for what publishers send
+	// (the header extension and the feedback type, both kinds), as
+	// webrtc.ConfigureTWCCSender registers them; rxFeedback writes it.
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: media.TransportCCURI},
+			kind); err != nil {
+			return nil, err
+		}
+	}
 	ir := &interceptor.Registry{}
-	gen, err := nack.NewGeneratorInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	ir.Add(gen)
-	// RTCP reports (RFC 3550 section 6.4), as webrtc.ConfigureRTCPReports
-	// would add them, with the receiver side reading sender reports only.
-	rr, err := report.NewReceiverInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	ir.Add(srOnlyFactory{rr})
-	sr, err := report.NewSenderInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	ir.Add(sr)
-	// Registers the transport-cc extension and feedback for both kinds,
-	// and generates feedback for what publishers send us.
-	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
-		return nil, err
-	}
+	// RTCP is ours: NACKs, receiver reports and transport-wide feedback
+	// for what publishers send (pion's interceptors for them parse every
+	// received packet into a new header), and sender reports for what
+	// subscribers receive (pion's allocate per report): rxfeedback.go,
+	// txreports.go.
+	ir.Add(rxFeedbackFactory{now: s.cfg.Now})
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(s.se)), nil
 }

@@ -61,11 +61,11 @@ func benchDownTrack(b testing.TB, cacheSize int) (*upTrack, *downTrack, *marshal
 
 // BenchmarkForwardPath is the whole per-packet path of the SFU for one
 // subscriber, minus the sockets and SRTP: parse the received packet, cache
-// it, queue it to the subscriber, then (on the send goroutine) pick the
+// it and forward it to the subscriber, on the receive goroutine: pick the
 // layer, rewrite sequence number, timestamp and VP8 picture ID, stamp the
 // transport-wide sequence number and marshal.
 func BenchmarkForwardPath(b *testing.B) {
-	up, d, w := benchDownTrack(b, 512)
+	up, _, w := benchDownTrack(b, 512)
 	l := up.layers[0]
 	raw := make([]byte, 1500)
 	payload := rtcclient.VP8Payload(make([]byte, 1500), 1, 1, true, true, 640, 360, 1100)
@@ -84,17 +84,7 @@ func BenchmarkForwardPath(b *testing.B) {
 		pkt.SequenceNumber = uint16(i)
 		pkt.Timestamp = uint32(i/3) * 3000
 		n, _ := pkt.MarshalTo(raw)
-		p, ok := parsePacket(raw[:n], &hdr, &meta, media.CodecVP8, extIDs{level: 1, orientation: 2})
-		if !ok {
-			b.Fatal("parse failed")
-		}
-		meta.Keyframe = true // every packet may start the stream
-		l.cache.Put(p, &meta)
-		for _, dt := range *up.downs.Load() {
-			dt.sub.enqueue(sendItem{dt: dt, seq: meta.SequenceNumber})
-		}
-		it := <-d.sub.queue
-		it.dt.forward(int(it.layer), it.seq)
+		up.receive(l, raw[:n], &hdr, &meta, extIDs{level: 1, orientation: 2})
 	}
 	if w.n == 0 {
 		b.Fatal("nothing written")

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/pion/logging"
-	"github.com/pion/transport/v4/vnet"
+	"github.com/pion/transport/v5/vnet"
 
 	"github.com/switchboard-chat/switchboard/internal/testkit"
 )

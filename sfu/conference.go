@@ -241,6 +241,7 @@ func (c *Conference) run() {
 	defer c.sfu.wg.Done()
 	t := time.NewTicker(c.sfu.cfg.AllocationInterval)
 	defer t.Stop()
+	var ps []*Participant // reused from tick to tick
 	for {
 		select {
 		case <-c.stop:
@@ -249,7 +250,8 @@ func (c *Conference) run() {
 		}
 		active, dominant, changed := c.speakers.Tick()
 		c.mu.Lock()
-		ps := make([]*Participant, 0, len(c.participants))
+		clear(ps) // no participant kept alive by the last tick
+		ps = ps[:0]
 		for _, p := range c.participants {
 			ps = append(ps, p)
 		}

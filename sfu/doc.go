@@ -20,12 +20,20 @@
 //
 // Media path: each received RTP stream (a track, or one simulcast layer of
 // it) has a reader goroutine that parses each packet once, keeps it in a
-// bounded cache and queues a reference to every subscriber that wants that
-// layer. Each subscriber has one send goroutine with a bounded queue (full
-// means drop, never wait) that picks the layer, rewrites SSRC, sequence
-// number, timestamp and VP8 picture ID, stamps a transport-wide sequence
-// number and writes; the same goroutine answers NACKs from the cache. A
-// ticker per conference runs speaker detection and bandwidth allocation.
+// bounded cache and forwards it, on the same goroutine, to every subscriber
+// that wants that layer: the subscriber's down track picks the layer,
+// rewrites SSRC, sequence number, timestamp and VP8 picture ID, stamps a
+// transport-wide sequence number and writes (a UDP write waits only while
+// the kernel's socket buffer is full, an ICE-TCP write goes through a
+// buffer that drops when full); on Linux a fan-out's
+// datagrams leave in one sendmmsg(2) (batchconn_linux.go). Each subscriber
+// has one send goroutine with a bounded queue (full means drop, never
+// wait) that answers NACKs from the cache. A ticker per conference runs
+// speaker detection and bandwidth allocation. RTCP is the SFU's own, one
+// interceptor per PeerConnection (rxfeedback.go, txreports.go): NACKs,
+// receiver reports and transport-wide feedback for what publishers send,
+// sender reports for what subscribers receive, none of it allocating per
+// packet.
 //
 // Key frames: a subscriber's video starts at a key frame. Its down track
 // forwards nothing until pion has bound it and the description that did

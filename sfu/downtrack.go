@@ -34,7 +34,8 @@ type histEntry struct {
 }
 
 // downTrack is one published track as sent to one subscriber. It is a
-// webrtc.TrackLocal written by the subscriber's send goroutine: it picks the
+// webrtc.TrackLocal written by the publisher's receive goroutines and the
+// subscriber's send goroutine (under fwdMu): it picks the
 // simulcast layer, rewrites sequence numbers, timestamps and VP8 picture
 // IDs so that the subscriber sees one continuous stream, and resends from
 // the publisher's cache on NACK.
@@ -57,7 +58,7 @@ type downTrack struct {
 	cvoID   uint8
 
 	// target is the layer the allocator chose (-1: paused); current the one
-	// being forwarded (-1: none), written by the send goroutine only.
+	// being forwarded (-1: none), written under fwdMu only.
 	target  atomic.Int32
 	current atomic.Int32
 	// want has a bit per layer the receive path should queue for us.
@@ -66,7 +67,10 @@ type downTrack struct {
 	// maxWidth and maxHeight are the subscriber's size limit (0: none).
 	maxWidth, maxHeight atomic.Int32
 
-	// Send goroutine only.
+	// fwdMu guards the forwarding state below: a publisher's receive
+	// goroutine forwards (one per simulcast layer), the subscriber's send
+	// goroutine resends.
+	fwdMu sync.Mutex
 	rw    *media.Rewriter
 	hdr   rtp.Header
 	buf   [media.MaxPayloadSize]byte
@@ -185,11 +189,8 @@ func (d *downTrack) refreshWant() {
 	d.maskMu.Unlock()
 }
 
-// forward sends source packet seq of layer to the subscriber, switching
-// layers only at a key frame of the target layer, and only once d is bound:
-// a key frame taken as the start of the stream while the packet could not
-// be sent would leave the subscriber with frames it cannot decode. Send
-// goroutine only.
+// forward sends cached source packet seq of layer to the subscriber (see
+// sendLocked).
 func (d *downTrack) forward(layer int, seq uint16) {
 	if !d.bound.Load() {
 		return
@@ -198,10 +199,34 @@ func (d *downTrack) forward(layer int, seq uint16) {
 	if l == nil {
 		return
 	}
+	d.fwdMu.Lock()
+	defer d.fwdMu.Unlock()
 	n, ok := l.cache.Get(seq, d.buf[:], &d.meta)
 	if !ok {
 		return
 	}
+	d.sendLocked(layer, n)
+}
+
+// forwardPacket sends a source packet of layer, just received, to the
+// subscriber (see sendLocked).
+func (d *downTrack) forwardPacket(layer int, payload []byte, meta *media.PacketMeta) {
+	if !d.bound.Load() || len(payload) > len(d.buf) {
+		return
+	}
+	d.fwdMu.Lock()
+	defer d.fwdMu.Unlock()
+	n := copy(d.buf[:], payload)
+	d.meta = *meta
+	d.sendLocked(layer, n)
+}
+
+// sendLocked sends the source packet of layer in d.buf[:n] and d.meta,
+// switching layers only at a key frame of the target layer, and only once
+// d is bound: a key frame taken as the start of the stream while the
+// packet could not be sent would leave the subscriber with frames it
+// cannot decode.
+func (d *downTrack) sendLocked(layer, n int) {
 	target, current := int(d.target.Load()), int(d.current.Load())
 	switch {
 	case target < 0:
@@ -250,8 +275,10 @@ func (d *downTrack) forward(layer int, seq uint16) {
 
 // retransmit resends output packet outSeq after a NACK (RFC 4585 section
 // 6.2.1) with the same rewritten fields, or forwards the NACK to the
-// publisher when the cache no longer has it. Send goroutine only.
+// publisher when the cache no longer has it.
 func (d *downTrack) retransmit(outSeq uint16) {
+	d.fwdMu.Lock()
+	defer d.fwdMu.Unlock()
 	h := &d.hist[outSeq%histSize]
 	if !h.valid || h.outSeq != outSeq {
 		return

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/logging"
-	"github.com/pion/transport/v4/vnet"
+	"github.com/pion/transport/v5/vnet"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"

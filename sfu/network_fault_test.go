@@ -9,7 +9,7 @@ import (
 
 	"github.com/pion/logging"
 	"github.com/pion/rtcp"
-	"github.com/pion/transport/v4/vnet"
+	"github.com/pion/transport/v5/vnet"
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-chat/switchboard/internal/testkit"

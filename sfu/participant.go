@@ -88,6 +88,9 @@ type Participant struct {
 	unwanted   map[string]bool         // explicit unsubscriptions (AutoSubscribe)
 	maxBitrate int
 	dc         *webrtc.DataChannel
+
+	// alloc is allocate's working space (the conference ticker only).
+	alloc allocScratch
 }
 
 func newParticipant(s *SFU, id string, h Handler) (*Participant, error) {

@@ -9,8 +9,10 @@ import (
 	"github.com/switchboard-chat/switchboard/media"
 )
 
-// sendItem is one unit of work for a subscriber's send goroutine: a source
-// packet to forward, or an output packet to resend.
+// sendItem is one unit of work for a subscriber's send goroutine: an
+// output packet to resend (NACK), or a cached source packet to forward.
+// New packets are forwarded on the publisher's receive goroutine
+// (upTrack.receive), without a hand-off.
 type sendItem struct {
 	dt    *downTrack
 	seq   uint16
@@ -19,9 +21,9 @@ type sendItem struct {
 }
 
 // enqueue hands work to p's send goroutine without ever blocking the
-// caller (a publisher's receive goroutine): when p's queue is full the
-// packet is dropped, and the subscriber's NACKs or the next key frame
-// repair the gap.
+// caller (a goroutine reading the subscriber's RTCP): when p's queue is
+// full the packet is dropped, and the subscriber's NACKs or the next key
+// frame repair the gap.
 func (p *Participant) enqueue(it sendItem) {
 	select {
 	case p.queue <- it:
@@ -283,9 +285,13 @@ func (p *Participant) takeDowns() []*downTrack {
 }
 
 func (p *Participant) downList() []*downTrack {
+	return p.appendDowns(nil)
+}
+
+// appendDowns appends p's down tracks, ordered by track ID, to out.
+func (p *Participant) appendDowns(out []*downTrack) []*downTrack {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]*downTrack, 0, len(p.downs))
 	for _, d := range p.downs {
 		out = append(out, d)
 	}

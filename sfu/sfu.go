@@ -25,6 +25,9 @@ type SFU struct {
 	se     webrtc.SettingEngine
 	udpMux ice.UDPMux
 	tcpMux ice.TCPMux
+	// batch queues the UDP writes of a fan-out; nil on a socket that is
+	// not the kernel's (vnet) or off Linux.
+	batch *batchConn
 
 	// wg tracks conference tickers, participant workers and teardowns.
 	wg sync.WaitGroup
@@ -55,8 +58,14 @@ func New(cfg Config) (*SFU, error) {
 	if cfg.Net != nil {
 		se.SetNet(cfg.Net)
 	}
+	var udpConn net.PacketConn = cfg.UDPMux
+	if bc := newBatchConn(cfg.UDPMux); bc != nil {
+		// One sendmmsg per fan-out instead of a sendto per packet and
+		// subscriber (batchconn_linux.go).
+		s.batch, udpConn = bc, bc
+	}
 	s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{
-		Logger: lf.NewLogger("sfu-udpmux"), UDPConn: cfg.UDPMux, Net: cfg.Net,
+		Logger: lf.NewLogger("sfu-udpmux"), UDPConn: udpConn, Net: cfg.Net,
 	})
 	se.SetICEUDPMux(s.udpMux)
 	types := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}

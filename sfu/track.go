@@ -207,8 +207,8 @@ func (u *upTrack) keyframeState(l *upLayer, keyframe bool, now int64) {
 }
 
 // nackUpstream asks the publisher again for a packet the cache lacks
-// (RFC 4585 section 6.2.1), at most every 20 ms per layer: pion's NACK
-// generator already asks for packets that never arrived, this covers
+// (RFC 4585 section 6.2.1), at most every 20 ms per layer: rxFeedback
+// already asks for packets that never arrived, this covers
 // packets evicted from the cache, and must not turn a subscriber's NACK
 // storm into one towards the publisher.
 func (u *upTrack) nackUpstream(i int, seq uint16) {
@@ -241,10 +241,8 @@ func layerIndex(rid, remoteSDP string) int {
 	return -1
 }
 
-// readLoop receives one layer: parse once, cache, and hand the packet to
-// every subscriber that wants this layer. It returns when the track ends.
+// readLoop receives one layer until the track ends.
 func (u *upTrack) readLoop(l *upLayer, ext extIDs) {
-	s := u.pub.sfu
 	buf := make([]byte, 1500)
 	var hdr rtp.Header
 	hdr.Extensions = make([]rtp.Extension, 0, 16)
@@ -255,34 +253,49 @@ func (u *upTrack) readLoop(l *upLayer, ext extIDs) {
 		if err != nil {
 			return
 		}
-		payload, ok := parsePacket(buf[:n], &hdr, &meta, u.mcodec, ext)
-		if !ok {
-			continue
+		u.receive(l, buf[:n], &hdr, &meta, ext)
+	}
+}
+
+// receive handles one packet of layer l: parse it once, cache it (for
+// NACKs and layer switches), and forward it to every subscriber that wants
+// this layer, on this goroutine. Forwarding here rather than handing the
+// packet to a goroutine per subscriber saves a goroutine wake-up per
+// packet and subscriber, which cost more than the write itself. A write
+// waits only while the kernel's UDP socket buffer is full (ICE-TCP goes
+// through a buffer that drops when full), so one subscriber cannot hold
+// up the others.
+// hdr and meta are the caller's scratch space.
+func (u *upTrack) receive(l *upLayer, pkt []byte, hdr *rtp.Header, meta *media.PacketMeta, ext extIDs) {
+	payload, ok := parsePacket(pkt, hdr, meta, u.mcodec, ext)
+	if !ok {
+		return
+	}
+	now := u.pub.sfu.now()
+	l.lastPacket.Store(now)
+	if len(payload) > 0 {
+		u.keyframeState(l, meta.Keyframe, now)
+		l.rate.Add(len(pkt), now)
+	}
+	if meta.Width > 0 {
+		l.width.Store(int32(meta.Width))
+		l.height.Store(int32(meta.Height))
+	}
+	if meta.HasAudioLevel && u.level != nil {
+		u.level.Observe(meta.AudioLevel)
+	}
+	if !l.cache.Put(payload, meta) {
+		return
+	}
+	if downs := u.downs.Load(); downs != nil && len(*downs) > 0 {
+		if b := u.pub.sfu.batch; b != nil {
+			b.begin()
+			defer b.end()
 		}
-		now := s.now()
-		l.lastPacket.Store(now)
-		if len(payload) > 0 {
-			u.keyframeState(l, meta.Keyframe, now)
-		}
-		if len(payload) > 0 {
-			l.rate.Add(n, now)
-		}
-		if meta.Width > 0 {
-			l.width.Store(int32(meta.Width))
-			l.height.Store(int32(meta.Height))
-		}
-		if meta.HasAudioLevel && u.level != nil {
-			u.level.Observe(meta.AudioLevel)
-		}
-		if !l.cache.Put(payload, &meta) {
-			continue
-		}
-		if downs := u.downs.Load(); downs != nil {
-			bit := uint32(1) << l.index
-			for _, d := range *downs {
-				if d.want.Load()&bit != 0 {
-					d.sub.enqueue(sendItem{dt: d, layer: int8(l.index), seq: meta.SequenceNumber})
-				}
+		bit := uint32(1) << l.index
+		for _, d := range *downs {
+			if d.want.Load()&bit != 0 {
+				d.forwardPacket(l.index, payload, meta)
 			}
 		}
 	}
@@ -348,8 +361,7 @@ func parsePacket(pkt []byte, hdr *rtp.Header, meta *media.PacketMeta, codec medi
 }
 
 // drainRTCP reads the RTCP a publisher sends for one layer (sender
-// reports), which pion's report interceptor needs read to build receiver
-// reports.
+// reports), which rxFeedback needs read to build receiver reports.
 func drainRTCP(recv *webrtc.RTPReceiver, rid string) {
 	buf := make([]byte, 1500)
 	for {

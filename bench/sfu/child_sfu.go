@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -29,6 +32,10 @@ type sfuChild struct {
 
 	mu sync.Mutex
 	ps map[string]*sfu.Participant
+	// snapshots counts the allocation profile snapshots written at
+	// "stats" (SFUBENCH_PROFILE): the difference of two consecutive ones
+	// is what one measurement window allocated.
+	snapshots int
 }
 
 func newSFUChild(io *childIO) (*sfuChild, error) {
@@ -38,7 +45,8 @@ func newSFUChild(io *childIO) (*sfuChild, error) {
 	}
 	reg := prometheus.NewRegistry()
 	s, err := sfu.New(sfu.Config{UDPMux: conn, AutoSubscribe: true, Registerer: reg,
-		InitialBitrate: benchBitrate, MinBitrate: benchBitrate, MaxBitrate: benchBitrate})
+		InitialBitrate: benchBitrate, MinBitrate: benchBitrate, MaxBitrate: benchBitrate,
+		MaxParticipantsPerConference: 1000}) // 1 -> 100 and more
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -76,12 +84,29 @@ func (c *sfuChild) handle(m msg) msg {
 		return msg{Op: "ok"}
 	case "stats":
 		st := snapshot()
+		if dir := os.Getenv(profileEnv); dir != "" {
+			c.mu.Lock()
+			c.snapshots++
+			n := c.snapshots
+			c.mu.Unlock()
+			writeAllocSnapshot(dir, n)
+		}
 		st.Resent = c.counter("switchboard_sfu_retransmitted_packets_total")
 		st.Forwarded = c.counter("switchboard_sfu_forwarded_packets_total") - st.Resent
 		st.Dropped = c.counter("switchboard_sfu_dropped_packets_total")
 		return msg{Op: "stats", Stats: &st}
+	case "mem":
+		return msg{Op: "mem", Stats: &stats{Heap: heapAfterGC()}}
 	}
 	return errMsg(fmt.Errorf("unknown op %q", m.Op))
+}
+
+// heapAfterGC is the heap in use once garbage is collected.
+func heapAfterGC() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }
 
 // counter reads one counter of the SFU's registry.
@@ -120,4 +145,17 @@ func snapshot() stats {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return stats{CPU: cpu, Mallocs: ms.Mallocs, NumGC: ms.NumGC, Goroutines: runtime.NumGoroutine()}
+}
+
+// writeAllocSnapshot writes the allocation profile so far as
+// allocs-sfu-<pid>-<n>.pprof in dir; `go tool pprof -sample_index=alloc_objects
+// -diff_base <n> <n+1>` shows one window's allocation sites.
+func writeAllocSnapshot(dir string, n int) {
+	runtime.GC() // the profile shows allocations up to the last GC
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("allocs-sfu-%d-%d.pprof", os.Getpid(), n)))
+	if err != nil {
+		return
+	}
+	_ = pprof.Lookup("allocs").WriteTo(f, 0)
+	_ = f.Close()
 }

@@ -15,6 +15,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -69,15 +70,22 @@ func run(w io.Writer, scs []scenario, o options) ([]row, error) {
 		streamPPS(), layerBitrates, forwardedPPS())
 	fmt.Fprintf(w, "window %v after %v warm-up per forwarder\n\n", o.duration, o.warmup)
 	var rows []row
+	var errs []error
 	for _, sc := range scs {
+		// A scenario that fails (on a loaded machine, traffic may not
+		// reach its rate) is reported; the others still run.
 		rw := row{sc: sc}
 		var err error
 		if rw.sfu, err = runSFU(sc, o); err != nil {
-			return rows, fmt.Errorf("%s, sfu: %w", sc.name, err)
+			errs = append(errs, fmt.Errorf("%s, sfu: %w", sc.name, err))
+			fmt.Fprintf(w, "%s, sfu: %v\n", sc.name, err)
+			continue
 		}
 		if o.reference {
 			if rw.ref, err = runRef(sc, o); err != nil {
-				return rows, fmt.Errorf("%s, reference: %w", sc.name, err)
+				errs = append(errs, fmt.Errorf("%s, reference: %w", sc.name, err))
+				fmt.Fprintf(w, "%s, reference: %v\n", sc.name, err)
+				continue
 			}
 			rw.hasRef = true
 		}
@@ -85,21 +93,25 @@ func run(w io.Writer, scs []scenario, o options) ([]row, error) {
 	}
 	printTable(w, rows)
 	fmt.Fprintf(w, "\nload average at end: %s\n", loadavg())
-	return rows, nil
+	return rows, errors.Join(errs...)
 }
 
 func printTable(w io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tforwarder\tin pkt/s\twant pkt/s\tfwd pkt/s\trecv pkt/s\tCPU %\tpkt/CPU-s\tallocs/pkt\tp50\tp99\tratio\trtx pkt/s\tdropped\tclients CPU %\tgoroutines after/before\t")
+	fmt.Fprintln(tw, "scenario\tforwarder\tin pkt/s\twant pkt/s\tfwd pkt/s\trecv pkt/s\tCPU %\tpkt/CPU-s\tallocs/pkt\tp50\tp99\tratio\trtx pkt/s\tdropped\tclients CPU %\tgoroutines after/before\tKB/participant\t")
 	for _, r := range rows {
 		line := func(res result, ratio string) {
 			cpuPct := 100 * res.cpu.Seconds() / res.window.Seconds()
 			clientPct := 100 * res.clientCPU.Seconds() / res.window.Seconds()
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.3f\t%s\t%s\t%s\t%.0f\t%d\t%.0f\t%d/%d\t\n",
+			mem := "-"
+			if res.heapPerParticipant != 0 {
+				mem = fmt.Sprintf("%.0f", res.heapPerParticipant/1024)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.3f\t%s\t%s\t%s\t%.0f\t%d\t%.0f\t%d/%d\t%s\t\n",
 				r.sc.name, res.forwarder, float64(res.sent)/res.window.Seconds(), r.sc.expectedPPS(), res.pps(),
 				float64(res.received)/res.window.Seconds(), cpuPct, res.perCPUSecond(), res.allocsPerPacket(),
 				fmtDur(res.p50), fmtDur(res.p99), ratio, float64(res.resent)/res.window.Seconds(), res.dropped, clientPct,
-				res.goroutinesAfter, res.goroutinesBefore)
+				res.goroutinesAfter, res.goroutinesBefore, mem)
 		}
 		ratio := "-"
 		if r.hasRef {
@@ -114,7 +126,8 @@ func printTable(w io.Writer, rows []row) {
 	fmt.Fprintln(w, "\nCPU % is the forwarder process's user+system time over the window (100 = one core);")
 	fmt.Fprintln(w, "fwd = first sends (NACK resends are rtx, not counted in fwd); dropped = packets dropped on full SFU send queues;")
 	fmt.Fprintln(w, "pkt/CPU-s = forwarded packets / forwarder CPU-seconds (its CPU includes any resends); ratio = sfu pkt/CPU-s / reference pkt/CPU-s;")
-	fmt.Fprintln(w, "p50/p99 = publisher write -> subscriber read, including the clients' own SRTP and pion stack on the sfu rows.")
+	fmt.Fprintln(w, "p50/p99 = publisher write -> subscriber read, including the clients' own SRTP and pion stack on the sfu rows;")
+	fmt.Fprintln(w, "KB/participant = the SFU's heap in use (after a collection) at the window's end minus before the first join, per participant.")
 }
 
 func fmtDur(d time.Duration) string {

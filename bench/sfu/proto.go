@@ -59,6 +59,8 @@ type stats struct {
 	Resent     uint64        `json:"resent"`    // NACK retransmissions, not in Forwarded
 	Dropped    uint64        `json:"dropped"`   // packets dropped on full queues
 	Goroutines int           `json:"goroutines"`
+	// Heap is the heap in use after a collection ("mem" reply only).
+	Heap uint64 `json:"heap,omitempty"`
 	// Baseline is the goroutine count before the forwarder started
 	// (close reply only).
 	Baseline int `json:"baseline,omitempty"`
@@ -191,6 +193,19 @@ func (c *child) stats() (stats, error) {
 		return stats{}, errors.New("sfubench: stats reply without stats")
 	}
 	return *r.Stats, nil
+}
+
+// heap asks the child for its heap in use after a garbage collection
+// (outside measurement windows: the collection costs CPU).
+func (c *child) heap() (uint64, error) {
+	r, err := c.call(msg{Op: "mem"})
+	if err != nil {
+		return 0, err
+	}
+	if r.Stats == nil {
+		return 0, errors.New("sfubench: mem reply without stats")
+	}
+	return r.Stats.Heap, nil
 }
 
 // close asks the child to shut down and waits for it; the reply carries

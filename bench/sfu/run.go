@@ -80,6 +80,10 @@ type result struct {
 	dropped   uint64
 	p50, p99  time.Duration
 	clientCPU time.Duration // the parent's (clients') CPU in the window
+	// heapPerParticipant is the forwarder's heap growth (after a
+	// collection) from before the first join to the end of the window,
+	// per participant, in bytes; 0 if not measured.
+	heapPerParticipant float64
 	// goroutines left in the child after shutdown, and before start.
 	goroutinesAfter, goroutinesBefore int
 }
@@ -183,6 +187,10 @@ func runSFU(sc scenario, o options) (res result, err error) {
 		}
 		res.goroutinesAfter, res.goroutinesBefore = st.Goroutines, st.Baseline
 	}()
+	heap0, err := ctl.heap()
+	if err != nil {
+		return result{}, err
+	}
 	rec := newRecorder()
 	for r := range sc.rooms {
 		conf := fmt.Sprintf("room%d", r)
@@ -213,7 +221,15 @@ func runSFU(sc scenario, o options) (res result, err error) {
 	}
 	res, err = measure(ctl, rec, sc, o, errs)
 	res.forwarder = "sfu"
-	return res, err
+	if err != nil {
+		return res, err
+	}
+	heap1, err := ctl.heap()
+	if err != nil {
+		return res, err
+	}
+	res.heapPerParticipant = (float64(heap1) - float64(heap0)) / float64(len(list))
+	return res, nil
 }
 
 // runRef runs sc against the reference forwarder with plain UDP clients.
