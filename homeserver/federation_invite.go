@@ -15,6 +15,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -42,27 +43,24 @@ func (f *federation) inviteRemote(ctx context.Context, roomID, sender, target, r
 		stripped []gomatrixserverlib.InviteStrippedState
 	)
 	err := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		w, err := f.s.openRoom(ctx, tx, roomID)
+		w, err := f.s.rooms.Open(ctx, tx, roomID)
 		if err != nil {
 			return err
 		}
 		key := target
-		if pdu, err = w.buildSigned(ctx, newEvent{Sender: sender, Type: spec.MRoomMember, StateKey: &key, Content: b}); err != nil {
+		if pdu, err = w.Build(ctx, rooms.Event{Sender: sender, Type: spec.MRoomMember, StateKey: &key, Content: b}); err != nil {
 			return err
 		}
-		room, ver = w.room, w.ver
-		for _, t := range inviteStateTypes {
-			if id, ok := w.state[storage.StateKey{Type: t}]; ok {
-				if p, err := w.pdu(ctx, id); err == nil {
-					stripped = append(stripped, gomatrixserverlib.NewInviteStrippedState(p))
-				}
-			}
-		}
-		if id, ok := w.state[storage.StateKey{Type: spec.MRoomMember, StateKey: sender}]; ok {
-			if p, err := w.pdu(ctx, id); err == nil {
+		room, ver = w.Room(), w.Version()
+		add := func(typ, stateKey string) {
+			if p, err := w.StateEvent(ctx, typ, stateKey); err == nil && p != nil {
 				stripped = append(stripped, gomatrixserverlib.NewInviteStrippedState(p))
 			}
 		}
+		for _, t := range inviteStateTypes {
+			add(t, "")
+		}
+		add(spec.MRoomMember, sender)
 		return nil
 	})
 	if err != nil {
@@ -87,8 +85,7 @@ func (f *federation) inviteRemote(ctx context.Context, roomID, sender, target, r
 		return errForbidden("the invite lacks the invitee's server signature: %v", err)
 	}
 	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		_, err := f.appendRemote(ctx, tx, cp)
-		return err
+		return f.appendChecked(ctx, tx, cp)
 	})
 }
 
@@ -124,11 +121,11 @@ func (f *federation) invite(c echo.Context) error {
 	if err := json.Unmarshal(fedContent(c), &req); err != nil {
 		return errBadJSON("%v", err)
 	}
-	if !supportedRoomVersions[req.RoomVersion] {
+	if !rooms.SupportedVersions[req.RoomVersion] {
 		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported", req.RoomVersion).withExtra("room_version", req.RoomVersion)
 	}
-	if len(req.Event) > maxEventBytes {
-		return errTooLarge("event is larger than %d bytes", maxEventBytes)
+	if len(req.Event) > rooms.MaxEventBytes {
+		return errTooLarge("event is larger than %d bytes", rooms.MaxEventBytes)
 	}
 	if err := checkCanonicalJSON(req.Event); err != nil {
 		return errBadJSON("%v", err)
@@ -200,7 +197,7 @@ const maxStrippedState = 50
 // checkStrippedState checks an invite's invite_room_state: at most
 // maxStrippedState canonical JSON objects, each a stripped state event
 // with string type, state_key and sender and an object content, each at
-// most maxEventBytes. It is shown to the invitee as the inviting server
+// most rooms.MaxEventBytes. It is shown to the invitee as the inviting server
 // sent it, so a malformed entry refuses the invite rather than reaching
 // clients.
 func checkStrippedState(entries []json.RawMessage) ([]json.RawMessage, error) {
@@ -208,8 +205,8 @@ func checkStrippedState(entries []json.RawMessage) ([]json.RawMessage, error) {
 		return nil, errTooLarge("at most %d invite_room_state events", maxStrippedState)
 	}
 	for i, e := range entries {
-		if len(e) > maxEventBytes {
-			return nil, errTooLarge("invite_room_state event %d is larger than %d bytes", i, maxEventBytes)
+		if len(e) > rooms.MaxEventBytes {
+			return nil, errTooLarge("invite_room_state event %d is larger than %d bytes", i, rooms.MaxEventBytes)
 		}
 		if err := checkCanonicalJSON(e); err != nil {
 			return nil, errBadJSON("invite_room_state event %d: %v", i, err)
@@ -278,9 +275,9 @@ func (f *federation) storeInviteStub(ctx context.Context, pdu gomatrixserverlib.
 		if err != nil {
 			return err
 		}
-		next := cloneState(current)
+		next := rooms.CloneState(current)
 		next[storage.StateKey{Type: spec.MRoomMember, StateKey: *pdu.StateKey()}] = pdu.EventID()
-		ev := eventRow(pdu, now)
+		ev := rooms.EventRow(pdu, now)
 		if len(stripped) > 0 {
 			ev.UnsignedExtra, _ = json.Marshal(map[string]any{"invite_room_state": stripped})
 		}
@@ -356,7 +353,7 @@ func (f *federation) leaveVia(ctx context.Context, roomID, userID, server string
 		return f.remoteError(ctx, server, "make_leave", err)
 	}
 	ver, err := gomatrixserverlib.GetRoomVersion(ml.RoomVersion)
-	if err != nil || !supportedRoomVersions[string(ml.RoomVersion)] {
+	if err != nil || !rooms.SupportedVersions[string(ml.RoomVersion)] {
 		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported by this server", plainText(string(ml.RoomVersion), 32))
 	}
 	proto := ml.LeaveEvent
@@ -384,10 +381,10 @@ func (f *federation) leaveVia(ctx context.Context, roomID, userID, server string
 		if err != nil {
 			return err
 		}
-		next := cloneState(current)
+		next := rooms.CloneState(current)
 		next[storage.StateKey{Type: spec.MRoomMember, StateKey: userID}] = leave.EventID()
 		_, err = tx.StoreRemoteEvent(ctx, storage.RemoteEvent{
-			Event: eventRow(leave, now), Before: current, BeforeID: room.CurrentSnapshot, Current: next,
+			Event: rooms.EventRow(leave, now), Before: current, BeforeID: room.CurrentSnapshot, Current: next,
 			Extremities: room.Extremities, Depth: room.Depth, Memberships: map[string]string{leave.EventID(): "leave"},
 		})
 		return err

@@ -12,55 +12,9 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
-
-// protoFor fills a proto event for ne on the room's current frontier and
-// state (prev_events, auth_events, depth), without signing or storing it.
-func (w *roomWriter) protoFor(ctx context.Context, ne newEvent) (*gomatrixserverlib.ProtoEvent, *gomatrixserverlib.AuthEvents, error) {
-	proto := &gomatrixserverlib.ProtoEvent{
-		SenderID:   ne.Sender,
-		RoomID:     w.room.RoomID,
-		Type:       ne.Type,
-		StateKey:   ne.StateKey,
-		PrevEvents: w.room.Extremities,
-		Depth:      w.room.Depth + 1,
-		Content:    spec.RawJSON(ne.Content),
-		Version:    w.ver,
-	}
-	if len(w.room.Extremities) == 0 {
-		proto.PrevEvents = []string{}
-	}
-	auth, err := w.authEvents(ctx, proto)
-	if err != nil {
-		return nil, nil, err
-	}
-	needed, _ := gomatrixserverlib.StateNeededForProtoEvent(proto)
-	refs, err := needed.AuthEventReferences(auth)
-	if err != nil {
-		return nil, nil, err
-	}
-	proto.AuthEvents = refs
-	return proto, auth, nil
-}
-
-// buildSigned builds and signs an event for ne with this server's key and
-// checks it against the current state, without storing it.
-func (w *roomWriter) buildSigned(ctx context.Context, ne newEvent) (gomatrixserverlib.PDU, error) {
-	proto, auth, err := w.protoFor(ctx, ne)
-	if err != nil {
-		return nil, err
-	}
-	pdu, err := w.ver.NewEventBuilderFromProtoEvent(proto).Build(w.s.cfg.Now(), spec.ServerName(w.s.cfg.ServerName),
-		gomatrixserverlib.KeyID(w.s.cfg.KeyID), w.s.cfg.SigningKey)
-	if err != nil {
-		return nil, errBadJSON("cannot build event: %v", err)
-	}
-	if err := gomatrixserverlib.Allowed(pdu, auth, userIDForSender); err != nil {
-		return nil, errForbidden("%v", err)
-	}
-	return pdu, nil
-}
 
 // serverInRoom reports whether a local user is joined to roomID.
 func (f *federation) serverInRoom(ctx context.Context, roomID string) (bool, error) {
@@ -125,15 +79,15 @@ func (f *federation) membershipTemplate(ctx context.Context, roomID, userID, mem
 	content, _ := json.Marshal(map[string]string{"membership": membership})
 	var proto *gomatrixserverlib.ProtoEvent
 	err := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		w, err := f.s.openRoom(ctx, tx, roomID)
+		w, err := f.s.rooms.Open(ctx, tx, roomID)
 		if err != nil {
 			return err
 		}
-		ne := newEvent{Sender: userID, Type: spec.MRoomMember, StateKey: &userID, Content: content}
-		if _, err := w.buildSigned(ctx, ne); err != nil {
+		ev := rooms.Event{Sender: userID, Type: spec.MRoomMember, StateKey: &userID, Content: content}
+		if _, err := w.Build(ctx, ev); err != nil {
 			return err
 		}
-		proto, _, err = w.protoFor(ctx, ne)
+		proto, err = w.Template(ctx, ev)
 		return err
 	})
 	return proto, err
@@ -251,7 +205,7 @@ func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverli
 	seen := map[string]bool{}
 	for _, e := range evs {
 		state = append(state, e.JSON)
-		p, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
+		p, err := rooms.Parse(ver, e)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -274,7 +228,7 @@ func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverli
 		frontier = nil
 		for _, e := range evs {
 			chain = append(chain, e.JSON)
-			p, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
+			p, err := rooms.Parse(ver, e)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -369,7 +323,7 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 	if err != nil {
 		return f.remoteError(ctx, server, "make_join", err)
 	}
-	if !supportedRoomVersions[string(mj.RoomVersion)] {
+	if !rooms.SupportedVersions[string(mj.RoomVersion)] {
 		// Spec: Client-Server API, "Other error codes": M_INCOMPATIBLE_ROOM_VERSION
 		// when joining a room whose version this server does not support.
 		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported by this server", plainText(string(mj.RoomVersion), 32)).withExtra("room_version", plainText(string(mj.RoomVersion), 32))
@@ -401,7 +355,7 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 	// Every state and auth event is signed and allowed by its auth events,
 	// and the join is allowed by the state (spec: "send_join" response).
 	noFetch := func(gomatrixserverlib.RoomVersion, []string) ([]gomatrixserverlib.PDU, error) { return nil, nil }
-	if _, err := gomatrixserverlib.CheckSendJoinResponse(ctx, mj.RoomVersion, &resp, f.keyRing, join, noFetch, userIDForSender); err != nil {
+	if _, err := gomatrixserverlib.CheckSendJoinResponse(ctx, mj.RoomVersion, &resp, f.keyRing, join, noFetch, rooms.UserIDForSender); err != nil {
 		return fmt.Errorf("%w: send_join response: %v", ErrBadPDU, err)
 	}
 	state, err := f.checkEvents(ctx, ver, roomID, resp.StateEvents)
@@ -431,7 +385,7 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 		return fmt.Errorf("%w: send_join state has no m.room.create", ErrBadPDU)
 	}
 	// The join itself must be allowed by the state we were given.
-	if err := (&pduLoader{m: map[string]gomatrixserverlib.PDU{}}).allowedByList(join, state); err != nil {
+	if err := rooms.AllowedByList(join, state); err != nil {
 		return fmt.Errorf("%w: join not allowed by the returned state: %v", ErrBadPDU, err)
 	}
 	memberships[join.EventID()] = "join"
@@ -442,49 +396,18 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 			return err
 		}
 		for _, p := range append(chain, state...) {
-			if err := tx.StoreOutlier(ctx, eventRow(p, now)); err != nil {
+			if err := tx.StoreOutlier(ctx, rooms.EventRow(p, now)); err != nil {
 				return err
 			}
 		}
-		current := cloneState(stateMap)
+		current := rooms.CloneState(stateMap)
 		current[storage.StateKey{Type: spec.MRoomMember, StateKey: userID}] = join.EventID()
 		_, err = tx.StoreRemoteEvent(ctx, storage.RemoteEvent{
-			Event: eventRow(join, now), Before: stateMap, Current: current,
+			Event: rooms.EventRow(join, now), Before: stateMap, Current: current,
 			Extremities: []string{join.EventID()}, Depth: join.Depth(), Memberships: memberships,
 		})
 		return err
 	})
-}
-
-// allowedByList checks pdu against the auth events found in events.
-func (l *pduLoader) allowedByList(pdu gomatrixserverlib.PDU, events []gomatrixserverlib.PDU) error {
-	needed := gomatrixserverlib.StateNeededForAuth([]gomatrixserverlib.PDU{pdu})
-	want := map[storage.StateKey]bool{}
-	for _, t := range needed.Tuples() {
-		want[storage.StateKey{Type: t.EventType, StateKey: t.StateKey}] = true
-	}
-	var auth []gomatrixserverlib.PDU
-	for _, e := range events {
-		if e.StateKey() != nil && want[storage.StateKey{Type: e.Type(), StateKey: *e.StateKey()}] {
-			auth = append(auth, e)
-		}
-	}
-	provider, err := gomatrixserverlib.NewAuthEvents(auth)
-	if err != nil {
-		return err
-	}
-	return gomatrixserverlib.Allowed(pdu, provider, userIDForSender)
-}
-
-// eventRow is the storage row of a PDU.
-func eventRow(p gomatrixserverlib.PDU, receivedMS int64) storage.Event {
-	var sk *string
-	if p.StateKey() != nil {
-		k := *p.StateKey()
-		sk = &k
-	}
-	return storage.Event{EventID: p.EventID(), RoomID: p.RoomID().String(), Type: p.Type(), StateKey: sk, Sender: string(p.SenderID()),
-		OriginTS: int64(p.OriginServerTS()), ReceivedTS: receivedMS, Depth: p.Depth(), JSON: p.JSON()}
 }
 
 // checkEvents parses and checks events received in bulk (send_join state
@@ -493,8 +416,8 @@ func (f *federation) checkEvents(ctx context.Context, ver gomatrixserverlib.IRoo
 	room := storage.Room{RoomID: roomID, Version: string(ver.Version())}
 	out := make([]gomatrixserverlib.PDU, 0, len(raws))
 	for _, raw := range raws {
-		if len(raw) > maxEventBytes {
-			return nil, fmt.Errorf("%w: event larger than %d bytes", ErrBadPDU, maxEventBytes)
+		if len(raw) > rooms.MaxEventBytes {
+			return nil, fmt.Errorf("%w: event larger than %d bytes", ErrBadPDU, rooms.MaxEventBytes)
 		}
 		if err := checkCanonicalJSON(raw); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -29,9 +30,9 @@ type Server struct {
 	typing   *typingTracker
 	presence *presenceTracker
 	inbox    serviceInbox
-	// statePDUs caches parsed state events for auth checks.
-	statePDUs pduCache
-	metrics   *metrics
+	// rooms appends events to rooms, local or remote (rooms/).
+	rooms   *rooms.Rooms
+	metrics *metrics
 	// fed is the server-server API (federation_*.go).
 	fed *federation
 	// push evaluates push rules and feeds push gateways (push_*.go).
@@ -108,6 +109,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if s.metrics, err = newMetrics(reg); err != nil {
 		db.Close()
 		return nil, err
+	}
+	s.rooms, err = rooms.New(rooms.Config{
+		ServerName: cfg.ServerName, KeyID: cfg.KeyID, SigningKey: cfg.SigningKey, Now: cfg.Now,
+		CheckJSON: checkCanonicalJSON, AfterAppend: s.afterAppend,
+	}, log)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	s.echo = s.newRouter()
 	if s.fed, err = newFederation(s); err != nil {

@@ -47,3 +47,7 @@ func (e *Error) Detail() string { return e.detail }
 func refuse(kind error, format string, args ...any) *Error {
 	return &Error{kind: kind, detail: fmt.Sprintf(format, args...)}
 }
+
+// Reject is a rejection (ErrRejected) found outside this package's own
+// steps: a remote event that the state a server served refuses.
+func Reject(format string, args ...any) error { return refuse(ErrRejected, format, args...) }
