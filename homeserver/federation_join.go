@@ -181,13 +181,13 @@ func (f *federation) sendMembership(c echo.Context, membership string) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{
-		"origin": f.s.cfg.ServerName, "state": state, "auth_chain": chain, "event": json.RawMessage(cp.pdu.JSON()), "members_omitted": false,
+		"origin": f.s.cfg.ServerName, "state": pduJSONs(state), "auth_chain": pduJSONs(chain), "event": json.RawMessage(cp.pdu.JSON()), "members_omitted": false,
 	})
 }
 
 // stateAndAuthChain returns the events of a snapshot and the auth chain of
-// those events and of extraAuth, as PDU JSON.
-func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverlib.IRoomVersion, snap int64, extraAuth []string) ([]json.RawMessage, []json.RawMessage, error) {
+// those events and of extraAuth.
+func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverlib.IRoomVersion, snap int64, extraAuth []string) ([]storage.Event, []storage.Event, error) {
 	st, err := f.s.db.Snapshot(ctx, snap)
 	if err != nil {
 		return nil, nil, err
@@ -196,23 +196,28 @@ func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverli
 	for _, id := range st {
 		ids = append(ids, id)
 	}
-	evs, err := f.s.db.Events(ctx, ids)
+	state, err := f.s.db.Events(ctx, ids)
 	if err != nil {
 		return nil, nil, err
 	}
-	state := make([]json.RawMessage, 0, len(evs))
-	var frontier []string
-	seen := map[string]bool{}
-	for _, e := range evs {
-		state = append(state, e.JSON)
-		p, err := rooms.Parse(ver, e)
-		if err != nil {
-			return nil, nil, err
+	authOf := func(evs []storage.Event) ([]string, error) {
+		var out []string
+		for _, e := range evs {
+			p, err := rooms.Parse(ver, e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p.AuthEventIDs()...)
 		}
-		frontier = append(frontier, p.AuthEventIDs()...)
+		return out, nil
+	}
+	frontier, err := authOf(state)
+	if err != nil {
+		return nil, nil, err
 	}
 	frontier = append(frontier, extraAuth...)
-	chain := []json.RawMessage{}
+	seen := map[string]bool{}
+	chain := []storage.Event{}
 	for len(frontier) > 0 {
 		var next []string
 		for _, id := range frontier {
@@ -225,17 +230,30 @@ func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverli
 		if err != nil {
 			return nil, nil, err
 		}
-		frontier = nil
-		for _, e := range evs {
-			chain = append(chain, e.JSON)
-			p, err := rooms.Parse(ver, e)
-			if err != nil {
-				return nil, nil, err
-			}
-			frontier = append(frontier, p.AuthEventIDs()...)
+		chain = append(chain, evs...)
+		if frontier, err = authOf(evs); err != nil {
+			return nil, nil, err
 		}
 	}
 	return state, chain, nil
+}
+
+// pduJSONs is the PDU JSON of stored events.
+func pduJSONs(evs []storage.Event) []json.RawMessage {
+	out := make([]json.RawMessage, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, e.JSON)
+	}
+	return out
+}
+
+// eventIDs is the event IDs of stored events.
+func eventIDs(evs []storage.Event) []string {
+	out := make([]string, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, e.EventID)
+	}
+	return out
 }
 
 // needsRemoteJoin reports whether joining roomID must go through another
@@ -328,7 +346,7 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 		// when joining a room whose version this server does not support.
 		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported by this server", plainText(string(mj.RoomVersion), 32)).withExtra("room_version", plainText(string(mj.RoomVersion), 32))
 	}
-	ver, err := gomatrixserverlib.GetRoomVersion(mj.RoomVersion)
+	ver, err := rooms.Version(string(mj.RoomVersion))
 	if err != nil {
 		return err
 	}
@@ -366,48 +384,9 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 	if err != nil {
 		return err
 	}
-	stateMap := storage.StateMap{}
-	memberships := map[string]string{}
-	var create gomatrixserverlib.PDU
-	for _, p := range state {
-		if p.StateKey() == nil {
-			return fmt.Errorf("%w: non-state event in send_join state", ErrBadPDU)
-		}
-		stateMap[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
-		if p.Type() == spec.MRoomMember {
-			memberships[p.EventID()], _ = p.Membership()
-		}
-		if p.Type() == spec.MRoomCreate && *p.StateKey() == "" {
-			create = p
-		}
-	}
-	if create == nil {
-		return fmt.Errorf("%w: send_join state has no m.room.create", ErrBadPDU)
-	}
-	// The join itself must be allowed by the state we were given.
-	if err := rooms.AllowedByList(join, state); err != nil {
-		return fmt.Errorf("%w: join not allowed by the returned state: %v", ErrBadPDU, err)
-	}
-	memberships[join.EventID()] = "join"
-	now := f.s.nowMS()
-	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		err := tx.CreateRoom(ctx, storage.Room{RoomID: roomID, Version: string(mj.RoomVersion), Creator: string(create.SenderID()), CreatedTS: int64(create.OriginServerTS())})
-		if err != nil && !errors.Is(err, storage.ErrExists) {
-			return err
-		}
-		for _, p := range append(chain, state...) {
-			if err := tx.StoreOutlier(ctx, rooms.EventRow(p, now)); err != nil {
-				return err
-			}
-		}
-		current := rooms.CloneState(stateMap)
-		current[storage.StateKey{Type: spec.MRoomMember, StateKey: userID}] = join.EventID()
-		_, err = tx.StoreRemoteEvent(ctx, storage.RemoteEvent{
-			Event: rooms.EventRow(join, now), Before: stateMap, Current: current,
-			Extremities: []string{join.EventID()}, Depth: join.Depth(), Memberships: memberships,
-		})
-		return err
-	})
+	return pduRefusal(f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		return f.s.rooms.AppendJoin(ctx, tx, string(mj.RoomVersion), join, state, chain)
+	}))
 }
 
 // checkEvents parses and checks events received in bulk (send_join state
@@ -416,16 +395,10 @@ func (f *federation) checkEvents(ctx context.Context, ver gomatrixserverlib.IRoo
 	room := storage.Room{RoomID: roomID, Version: string(ver.Version())}
 	out := make([]gomatrixserverlib.PDU, 0, len(raws))
 	for _, raw := range raws {
-		if len(raw) > rooms.MaxEventBytes {
-			return nil, fmt.Errorf("%w: event larger than %d bytes", ErrBadPDU, rooms.MaxEventBytes)
+		if err := f.s.rooms.CheckFormat(raw); err != nil {
+			return nil, pduRefusal(err)
 		}
-		if err := checkCanonicalJSON(raw); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
-		}
-		if err := sameWhenReparsed(raw); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
-		}
-		cp, err := f.checkPDUInVersion(ctx, raw, room, true)
+		cp, err := f.checkReceived(ctx, raw, room, arrivedPushed, true)
 		if err != nil {
 			return nil, err
 		}

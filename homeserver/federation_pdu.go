@@ -26,58 +26,30 @@ type checkedPDU struct {
 	ver  gomatrixserverlib.IRoomVersion
 }
 
-// pduRoomID reads room_id from a raw PDU.
-func pduRoomID(raw []byte) (string, error) {
-	var h struct {
-		RoomID string `json:"room_id"`
-	}
-	if err := json.Unmarshal(raw, &h); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadPDU, err)
-	}
-	if h.RoomID == "" {
-		return "", fmt.Errorf("%w: no room_id", ErrBadPDU)
-	}
-	return h.RoomID, nil
-}
+// arrival says how a PDU reached us (rooms.Pushed or rooms.Pulled).
+type arrival = rooms.Arrival
 
-// checkPDU runs the spec's checks on a received PDU that need no state
-// (Server-Server API, "Checks performed on receipt of a PDU", 1–3): it is
-// at most 65,536 bytes of canonical JSON (integers only, within ±2^53),
-// of the room wantRoom (when given), which we know; its content hash
-// matches; and the sender's server signed it.
+const (
+	arrivedPushed = rooms.Pushed
+	arrivedPulled = rooms.Pulled
+)
+
+// checkPDU runs steps 1–3 of the spec's checks on a PDU pushed to us
+// (Server-Server API, "Checks performed on receipt of a PDU"; the checks
+// are rooms', receive.go): format, content hash, signatures, and that it
+// is of the room wantRoom (when given), which we know.
 func (f *federation) checkPDU(ctx context.Context, raw []byte, wantRoom string) (*checkedPDU, error) {
 	return f.checkArrived(ctx, raw, wantRoom, arrivedPushed)
 }
 
-// arrival says how a PDU reached us.
-type arrival int
-
-const (
-	// arrivedPushed: sent by its origin (/send, send_join, send_leave):
-	// the origin's own new event, so a content hash mismatch is forgery.
-	arrivedPushed arrival = iota
-	// arrivedPulled: history we asked a server for (get_missing_events,
-	// /event, /state, /state_ids, /backfill). Servers serve redacted
-	// events in redacted form, so a content hash mismatch is not refused:
-	// the event is kept redacted, its signatures still checked (spec:
-	// Server-Server API, "Checks performed on receipt of a PDU", 3).
-	arrivedPulled
-)
-
 // checkArrived is checkPDU for a PDU that arrived how.
 func (f *federation) checkArrived(ctx context.Context, raw []byte, wantRoom string, how arrival) (*checkedPDU, error) {
-	if len(raw) > rooms.MaxEventBytes {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrBadPDU, rooms.MaxEventBytes)
+	if err := f.s.rooms.CheckFormat(raw); err != nil {
+		return nil, pduRefusal(err)
 	}
-	if err := checkCanonicalJSON(raw); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
-	}
-	if err := sameWhenReparsed(raw); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
-	}
-	roomID, err := pduRoomID(raw)
+	roomID, err := rooms.RoomOf(raw)
 	if err != nil {
-		return nil, err
+		return nil, pduRefusal(err)
 	}
 	if wantRoom != "" && roomID != wantRoom {
 		return nil, fmt.Errorf("%w: event is for room %s, not %s", ErrBadPDU, roomID, wantRoom)
@@ -89,59 +61,26 @@ func (f *federation) checkArrived(ctx context.Context, raw []byte, wantRoom stri
 	if err != nil {
 		return nil, err
 	}
-	return f.parsePDU(ctx, raw, room, true, how)
+	return f.checkReceived(ctx, raw, room, how, true)
 }
 
-// checkPDUInVersion parses raw in room's version and checks its hash and,
+// checkReceived parses raw in room's version and checks its hash and,
 // with verifySigs, its signatures (an invite's, for instance, is checked
 // before the invitee's server signed it).
-func (f *federation) checkPDUInVersion(ctx context.Context, raw []byte, room storage.Room, verifySigs bool) (*checkedPDU, error) {
-	return f.parsePDU(ctx, raw, room, verifySigs, arrivedPushed)
-}
-
-func (f *federation) parsePDU(ctx context.Context, raw []byte, room storage.Room, verifySigs bool, how arrival) (*checkedPDU, error) {
-	ver, err := rooms.Version(room.Version)
+func (f *federation) checkReceived(ctx context.Context, raw []byte, room storage.Room, how arrival, verifySigs bool) (*checkedPDU, error) {
+	var keys gomatrixserverlib.JSONVerifier
+	if verifySigs {
+		keys = f.keyRing
+	}
+	pdu, ver, err := f.s.rooms.CheckReceived(ctx, raw, room, how, keys)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadPDU, err)
-	}
-	pdu, err := ver.NewEventFromUntrustedJSON(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
-	}
-	// From here on the event has an ID, which /send's answer names.
-	if pdu.Redacted() && how == arrivedPushed {
-		// The library redacts an event whose content hash does not match.
-		return nil, &badPDU{pdu.EventID(), fmt.Errorf("%w: content hash mismatch", ErrBadPDU)}
-	}
-	if pdu.RoomID().String() != room.RoomID {
-		return nil, &badPDU{pdu.EventID(), fmt.Errorf("%w: room mismatch", ErrBadPDU)}
-	}
-	if !verifySigs {
-		return &checkedPDU{pdu: pdu, room: room, ver: ver}, nil
-	}
-	if err := gomatrixserverlib.VerifyEventSignatures(ctx, pdu, f.keyRing, rooms.UserIDForSender); err != nil {
-		return nil, &badPDU{pdu.EventID(), fmt.Errorf("%w: signatures: %v", ErrBadPDU, err)}
+		return nil, pduRefusal(err)
 	}
 	return &checkedPDU{pdu: pdu, room: room, ver: ver}, nil
 }
 
-// badPDU is a refusal of a PDU that parsed far enough to have an event ID.
-type badPDU struct {
-	eventID string
-	err     error
-}
-
-func (b *badPDU) Error() string { return b.err.Error() }
-func (b *badPDU) Unwrap() error { return b.err }
-
 // refusedID is the event ID a refusal names, "" if the PDU had none.
-func refusedID(err error) string {
-	var b *badPDU
-	if errors.As(err, &b) {
-		return b.eventID
-	}
-	return ""
-}
+func refusedID(err error) string { return rooms.RefusedID(err) }
 
 // receivePDU checks a PDU and adds it to its room's timeline. When prev
 // events are missing and origin is known, a pushed PDU's gap is first

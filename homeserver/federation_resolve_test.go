@@ -142,7 +142,7 @@ func FuzzInboundPDU(f *testing.F) {
 		if len(raw) > rooms.MaxEventBytes || checkCanonicalJSON(raw) != nil {
 			return
 		}
-		roomID, err := pduRoomID(raw)
+		roomID, err := rooms.RoomOf(raw)
 		if err != nil {
 			return
 		}

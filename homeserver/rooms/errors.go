@@ -34,6 +34,9 @@ var (
 type Error struct {
 	kind   error
 	detail string
+	// eventID names the refused event when it parsed far enough to have
+	// one ("" otherwise).
+	eventID string
 }
 
 func (e *Error) Error() string { return e.kind.Error() + ": " + e.detail }
@@ -43,6 +46,25 @@ func (e *Error) Unwrap() error { return e.kind }
 
 // Detail is the message without the package prefix: what a client reads.
 func (e *Error) Detail() string { return e.detail }
+
+// EventID is the ID of the refused event, "" when it had none yet (a
+// PDU refused before it parsed).
+func (e *Error) EventID() string { return e.eventID }
+
+// RefusedID is the event ID that a refusal in err's chain names, or "".
+func RefusedID(err error) string {
+	var re *Error
+	if errors.As(err, &re) {
+		return re.eventID
+	}
+	return ""
+}
+
+func refuseEvent(eventID string, kind error, format string, args ...any) *Error {
+	e := refuse(kind, format, args...)
+	e.eventID = eventID
+	return e
+}
 
 func refuse(kind error, format string, args ...any) *Error {
 	return &Error{kind: kind, detail: fmt.Sprintf(format, args...)}
