@@ -18,15 +18,16 @@
 // Spec: Server-Server API, "Checks performed on receipt of a PDU". The
 // steps, and where each lives:
 //
-//  1. Format: a valid event, at most 65,536 bytes of canonical JSON —
-//     homeserver/federation_pdu.go checkArrived (transport side, until
-//     federation moves out of the homeserver package).
-//  2. Signatures of the sending servers — homeserver/federation_pdu.go
-//     parsePDU (it fetches keys: transport).
-//  3. Content hash (else the event is kept redacted, or refused when
-//     pushed by its origin) — homeserver/federation_pdu.go parsePDU.
+//  1. Format: at most 65,536 bytes of canonical JSON that every parser
+//     reads the same, a valid event of the room's version —
+//     receive.go Rooms.CheckFormat, Rooms.CheckReceived.
+//  2. Signatures of the sending servers — receive.go Rooms.CheckReceived
+//     (the key fetching behind its JSONVerifier is the federation's).
+//  3. Content hash: a pushed event that fails it is refused, a pulled one
+//     kept redacted — receive.go Rooms.CheckReceived.
 //  4. Auth against the event's own auth events, which must be known and
-//     not rejected — auth.go Writer.AllowedByOwnAuth (also Loader).
+//     not rejected — auth.go Loader.AllowedByOwnAuth (Loader.StoreOutliers
+//     for fetched events).
 //  5. Auth against the state before the event, computed from its prev
 //     events (resolved when they fork) — remote.go Writer.AppendRemote,
 //     resolve.go Loader.Resolve, auth.go Loader.AuthAgainst. A failure at
@@ -34,6 +35,12 @@
 //  6. Soft failure: auth against the room's current state — softfail.go
 //     Writer.softFailed; a soft-failed event is stored as an outlier
 //     outside the timeline.
+//
+// The federation code (still in package homeserver) fetches: it asks for
+// missing prev events, the state at them and history, and hands each PDU
+// to these steps. Events known only from another server's answer are
+// stored by outofband.go (the send_join state, invites to rooms we are
+// not in).
 //
 // Local events take the same path from the other side: local.go builds
 // the event on the room's frontier, picks its auth events from the
