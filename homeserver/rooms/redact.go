@@ -17,6 +17,23 @@ import (
 // its target only once the target is known and only if the two senders
 // share a server or the redacter has the redact power level).
 
+// redactsOf is the target of a redaction: from room version 11 on it is
+// content.redacts (spec: Room Version 11, "Moving the redacts key"); the
+// library reads only the top-level key, which older versions use and
+// which servers may still send alongside.
+func redactsOf(p gomatrixserverlib.PDU) string {
+	if r := p.Redacts(); r != "" {
+		return r
+	}
+	var c struct {
+		Redacts string `json:"redacts"`
+	}
+	if p.Type() == spec.MRoomRedaction && json.Unmarshal(p.Content(), &c) == nil {
+		return c.Redacts
+	}
+	return ""
+}
+
 // mayRedact reports whether redacter may redact an event of targetSender
 // by the power levels of state. A client of ours may redact its own
 // events without power; another server's redaction may also redact
@@ -103,9 +120,13 @@ func (w *Writer) storeRedacted(ctx context.Context, target storage.Event, redact
 // that arrived only now. before is the state before pdu.
 func (w *Writer) applyRemoteRedactions(ctx context.Context, pdu gomatrixserverlib.PDU, before storage.StateMap) error {
 	if pdu.Type() == spec.MRoomRedaction {
-		target, err := w.tx.Event(ctx, pdu.Redacts())
+		targetID := redactsOf(pdu)
+		if targetID == "" {
+			return nil
+		}
+		target, err := w.tx.Event(ctx, targetID)
 		if errors.Is(err, storage.ErrNotFound) {
-			return w.tx.AddPendingRedaction(ctx, pdu.Redacts(), pdu.EventID())
+			return w.tx.AddPendingRedaction(ctx, targetID, pdu.EventID())
 		}
 		if err != nil || target.RoomID != pdu.RoomID().String() || target.RedactedBy != "" {
 			return err
@@ -122,7 +143,7 @@ func (w *Writer) applyRemoteRedactions(ctx context.Context, pdu gomatrixserverli
 	}
 	for _, r := range redactions {
 		rp, err := w.l.PDU(ctx, r.EventID)
-		if err != nil || rp.Redacts() != pdu.EventID() || r.RoomID != pdu.RoomID().String() {
+		if err != nil || redactsOf(rp) != pdu.EventID() || r.RoomID != pdu.RoomID().String() {
 			continue
 		}
 		target, err := w.tx.Event(ctx, pdu.EventID())
