@@ -105,6 +105,11 @@ func (s *Server) renderError(err error, c echo.Context) {
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 		c.Response().WriteHeader(statusClientClosed)
 		return
+	case storage.IsFull(err):
+		// The operator must act (free space); the client retries.
+		s.log.Error("database disk full: writes are refused until space is freed", "err", err, "path", c.Path(),
+			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+		me = errDiskFull()
 	case storage.IsUnavailable(err):
 		s.log.Warn("database unavailable", "err", err, "path", c.Path(), "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 		me = errDatabaseUnavailable()

@@ -18,3 +18,12 @@ func errDatabaseUnavailable() *MatrixError {
 	e.RetryAfterMS = databaseRetryAfter.Milliseconds()
 	return e
 }
+
+// errDiskFull is the answer to a write the database could not keep
+// because its disk is full: 503 with Retry-After, as for an unreachable
+// database; nothing was written.
+func errDiskFull() *MatrixError {
+	e := merr(http.StatusServiceUnavailable, "M_UNKNOWN", "the server's disk is full; retry later")
+	e.RetryAfterMS = databaseRetryAfter.Milliseconds()
+	return e
+}

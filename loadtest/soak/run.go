@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -131,6 +132,12 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	}
 	res.Baseline = prev
 	say("baseline: %s", describe(res.Baseline))
+	heap := func(name string) {
+		if err := saveHeapProfile(ctx, smp.hc, m.a.proc.MetricsURL(), filepath.Join(cfg.out, name)); err != nil {
+			say("heap profile %s: %v", name, err)
+		}
+	}
+	heap("heap-start.pb.gz")
 
 	smp.setPhase("load")
 	sctx, stopSampling := context.WithCancel(ctx)
@@ -145,6 +152,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	m.load(loadCtx)
 	stopLoad()
 	res.LoadEnd = time.Since(smp.start).Seconds()
+	heap("heap-load-end.pb.gz")
 	say("load stopped; checking delivery")
 	smp.setPhase("drain")
 	res.Undelivered = m.awaitDelivery(ctx, 30*time.Second)
@@ -169,6 +177,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 		return nil, err
 	}
 	res.Final = final
+	heap("heap-settled.pb.gz")
 	res.Samples = smp.snapshot()
 	res.ScrapeErrs = smp.errs
 
@@ -425,4 +434,31 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// saveHeapProfile writes server A's heap profile (/debug/pprof/heap, after
+// a garbage collection) to path: compare two with
+// `go tool pprof -base heap-start.pb.gz heap-settled.pb.gz`.
+func saveHeapProfile(ctx context.Context, hc *http.Client, metricsURL, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: /debug/pprof/heap answered %s", ErrScrape, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -37,10 +37,14 @@ func freePort() (int, error) {
 }
 
 // federationConfig lets the two loopback servers talk to each other:
-// self-signed certificates and loopback peers are refused by default.
+// self-signed certificates and loopback peers are refused by default. The
+// metrics listener (loopback) also serves Go profiles, so that the soak
+// can keep heap profiles beside its samples.
 const federationConfig = `federation:
   skip_tls_verify: true
   allow_cidrs: ["127.0.0.0/8"]
+metrics:
+  pprof: true
 `
 
 // startServer runs `switchboard serve --dev` with a federation-reachable

@@ -50,6 +50,12 @@ type Options struct {
 	Log io.Writer
 	// StartTimeout bounds the wait for --addr-file. Default 60 s.
 	StartTimeout time.Duration
+	// Wrap, when set, is a command the server runs under: the process
+	// started is Wrap followed by the binary and its arguments (unshare,
+	// to give the server a mount namespace of its own). The wrapper must
+	// exec the binary, so that its process ID and signals are the
+	// server's.
+	Wrap []string
 }
 
 // Process is a running `switchboard serve --dev` child.
@@ -97,7 +103,8 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		args = append(args, "--database", o.Database)
 	}
 	args = append(args, o.Args...)
-	cmd := exec.Command(o.Bin, args...)
+	argv := append(append(append([]string{}, o.Wrap...), o.Bin), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = o.DataDir
 	cmd.Stdout = io.Discard // the --dev banner; the log is on stderr
 	cmd.Stderr = o.Log
