@@ -7,9 +7,10 @@
 // turns a stored row into a PDU (Loader, Parse).
 //
 // rooms speaks Go, not HTTP: it imports no echo and no net/http, and not
-// the homeserver package. What it needs of its caller comes in Config as
-// plain values (server name, signing key and key ID, a clock, a logger, a
-// JSON check, a hook run after each append). Refusals are the typed errors
+// the homeserver package (imports_test.go holds it to that). What it
+// needs of its caller comes as plain values: Config (server name, signing
+// key and key ID, a clock, a JSON check, a hook run inside the write after
+// each append) and a logger, both given to New. Refusals are the typed errors
 // of errors.go (ErrForbidden, ErrNotFound, ErrUnsupportedVersion,
 // ErrBadEvent, ErrTooLarge, ErrMissingParam, ErrRejected), wrapped with
 // detail; the homeserver's HTTP edge turns them into Matrix errcodes in
