@@ -123,7 +123,7 @@ func (f *federation) fetchEvents(ctx context.Context, server spec.ServerName, ro
 	}
 	out := make([]gomatrixserverlib.PDU, 0, len(ids))
 	for _, raw := range raws {
-		cp, err := f.checkArrived(ctx, raw, room.RoomID, arrivedPulled)
+		cp, err := f.checkArrived(ctx, raw, room.RoomID, rooms.Pulled)
 		if err != nil {
 			// Junk beside what we asked for spoils nothing else; a
 			// requested event that fails is missing below.
@@ -243,7 +243,7 @@ func (f *federation) backfillFrom(ctx context.Context, server spec.ServerName, r
 	var ver gomatrixserverlib.IRoomVersion
 	inBatch := map[string]bool{}
 	for _, raw := range txn.PDUs {
-		cp, err := f.checkArrived(ctx, raw, room.RoomID, arrivedPulled)
+		cp, err := f.checkArrived(ctx, raw, room.RoomID, rooms.Pulled)
 		if err != nil {
 			f.log.Info("backfilled PDU refused", "server", server, "room_id", room.RoomID, "err", err)
 			continue

@@ -71,7 +71,7 @@ func (f *federation) inviteRemote(ctx context.Context, roomID, sender, target, r
 	if err != nil {
 		return f.remoteError(ctx, serverOf(target), "invite", err)
 	}
-	cp, err := f.checkReceived(ctx, resp.Event, room, arrivedPushed, true)
+	cp, err := f.checkReceived(ctx, resp.Event, room, rooms.Pushed, true)
 	if err != nil {
 		return errForbidden("the invitee's server returned a bad invite: %v", err)
 	}
@@ -124,7 +124,7 @@ func (f *federation) invite(c echo.Context) error {
 	if err := f.s.rooms.CheckFormat(req.Event); err != nil {
 		return err
 	}
-	cp, err := f.checkReceived(ctx, req.Event, storage.Room{RoomID: roomID, Version: req.RoomVersion}, arrivedPushed, false)
+	cp, err := f.checkReceived(ctx, req.Event, storage.Room{RoomID: roomID, Version: req.RoomVersion}, rooms.Pushed, false)
 	if err != nil {
 		return errBadJSON("%v", err)
 	}

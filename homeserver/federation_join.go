@@ -398,7 +398,7 @@ func (f *federation) checkEvents(ctx context.Context, ver gomatrixserverlib.IRoo
 		if err := f.s.rooms.CheckFormat(raw); err != nil {
 			return nil, pduRefusal(err)
 		}
-		cp, err := f.checkReceived(ctx, raw, room, arrivedPushed, true)
+		cp, err := f.checkReceived(ctx, raw, room, rooms.Pushed, true)
 		if err != nil {
 			return nil, err
 		}

@@ -26,24 +26,16 @@ type checkedPDU struct {
 	ver  gomatrixserverlib.IRoomVersion
 }
 
-// arrival says how a PDU reached us (rooms.Pushed or rooms.Pulled).
-type arrival = rooms.Arrival
-
-const (
-	arrivedPushed = rooms.Pushed
-	arrivedPulled = rooms.Pulled
-)
-
 // checkPDU runs steps 1–3 of the spec's checks on a PDU pushed to us
 // (Server-Server API, "Checks performed on receipt of a PDU"; the checks
 // are rooms', receive.go): format, content hash, signatures, and that it
 // is of the room wantRoom (when given), which we know.
 func (f *federation) checkPDU(ctx context.Context, raw []byte, wantRoom string) (*checkedPDU, error) {
-	return f.checkArrived(ctx, raw, wantRoom, arrivedPushed)
+	return f.checkArrived(ctx, raw, wantRoom, rooms.Pushed)
 }
 
 // checkArrived is checkPDU for a PDU that arrived how.
-func (f *federation) checkArrived(ctx context.Context, raw []byte, wantRoom string, how arrival) (*checkedPDU, error) {
+func (f *federation) checkArrived(ctx context.Context, raw []byte, wantRoom string, how rooms.Arrival) (*checkedPDU, error) {
 	if err := f.s.rooms.CheckFormat(raw); err != nil {
 		return nil, pduRefusal(err)
 	}
@@ -67,7 +59,7 @@ func (f *federation) checkArrived(ctx context.Context, raw []byte, wantRoom stri
 // checkReceived parses raw in room's version and checks its hash and,
 // with verifySigs, its signatures (an invite's, for instance, is checked
 // before the invitee's server signed it).
-func (f *federation) checkReceived(ctx context.Context, raw []byte, room storage.Room, how arrival, verifySigs bool) (*checkedPDU, error) {
+func (f *federation) checkReceived(ctx context.Context, raw []byte, room storage.Room, how rooms.Arrival, verifySigs bool) (*checkedPDU, error) {
 	var keys gomatrixserverlib.JSONVerifier
 	if verifySigs {
 		keys = f.keyRing
@@ -87,7 +79,7 @@ func refusedID(err error) string { return rooms.RefusedID(err) }
 // asked for with get_missing_events; prev events still missing then are
 // fetched with the state at them (fillPrevState). A PDU already stored
 // is accepted again.
-func (f *federation) receivePDU(ctx context.Context, origin string, raw []byte, wantRoom string, how arrival) (string, error) {
+func (f *federation) receivePDU(ctx context.Context, origin string, raw []byte, wantRoom string, how rooms.Arrival) (string, error) {
 	cp, err := f.checkArrived(ctx, raw, wantRoom, how)
 	if err != nil {
 		return refusedID(err), err
@@ -104,7 +96,7 @@ func (f *federation) receivePDU(ctx context.Context, origin string, raw []byte, 
 		if err != nil {
 			return id, err
 		}
-		if len(missing) > 0 && how == arrivedPushed {
+		if len(missing) > 0 && how == rooms.Pushed {
 			f.fetchMissing(ctx, origin, cp)
 			if missing, err = f.unknownEvents(ctx, missing); err != nil {
 				return id, err
@@ -180,7 +172,7 @@ func (f *federation) fetchMissing(ctx context.Context, origin string, cp *checke
 	}
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].depth < evs[j].depth })
 	for _, e := range evs {
-		if _, err := f.receivePDU(ctx, origin, e.raw, room.RoomID, arrivedPulled); err != nil {
+		if _, err := f.receivePDU(ctx, origin, e.raw, room.RoomID, rooms.Pulled); err != nil {
 			f.log.Info("missing event refused", "origin", origin, "room_id", room.RoomID, "err", err)
 		}
 	}

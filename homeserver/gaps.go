@@ -193,7 +193,7 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 		var next []string
 		var fresh []gomatrixserverlib.PDU
 		for _, raw := range txn.PDUs {
-			cp, err := f.checkArrived(ctx, raw, room.RoomID, arrivedPulled)
+			cp, err := f.checkArrived(ctx, raw, room.RoomID, rooms.Pulled)
 			if err != nil {
 				f.log.Info("gap PDU refused", "server", server, "room_id", room.RoomID, "err", err)
 				continue
