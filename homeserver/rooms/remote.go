@@ -13,7 +13,8 @@ import (
 type Outcome int
 
 const (
-	// Known: the event was stored already; nothing changed.
+	// Known: the event was stored already, or it was refused (with an
+	// error); nothing changed.
 	Known Outcome = iota
 	// Stored: the event joined the room's timeline.
 	Stored
