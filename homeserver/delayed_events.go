@@ -103,8 +103,9 @@ func (s *Server) scheduleDelayed(c echo.Context, evType string, stateKey *string
 		return err
 	}
 	if evType == spec.MRoomRedaction {
-		// A redaction is applied as it is sent (roomevents.go); a delayed
-		// one would be stored without being applied.
+		// A redaction is checked against its target when it is sent
+		// (rooms/redact.go); the target may be gone or changed by the
+		// time a delayed one would be sent.
 		return errInvalidParam("redactions cannot be delayed")
 	}
 	content, err := readContent(c)
