@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/switchboard-chat/switchboard/internal/clock"
 )
 
 // rawResp is an HTTP answer read without a Matrix client, to check exact
@@ -111,22 +112,6 @@ func (ts *testServer) login(t *testing.T, localpart, deviceID, name string) *mau
 	return cli
 }
 
-// testClock is a settable clock for Config.Now.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock { return &testClock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// newTestClock returns a fake clock (internal/clock) for Config.Clock or
+// Config.Now.
+func newTestClock() *clock.Fake { return clock.NewFake(time.Unix(1_800_000_000, 0)) }

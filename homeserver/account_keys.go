@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
+	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 )
 
 // End-to-end encryption key endpoints (spec: Client-Server API, "End-to-End
@@ -299,23 +300,23 @@ func (s *Server) keysChanges(c echo.Context) error {
 	if fromTok == "" {
 		return errMissingParam("from is required")
 	}
-	from, ok := parseSyncToken(fromTok)
-	if !ok {
+	from, err := hsync.ParseToken(fromTok)
+	if err != nil {
 		return errInvalidParam("from is not a sync token")
 	}
 	ctx := c.Request().Context()
-	to := syncToken{}
+	var to hsync.Token
 	if toTok == "" {
 		pos, err := s.db.MaxPos(ctx)
 		if err != nil {
 			return err
 		}
-		to.pos = pos
-	} else if to, ok = parseSyncToken(toTok); !ok {
+		to.Set(hsync.StreamDeviceLists, pos)
+	} else if to, err = hsync.ParseToken(toTok); err != nil {
 		return errInvalidParam("to is not a sync token")
 	}
 	me := device(c).UserID
-	changed, err := s.db.DeviceListChangesBetween(ctx, from.pos, to.pos)
+	changed, err := s.db.DeviceListChangesBetween(ctx, from.Get(hsync.StreamDeviceLists), to.Get(hsync.StreamDeviceLists))
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,9 @@ import (
 	"crypto/ed25519"
 	"net"
 	"time"
+
+	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
+	"github.com/switchboard-chat/switchboard/internal/clock"
 )
 
 // Registration modes for Config.Registration.
@@ -56,8 +59,20 @@ type Config struct {
 	// delayed and sticky events (rtc_discovery.go). Zero value: on, with
 	// defaults.
 	RTC RTCConfig
-	// Now is the clock. Default time.Now.
+	// Clock is the time source of sync timeouts, typing, presence and
+	// rate limits (internal/clock). Default: the wall clock, or, when only
+	// Now is set, Now with the wall clock's timers.
+	Clock clock.Clock
+	// Now is the current time. Default Clock.Now; New sets it to
+	// Clock.Now when Clock is given, so the two never disagree.
 	Now func() time.Time
+	// Notifier wakes /sync long-polls after each commit (homeserver/sync).
+	// Default: hsync.NewLocalNotifier, one process; a cluster passes one
+	// that carries commits between processes. New calls its Start.
+	Notifier hsync.Notifier
+	// Ephemeral holds typing and presence. Default: in memory
+	// (hsync.NewLocalEphemeral on Clock).
+	Ephemeral hsync.Ephemeral
 }
 
 // PushConfig configures outbound requests to push gateways.

@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // delayedRoom makes a room of alice's with bob joined and returns its ID.
@@ -103,7 +104,7 @@ func TestDelayedEvents(t *testing.T) {
 		}
 		clk.Advance(2 * time.Second)
 		ts.delayed.poke()
-		eventually(t, "delayed leave sent", func() bool {
+		testkit.Eventually(t, 20*time.Second, "delayed leave sent", func() bool {
 			return ts.stateContent(t, bob.AccessToken, room, "org.matrix.msc3401.call.member", key) == "{}"
 		})
 		if ids := ts.delayedIDs(t, bob.AccessToken); len(ids) != 0 {
@@ -200,7 +201,7 @@ func TestDelayedStateSuperseded(t *testing.T) {
 	}
 	clk.Advance(6 * time.Second)
 	ts.delayed.poke()
-	eventually(t, "delayed name sent", func() bool {
+	testkit.Eventually(t, 20*time.Second, "delayed name sent", func() bool {
 		return ts.stateContent(t, alice.AccessToken, room, "m.room.name", "") == `{"name":"kept"}`
 	})
 	if c := ts.stateContent(t, alice.AccessToken, room, "m.room.topic", ""); c != `{"topic":"bob"}` {
@@ -217,7 +218,7 @@ func TestDelayedEventRealClock(t *testing.T) {
 	key := "_@alice:test.local_" + alice.DeviceID.String() + "_m.call"
 	wantStatus(t, ts.do(t, http.MethodPut, callMemberPath(room, key), alice.AccessToken, map[string]any{"application": "m.call"}), http.StatusOK, "")
 	wantStatus(t, ts.do(t, http.MethodPut, callMemberPath(room, key)+"?org.matrix.msc4140.delay=300", alice.AccessToken, map[string]any{}), http.StatusOK, "")
-	eventually(t, "delayed leave sent by the timer", func() bool {
+	testkit.Eventually(t, 20*time.Second, "delayed leave sent by the timer", func() bool {
 		return ts.stateContent(t, alice.AccessToken, room, "org.matrix.msc3401.call.member", key) == "{}"
 	})
 }
@@ -249,7 +250,7 @@ func TestDelayedEventsSurviveRestart(t *testing.T) {
 		}
 		clk.Advance(25 * time.Second)
 		ts2.delayed.poke()
-		eventually(t, "delayed leave sent after restart", func() bool {
+		testkit.Eventually(t, 20*time.Second, "delayed leave sent after restart", func() bool {
 			return ts2.stateContent(t, alice.AccessToken, room, "org.matrix.msc3401.call.member", key) == "{}"
 		})
 	})
@@ -309,12 +310,12 @@ func TestDelayedStateSupersededFederated(t *testing.T) {
 	r := ta.do(t, http.MethodPut, roomPath+"/state/m.room.topic/?org.matrix.msc4140.delay=600000", alice.AccessToken, map[string]any{"topic": "delayed"})
 	wantStatus(t, r, http.StatusOK, "")
 	// Bob's server must know of his new power before he may set the topic.
-	eventually(t, "bob's server sees the power levels", func() bool {
+	testkit.Eventually(t, 20*time.Second, "bob's server sees the power levels", func() bool {
 		pl := tb.stateContent(t, bob.AccessToken, room, "m.room.power_levels", "")
 		return strings.Contains(pl, `"state_default":50`) && strings.Contains(pl, bob.UserID.String())
 	})
 	wantStatus(t, tb.do(t, http.MethodPut, roomPath+"/state/m.room.topic/", bob.AccessToken, map[string]any{"topic": "from B"}), http.StatusOK, "")
-	eventually(t, "alice's delayed topic cancelled by bob's", func() bool {
+	testkit.Eventually(t, 20*time.Second, "alice's delayed topic cancelled by bob's", func() bool {
 		return len(ta.delayedIDs(t, alice.AccessToken)) == 0
 	})
 	if c := ta.stateContent(t, alice.AccessToken, room, "m.room.topic", ""); c != `{"topic":"from B"}` {

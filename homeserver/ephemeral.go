@@ -38,9 +38,17 @@ func (s *Server) putTyping(c echo.Context) error {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	s.typing.Set(roomID, d.UserID, *req.Typing, timeout)
+	s.setTyping(roomID, d.UserID, *req.Typing, timeout)
 	s.fed.sendTyping(c.Request().Context(), roomID, d.UserID, *req.Typing)
 	return c.JSON(http.StatusOK, struct{}{})
+}
+
+// setTyping records a typing change and, when it changed anything, wakes
+// the /sync requests of the room.
+func (s *Server) setTyping(roomID, userID string, typing bool, timeout time.Duration) {
+	if s.eph.SetTyping(roomID, userID, typing, timeout) {
+		s.notifier.Notify(0, roomID)
+	}
 }
 
 var receiptTypes = map[string]bool{"m.read": true, "m.read.private": true, "m.fully_read": true}

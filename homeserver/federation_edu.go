@@ -339,7 +339,7 @@ func (f *federation) sendRoomPresence(ctx context.Context, roomID string, dests 
 		if !f.isLocalUser(u) {
 			continue
 		}
-		if st, ok := f.s.presence.Get(u); ok {
+		if st, ok := f.s.eph.Presence(u); ok {
 			pushes = append(pushes, f.presencePush(u, st))
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	clockpkg "github.com/switchboard-chat/switchboard/internal/clock"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestFederationDeviceListUpdate: bob on B logs in a second device and
@@ -125,7 +127,7 @@ func TestFederationUserEDUsRefused(t *testing.T) {
 			t.Fatalf("refused EDUs recorded device list changes of %v", changed)
 		}
 		for _, u := range []string{elsewhere, string(carol.UserID), string(alice.UserID)} {
-			if st, ok := bb.srv.presence.Get(u); ok {
+			if st, ok := bb.srv.eph.Presence(u); ok {
 				t.Fatalf("refused EDUs recorded presence of %s: %+v", u, st)
 			}
 		}
@@ -138,7 +140,7 @@ func TestFederationUserEDUsRefused(t *testing.T) {
 		if changed, err = bb.srv.db.DeviceListChangesBetween(ctx, from, upto); err != nil || !slices.Equal(changed, []string{string(alice.UserID)}) {
 			t.Fatalf("device list changes after alice's EDU: %v, %v", changed, err)
 		}
-		if st, ok := bb.srv.presence.Get(string(alice.UserID)); !ok || st.Presence != presenceOnline {
+		if st, ok := bb.srv.eph.Presence(string(alice.UserID)); !ok || st.Presence != presenceOnline {
 			t.Fatalf("alice's presence on B: %+v, %v", st, ok)
 		}
 	})
@@ -351,7 +353,7 @@ func TestFederationPresencePingAndTimeout(t *testing.T) {
 	b := storagetest.Backends(t)[0]
 	// Real time to start with: request signatures and keys are checked
 	// against it.
-	clock := &testClock{now: time.Now()}
+	clock := clockpkg.NewFake(time.Now())
 	withClock := func(c *Config) { c.Now = clock.Now }
 	a, bb := startFedNode(t, b, withClock), startFedNode(t, b, withClock)
 	ctx := testCtx(t)
@@ -367,8 +369,8 @@ func TestFederationPresencePingAndTimeout(t *testing.T) {
 		return p != nil && p["status_msg"] == "away"
 	})
 	heard := func() time.Time {
-		st, _ := bb.srv.presence.Get(string(alice.UserID))
-		return st.heard
+		st, _ := bb.srv.eph.Presence(string(alice.UserID))
+		return st.Heard
 	}
 	first := heard()
 	// 26 minutes on, alice's server pings (its scan runs on a sync).
@@ -376,7 +378,7 @@ func TestFederationPresencePingAndTimeout(t *testing.T) {
 	if _, err := alice.SyncRequest(ctx, 0, "", "", false, event.PresenceUnavailable); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "B hears alice's ping", func() bool { return heard().After(first) })
+	testkit.Eventually(t, 20*time.Second, "B hears alice's ping", func() bool { return heard().After(first) })
 	// 26 more: 52 since the change, 26 since the ping: still away on B.
 	clock.Advance(26 * time.Minute)
 	if _, err := bob.SyncRequest(ctx, 0, "", "", false, ""); err != nil { // B's scan

@@ -3,11 +3,13 @@ package homeserver
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestFederationGapFilledWithStateIDs loses 30 of Bob's events on their
@@ -60,7 +62,7 @@ func testGapFilled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the message after the gap reaches A", func() bool {
+		testkit.Eventually(t, 20*time.Second, "the message after the gap reaches A", func() bool {
 			_, err := a.srv.db.Event(ctx, string(after.EventID))
 			return err == nil
 		})

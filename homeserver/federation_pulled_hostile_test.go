@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"maunium.net/go/mautrix"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // tamperer rewrites a node's federation responses: a hostile peer made
@@ -187,7 +189,7 @@ func loseTransactions(t *testing.T, n *fedNode, markers []string, send func()) {
 	n.tamper.lose.Store(&lose)
 	defer n.tamper.lose.Store(nil)
 	send()
-	eventually(t, "the transactions to lose went by", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the transactions to lose went by", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(seen) == len(markers)
@@ -216,7 +218,7 @@ func TestFederationHostilePulledPDUs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "the genuine event reaches A", func() bool {
+			testkit.Eventually(t, 20*time.Second, "the genuine event reaches A", func() bool {
 				e, err := a.srv.db.Event(ctx, string(after.EventID))
 				return err == nil && !e.Outlier
 			})

@@ -4,11 +4,13 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestFederationRemoteRedaction checks that a redaction from another
@@ -66,7 +68,7 @@ func TestFederationRemoteRedaction(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "alice's message reaches B", func() bool {
+		testkit.Eventually(t, 20*time.Second, "alice's message reaches B", func() bool {
 			_, err := bb.srv.db.Event(ctx, string(hers.EventID))
 			return err == nil
 		})

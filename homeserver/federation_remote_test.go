@@ -10,12 +10,14 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matrix-org/gomatrix"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // raw is node n seen by a client without a Matrix library (exact status
@@ -70,7 +72,7 @@ func TestFederationRemoteRefusals(t *testing.T) {
 			if _, err := alice.BanUser(ctx, room, &mautrix.ReqBanUser{UserID: bob.UserID, Reason: "spam"}); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "B sees the ban", func() bool {
+			testkit.Eventually(t, 20*time.Second, "B sees the ban", func() bool {
 				m, err := bb.srv.db.Membership(ctx, string(room), string(bob.UserID))
 				return err == nil && m == "ban"
 			})

@@ -125,7 +125,7 @@ func (f *federation) receiveEDU(ctx context.Context, origin string, edu gomatrix
 		if m, err := f.s.db.Membership(ctx, t.RoomID, t.UserID); err != nil || m != "join" {
 			return
 		}
-		f.s.typing.Set(t.RoomID, t.UserID, t.Typing, 30*time.Second)
+		f.s.setTyping(t.RoomID, t.UserID, t.Typing, 30*time.Second)
 	case spec.MReceipt:
 		f.receiveReceipts(ctx, origin, json.RawMessage(edu.Content))
 	case eduDeviceListUpdate, eduSigningKeyUpdate:

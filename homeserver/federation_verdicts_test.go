@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // fedPair is two federated nodes with alice on a and bob on b, both
@@ -41,7 +42,7 @@ func joinedPair(t *testing.T, b storagetest.Backend) fedPair {
 func waitVerdict(t *testing.T, n *fedNode, eventID string) storage.Verdict {
 	t.Helper()
 	var v storage.Verdict
-	eventually(t, "a verdict on "+eventID, func() bool {
+	testkit.Eventually(t, 20*time.Second, "a verdict on "+eventID, func() bool {
 		var err error
 		v, err = n.srv.db.EventVerdict(context.Background(), eventID)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -162,7 +163,7 @@ func waitJoined(t *testing.T, n *fedNode, room id.RoomID, userID id.UserID) {
 // waitMembership polls node n until userID's membership of room is want.
 func waitMembership(t *testing.T, n *fedNode, room id.RoomID, userID id.UserID, want string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%s is %s in %s on %s", userID, want, room, n.name), func() bool {
+	testkit.Eventually(t, 20*time.Second, fmt.Sprintf("%s is %s in %s on %s", userID, want, room, n.name), func() bool {
 		m, err := n.srv.db.Membership(context.Background(), string(room), string(userID))
 		return err == nil && m == want
 	})
@@ -172,16 +173,4 @@ func waitMembership(t *testing.T, n *fedNode, room id.RoomID, userID id.UserID, 
 func stateKeyEmpty(p *gomatrixserverlib.ProtoEvent) {
 	k := ""
 	p.StateKey = &k
-}
-
-// eventually polls cond until it holds, failing after 20 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

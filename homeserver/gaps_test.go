@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestFederationRejoinGap has bob (server B) leave a room hosted on A,
@@ -178,7 +179,7 @@ func TestFederationOutageGapPaginated(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the message after the gap reaches A", func() bool {
+		testkit.Eventually(t, 20*time.Second, "the message after the gap reaches A", func() bool {
 			e, err := a.srv.db.Event(ctx, string(after.EventID))
 			return err == nil && !e.Outlier
 		})

@@ -5,41 +5,31 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
+	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 )
 
 // Presence (spec: Client-Server API, "Presence"; Server-Server API,
 // "Presence"). It is kept in memory, like typing: it is ephemeral, and a
 // restart losing it only means users look offline until they sync again.
 
-// Presence states (spec: Client-Server API, "Presence", m.presence).
-const (
-	presenceOnline      = "online"
-	presenceUnavailable = "unavailable"
-	presenceOffline     = "offline"
+// The presence state itself is the sync package's Ephemeral (typing and
+// presence behind one interface, so a cluster can share it); these names
+// keep this file's handlers short.
+type (
+	presenceState  = hsync.PresenceState
+	presenceUpdate = hsync.PresenceUpdate
 )
 
-// presenceIdleAfter is how long a local user stays online without
-// syncing or setting their presence before they read as unavailable.
-const presenceIdleAfter = 5 * time.Minute
-
-// presenceScanEvery spaces the scans for idle users, so that a busy
-// server's syncs do not each walk every user.
-const presenceScanEvery = 10 * time.Second
-
-// A local user's presence, other than offline, is sent again to the
-// servers sharing a room with them every presencePingEvery; a remote
-// user not heard of for presenceRemoteTimeout reads as offline (their
-// server may be gone). Synapse uses the same 25 and 30 minutes.
 const (
-	presencePingEvery     = 25 * time.Minute
-	presenceRemoteTimeout = 30 * time.Minute
+	presenceOnline      = hsync.PresenceOnline
+	presenceUnavailable = hsync.PresenceUnavailable
+	presenceOffline     = hsync.PresenceOffline
+	presenceIdleAfter   = hsync.PresenceIdleAfter
 )
 
 // maxStatusMsg bounds a status message, in bytes.
@@ -49,188 +39,8 @@ func validPresence(p string) bool {
 	return p == presenceOnline || p == presenceUnavailable || p == presenceOffline
 }
 
-// presenceState is what the tracker knows of one user.
-type presenceState struct {
-	Presence  string
-	StatusMsg string
-	// LastActive is when the user was last active (a sync, a presence
-	// update); for remote users, as their server told.
-	LastActive time.Time
-	// CurrentlyActive is the remote server's word for remote users; for
-	// local users it is presence == online.
-	CurrentlyActive bool
-	// serial is the tracker serial of the last change.
-	serial int64
-	// auto: a sync or the idle timeout set this state, not an explicit
-	// PUT or a remote server; a sync may change it.
-	auto bool
-	// heard is when the state was last set (a remote user's last push);
-	// pinged when a local user's state last went out over federation.
-	heard, pinged time.Time
-}
-
-// presenceTracker holds every known user's presence, in memory. A change
-// bumps the serial, which /sync tokens carry.
-type presenceTracker struct {
-	now func() time.Time
-
-	mu sync.Mutex // guards serial, users and lastScan
-	// serial increases with every change.
-	serial int64
-	// lastScan is when Serial last looked for idle users.
-	lastScan time.Time
-	// users maps a user ID to their presence.
-	users map[string]*presenceState
-}
-
-func newPresenceTracker(now func() time.Time) *presenceTracker {
-	return &presenceTracker{now: now, users: make(map[string]*presenceState)}
-}
-
-// presenceUpdate is one change asked of the tracker.
-type presenceUpdate struct {
-	Presence string
-	// StatusMsg replaces the status message when not nil.
-	StatusMsg *string
-	// LastActive, when not zero, is the new last-active time.
-	LastActive      time.Time
-	CurrentlyActive bool
-	// FromSync: a sync marks the user online only if they are offline or
-	// unknown; an explicit unavailable stays until changed explicitly.
-	FromSync bool
-}
-
-// Set applies u to userID and returns the new state and whether anything
-// others see (presence, status message, currently_active) changed.
-func (t *presenceTracker) Set(userID string, u presenceUpdate) (presenceState, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.users[userID]
-	if st == nil {
-		st = &presenceState{Presence: presenceOffline}
-		t.users[userID] = st
-	}
-	old := *st
-	if !u.LastActive.IsZero() {
-		st.LastActive = u.LastActive
-	}
-	// A sync marks the user online unless they chose a state themselves;
-	// what a sync set, a later sync may change.
-	if !u.FromSync || st.auto || st.Presence == presenceOffline || u.Presence != presenceOnline {
-		st.Presence, st.CurrentlyActive, st.auto = u.Presence, u.CurrentlyActive, u.FromSync
-	}
-	if u.StatusMsg != nil {
-		st.StatusMsg = *u.StatusMsg
-	}
-	st.heard = t.now()
-	changed := old.Presence != st.Presence || old.StatusMsg != st.StatusMsg || old.CurrentlyActive != st.CurrentlyActive
-	if changed {
-		t.serial++
-		st.serial = t.serial
-		st.pinged = st.heard // a change goes out over federation
-	}
-	return *st, changed
-}
-
-// Get returns userID's presence (ok false if unknown).
-func (t *presenceTracker) Get(userID string) (presenceState, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.users[userID]
-	if st == nil {
-		return presenceState{}, false
-	}
-	return *st, true
-}
-
-// presenceScan is what one Serial scan found.
-type presenceScan struct {
-	// changed: local users who fell idle and remote users who timed out.
-	changed []string
-	// ping: local users whose unchanged presence is due to go out again.
-	ping []string
-}
-
-// Serial returns the current serial, first (at most every
-// presenceScanEvery) letting local users who went quiet fall idle
-// (online → unavailable) and remote users not heard of for
-// presenceRemoteTimeout go offline, and finding the local users due a
-// ping.
-func (t *presenceTracker) Serial(isLocal func(string) bool) (int64, presenceScan) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	var scan presenceScan
-	if now.Sub(t.lastScan) < presenceScanEvery {
-		return t.serial, scan
-	}
-	t.lastScan = now
-	for u, st := range t.users {
-		if st.Presence == presenceOffline {
-			continue
-		}
-		local := isLocal(u)
-		switch {
-		case local && st.Presence == presenceOnline && now.Sub(st.LastActive) > presenceIdleAfter:
-			// Idle is the server's doing: the user's next sync
-			// makes them online again.
-			st.Presence, st.CurrentlyActive, st.auto = presenceUnavailable, false, true
-		case !local && now.Sub(st.heard) > presenceRemoteTimeout:
-			st.Presence, st.CurrentlyActive = presenceOffline, false
-		default:
-			if local && now.Sub(st.pinged) > presencePingEvery {
-				st.pinged = now
-				scan.ping = append(scan.ping, u)
-			}
-			continue
-		}
-		t.serial++
-		st.serial, st.pinged = t.serial, now
-		scan.changed = append(scan.changed, u)
-	}
-	return t.serial, scan
-}
-
-// Changed returns the states of users for whom want is true that changed
-// after serial since, by user ID. A since past the current serial (a token
-// from before a restart) reads as 0: everything known.
-func (t *presenceTracker) Changed(since int64, want func(string) bool) map[string]presenceState {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if since > t.serial {
-		since = 0
-	}
-	out := map[string]presenceState{}
-	for u, st := range t.users {
-		if st.serial > since && want(u) {
-			out[u] = *st
-		}
-	}
-	return out
-}
-
-// HasChanges reports whether anything changed after serial since (or
-// since is from before a restart).
-func (t *presenceTracker) HasChanges(since int64) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.serial != since
-}
-
-// presenceContent is the content of an m.presence event (spec:
-// Client-Server API, "m.presence") and the body of GET .../status.
 func presenceContent(st presenceState, now time.Time) map[string]any {
-	c := map[string]any{"presence": st.Presence}
-	if !st.LastActive.IsZero() {
-		c["last_active_ago"] = max(now.Sub(st.LastActive).Milliseconds(), 0)
-	}
-	if st.StatusMsg != "" {
-		c["status_msg"] = st.StatusMsg
-	}
-	if st.Presence == presenceOnline || st.CurrentlyActive {
-		c["currently_active"] = st.CurrentlyActive
-	}
-	return c
+	return hsync.PresenceContent(st, now)
 }
 
 // presenceBody is the body of PUT /presence/{userId}/status.
@@ -305,7 +115,7 @@ func (s *Server) getPresence(c echo.Context) error {
 			return errForbidden("You share no room with %s", userID)
 		}
 	}
-	st, ok := s.presence.Get(userID)
+	st, ok := s.eph.Presence(userID)
 	if !ok {
 		st = presenceState{Presence: presenceOffline}
 	}
@@ -335,7 +145,7 @@ func (s *Server) sharesRoom(ctx context.Context, a, b string) (bool, error) {
 // wakes the /sync requests of the users sharing a room with them and, for
 // a local user, tells the servers sharing a room with them.
 func (s *Server) setPresence(ctx context.Context, userID string, u presenceUpdate) {
-	st, changed := s.presence.Set(userID, u)
+	st, changed := s.eph.SetPresence(userID, u)
 	if changed {
 		s.presenceChanged(ctx, userID, st)
 	}
@@ -379,55 +189,21 @@ func (s *Server) syncSetPresence(ctx context.Context, userID, setPresence string
 	return nil
 }
 
-// presenceSerial returns the presence serial for a /sync token, first
-// announcing local users who fell idle and remote users who timed out,
-// and sending the pings that are due.
-func (s *Server) presenceSerial(ctx context.Context) int64 {
-	serial, scan := s.presence.Serial(func(u string) bool { return serverOf(u) == s.cfg.ServerName })
-	for _, u := range scan.changed {
-		if st, ok := s.presence.Get(u); ok {
+// ScanPresence returns the presence serial for a /sync response
+// (hsync.PresenceScanner), first announcing local users who fell idle and
+// remote users who timed out, and sending the pings that are due.
+func (d syncDeps) ScanPresence(ctx context.Context) int64 {
+	s := d.s
+	serial, scan := s.eph.ScanPresence(func(u string) bool { return serverOf(u) == s.cfg.ServerName })
+	for _, u := range scan.Changed {
+		if st, ok := s.eph.Presence(u); ok {
 			s.presenceChanged(ctx, u, st)
 		}
 	}
-	for _, u := range scan.ping {
-		if st, ok := s.presence.Get(u); ok {
+	for _, u := range scan.Ping {
+		if st, ok := s.eph.Presence(u); ok {
 			s.fed.sendPresence(ctx, u, st)
 		}
 	}
 	return serial
-}
-
-// syncPresence returns the m.presence events for a /sync response: the
-// users sharing a room with userID (and userID) whose presence changed
-// after serial since.
-func (s *Server) syncPresence(ctx context.Context, userID string, since int64) ([]any, error) {
-	if !s.presence.HasChanges(since) {
-		return nil, nil
-	}
-	changed := s.presence.Changed(since, func(string) bool { return true })
-	var set map[string]bool
-	if len(changed) > 1 || len(changed) == 1 && !hasKey(changed, userID) {
-		// Only then is the query of who shares a room with us needed.
-		shared, err := s.db.UsersSharingRooms(ctx, userID)
-		if err != nil {
-			return nil, err
-		}
-		set = make(map[string]bool, len(shared))
-		for _, u := range shared {
-			set[u] = true
-		}
-	}
-	users := make([]string, 0, len(changed))
-	for u := range changed {
-		if u == userID || set[u] {
-			users = append(users, u)
-		}
-	}
-	sort.Strings(users)
-	now := s.cfg.Now()
-	evs := make([]any, 0, len(users))
-	for _, u := range users {
-		evs = append(evs, map[string]any{"type": "m.presence", "sender": u, "content": presenceContent(changed[u], now)})
-	}
-	return evs, nil
 }

@@ -12,6 +12,8 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 const presencePath = "/_matrix/client/v3/presence/"
@@ -136,21 +138,11 @@ func TestPresence(t *testing.T) {
 // waitForWaiter polls until a /sync long-poll listens on key.
 func waitForWaiter(t *testing.T, s *Server, key string) {
 	t.Helper()
-	n, ok := s.notifier.(*localNotifier)
+	n, ok := s.notifier.(*hsync.LocalNotifier)
 	if !ok {
 		t.Fatalf("notifier is %T", s.notifier)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		n.mu.Lock()
-		waiting := len(n.waiters[key]) > 0
-		n.mu.Unlock()
-		if waiting {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("no /sync long-poll waits on %s", key)
+	testkit.Eventually(t, 10*time.Second, "a /sync long-poll waiting on "+key, func() bool { return n.Waiting(key) > 0 })
 }
 
 // TestPresenceBadInput: the presence endpoints and /sync's set_presence
@@ -180,11 +172,11 @@ func TestPresenceBadInput(t *testing.T) {
 				wantStatus(t, ts.do(t, http.MethodPut, tc.path, tok, tc.body), tc.status, tc.code)
 			})
 		}
-		if _, ok := ts.presence.Get(string(alice.UserID)); ok {
+		if _, ok := ts.eph.Presence(string(alice.UserID)); ok {
 			t.Fatal("a refused PUT recorded presence")
 		}
 		wantStatus(t, ts.do(t, http.MethodGet, "/_matrix/client/v3/sync?set_presence=busy", tok, nil), http.StatusBadRequest, "M_INVALID_PARAM")
-		if _, ok := ts.presence.Get(string(alice.UserID)); ok {
+		if _, ok := ts.eph.Presence(string(alice.UserID)); ok {
 			t.Fatal("a refused sync recorded presence")
 		}
 		// Reading: a user sharing no room, an unknown user, not a user ID.

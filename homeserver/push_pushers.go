@@ -1,7 +1,6 @@
 package homeserver
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -178,29 +177,4 @@ func (s *Server) getNotifications(c echo.Context) error {
 		resp["next_token"] = strconv.FormatInt(ns[len(ns)-1].Pos, 10)
 	}
 	return c.JSON(http.StatusOK, resp)
-}
-
-// syncUnread fills a /sync room's unread_notifications (spec: "Receiving
-// notifications": counts since the user's read receipt) when the room is
-// sent, and reports new notifications, which make a room worth sending
-// for its counts alone (they are stored after the event, see push_deliver.go).
-func (s *Server) syncUnread(ctx context.Context, userID, roomID string, since int64, fresh, has bool, counts map[string]int) (bool, error) {
-	notified := !fresh && s.notifier.LastFor(storage.KeyNotifications(userID, roomID)) > since
-	if !fresh && !has && !notified {
-		return false, nil
-	}
-	n, h, err := s.db.UnreadCounts(ctx, userID, roomID)
-	if err != nil {
-		return false, err
-	}
-	counts["notification_count"], counts["highlight_count"] = n, h
-	// A new notification can only raise the counts or, when it is already
-	// read (the invite a user has since joined through, say), leave them
-	// as they were. A room that nothing else brings is sent for it only
-	// when there is something unread, so a notification written after the
-	// user read its event does not wake /sync with an empty room.
-	if notified && !has && n == 0 && h == 0 {
-		notified = false
-	}
-	return notified, nil
 }

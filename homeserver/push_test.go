@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // pushGateway is a real HTTP server on loopback that records what
@@ -378,7 +379,7 @@ func TestPushRejectedPushkeyIsRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	gw.waitEvent(t, resp.EventID, "stale")
-	eventually(t, "the rejected pusher is removed", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the rejected pusher is removed", func() bool {
 		r := ts.do(t, http.MethodGet, "/_matrix/client/v3/pushers", bob.AccessToken, nil)
 		ps := r.Body["pushers"].([]any)
 		return len(ps) == 1 && ps[0].(map[string]any)["pushkey"] == "fresh"
@@ -411,7 +412,7 @@ func TestPushGatewayOutageDelaysButLosesNothing(t *testing.T) {
 		}
 		sent = append(sent, resp.EventID)
 	}
-	eventually(t, "the server retries the gateway", func() bool { return gw.failed.Load() >= 3 })
+	testkit.Eventually(t, 20*time.Second, "the server retries the gateway", func() bool { return gw.failed.Load() >= 3 })
 	if n := len(gw.all()); n != 0 {
 		t.Fatalf("a down gateway accepted %d", n)
 	}
@@ -442,7 +443,7 @@ func TestPushGatewayOnLoopbackRefusedByDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The notification is stored (counted) but never reaches loopback.
-	eventually(t, "the notification is counted", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the notification is counted", func() bool {
 		n, _, err := ts.db.UnreadCounts(ctx, string(bob.UserID), string(room))
 		return err == nil && n == 1
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
+	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 )
 
 // clientSend is the common path of the endpoints that send an event:
@@ -156,45 +157,9 @@ func (s *Server) getEvent(c echo.Context) error {
 	return c.JSON(http.StatusOK, toClient(e, viewer{d.UserID, d.DeviceID}, s.nowMS(), true))
 }
 
-// roomFilter is the part of a RoomEventFilter (spec: "Filtering") that
-// /messages, /context and /sync apply.
-type roomFilter struct {
-	Limit      int      `json:"limit"`
-	Types      []string `json:"types"`
-	NotTypes   []string `json:"not_types"`
-	Senders    []string `json:"senders"`
-	NotSenders []string `json:"not_senders"`
-	LazyLoad   bool     `json:"lazy_load_members"`
-}
-
-func (f *roomFilter) allows(e storage.Event) bool {
-	if f == nil {
-		return true
-	}
-	if len(f.Types) > 0 && !matchAny(f.Types, e.Type) {
-		return false
-	}
-	if matchAny(f.NotTypes, e.Type) {
-		return false
-	}
-	if len(f.Senders) > 0 && !matchAny(f.Senders, e.Sender) {
-		return false
-	}
-	return !matchAny(f.NotSenders, e.Sender)
-}
-
-// matchAny matches value against patterns where "*" is a wildcard.
-func matchAny(patterns []string, value string) bool {
-	for _, p := range patterns {
-		if p == value || p == "*" {
-			return true
-		}
-		if strings.HasSuffix(p, "*") && strings.HasPrefix(value, strings.TrimSuffix(p, "*")) {
-			return true
-		}
-	}
-	return false
-}
+// roomFilter is a RoomEventFilter (spec: "Filtering"); the sync package
+// owns it, /messages and /context apply it too.
+type roomFilter = hsync.RoomEventFilter
 
 // parseFilterParam reads a ?filter= JSON RoomEventFilter.
 func parseFilterParam(raw string) (*roomFilter, error) {
@@ -219,11 +184,11 @@ func parsePosToken(tok string) (int64, bool) {
 		n, err := strconv.ParseInt(tok[1:], 10, 64)
 		return n, err == nil && n > math.MinInt64
 	case strings.HasPrefix(tok, "s"):
-		p, ok := parseSyncToken(tok)
-		if !ok || p.pos == math.MaxInt64 {
+		p, err := hsync.ParseToken(tok)
+		if err != nil || p.Get(hsync.StreamRooms) == math.MaxInt64 {
 			return 0, false
 		}
-		return p.pos + 1, true
+		return p.Get(hsync.StreamRooms) + 1, true
 	}
 	return 0, false
 }
@@ -332,7 +297,7 @@ func (s *Server) messages(c echo.Context) error {
 	}
 	chunk := make([]storage.Event, 0, len(visible))
 	for _, e := range visible {
-		if filter.allows(e) {
+		if filter.Allows(e) {
 			chunk = append(chunk, e)
 		}
 	}

@@ -57,14 +57,14 @@ func stickyTTL(info stickyInfo, originTS, receivedTS, nowMS int64) int64 {
 // carries (the MSC suggests 100).
 const maxStickyPerSync = 100
 
-// syncSticky fills a joined room's msc4354_sticky section (MSC4354, "Sync
+// syncSticky returns a joined room's msc4354_sticky section (MSC4354, "Sync
 // API changes"): the room's still-sticky events in the sync's range that
 // the timeline does not carry, because it was limited or filtered them
 // out. Called only then: an unlimited, unfiltered timeline holds them all.
-func (s *Server) syncSticky(ctx context.Context, jr *joinedRoom, req *syncRequest, roomID string, after, upto, now int64, tl []storage.Event) error {
+func (s *Server) syncSticky(ctx context.Context, roomID string, v viewer, after, upto, now int64, tl []storage.Event) ([]any, error) {
 	evs, err := s.db.StickyEvents(ctx, roomID, after, upto, now, maxStickyPerSync+len(tl))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	inTimeline := make(map[string]bool, len(tl))
 	for _, e := range tl {
@@ -73,11 +73,8 @@ func (s *Server) syncSticky(ctx context.Context, jr *joinedRoom, req *syncReques
 	var out []any
 	for _, e := range evs {
 		if !inTimeline[e.EventID] && len(out) < maxStickyPerSync {
-			out = append(out, toClient(e, req.viewer, now, false))
+			out = append(out, toClient(e, v, now, false))
 		}
 	}
-	if len(out) > 0 {
-		jr.Sticky = &eventList{Events: out}
-	}
-	return nil
+	return out, nil
 }

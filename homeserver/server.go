@@ -1,6 +1,8 @@
 // Package homeserver is the Matrix homeserver core of Switchboard: the
 // client-server API, rooms and events, /sync, accounts and devices, and their
-// storage on SQLite or PostgreSQL.
+// storage on SQLite or PostgreSQL. The /sync streams, their long-poll and
+// wake-ups, and typing and presence live in homeserver/sync, which this
+// package wires (sync_wiring.go).
 package homeserver
 
 import (
@@ -17,18 +19,22 @@ import (
 
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
+	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
+	"github.com/switchboard-chat/switchboard/internal/clock"
 )
 
 // Server is a running homeserver core. Create it with New, serve
 // ClientHandler on the client listener, and Close it on shutdown.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	db       *storage.DB
-	echo     *echo.Echo
-	notifier Notifier
-	typing   *typingTracker
-	presence *presenceTracker
+	cfg  Config
+	log  *slog.Logger
+	db   *storage.DB
+	echo *echo.Echo
+	// notifier wakes /sync long-polls after commits; eph is typing and
+	// presence; syncer builds /sync responses (all three: homeserver/sync).
+	notifier hsync.Notifier
+	eph      hsync.Ephemeral
+	syncer   *hsync.Syncer
 	inbox    serviceInbox
 	// rooms appends events to rooms, local or remote (rooms/).
 	rooms   *rooms.Rooms
@@ -81,7 +87,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	s.push = push
 	// The notifier hears of every committed write from the storage writer,
 	// in commit order; it starts at the newest position once open.
-	notifier := newLocalNotifier(0)
+	notifier := cfg.Notifier
 	db, err := storage.Open(ctx, cfg.Database, func(pos int64, keys []string) {
 		notifier.Notify(pos, keys...)
 		s.fed.committed(keys)
@@ -96,10 +102,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		db.Close()
 		return nil, err
 	}
-	notifier.start(max)
+	notifier.Start(max)
 	s.notifier = notifier
-	s.typing = newTypingTracker(cfg.Now, s.notifier)
-	s.presence = newPresenceTracker(cfg.Now)
+	s.eph = cfg.Ephemeral
 	if !cfg.RateLimit.Disabled {
 		s.sendLimit = newLimiter(cfg.RateLimit.SendPerSecond, cfg.RateLimit.SendBurst, cfg.Now)
 		s.loginLimit = newLimiter(cfg.RateLimit.LoginPerSecond, cfg.RateLimit.LoginBurst, cfg.Now)
@@ -117,6 +122,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if s.syncer, err = s.newSyncer(); err != nil {
+		db.Close()
+		return nil, err
 	}
 	s.echo = s.newRouter()
 	if s.fed, err = newFederation(s); err != nil {
@@ -204,8 +213,18 @@ func (c *Config) validate() error {
 	if rl.FederationBurst == 0 {
 		rl.FederationBurst = 500
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	switch {
+	case c.Clock == nil && c.Now == nil:
+		c.Clock = clock.Real()
+	case c.Clock == nil:
+		c.Clock = clock.WithNow(c.Now)
+	}
+	c.Now = c.Clock.Now
+	if c.Notifier == nil {
+		c.Notifier = hsync.NewLocalNotifier(0)
+	}
+	if c.Ephemeral == nil {
+		c.Ephemeral = hsync.NewLocalEphemeral(c.Clock)
 	}
 	if c.Push.RetryMin <= 0 {
 		c.Push.RetryMin = time.Second

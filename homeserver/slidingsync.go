@@ -1,13 +1,16 @@
 package homeserver
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 )
 
 // Simplified sliding sync (MSC4186, the successor of MSC3575 that
@@ -24,7 +27,8 @@ import (
 // the server does not know (after a restart, or an evicted connection)
 // answers 400 M_UNKNOWN_POS and the client starts over, as the MSC
 // specifies. The streams themselves are /sync's: the same storage reads,
-// notifier keys, positions (synctoken.go) and formatting.
+// notifier keys, positions (homeserver/sync's Token), long-poll and
+// formatting.
 //
 // This file holds the request shapes and the connection store;
 // slidingsync_rooms.go builds rooms and lists, slidingsync_ext.go the
@@ -229,67 +233,36 @@ func (s *Server) slidingSync(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var since *syncToken
+	var since *hsync.Token
 	if p := c.QueryParam("pos"); p != "" {
-		t, ok := parseSyncToken(p)
-		if !ok {
+		t, err := hsync.ParseToken(p)
+		if err != nil {
 			return merr(http.StatusBadRequest, "M_UNKNOWN_POS", "Unknown position")
 		}
 		since = &t
 	}
-	var timeout time.Duration
-	if t := c.QueryParam("timeout"); t != "" {
-		ms, err := strconv.ParseInt(t, 10, 64)
-		if err != nil || ms < 0 {
-			return errInvalidParam("timeout must be a non-negative integer")
-		}
-		timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
+	timeout, err := parseTimeout(c)
+	if err != nil {
+		return err
 	}
 	conn, ok := s.ssConns.get(ssConnKey{d.UserID, d.DeviceID, req.ConnID}, since == nil, s.cfg.Now())
 	if !ok {
 		return merr(http.StatusBadRequest, "M_UNKNOWN_POS", "Unknown connection; start again without pos")
 	}
 	s.metrics.syncRequests.Inc()
-	var timer <-chan time.Time
-	if since != nil && timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
+	if since == nil {
+		timeout = 0
 	}
 	v := viewer{d.UserID, d.DeviceID}
-	for {
-		ms, err := s.db.Memberships(ctx, v.UserID)
-		if err != nil {
-			return err
-		}
-		keys := make([]string, 0, len(ms)+1)
-		keys = append(keys, v.UserID)
-		for _, m := range ms {
-			if m.Membership == "join" {
-				keys = append(keys, m.RoomID)
-			}
-		}
-		pos, woken, cancel := s.notifier.Listen(keys)
-		resp, empty, err := s.buildSlidingSync(ctx, conn, &req, v, since, pos, ms)
-		if err != nil {
-			cancel()
-			return err
-		}
-		if !empty || timer == nil {
-			cancel()
-			return c.JSON(http.StatusOK, resp)
-		}
-		select {
-		case <-woken:
-		case <-timer:
-			cancel()
-			return c.JSON(http.StatusOK, resp)
-		case <-s.shutdown:
-			cancel()
-			return c.JSON(http.StatusOK, resp)
-		case <-ctx.Done():
-			cancel()
-			return ctx.Err()
-		}
+	var resp *ssResponse
+	// The same long-poll as /sync (homeserver/sync's LongPoll).
+	err = s.syncer.LongPoll(ctx, v.UserID, timeout, func(ctx context.Context, committed int64, ms []storage.RoomMembership) (bool, error) {
+		r, empty, err := s.buildSlidingSync(ctx, conn, &req, v, since, committed, ms)
+		resp = r
+		return empty, err
+	})
+	if err != nil {
+		return err
 	}
+	return c.JSON(http.StatusOK, resp)
 }

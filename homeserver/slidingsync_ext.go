@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
+	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 )
 
 // ssResponse is the response body (MSC4186).
@@ -23,12 +24,12 @@ type ssListResp struct {
 
 // buildSlidingSync assembles a response up to upto; empty reports that
 // it holds nothing new for a request with a pos.
-func (s *Server) buildSlidingSync(ctx context.Context, conn *ssConn, req *ssRequest, v viewer, since *syncToken, upto int64, ms []storage.RoomMembership) (*ssResponse, bool, error) {
+func (s *Server) buildSlidingSync(ctx context.Context, conn *ssConn, req *ssRequest, v viewer, since *hsync.Token, upto int64, ms []storage.RoomMembership) (*ssResponse, bool, error) {
 	conn.mu.Lock()
 	defer conn.mu.Unlock()
 	var sincePos, sinceTyping int64
 	if since != nil {
-		sincePos, sinceTyping = min(since.pos, upto), since.typing
+		sincePos, sinceTyping = min(since.Get(hsync.StreamRooms), upto), since.Get(hsync.StreamTyping)
 	}
 	// The rooms lists draw from: joined and invited ones, and those left
 	// since the last response (so the client learns of it).
@@ -124,13 +125,18 @@ func (s *Server) buildSlidingSync(ctx context.Context, conn *ssConn, req *ssRequ
 	if err != nil {
 		return nil, false, err
 	}
-	resp.Pos = syncToken{pos: upto, typing: s.typing.Serial()}.String()
+	var pos hsync.Token
+	for _, id := range []hsync.StreamID{hsync.StreamRooms, hsync.StreamAccountData, hsync.StreamReceipts, hsync.StreamDeviceLists, hsync.StreamUnread} {
+		pos.Set(id, upto)
+	}
+	pos.Set(hsync.StreamTyping, s.eph.TypingPosition())
+	resp.Pos = pos.String()
 	empty := len(resp.Rooms) == 0 && !has && !countsChanged
 	return resp, empty && since != nil, nil
 }
 
 // ssExtensions fills the requested extensions; has reports news.
-func (s *Server) ssExtensions(ctx context.Context, req *ssRequest, v viewer, since *syncToken, sincePos, sinceTyping, upto int64,
+func (s *Server) ssExtensions(ctx context.Context, req *ssRequest, v viewer, since *hsync.Token, sincePos, sinceTyping, upto int64,
 	window map[string]*ssRoomConfig, resp *ssResponse, ms []storage.RoomMembership, initialRooms bool) (bool, error) {
 	ext := req.Extensions
 	has := false
@@ -146,31 +152,12 @@ func (s *Server) ssExtensions(ctx context.Context, req *ssRequest, v viewer, sin
 			tdSince = n
 		}
 		limit := ext.ToDevice.Limit
-		if limit <= 0 || limit > maxToDevicePerSync {
-			limit = maxToDevicePerSync
+		if limit <= 0 || limit > hsync.MaxToDevicePerSync {
+			limit = hsync.MaxToDevicePerSync
 		}
-		events := []any{}
-		next := tdSince
-		if tdSince == 0 || tdSince < s.notifier.LastFor(keyToDevice(v.UserID)) {
-			if tdSince > 0 {
-				if err := s.db.AckToDevice(ctx, v.UserID, v.DeviceID, tdSince); err != nil {
-					return false, err
-				}
-			}
-			msgs, err := s.db.ToDeviceUpTo(ctx, v.UserID, v.DeviceID, upto, limit)
-			if err != nil {
-				return false, err
-			}
-			for _, m := range msgs {
-				if m.Pos <= tdSince {
-					continue
-				}
-				events = append(events, map[string]any{"sender": m.Sender, "type": m.Type, "content": json.RawMessage(m.Content)})
-				next = m.Pos
-			}
-			if len(msgs) < limit {
-				next = max(next, upto)
-			}
+		events, next, err := hsync.ToDeviceBatch(ctx, s.db, s.notifier, v.UserID, v.DeviceID, tdSince, upto, limit, tdSince == 0)
+		if err != nil {
+			return false, err
 		}
 		has = has || len(events) > 0
 		resp.Extensions["to_device"] = map[string]any{"next_batch": strconv.FormatInt(next, 10), "events": events}
@@ -186,7 +173,7 @@ func (s *Server) ssExtensions(ctx context.Context, req *ssRequest, v viewer, sin
 		}
 		e2ee := map[string]any{"device_one_time_keys_count": counts, "device_unused_fallback_key_types": fallback}
 		if since != nil {
-			dl, err := s.deviceListChanges(ctx, v.UserID, ms, sincePos, upto)
+			dl, err := hsync.DeviceListChanges(ctx, s.db, s.notifier, v.UserID, ms, sincePos, upto)
 			if err != nil {
 				return false, err
 			}
@@ -204,7 +191,7 @@ func (s *Server) ssExtensions(ctx context.Context, req *ssRequest, v viewer, sin
 		if since == nil || initialRooms {
 			after = 0
 		}
-		if since == nil || initialRooms || sincePos < s.notifier.LastFor(keyAccountData(v.UserID)) {
+		if since == nil || initialRooms || sincePos < s.notifier.LastFor(storage.KeyAccountData(v.UserID)) {
 			ad, err := s.db.AccountDataBetween(ctx, v.UserID, after, upto)
 			if err != nil {
 				return false, err
@@ -217,7 +204,7 @@ func (s *Server) ssExtensions(ctx context.Context, req *ssRequest, v viewer, sin
 					rooms[a.RoomID] = append(rooms[a.RoomID], ev)
 				}
 			}
-			if since == nil && !hasGlobal(ad, pushRulesType) {
+			if since == nil && !hsync.HasGlobal(ad, pushRulesType) {
 				rules, err := s.pushRulesContent(ctx, v.UserID)
 				if err != nil {
 					return false, err
@@ -243,7 +230,7 @@ func (s *Server) ssExtensions(ctx context.Context, req *ssRequest, v viewer, sin
 				return false, err
 			}
 			if len(rs) > 0 {
-				out[id] = map[string]any{"type": "m.receipt", "content": receiptContent(rs)}
+				out[id] = map[string]any{"type": "m.receipt", "content": hsync.ReceiptContent(rs)}
 				has = true
 			}
 		}
@@ -256,7 +243,7 @@ func (s *Server) ssExtensions(ctx context.Context, req *ssRequest, v viewer, sin
 			if r := resp.Rooms[id]; r != nil && r.Initial {
 				serial = 0
 			}
-			users, ok := s.typing.Typing(id, serial)
+			users, ok := s.eph.TypingSince(id, serial)
 			if !ok || (serial == 0 && len(users) == 0) {
 				continue
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
+	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 )
 
 // ssBumpTypes are the event types that move a room up the list
@@ -118,7 +119,7 @@ func (m *ssMeta) refresh(ctx context.Context, s *Server, userID string, ms []sto
 	if !m.loaded {
 		after = 0
 	}
-	if !m.loaded || s.notifier.LastFor(keyAccountData(userID)) > m.upto {
+	if !m.loaded || s.notifier.LastFor(storage.KeyAccountData(userID)) > m.upto {
 		ad, err := s.db.AccountDataBetween(ctx, userID, after, upto)
 		if err != nil {
 			return err
@@ -252,23 +253,23 @@ type ssHero struct {
 
 // ssRoom is one room of the response (MSC4186 "rooms").
 type ssRoom struct {
-	Name              string          `json:"name,omitempty"`
-	Avatar            string          `json:"avatar,omitempty"`
-	Heroes            []ssHero        `json:"heroes,omitempty"`
-	Initial           bool            `json:"initial,omitempty"`
-	IsDM              bool            `json:"is_dm,omitempty"`
-	Membership        string          `json:"membership,omitempty"`
-	InviteState       []strippedEvent `json:"invite_state,omitempty"`
-	RequiredState     []clientEvent   `json:"required_state,omitempty"`
-	Timeline          []clientEvent   `json:"timeline,omitempty"`
-	PrevBatch         string          `json:"prev_batch,omitempty"`
-	Limited           bool            `json:"limited,omitempty"`
-	NumLive           int             `json:"num_live,omitempty"`
-	BumpStamp         int64           `json:"bump_stamp,omitempty"`
-	JoinedCount       *int            `json:"joined_count,omitempty"`
-	InvitedCount      *int            `json:"invited_count,omitempty"`
-	NotificationCount int             `json:"notification_count"`
-	HighlightCount    int             `json:"highlight_count"`
+	Name              string                `json:"name,omitempty"`
+	Avatar            string                `json:"avatar,omitempty"`
+	Heroes            []ssHero              `json:"heroes,omitempty"`
+	Initial           bool                  `json:"initial,omitempty"`
+	IsDM              bool                  `json:"is_dm,omitempty"`
+	Membership        string                `json:"membership,omitempty"`
+	InviteState       []hsync.StrippedEvent `json:"invite_state,omitempty"`
+	RequiredState     []clientEvent         `json:"required_state,omitempty"`
+	Timeline          []clientEvent         `json:"timeline,omitempty"`
+	PrevBatch         string                `json:"prev_batch,omitempty"`
+	Limited           bool                  `json:"limited,omitempty"`
+	NumLive           int                   `json:"num_live,omitempty"`
+	BumpStamp         int64                 `json:"bump_stamp,omitempty"`
+	JoinedCount       *int                  `json:"joined_count,omitempty"`
+	InvitedCount      *int                  `json:"invited_count,omitempty"`
+	NotificationCount int                   `json:"notification_count"`
+	HighlightCount    int                   `json:"highlight_count"`
 }
 
 // ssRoomReq is one room to consider for the response.
@@ -293,12 +294,12 @@ func (s *Server) buildRoom(ctx context.Context, rr ssRoomReq) (*ssRoom, error) {
 		if !rr.initial {
 			return nil, nil
 		}
-		ir, err := s.syncInvitedRoom(ctx, roomID)
+		invite, err := hsync.InviteState(ctx, s.db, roomID)
 		if err != nil {
 			return nil, err
 		}
-		room.Membership, room.InviteState = "invite", ir.InviteState.Events
-		for _, e := range ir.InviteState.Events {
+		room.Membership, room.InviteState = "invite", invite
+		for _, e := range invite {
 			s.nameFromStripped(room, e)
 		}
 		return room, nil
@@ -401,10 +402,10 @@ func (s *Server) nameFromState(room *ssRoom, e storage.Event) {
 	if e.StateKey == nil || *e.StateKey != "" {
 		return
 	}
-	s.nameFromStripped(room, strippedEvent{Type: e.Type, Content: contentOf(e)})
+	s.nameFromStripped(room, hsync.StrippedEvent{Type: e.Type, Content: contentOf(e)})
 }
 
-func (s *Server) nameFromStripped(room *ssRoom, e strippedEvent) {
+func (s *Server) nameFromStripped(room *ssRoom, e hsync.StrippedEvent) {
 	var c struct {
 		Name string `json:"name"`
 		URL  string `json:"url"`

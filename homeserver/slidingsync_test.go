@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 const ssPath = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
@@ -152,7 +153,7 @@ func TestSlidingSyncRangesAndIncrements(t *testing.T) {
 			}
 		}
 		// Notifications are counted just after the events are stored.
-		eventually(t, "room 0's message is counted", func() bool {
+		testkit.Eventually(t, 20*time.Second, "room 0's message is counted", func() bool {
 			n, _, err := ts.db.UnreadCounts(ctx, string(bob.UserID), string(rooms[0]))
 			return err == nil && n == 1
 		})

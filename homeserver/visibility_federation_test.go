@@ -3,6 +3,7 @@ package homeserver
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -11,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestFederationHistoryVisibilityServed asks A, as server B, for room
@@ -53,7 +55,7 @@ func TestFederationHistoryVisibilityServed(t *testing.T) {
 				if _, err := bob.LeaveRoom(ctx, room); err != nil {
 					t.Fatal(err)
 				}
-				eventually(t, "A sees bob leave", func() bool {
+				testkit.Eventually(t, 20*time.Second, "A sees bob leave", func() bool {
 					m, err := a.srv.db.Membership(ctx, string(room), string(bob.UserID))
 					return err == nil && m == "leave"
 				})

@@ -6,6 +6,7 @@ import (
 
 	"github.com/pion/rtp"
 
+	"github.com/switchboard-chat/switchboard/internal/testkit/rtcclient"
 	"github.com/switchboard-chat/switchboard/media"
 )
 
@@ -18,7 +19,7 @@ func TestForwardPathAllocs(t *testing.T) {
 	up, d, w := benchDownTrack(t, 512)
 	l := up.layers[0]
 	raw := make([]byte, 1500)
-	payload := vp8Payload(make([]byte, 1500), 1, 1, true, true, 640, 360, 1100)
+	payload := rtcclient.VP8Payload(make([]byte, 1500), 1, 1, true, true, 640, 360, 1100)
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 99, Extension: true}, Payload: payload}
 	_ = pkt.SetExtension(1, []byte{0x20})
 	_ = pkt.SetExtension(2, []byte{0x01})

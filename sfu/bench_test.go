@@ -9,6 +9,8 @@ import (
 	"github.com/pion/webrtc/v4"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/switchboard-chat/switchboard/internal/testkit"
+	"github.com/switchboard-chat/switchboard/internal/testkit/rtcclient"
 	"github.com/switchboard-chat/switchboard/media"
 )
 
@@ -66,7 +68,7 @@ func BenchmarkForwardPath(b *testing.B) {
 	up, d, w := benchDownTrack(b, 512)
 	l := up.layers[0]
 	raw := make([]byte, 1500)
-	payload := vp8Payload(make([]byte, 1500), 1, 1, true, true, 640, 360, 1100)
+	payload := rtcclient.VP8Payload(make([]byte, 1500), 1, 1, true, true, 640, 360, 1100)
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 99, Extension: true}, Payload: payload}
 	_ = pkt.SetExtension(1, []byte{0x20})
 	_ = pkt.SetExtension(2, []byte{0x01}) // video orientation: 90 degrees
@@ -103,7 +105,7 @@ func BenchmarkForwardPath(b *testing.B) {
 // rewrite and write.
 func BenchmarkRetransmit(b *testing.B) {
 	up, d, _ := benchDownTrack(b, 512)
-	payload := vp8Payload(make([]byte, 1500), 1, 1, true, true, 640, 360, 1100)
+	payload := rtcclient.VP8Payload(make([]byte, 1500), 1, 1, true, true, 640, 360, 1100)
 	for i := 0; i < 256; i++ {
 		meta := media.PacketMeta{SequenceNumber: uint16(i), Timestamp: uint32(i * 3000), Keyframe: true}
 		_ = media.ParseVP8(payload, &meta.VP8)
@@ -144,11 +146,11 @@ func BenchmarkForwardPion(b *testing.B) {
 	defer pub.close()
 	sub := joinClient(b, s, "bench", "sub", clientOpts{})
 	defer sub.close()
-	waitFor(b, "video flowing", func() bool { r := sub.track("pub-video"); return r != nil && r.packets.Load() > 10 })
-	close(pub.stop) // the benchmark feeds the cache itself from here
+	testkit.Eventually(b, testTimeout, "video flowing", func() bool { r := sub.track("pub-video"); return r != nil && r.Packets.Load() > 10 })
+	pub.rtc.StopSending() // the benchmark feeds the cache itself from here
 	d := sub.p.downFor("pub-video")
 	l := d.up.layer(0)
-	payload := vp8Payload(make([]byte, 1500), 1, 1, true, false, 0, 0, 1100)
+	payload := rtcclient.VP8Payload(make([]byte, 1500), 1, 1, true, false, 0, 0, 1100)
 	var meta media.PacketMeta
 	_ = media.ParseVP8(payload, &meta.VP8)
 	meta.Keyframe = true

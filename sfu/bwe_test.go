@@ -5,6 +5,8 @@ import (
 
 	"github.com/pion/logging"
 	"github.com/pion/transport/v4/vnet"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestBandwidthAdaptation: the link from the SFU to a subscriber is a
@@ -62,13 +64,13 @@ func TestBandwidthAdaptation(t *testing.T) {
 	sub := joinClient(t, s, "bwe", "sub", clientOpts{net: nets["sub"]})
 	defer sub.close()
 
-	waitFor(t, "video flowing", func() bool { r := sub.track("pub-video"); return r != nil && r.packets.Load() > 30 })
+	testkit.Eventually(t, testTimeout, "video flowing", func() bool { r := sub.track("pub-video"); return r != nil && r.Packets.Load() > 30 })
 	r := sub.track("pub-video")
-	waitFor(t, "estimate below the link rate", func() bool { return sub.p.EstimatedBitrate() < 400_000 })
+	testkit.Eventually(t, testTimeout, "estimate below the link rate", func() bool { return sub.p.EstimatedBitrate() < 400_000 })
 	est := sub.p.EstimatedBitrate()
 	at := waitWidth(t, r, 640)
 	k := waitKeyframes(t, r, at, 2, "key frames after adapting")
-	t.Logf("400 kbit/s link: estimate fell from 1500000 to %d bit/s; key frame widths received: %v", est, r.keyframes())
+	t.Logf("400 kbit/s link: estimate fell from 1500000 to %d bit/s; key frame widths received: %v", est, keyframes(r))
 	for _, w := range k {
 		if w > 640 {
 			t.Errorf("after adapting, a %d-wide key frame came through", w)

@@ -3,11 +3,7 @@ package sfu
 import (
 	"context"
 	"errors"
-	"go/parser"
-	"go/token"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,48 +16,9 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
-
-// TestImportRules keeps the media path at the bottom of the import graph
-// (DESIGN.md): media imports nothing of ours, sfu only media.
-func TestImportRules(t *testing.T) {
-	const mod = "github.com/switchboard-chat/switchboard/"
-	allowed := map[string][]string{"../media": nil, ".": {mod + "media"}}
-	for dir, ok := range allowed {
-		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("no Go files in %s: %v", dir, err)
-		}
-		for _, f := range files {
-			if strings.HasSuffix(f, "_test.go") {
-				continue
-			}
-			src, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			af, err := parser.ParseFile(token.NewFileSet(), f, src, parser.ImportsOnly)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, imp := range af.Imports {
-				path := strings.Trim(imp.Path.Value, `"`)
-				if strings.HasPrefix(path, mod) && !contains(ok, path) {
-					t.Errorf("%s imports %s, which the import rules forbid", f, path)
-				}
-			}
-		}
-	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
 
 func TestConfigValidation(t *testing.T) {
 	if _, err := New(Config{}); !errors.Is(err, ErrInvalidConfig) {
@@ -114,9 +71,9 @@ func TestLimits(t *testing.T) {
 		t.Error("duplicate participant ID accepted")
 	}
 	// a publishes audio and video but may publish only one track.
-	waitFor(t, "b receiving one of a's tracks", func() bool {
+	testkit.Eventually(t, testTimeout, "b receiving one of a's tracks", func() bool {
 		ra, rv := b.track("a-audio"), b.track("a-video")
-		return (ra != nil && ra.packets.Load() > 10) || (rv != nil && rv.packets.Load() > 10)
+		return (ra != nil && ra.Packets.Load() > 10) || (rv != nil && rv.Packets.Load() > 10)
 	})
 	b.mu.Lock()
 	n := len(b.tracks)
@@ -137,25 +94,17 @@ func TestRenegotiationAndDataChannel(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "r", "b", clientOpts{audio: true})
 	defer b.close()
-	waitFor(t, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(t, testTimeout, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.Packets.Load() > 10 })
 
 	// a adds a screen share track: client-initiated renegotiation.
-	screen, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
-		"a-screen", "a-screenshare")
+	snd, err := a.rtc.AddVideoTrack("a-screen", "a-screenshare")
 	if err != nil {
 		t.Fatal(err)
 	}
-	snd, err := a.pc.AddTrack(screen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.drainSender(snd)
 	a.renegotiate(t, false)
-	a.wg.Add(1)
-	go a.sendVideo([]*webrtc.TrackLocalStaticRTP{screen}, nil, 100)
-	waitFor(t, "b receiving a's screen share", func() bool {
+	testkit.Eventually(t, testTimeout, "b receiving a's screen share", func() bool {
 		r := b.track("a-screen")
-		return r != nil && r.packets.Load() > 10 && r.streamID == "a-screenshare"
+		return r != nil && r.Packets.Load() > 10 && r.StreamID == "a-screenshare"
 	})
 
 	// a stops sharing: b's receiver ends.
@@ -163,15 +112,15 @@ func TestRenegotiationAndDataChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.renegotiate(t, false)
-	waitFor(t, "b losing a's screen share", func() bool { return b.track("a-screen").ended.Load() })
-	waitFor(t, "track list without the screen share", func() bool {
+	testkit.Eventually(t, testTimeout, "b losing a's screen share", func() bool { return b.track("a-screen").Ended.Load() })
+	testkit.Eventually(t, testTimeout, "track list without the screen share", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.tracks) == 1
 	})
 
 	// Data channel, both ways.
-	waitFor(t, "data channel open", func() bool { return a.p.SendData([]byte(`{"type":"m.call.ping"}`)) == nil })
+	testkit.Eventually(t, testTimeout, "data channel open", func() bool { return a.p.SendData([]byte(`{"type":"m.call.ping"}`)) == nil })
 	select {
 	case m := <-a.msg:
 		if string(m) != `{"type":"m.call.ping"}` {
@@ -180,7 +129,7 @@ func TestRenegotiationAndDataChannel(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("no data channel message from the SFU")
 	}
-	if err := a.dc.SendText(`{"type":"m.call.pong"}`); err != nil {
+	if err := a.rtc.SendData([]byte(`{"type":"m.call.pong"}`)); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -194,8 +143,8 @@ func TestRenegotiationAndDataChannel(t *testing.T) {
 
 	// ICE restart: the participant stays and media keeps flowing.
 	a.renegotiate(t, true)
-	before := b.track("a-audio").packets.Load()
-	waitFor(t, "media after ICE restart", func() bool { return b.track("a-audio").packets.Load() > before+20 })
+	before := b.track("a-audio").Packets.Load()
+	testkit.Eventually(t, testTimeout, "media after ICE restart", func() bool { return b.track("a-audio").Packets.Load() > before+20 })
 	if a.pc.ICEConnectionState() != webrtc.ICEConnectionStateConnected &&
 		a.pc.ICEConnectionState() != webrtc.ICEConnectionStateCompleted {
 		t.Errorf("ICE state after restart: %s", a.pc.ICEConnectionState())
@@ -237,16 +186,16 @@ func TestActiveSpeakerAndMetrics(t *testing.T) {
 	quiet := joinClient(t, s, "sp", "quiet", clientOpts{audio: true, level: 127})
 	defer quiet.close()
 	for _, c := range []*testClient{loud, quiet} {
-		waitFor(t, c.id+" told the dominant speaker", func() bool {
+		testkit.Eventually(t, testTimeout, c.id+" told the dominant speaker", func() bool {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			return c.dominant == "loud"
 		})
 	}
 	// The audio level is forwarded too.
-	waitFor(t, "quiet receiving loud's video", func() bool {
+	testkit.Eventually(t, testTimeout, "quiet receiving loud's video", func() bool {
 		r := quiet.track("loud-video")
-		return r != nil && r.packets.Load() > 10
+		return r != nil && r.Packets.Load() > 10
 	})
 
 	// quiet asks for a key frame 40 times in 2 s; loud must see at most
@@ -257,13 +206,13 @@ func TestActiveSpeakerAndMetrics(t *testing.T) {
 			ssrc = uint32(tr.Receiver().Track().SSRC())
 		}
 	}
-	start := loud.plis.Load()
+	start := loud.rtc.PLIs()
 	began := time.Now()
 	for i := 0; i < 40; i++ {
 		_ = quiet.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 		time.Sleep(50 * time.Millisecond)
 	}
-	got := loud.plis.Load() - start
+	got := loud.rtc.PLIs() - start
 	allowed := int64(time.Since(began)/time.Second) + 2
 	t.Logf("40 PLIs from the subscriber in %v became %d PLIs at the publisher", time.Since(began).Round(time.Millisecond), got)
 	if got < 1 || got > allowed {
@@ -307,7 +256,7 @@ func TestPeerGone(t *testing.T) {
 	a := joinClient(t, s, "g", "a", clientOpts{audio: true})
 	b := joinClient(t, s, "g", "b", clientOpts{audio: true})
 	defer b.close()
-	waitFor(t, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 5 })
+	testkit.Eventually(t, testTimeout, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.Packets.Load() > 5 })
 	a.close()
 	select {
 	case err := <-a.closed:
@@ -317,7 +266,7 @@ func TestPeerGone(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("participant not removed after its client went away")
 	}
-	waitFor(t, "b losing a's audio", func() bool { return b.track("a-audio").ended.Load() })
+	testkit.Eventually(t, testTimeout, "b losing a's audio", func() bool { return b.track("a-audio").Ended.Load() })
 }
 
 // TestSlowSubscriberDoesNotBlock: a subscriber whose send queue is full
@@ -360,9 +309,9 @@ func TestCodecs(t *testing.T) {
 	sub := joinClient(t, s, "codecs", "sub", clientOpts{})
 	defer sub.close()
 	for _, name := range []string{"h264", "vp9", "av1"} {
-		waitFor(t, "receiving "+name, func() bool {
+		testkit.Eventually(t, testTimeout, "receiving "+name, func() bool {
 			r := sub.track(name + "-video")
-			return r != nil && r.packets.Load() > 20
+			return r != nil && r.Packets.Load() > 20
 		})
 	}
 }
@@ -381,9 +330,9 @@ func TestICETCP(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "tcp", "b", clientOpts{tcp: true})
 	defer b.close()
-	waitFor(t, "TCP client receiving audio", func() bool {
+	testkit.Eventually(t, testTimeout, "TCP client receiving audio", func() bool {
 		r := b.track("a-audio")
-		return r != nil && r.packets.Load() > 20
+		return r != nil && r.Packets.Load() > 20
 	})
 	pair, err := b.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil || pair == nil {
@@ -440,12 +389,12 @@ func TestGlare(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "glare", "b", clientOpts{})
 	defer b.close()
-	waitFor(t, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.packets.Load() > 5 })
+	testkit.Eventually(t, testTimeout, "b hearing a", func() bool { r := b.track("a-audio"); return r != nil && r.Packets.Load() > 5 })
 
 	b.hold.Store(true)
 	c := joinClient(t, s, "glare", "c", clientOpts{audio: true})
 	defer c.close()
-	waitFor(t, "server offer for c's track", func() bool { return len(b.held) > 0 })
+	testkit.Eventually(t, testTimeout, "server offer for c's track", func() bool { return len(b.held) > 0 })
 	b.hold.Store(false)
 	// b offers too: the SFU refuses, its own offer stays pending.
 	offer, err := b.pc.CreateOffer(nil)
@@ -466,10 +415,10 @@ func TestGlare(t *testing.T) {
 	if _, ok := b.p.PendingOffer(); ok {
 		t.Error("PendingOffer after the answer")
 	}
-	waitFor(t, "b hearing c after glare", func() bool { r := b.track("c-audio"); return r != nil && r.packets.Load() > 5 })
+	testkit.Eventually(t, testTimeout, "b hearing c after glare", func() bool { r := b.track("c-audio"); return r != nil && r.Packets.Load() > 5 })
 	b.renegotiate(t, false)
-	before := b.track("c-audio").packets.Load()
-	waitFor(t, "media after the client's offer", func() bool { return b.track("c-audio").packets.Load() > before+5 })
+	before := b.track("c-audio").Packets.Load()
+	testkit.Eventually(t, testTimeout, "media after the client's offer", func() bool { return b.track("c-audio").Packets.Load() > before+5 })
 }
 
 // TestICEFailure: a client whose network disappears (every packet to and
@@ -520,7 +469,7 @@ func TestICEFailure(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "fail", "b", clientOpts{audio: true, net: nets["b"]})
 	defer b.close()
-	waitFor(t, "b receiving a", func() bool { r := b.track("a-video"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(t, testTimeout, "b receiving a", func() bool { r := b.track("a-video"); return r != nil && r.Packets.Load() > 10 })
 
 	cut.Store(true)
 	select {
@@ -531,8 +480,8 @@ func TestICEFailure(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("participant with a dead network not removed")
 	}
-	waitFor(t, "b losing a's tracks", func() bool {
-		return b.track("a-audio").ended.Load() && b.track("a-video").ended.Load()
+	testkit.Eventually(t, testTimeout, "b losing a's tracks", func() bool {
+		return b.track("a-audio").Ended.Load() && b.track("a-video").Ended.Load()
 	})
 	conf := b.p.Conference()
 	conf.mu.Lock()
@@ -573,7 +522,7 @@ func TestManualSubscriptions(t *testing.T) {
 	defer a.close()
 	b := joinClient(t, s, "m", "b", clientOpts{})
 	defer b.close()
-	waitFor(t, "b told about a's tracks", func() bool {
+	testkit.Eventually(t, testTimeout, "b told about a's tracks", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.tracks) == 2
@@ -584,19 +533,19 @@ func TestManualSubscriptions(t *testing.T) {
 	if err := b.p.UpdateSubscriptions([]Subscription{{TrackID: "a-video", MaxWidth: 320, MaxHeight: 180}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b receiving a-video", func() bool { r := b.track("a-video"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(t, testTimeout, "b receiving a-video", func() bool { r := b.track("a-video"); return r != nil && r.Packets.Load() > 10 })
 	if b.track("a-audio") != nil {
 		t.Error("b receives a-audio without subscribing")
 	}
 	if err := b.p.UpdateSubscriptions(nil, []string{"a-video"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b's a-video receiver ending", func() bool { return b.track("a-video").ended.Load() })
+	testkit.Eventually(t, testTimeout, "b's a-video receiver ending", func() bool { return b.track("a-video").Ended.Load() })
 	// A subscription to a track published later takes effect then.
 	if err := b.p.UpdateSubscriptions([]Subscription{{TrackID: "c-audio"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	c := joinClient(t, s, "m", "c", clientOpts{audio: true})
 	defer c.close()
-	waitFor(t, "b receiving c-audio", func() bool { r := b.track("c-audio"); return r != nil && r.packets.Load() > 10 })
+	testkit.Eventually(t, testTimeout, "b receiving c-audio", func() bool { r := b.track("c-audio"); return r != nil && r.Packets.Load() > 10 })
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pion/rtp"
 
+	"github.com/switchboard-chat/switchboard/internal/testkit/rtcclient"
 	"github.com/switchboard-chat/switchboard/media"
 )
 
@@ -22,7 +23,7 @@ func FuzzForward(f *testing.F) {
 		b, _ := p.Marshal()
 		return b
 	}
-	f.Add(seed(vp8Payload(make([]byte, 64), 3, 1, true, true, 320, 180, 40), false), uint8(media.CodecVP8))
+	f.Add(seed(rtcclient.VP8Payload(make([]byte, 64), 3, 1, true, true, 320, 180, 40), false), uint8(media.CodecVP8))
 	f.Add(seed([]byte{0x78, 0, 2, 0x67, 0x42, 0, 1, 0x65}, false), uint8(media.CodecH264))
 	f.Add(seed([]byte{1, 2, 3}, true), uint8(media.CodecOpus))
 	f.Add([]byte{0xa0, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 9, 9, 2}, uint8(media.CodecVP9))

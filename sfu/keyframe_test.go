@@ -12,6 +12,8 @@ import (
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-chat/switchboard/internal/testkit"
+	"github.com/switchboard-chat/switchboard/internal/testkit/rtcclient"
 	"github.com/switchboard-chat/switchboard/media"
 )
 
@@ -48,7 +50,7 @@ func TestNewSubscriberKeyframeAtBind(t *testing.T) {
 	l := up.layers[0]
 	buf := make([]byte, 1500)
 	put := func(seq uint16, key bool) {
-		payload := vp8Payload(buf, seq, 0, true, key, 640, 360, 200)
+		payload := rtcclient.VP8Payload(buf, seq, 0, true, key, 640, 360, 200)
 		meta := media.PacketMeta{SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Keyframe: key}
 		if !l.cache.Put(payload, &meta) {
 			t.Fatalf("packet %d not cached", seq)
@@ -113,14 +115,14 @@ func TestJoinStormKeyframeRequestsBounded(t *testing.T) {
 	defer s.Close()
 	pub := joinClient(t, s, "storm", "pub", clientOpts{audio: true, video: true, keyframesOnPLIOnly: true})
 	defer pub.close()
-	waitFor(t, "the publisher's video to reach the SFU", func() bool {
+	testkit.Eventually(t, testTimeout, "the publisher's video to reach the SFU", func() bool {
 		pub.p.mu.Lock()
 		defer pub.p.mu.Unlock()
 		return pub.p.published["pub-video"] != nil
 	})
 
 	const n = 12
-	before := pub.plis.Load()
+	before := pub.rtc.PLIs()
 	began := time.Now()
 	subs := make([]*testClient, n)
 	var wg sync.WaitGroup
@@ -135,18 +137,18 @@ func TestJoinStormKeyframeRequestsBounded(t *testing.T) {
 		defer c.close()
 	}
 	for _, c := range subs {
-		waitFor(t, c.id+" receiving a key frame of pub's video", func() bool {
+		testkit.Eventually(t, testTimeout, c.id+" receiving a key frame of pub's video", func() bool {
 			r := c.track("pub-video")
 			if r == nil {
 				return false
 			}
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			return len(r.keyWidths) > 0
+			r.Mu.Lock()
+			defer r.Mu.Unlock()
+			return len(r.KeyWidths) > 0
 		})
 	}
 	elapsed := time.Since(began)
-	got := pub.plis.Load() - before
+	got := pub.rtc.PLIs() - before
 	allowed := 2 + int64(elapsed/time.Duration(keyframeGuard))
 	t.Logf("%d subscribers joined and got a key frame within %v; the publisher got %d PLIs (bound %d)",
 		n, elapsed.Round(time.Millisecond), got, allowed)
@@ -155,9 +157,9 @@ func TestJoinStormKeyframeRequestsBounded(t *testing.T) {
 	}
 	for _, c := range subs {
 		r := c.track("pub-video")
-		r.mu.Lock()
-		first := r.firstKey
-		r.mu.Unlock()
+		r.Mu.Lock()
+		first := r.FirstKey
+		r.Mu.Unlock()
 		if !first {
 			t.Errorf("%s: video began with a frame that is not a key frame", c.id)
 		}
@@ -174,7 +176,7 @@ func TestNoOfferWithoutChange(t *testing.T) {
 	a := joinClient(t, s, "noop", "a", clientOpts{audio: true})
 	defer a.close()
 	a.hold.Store(true) // keep a's server offers to look at them
-	waitFor(t, "a connected", func() bool { return a.p.connected.Load() })
+	testkit.Eventually(t, testTimeout, "a connected", func() bool { return a.p.connected.Load() })
 	b := joinClient(t, s, "noop", "b", clientOpts{audio: true, video: true})
 	defer b.close()
 	select {

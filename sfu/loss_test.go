@@ -10,6 +10,8 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/transport/v4/vnet"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // lossyLink drops a share of the RTP packets one address sends another on
@@ -105,9 +107,9 @@ func TestNACKRecoveryUnderLoss(t *testing.T) {
 	sub := joinClient(t, s, "loss", "sub", clientOpts{net: nets["sub"]})
 	defer sub.close()
 
-	waitFor(t, "video flowing", func() bool {
+	testkit.Eventually(t, testTimeout, "video flowing", func() bool {
 		r := sub.track("pub-video")
-		return r != nil && r.packets.Load() > 30
+		return r != nil && r.Packets.Load() > 30
 	})
 	var pt byte
 	for _, tr := range sub.pc.GetTransceivers() {
@@ -120,7 +122,7 @@ func TestNACKRecoveryUnderLoss(t *testing.T) {
 	link.mu.Lock()
 	link.videoPT, link.on = pt, true
 	link.mu.Unlock()
-	waitFor(t, "150 dropped video packets", func() bool {
+	testkit.Eventually(t, testTimeout, "150 dropped video packets", func() bool {
 		link.mu.Lock()
 		defer link.mu.Unlock()
 		return len(link.dropped) >= 150
@@ -136,10 +138,10 @@ func TestNACKRecoveryUnderLoss(t *testing.T) {
 
 	r := sub.track("pub-video")
 	recovered := func() int {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		got := make(map[uint16]bool, len(r.seqs))
-		for _, s := range r.seqs {
+		r.Mu.Lock()
+		defer r.Mu.Unlock()
+		got := make(map[uint16]bool, len(r.Seqs))
+		for _, s := range r.Seqs {
 			got[s] = true
 		}
 		n := 0
@@ -150,7 +152,7 @@ func TestNACKRecoveryUnderLoss(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, "recovery of 95% of the dropped packets", func() bool {
+	testkit.Eventually(t, testTimeout, "recovery of 95% of the dropped packets", func() bool {
 		return recovered()*100 >= len(dropped)*95
 	})
 	// Give the last NACKs a moment to be answered, for the figure below.

@@ -11,6 +11,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/transport/v4/vnet"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // faultNet is a chunk filter on a vnet router that plays a bad network:
@@ -102,20 +104,20 @@ func faultSetup(t *testing.T, twoIPs bool) (*SFU, map[string]*vnet.Net, *faultNe
 
 // keyFrames is how many VP8 key frames the track has received.
 func keyFrames(r *recvTrack) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.keyWidths)
+	r.Mu.Lock()
+	defer r.Mu.Unlock()
+	return len(r.KeyWidths)
 }
 
 // askKeyFrame sends a PLI for every SSRC of r, as a browser's decoder
 // does when it cannot go on (RFC 4585 section 6.3.1).
 func askKeyFrame(c *testClient, r *recvTrack) {
-	r.mu.Lock()
+	r.Mu.Lock()
 	var pkts []rtcp.Packet
-	for ssrc := range r.ssrcs {
+	for ssrc := range r.SSRCs {
 		pkts = append(pkts, &rtcp.PictureLossIndication{MediaSSRC: ssrc})
 	}
-	r.mu.Unlock()
+	r.Mu.Unlock()
 	_ = c.pc.WriteRTCP(pkts)
 }
 
@@ -124,7 +126,7 @@ func askKeyFrame(c *testClient, r *recvTrack) {
 func waitKeyFrame(t *testing.T, c *testClient, r *recvTrack, had int) {
 	t.Helper()
 	last := time.Time{}
-	waitFor(t, "a key frame", func() bool {
+	testkit.Eventually(t, testTimeout, "a key frame", func() bool {
 		if keyFrames(r) > had {
 			return true
 		}
@@ -147,26 +149,26 @@ func TestFaultAudioUnder20PercentLoss(t *testing.T) {
 	defer pub.close()
 	sub := joinClient(t, s, "loss20", "sub", clientOpts{net: nets["sub"]})
 	defer sub.close()
-	waitFor(t, "audio flowing", func() bool {
+	testkit.Eventually(t, testTimeout, "audio flowing", func() bool {
 		r := sub.track("pub-audio")
-		return r != nil && r.packets.Load() > 50
+		return r != nil && r.Packets.Load() > 50
 	})
 	r := sub.track("pub-audio")
-	r.mu.Lock()
-	from := len(r.seqs)
-	r.mu.Unlock()
+	r.Mu.Lock()
+	from := len(r.Seqs)
+	r.Mu.Unlock()
 	fn.set(func(f *faultNet) {
 		f.loss = 0.20
 		f.lossIPs["192.0.2.2"], f.lossIPs["192.0.2.3"] = true, true
 	})
-	waitFor(t, "300 audio packets under loss", func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return len(r.seqs)-from >= 300
+	testkit.Eventually(t, testTimeout, "300 audio packets under loss", func() bool {
+		r.Mu.Lock()
+		defer r.Mu.Unlock()
+		return len(r.Seqs)-from >= 300
 	})
-	r.mu.Lock()
-	seqs := append([]uint16(nil), r.seqs[from:]...)
-	r.mu.Unlock()
+	r.Mu.Lock()
+	seqs := append([]uint16(nil), r.Seqs[from:]...)
+	r.Mu.Unlock()
 	lo, hi := int(seqs[0]), int(seqs[0])
 	for _, s := range seqs {
 		// Unwrapped relative to the first; the window is far below 2^15.
@@ -198,17 +200,17 @@ func TestFaultVideoRecoversAfterBlackout(t *testing.T) {
 	defer pub.close()
 	sub := joinClient(t, s, "blackout", "sub", clientOpts{net: nets["sub"]})
 	defer sub.close()
-	waitFor(t, "video flowing", func() bool {
+	testkit.Eventually(t, testTimeout, "video flowing", func() bool {
 		r := sub.track("pub-video")
-		return r != nil && r.packets.Load() > 30 && keyFrames(r) > 0
+		return r != nil && r.Packets.Load() > 30 && keyFrames(r) > 0
 	})
 	r := sub.track("pub-video")
 	fn.set(func(f *faultNet) { f.blocked["192.0.2.3"] = true })
 	time.Sleep(2 * time.Second) // the blackout itself, not a wait for a result
 	fn.set(func(f *faultNet) { delete(f.blocked, "192.0.2.3") })
-	had, before := keyFrames(r), r.packets.Load()
+	had, before := keyFrames(r), r.Packets.Load()
 	waitKeyFrame(t, sub, r, had)
-	waitFor(t, "video after the blackout", func() bool { return r.packets.Load() > before+60 })
+	testkit.Eventually(t, testTimeout, "video after the blackout", func() bool { return r.Packets.Load() > before+60 })
 	select {
 	case err := <-sub.closed:
 		t.Fatalf("the subscriber was dropped by a 2 s blackout: %v", err)
@@ -228,9 +230,9 @@ func TestFaultAddressChangeICERestart(t *testing.T) {
 	defer pub.close()
 	sub := joinClient(t, s, "handover", "sub", clientOpts{net: nets["sub"]})
 	defer sub.close()
-	waitFor(t, "media flowing", func() bool {
+	testkit.Eventually(t, testTimeout, "media flowing", func() bool {
 		a, v := sub.track("pub-audio"), sub.track("pub-video")
-		return a != nil && v != nil && a.packets.Load() > 30 && keyFrames(v) > 0
+		return a != nil && v != nil && a.Packets.Load() > 30 && keyFrames(v) > 0
 	})
 	a, v := sub.track("pub-audio"), sub.track("pub-video")
 	fn.set(func(f *faultNet) {
@@ -238,8 +240,8 @@ func TestFaultAddressChangeICERestart(t *testing.T) {
 		delete(f.blocked, "192.0.2.4")
 	})
 	sub.renegotiate(t, true)
-	before, had := a.packets.Load(), keyFrames(v)
-	waitFor(t, "audio after the address change", func() bool { return a.packets.Load() > before+50 })
+	before, had := a.Packets.Load(), keyFrames(v)
+	testkit.Eventually(t, testTimeout, "audio after the address change", func() bool { return a.Packets.Load() > before+50 })
 	waitKeyFrame(t, sub, v, had)
 	select {
 	case err := <-sub.closed:

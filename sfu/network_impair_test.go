@@ -9,6 +9,8 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/transport/v4/vnet"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // impairedLink is the subscriber's downlink (what the SFU sends it) in a
@@ -116,20 +118,6 @@ func impairedSetup(t *testing.T, cfg Config) (*SFU, map[string]*vnet.Net, *impai
 	return s, nets, link
 }
 
-// waitForWithin is waitFor with its own deadline, for what takes a
-// bandwidth estimator longer than the usual test timeout (climbing back
-// after a bottleneck goes by a few percent a second).
-func waitForWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestFaultBottleneckStepsDownAndClimbsBack: a publisher sends three
 // simulcast layers (320, 640 and 1280 wide, about 60, 180 and 540 kbit/s).
 // The subscriber's downlink narrows to 300 kbit/s: the estimate must fall
@@ -146,29 +134,29 @@ func TestFaultBottleneckStepsDownAndClimbsBack(t *testing.T) {
 	sub := joinClient(t, s, "bottleneck", "sub", clientOpts{net: nets["sub"]})
 	defer sub.close()
 
-	waitFor(t, "video and audio flowing", func() bool {
+	testkit.Eventually(t, testTimeout, "video and audio flowing", func() bool {
 		v, a := sub.track("pub-video"), sub.track("pub-audio")
-		return v != nil && a != nil && v.packets.Load() > 30 && a.packets.Load() > 30
+		return v != nil && a != nil && v.Packets.Load() > 30 && a.Packets.Load() > 30
 	})
 	v, a := sub.track("pub-video"), sub.track("pub-audio")
 	waitWidth(t, v, 1280)
 	t.Logf("open link: receiving the 1280 layer (estimate %d bit/s)", sub.p.EstimatedBitrate())
 
 	link.tbf.SetRate(300_000)
-	waitFor(t, "estimate below the 300 kbit/s bottleneck", func() bool { return sub.p.EstimatedBitrate() < 300_000 })
+	testkit.Eventually(t, testTimeout, "estimate below the 300 kbit/s bottleneck", func() bool { return sub.p.EstimatedBitrate() < 300_000 })
 	est := sub.p.EstimatedBitrate()
 	at := waitWidth(t, v, 640)
 	if k := waitKeyframes(t, v, at, 2, "key frames after stepping down"); k[0] > 640 || k[1] > 640 {
 		t.Errorf("after stepping down under a 300 kbit/s bottleneck, key frames of widths %v came through", k)
 	}
-	audioBefore := a.packets.Load()
-	waitFor(t, "audio under the bottleneck", func() bool { return a.packets.Load() > audioBefore+100 })
-	t.Logf("300 kbit/s bottleneck: estimate %d bit/s, key frame widths so far %v", est, v.keyframes())
+	audioBefore := a.Packets.Load()
+	testkit.Eventually(t, testTimeout, "audio under the bottleneck", func() bool { return a.Packets.Load() > audioBefore+100 })
+	t.Logf("300 kbit/s bottleneck: estimate %d bit/s, key frame widths so far %v", est, keyframes(v))
 
 	link.tbf.SetRate(1_000_000_000)
 	start, asked := time.Now(), time.Time{}
-	waitForWithin(t, 90*time.Second, "the 1280 layer again after the bottleneck went away", func() bool {
-		k := v.keyframes()
+	testkit.Eventually(t, 90*time.Second, "the 1280 layer again after the bottleneck went away", func() bool {
+		k := keyframes(v)
 		if len(k) > 0 && k[len(k)-1] == 1280 {
 			return true
 		}
@@ -201,26 +189,26 @@ func TestFaultJitterKeepsCall(t *testing.T) {
 	defer pub.close()
 	sub := joinClient(t, s, "jitter", "sub", clientOpts{net: nets["sub"]})
 	defer sub.close()
-	waitFor(t, "media flowing", func() bool {
+	testkit.Eventually(t, testTimeout, "media flowing", func() bool {
 		v, a := sub.track("pub-video"), sub.track("pub-audio")
-		return v != nil && a != nil && a.packets.Load() > 30 && keyFrames(v) > 0
+		return v != nil && a != nil && a.Packets.Load() > 30 && keyFrames(v) > 0
 	})
 	v, a := sub.track("pub-video"), sub.track("pub-audio")
 	link.setJitter(200 * time.Millisecond)
-	a.mu.Lock()
-	from := len(a.seqs)
-	a.mu.Unlock()
-	vBefore, had := v.packets.Load(), keyFrames(v)
-	waitFor(t, "300 audio packets under jitter", func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return len(a.seqs)-from >= 300
+	a.Mu.Lock()
+	from := len(a.Seqs)
+	a.Mu.Unlock()
+	vBefore, had := v.Packets.Load(), keyFrames(v)
+	testkit.Eventually(t, testTimeout, "300 audio packets under jitter", func() bool {
+		a.Mu.Lock()
+		defer a.Mu.Unlock()
+		return len(a.Seqs)-from >= 300
 	})
-	waitFor(t, "video under jitter", func() bool { return v.packets.Load() > vBefore+100 })
+	testkit.Eventually(t, testTimeout, "video under jitter", func() bool { return v.Packets.Load() > vBefore+100 })
 	waitKeyFrame(t, sub, v, had)
-	a.mu.Lock()
-	seqs := append([]uint16(nil), a.seqs[from:]...)
-	a.mu.Unlock()
+	a.Mu.Lock()
+	seqs := append([]uint16(nil), a.Seqs[from:]...)
+	a.Mu.Unlock()
 	lo, hi := int(seqs[0]), int(seqs[0])
 	for _, s := range seqs {
 		x := int(seqs[0]) + int(int16(s-seqs[0]))

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/media"
 )
 
@@ -32,21 +33,21 @@ func TestLeaveReleasesGoroutines(t *testing.T) {
 		if c == bob {
 			other = "alice"
 		}
-		waitFor(t, c.id+" receiving "+other, func() bool {
+		testkit.Eventually(t, testTimeout, c.id+" receiving "+other, func() bool {
 			r := c.track(other + "-video")
-			return r != nil && r.packets.Load() > 20
+			return r != nil && r.Packets.Load() > 20
 		})
 	}
 	baseline := settledGoroutines()
 
 	carol := joinClient(t, s, "rel", "carol", clientOpts{audio: true, video: true, level: 127})
-	waitFor(t, "alice receiving carol", func() bool {
+	testkit.Eventually(t, testTimeout, "alice receiving carol", func() bool {
 		r := alice.track("carol-video")
-		return r != nil && r.packets.Load() > 20
+		return r != nil && r.Packets.Load() > 20
 	})
-	waitFor(t, "carol receiving bob", func() bool {
+	testkit.Eventually(t, testTimeout, "carol receiving bob", func() bool {
 		r := carol.track("bob-video")
-		return r != nil && r.packets.Load() > 20
+		return r != nil && r.Packets.Load() > 20
 	})
 	during := runtime.NumGoroutine()
 	if err := carol.p.Close(); err != nil {
@@ -56,7 +57,7 @@ func TestLeaveReleasesGoroutines(t *testing.T) {
 		t.Errorf("close reason %v", err)
 	}
 	carol.close()
-	waitFor(t, "goroutines back to the count before carol joined", func() bool {
+	testkit.Eventually(t, testTimeout, "goroutines back to the count before carol joined", func() bool {
 		return runtime.NumGoroutine() <= baseline
 	})
 	t.Logf("goroutines: %d with alice and bob, %d with carol, %d after she left",
@@ -150,7 +151,7 @@ func TestReceiverReportsEchoSenderReports(t *testing.T) {
 	defer s.Close()
 	pub := joinClient(t, s, "rr", "pub", clientOpts{audio: true, video: true, level: 127})
 	defer pub.close()
-	waitFor(t, "a receiver report echoing a sender report", func() bool { return pub.rrWithLSR.Load() > 0 })
+	testkit.Eventually(t, testTimeout, "a receiver report echoing a sender report", func() bool { return pub.rtc.ReportsWithLSR() > 0 })
 
 	srPkt, _ := (&rtcp.SenderReport{SSRC: 1}).Marshal()
 	rrPkt, _ := (&rtcp.ReceiverReport{SSRC: 1}).Marshal()

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -39,18 +41,18 @@ func TestConferenceForwarding(t *testing.T) {
 			}
 			for _, kind := range []string{"audio", "video"} {
 				id := tx + "-" + kind
-				waitFor(t, fmt.Sprintf("%s receiving %s", rx, id), func() bool {
+				testkit.Eventually(t, testTimeout, fmt.Sprintf("%s receiving %s", rx, id), func() bool {
 					tr := clients[rx].track(id)
-					return tr != nil && tr.packets.Load() > 20
+					return tr != nil && tr.Packets.Load() > 20
 				})
-				if tr := clients[rx].track(id); tr.streamID != tx+"-stream" {
-					t.Errorf("%s sees %s in stream %q, want %q", rx, id, tr.streamID, tx+"-stream")
+				if tr := clients[rx].track(id); tr.StreamID != tx+"-stream" {
+					t.Errorf("%s sees %s in stream %q, want %q", rx, id, tr.StreamID, tx+"-stream")
 				}
 			}
 		}
 	}
 	for _, rx := range names {
-		waitFor(t, rx+" track list", func() bool {
+		testkit.Eventually(t, testTimeout, rx+" track list", func() bool {
 			clients[rx].mu.Lock()
 			defer clients[rx].mu.Unlock()
 			return len(clients[rx].tracks) == 4
@@ -70,12 +72,12 @@ func TestConferenceForwarding(t *testing.T) {
 	delete(clients, "carol")
 	for _, rx := range []string{"alice", "bob"} {
 		for _, kind := range []string{"audio", "video"} {
-			waitFor(t, rx+" losing carol-"+kind, func() bool {
+			testkit.Eventually(t, testTimeout, rx+" losing carol-"+kind, func() bool {
 				tr := clients[rx].track("carol-" + kind)
-				return tr.ended.Load()
+				return tr.Ended.Load()
 			})
 		}
-		waitFor(t, rx+" track list without carol", func() bool {
+		testkit.Eventually(t, testTimeout, rx+" track list without carol", func() bool {
 			clients[rx].mu.Lock()
 			defer clients[rx].mu.Unlock()
 			for _, ti := range clients[rx].tracks {
@@ -90,8 +92,8 @@ func TestConferenceForwarding(t *testing.T) {
 		t.Errorf("stats after carol left: %+v", st)
 	}
 	// Alice and Bob still hear each other.
-	before := clients["alice"].track("bob-audio").packets.Load()
-	waitFor(t, "alice still receiving bob", func() bool {
-		return clients["alice"].track("bob-audio").packets.Load() > before+10
+	before := clients["alice"].track("bob-audio").Packets.Load()
+	testkit.Eventually(t, testTimeout, "alice still receiving bob", func() bool {
+		return clients["alice"].track("bob-audio").Packets.Load() > before+10
 	})
 }

@@ -2,32 +2,34 @@ package sfu
 
 import (
 	"testing"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
-// keyWidths returns the widths of the key frames received so far.
-func (r *recvTrack) keyframes() []uint16 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]uint16(nil), r.keyWidths...)
+// keyframes returns the widths of the key frames received so far.
+func keyframes(r *recvTrack) []uint16 {
+	r.Mu.Lock()
+	defer r.Mu.Unlock()
+	return append([]uint16(nil), r.KeyWidths...)
 }
 
 // waitKeyframes waits until n more key frames arrived after index from,
 // and returns their widths.
 func waitKeyframes(t *testing.T, r *recvTrack, from, n int, what string) []uint16 {
 	t.Helper()
-	waitFor(t, what, func() bool { return len(r.keyframes()) >= from+n })
-	return r.keyframes()[from:]
+	testkit.Eventually(t, testTimeout, what, func() bool { return len(keyframes(r)) >= from+n })
+	return keyframes(r)[from:]
 }
 
 // waitWidth waits until the last key frame received has width w and
 // returns how many key frames had arrived then.
 func waitWidth(t *testing.T, r *recvTrack, w uint16) int {
 	t.Helper()
-	waitFor(t, "key frame of width "+itoa(int(w)), func() bool {
-		k := r.keyframes()
+	testkit.Eventually(t, testTimeout, "key frame of width "+itoa(int(w)), func() bool {
+		k := keyframes(r)
 		return len(k) > 0 && k[len(k)-1] == w
 	})
-	return len(r.keyframes())
+	return len(keyframes(r))
 }
 
 func itoa(i int) string {
@@ -55,9 +57,9 @@ func TestSimulcastLayerSwitching(t *testing.T) {
 	defer sub.close()
 	sub.p.SetMaxBitrate(150_000) // q (~70 kbit/s) fits, h (~200 kbit/s) does not
 
-	waitFor(t, "subscriber receiving video", func() bool {
+	testkit.Eventually(t, testTimeout, "subscriber receiving video", func() bool {
 		r := sub.track("pub-video")
-		return r != nil && r.packets.Load() > 50
+		return r != nil && r.Packets.Load() > 50
 	})
 	r := sub.track("pub-video")
 	at := waitWidth(t, r, 320)
@@ -84,22 +86,22 @@ func TestSimulcastLayerSwitching(t *testing.T) {
 	t.Logf("capped again: back to the 320 layer")
 
 	// One continuous stream.
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.ssrcs) != 1 {
-		t.Errorf("received %d SSRCs, want 1", len(r.ssrcs))
+	r.Mu.Lock()
+	defer r.Mu.Unlock()
+	if len(r.SSRCs) != 1 {
+		t.Errorf("received %d SSRCs, want 1", len(r.SSRCs))
 	}
 	tsBySeq := map[uint16]uint32{}
-	first := r.seqs[0]
+	first := r.Seqs[0]
 	var maxOff int
-	for i, seq := range r.seqs {
-		tsBySeq[seq] = r.tss[i]
+	for i, seq := range r.Seqs {
+		tsBySeq[seq] = r.Timestamps[i]
 		if off := int(uint16(seq - first)); off < 30000 && off > maxOff {
 			maxOff = off
 		}
 	}
 	missing := 0
-	prevTS := r.tss[0]
+	prevTS := r.Timestamps[0]
 	for off := 0; off <= maxOff; off++ {
 		ts, ok := tsBySeq[first+uint16(off)]
 		if !ok {
@@ -112,7 +114,7 @@ func TestSimulcastLayerSwitching(t *testing.T) {
 		prevTS = ts
 	}
 	t.Logf("received %d packets over %d sequence numbers, %d missing, %d key frames",
-		len(r.seqs), maxOff+1, missing, len(r.keyWidths))
+		len(r.Seqs), maxOff+1, missing, len(r.KeyWidths))
 	if missing > 0 {
 		t.Errorf("%d sequence numbers missing: the stream is not continuous", missing)
 	}
@@ -141,9 +143,9 @@ func TestSimulcastPublishersReceiveEachOther(t *testing.T) {
 			}
 			for _, kind := range []string{"audio", "video"} {
 				id := tx + "-" + kind
-				waitFor(t, rx+" receiving "+id, func() bool {
+				testkit.Eventually(t, testTimeout, rx+" receiving "+id, func() bool {
 					r := rc.track(id)
-					return r != nil && r.packets.Load() > 20
+					return r != nil && r.Packets.Load() > 20
 				})
 			}
 		}

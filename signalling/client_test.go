@@ -4,34 +4,24 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit/rtcclient"
 )
 
 // This file is the test participant: a mautrix client that joins the
-// room and publishes its call membership, and a pion client that sends
-// synthetic Opus and VP8 and records what it receives, signalling with the
-// focus over to-device messages and the data channel like a MSC3898
-// client.
-
-type recvTrack struct {
-	id, streamID string
-	packets      atomic.Int64
-	ended        atomic.Bool
-}
+// room and publishes its call membership, and the test kit's WebRTC client
+// (rtcclient), which sends synthetic Opus and VP8 and records what it
+// receives, signalling with the focus over to-device messages and the data
+// channel like a MSC3898 client.
 
 type participant struct {
 	t       testing.TB
@@ -42,26 +32,22 @@ type participant struct {
 	conf    string
 	session string
 	callID  string
-	pc      *webrtc.PeerConnection
-	dc      *webrtc.DataChannel
-	level   uint8 // audio level sent (RFC 6464; 127 is silence)
+	rtc     *rtcclient.Client      // nil with noMedia
+	pc      *webrtc.PeerConnection // rtc's
+	level   uint8                  // audio level sent (RFC 6464; 127 is silence)
 	noPong  atomic.Bool
 	hungUp  atomic.Bool // the focus may close the connection any time now
 	seq     atomic.Int64
-
-	negMu sync.Mutex // serialises applying server offers
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	stop   chan struct{}
 	wg     sync.WaitGroup
-	plis   atomic.Int64
 
 	mu           sync.Mutex
 	since        string
 	focusSession string
 	answered     bool
-	recv         map[string]*recvTrack
 	meta         map[string]outStream
 	speakers     speakersBody
 	hangups      []hangupContent
@@ -89,7 +75,7 @@ func (e *env) participant(t testing.TB, name string, room id.RoomID, conf string
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &participant{t: t, e: e, name: name, cli: cli, room: room, conf: conf, session: "sess-" + name,
 		callID: "call-" + name, level: o.level, ctx: ctx, cancel: cancel, stop: make(chan struct{}),
-		recv: map[string]*recvTrack{}, meta: map[string]outStream{}, dcMsgs: map[string]int{}}
+		meta: map[string]outStream{}, dcMsgs: map[string]int{}}
 	if o.level == 0 {
 		p.level = 127
 	}
@@ -139,92 +125,29 @@ func (p *participant) publishMember(device string, expires time.Time) {
 	}
 }
 
-func clientAPI(t testing.TB) *webrtc.API {
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: "urn:ietf:params:rtp-hdrext:ssrc-audio-level"},
-		webrtc.RTPCodecTypeAudio); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-}
-
-// setupMedia creates the PeerConnection with a data channel, one audio and
-// one video track, and starts sending.
+// setupMedia creates the test kit's WebRTC client: a data channel, one
+// audio and one video track (a key frame every half second and on each
+// PLI), sending at once.
 func (p *participant) setupMedia() {
-	t := p.t
-	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
+	rtc, err := rtcclient.New(rtcclient.Config{Name: p.name, Audio: true, AudioLevel: p.level, Video: true,
+		KeyframeInterval: 500 * time.Millisecond, OnData: p.onData})
 	if err != nil {
-		t.Fatal(err)
+		p.t.Fatal(err)
 	}
-	p.pc = pc
-	dc, err := pc.CreateDataChannel("signalling", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.dc = dc
-	dc.OnMessage(func(m webrtc.DataChannelMessage) { p.onData(m.Data) })
-	pc.OnTrack(p.onTrack)
-	audio, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus,
-		ClockRate: 48000, Channels: 2}, p.name+"-audio", p.name+"-stream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8,
-		ClockRate: 90000}, p.name+"-video", p.name+"-stream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tr := range []*webrtc.TrackLocalStaticRTP{audio, video} {
-		snd, err := pc.AddTrack(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			for {
-				pkts, _, err := snd.ReadRTCP()
-				if err != nil {
-					return
-				}
-				for _, pk := range pkts {
-					if _, ok := pk.(*rtcp.PictureLossIndication); ok {
-						p.plis.Add(1)
-					}
-				}
-			}
-		}()
-	}
-	p.wg.Add(2)
-	go p.sendAudio(audio)
-	go p.sendVideo(video)
+	p.rtc, p.pc = rtc, rtc.PC()
+	rtc.Start()
 }
 
 // offer creates the client's offer with all candidates in it.
 func (p *participant) offer() string {
 	p.t.Helper()
-	offer, err := p.pc.CreateOffer(nil)
+	ctx, cancel := context.WithTimeout(p.ctx, testTimeout)
+	defer cancel()
+	sdp, err := p.rtc.Offer(ctx)
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(p.pc)
-	if err := p.pc.SetLocalDescription(offer); err != nil {
-		p.t.Fatal(err)
-	}
-	<-gathered
-	return p.pc.LocalDescription().SDP
+	return sdp
 }
 
 // inviteContent is the MSC3401/MSC3898 to-device invite to the focus.
@@ -322,7 +245,7 @@ func (p *participant) onToDevice(typ string, raw json.RawMessage) {
 		p.mu.Lock()
 		p.focusSession = c.SenderSessionID
 		p.mu.Unlock()
-		if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: c.Answer.SDP}); err != nil {
+		if err := p.rtc.SetAnswer(c.Answer.SDP); err != nil {
 			p.errorf("%s: answer: %v", p.name, err)
 			return
 		}
@@ -334,7 +257,7 @@ func (p *participant) onToDevice(typ string, raw json.RawMessage) {
 			if ca.Candidate == "" {
 				continue
 			}
-			if err := p.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: ca.Candidate, SDPMid: ca.SDPMid,
+			if err := p.rtc.AddCandidate(webrtc.ICECandidateInit{Candidate: ca.Candidate, SDPMid: ca.SDPMid,
 				SDPMLineIndex: ca.SDPMLineIndex}); err != nil {
 				p.errorf("%s: candidate: %v", p.name, err)
 			}
@@ -343,7 +266,7 @@ func (p *participant) onToDevice(typ string, raw json.RawMessage) {
 		p.setMeta(c.Metadata)
 		if c.Description.Type == "offer" {
 			p.applyOffer(c.Description.SDP, false)
-		} else if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: c.Description.SDP}); err != nil {
+		} else if err := p.rtc.SetAnswer(c.Description.SDP); err != nil {
 			p.errorf("%s: negotiate answer: %v", p.name, err)
 		}
 	case TypeMetadataChanged:
@@ -362,32 +285,16 @@ func (p *participant) setMeta(m map[string]outStream) {
 
 // applyOffer answers a server offer on the transport it came by.
 func (p *participant) applyOffer(sdp string, viaDC bool) {
-	p.negMu.Lock()
-	defer p.negMu.Unlock()
 	// The answer to our own offer may still be on its way (it travels by
-	// /sync, the offer perhaps by the data channel).
-	deadline := time.Now().Add(testTimeout)
-	for p.pc.SignalingState() != webrtc.SignalingStateStable && time.Now().Before(deadline) {
-		select {
-		case <-p.stop:
-			return
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
-		p.errorf("%s: server offer: %v", p.name, err)
-		return
-	}
-	ans, err := p.pc.CreateAnswer(nil)
+	// /sync, the offer perhaps by the data channel): AnswerOffer waits.
+	ctx, cancel := context.WithTimeout(p.ctx, testTimeout)
+	defer cancel()
+	ans, err := p.rtc.AnswerOffer(ctx, sdp)
 	if err != nil {
-		p.errorf("%s: create answer: %v (state %s, signalling %s)", p.name, err, p.pc.ConnectionState(), p.pc.SignalingState())
+		p.errorf("%s: %v", p.name, err)
 		return
 	}
-	if err := p.pc.SetLocalDescription(ans); err != nil {
-		p.errorf("%s: set answer: %v", p.name, err)
-		return
-	}
-	desc := map[string]any{"type": "answer", "sdp": ans.SDP}
+	desc := map[string]any{"type": "answer", "sdp": ans}
 	if viaDC {
 		p.sendDC(TypeNegotiate, map[string]any{"description": desc})
 		return
@@ -403,7 +310,7 @@ func (p *participant) applyOffer(sdp string, viaDC bool) {
 
 func (p *participant) sendDC(typ string, content any) {
 	b, _ := json.Marshal(map[string]any{"type": typ, "content": content})
-	if err := p.dc.Send(b); err != nil {
+	if err := p.rtc.SendData(b); err != nil {
 		p.errorf("%s: data channel send: %v", p.name, err)
 	}
 }
@@ -437,7 +344,7 @@ func (p *participant) onData(b []byte) {
 		p.setMeta(c.Metadata)
 		if c.Description.Type == "offer" {
 			p.applyOffer(c.Description.SDP, true)
-		} else if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: c.Description.SDP}); err != nil {
+		} else if err := p.rtc.SetAnswer(c.Description.SDP); err != nil {
 			p.errorf("%s: negotiate answer: %v", p.name, err)
 		}
 	case TypeMetadataChanged:
@@ -455,30 +362,13 @@ func (p *participant) onData(b []byte) {
 	}
 }
 
-func (p *participant) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-	rt := &recvTrack{id: tr.ID(), streamID: tr.StreamID()}
-	p.mu.Lock()
-	p.recv[tr.ID()] = rt
-	p.mu.Unlock()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		defer rt.ended.Store(true)
-		for {
-			if _, _, err := tr.ReadRTP(); err != nil {
-				return
-			}
-			rt.packets.Add(1)
-		}
-	}()
-}
-
 // received reports how many packets arrived on track trackID.
 func (p *participant) received(trackID string) int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if rt := p.recv[trackID]; rt != nil {
-		return rt.packets.Load()
+	if p.rtc == nil {
+		return 0 // no media
+	}
+	if t := p.rtc.Track(trackID); t != nil {
+		return t.Packets.Load()
 	}
 	return 0
 }
@@ -493,11 +383,8 @@ func (p *participant) receivesFrom(others ...*participant) bool {
 	return true
 }
 
-// offeredTracks reports whether the current remote SDP sends trackID.
-func (p *participant) offeredTrack(trackID string) bool {
-	rd := p.pc.CurrentRemoteDescription()
-	return rd != nil && strings.Contains(rd.SDP, " "+trackID+"\r\n")
-}
+// offeredTrack reports whether the current remote SDP sends trackID.
+func (p *participant) offeredTrack(trackID string) bool { return p.rtc.OfferedTrack(trackID) }
 
 func (p *participant) metaStream(streamID string) (outStream, bool) {
 	p.mu.Lock()
@@ -523,81 +410,6 @@ func (p *participant) isAnswered() bool {
 	return p.answered
 }
 
-func (p *participant) sendAudio(tr *webrtc.TrackLocalStaticRTP) {
-	defer p.wg.Done()
-	tk := time.NewTicker(20 * time.Millisecond)
-	defer tk.Stop()
-	pkt := &rtp.Packet{Header: rtp.Header{Version: 2}, Payload: make([]byte, 60)}
-	for i := 0; ; i++ {
-		select {
-		case <-p.stop:
-			return
-		case <-tk.C:
-		}
-		pkt.SequenceNumber = uint16(i)
-		pkt.Timestamp = uint32(i * 960)
-		pkt.Extensions, pkt.Extension = nil, false
-		if id := p.audioLevelID(); id != 0 {
-			_ = pkt.SetExtension(id, []byte{p.level & 0x7f})
-		}
-		_ = tr.WriteRTP(pkt)
-	}
-}
-
-func (p *participant) audioLevelID() uint8 {
-	for _, tr := range p.pc.GetTransceivers() {
-		if tr.Sender() == nil || tr.Kind() != webrtc.RTPCodecTypeAudio {
-			continue
-		}
-		for _, e := range tr.Sender().GetParameters().HeaderExtensions {
-			if e.URI == "urn:ietf:params:rtp-hdrext:ssrc-audio-level" {
-				return uint8(e.ID)
-			}
-		}
-	}
-	return 0
-}
-
-// sendVideo sends 30 frames/s of VP8 (RFC 7741 payload descriptor, key
-// frame header on key frames) of two packets each; a key frame every
-// half second and after each PLI.
-func (p *participant) sendVideo(tr *webrtc.TrackLocalStaticRTP) {
-	defer p.wg.Done()
-	tk := time.NewTicker(33 * time.Millisecond)
-	defer tk.Stop()
-	var seq uint16
-	lastPLI := int64(0)
-	for frame := 0; ; frame++ {
-		select {
-		case <-p.stop:
-			return
-		case <-tk.C:
-		}
-		key := frame%15 == 0
-		if n := p.plis.Load(); n != lastPLI {
-			lastPLI, key = n, true
-		}
-		for k := 0; k < 2; k++ {
-			pl := []byte{0x80, 0x80, 0x80 | byte(frame>>8)&0x7f, byte(frame)} // X, I, 15-bit picture ID
-			if k == 0 {
-				pl[0] |= 0x10 // S: start of partition
-				if key {
-					pl = append(pl, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xb4, 0x00)
-				} else {
-					pl = append(pl, 0x11, 0x02, 0x00)
-				}
-			}
-			for len(pl) < 400 {
-				pl = append(pl, byte(len(pl)))
-			}
-			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(frame * 3000),
-				Marker: k == 1}, Payload: pl}
-			seq++
-			_ = tr.WriteRTP(pkt)
-		}
-	}
-}
-
 func (p *participant) errorf(format string, args ...any) {
 	if p.hungUp.Load() {
 		return
@@ -617,8 +429,8 @@ func (p *participant) close() {
 	}
 	close(p.stop)
 	p.cancel()
-	if p.pc != nil {
-		_ = p.pc.Close()
+	if p.rtc != nil {
+		p.rtc.Close()
 	}
 	p.wg.Wait()
 }

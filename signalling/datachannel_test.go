@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestDataChannel exercises MSC3898's data-channel messages with manual
@@ -24,8 +26,8 @@ func TestDataChannel(t *testing.T) {
 	bob := e.participant(t, "bob", room, conf, partOpts{})              // silent
 	alice.invite()
 	bob.invite()
-	waitFor(t, "answers", func() bool { return alice.isAnswered() && bob.isAnswered() })
-	waitFor(t, "bob's metadata for alice", func() bool {
+	testkit.Eventually(t, testTimeout, "answers", func() bool { return alice.isAnswered() && bob.isAnswered() })
+	testkit.Eventually(t, testTimeout, "bob's metadata for alice", func() bool {
 		s, ok := bob.metaStream("alice-stream")
 		return ok && s.UserID == string(alice.cli.UserID) && len(s.Tracks) == 2
 	})
@@ -38,7 +40,7 @@ func TestDataChannel(t *testing.T) {
 		map[string]any{"stream_id": "alice-stream", "track_id": "alice-audio"},
 		map[string]any{"stream_id": "alice-stream", "track_id": "alice-video", "width": 320, "height": 180},
 	}})
-	waitFor(t, "bob receiving alice", func() bool { return bob.receivesFrom(alice) })
+	testkit.Eventually(t, testTimeout, "bob receiving alice", func() bool { return bob.receivesFrom(alice) })
 	if n := bob.dcCount(TypeNegotiate); n == 0 {
 		t.Error("the focus's renegotiation did not come on the data channel")
 	}
@@ -49,17 +51,17 @@ func TestDataChannel(t *testing.T) {
 	// Unsubscribe from the video: renegotiated away, audio keeps flowing.
 	bob.sendDC(TypeTrackSubscription, map[string]any{"unsubscribe": []any{
 		map[string]any{"stream_id": "alice-stream", "track_id": "alice-video"}}})
-	waitFor(t, "alice's video to leave bob's connection", func() bool { return !bob.offeredTrack("alice-video") })
+	testkit.Eventually(t, testTimeout, "alice's video to leave bob's connection", func() bool { return !bob.offeredTrack("alice-video") })
 	audio := bob.received("alice-audio")
-	waitFor(t, "alice's audio still flowing", func() bool { return bob.received("alice-audio") > audio+10 })
+	testkit.Eventually(t, testTimeout, "alice's audio still flowing", func() bool { return bob.received("alice-audio") > audio+10 })
 
 	// Pings both ways.
-	waitFor(t, "pings from the focus", func() bool { return bob.dcCount(TypePing) > 0 })
+	testkit.Eventually(t, testTimeout, "pings from the focus", func() bool { return bob.dcCount(TypePing) > 0 })
 	bob.sendDC(TypePing, struct{}{})
-	waitFor(t, "the focus's pong", func() bool { return bob.dcCount(TypePong) > 0 })
+	testkit.Eventually(t, testTimeout, "the focus's pong", func() bool { return bob.dcCount(TypePong) > 0 })
 
 	// Speakers: alice sends a loud audio level, bob silence.
-	waitFor(t, "bob told that alice speaks", func() bool {
+	testkit.Eventually(t, testTimeout, "bob told that alice speaks", func() bool {
 		bob.mu.Lock()
 		defer bob.mu.Unlock()
 		s := bob.speakers
@@ -70,7 +72,7 @@ func TestDataChannel(t *testing.T) {
 	// Mute state: by data channel, then to-device.
 	alice.sendDC(TypeMetadataChanged, map[string]any{"sdp_stream_metadata": map[string]any{
 		"alice-stream": map[string]any{"purpose": "m.usermedia", "audio_muted": true, "video_muted": false}}})
-	waitFor(t, "bob to see alice muted", func() bool {
+	testkit.Eventually(t, testTimeout, "bob to see alice muted", func() bool {
 		s, ok := bob.metaStream("alice-stream")
 		return ok && s.AudioMuted && !s.VideoMuted
 	})
@@ -78,7 +80,7 @@ func TestDataChannel(t *testing.T) {
 	c["sdp_stream_metadata"] = map[string]any{
 		"alice-stream": map[string]any{"purpose": "m.usermedia", "audio_muted": false, "video_muted": true}}
 	alice.send(TypeMetadataChanged, c)
-	waitFor(t, "bob to see alice's camera off", func() bool {
+	testkit.Eventually(t, testTimeout, "bob to see alice's camera off", func() bool {
 		s, ok := bob.metaStream("alice-stream")
 		return ok && !s.AudioMuted && s.VideoMuted
 	})
@@ -86,12 +88,12 @@ func TestDataChannel(t *testing.T) {
 	// Alice shares her screen: her own m.call.negotiate offer on the data
 	// channel, answered there; bob's metadata gets the new stream.
 	alice.addScreenShare()
-	waitFor(t, "bob's metadata for alice's screen", func() bool {
+	testkit.Eventually(t, testTimeout, "bob's metadata for alice's screen", func() bool {
 		s, ok := bob.metaStream("alice-screen")
 		return ok && s.Purpose == "m.screenshare" && s.UserID == string(alice.cli.UserID) &&
 			s.Tracks["alice-screen-video"].Kind == "video"
 	})
-	waitFor(t, "alice's offer answered", func() bool {
+	testkit.Eventually(t, testTimeout, "alice's offer answered", func() bool {
 		return alice.pc.SignalingState() == webrtc.SignalingStateStable && alice.dcCount(TypeNegotiate) > 0
 	})
 }
@@ -107,30 +109,13 @@ func (p *participant) dcCount(typ string) int {
 func (p *participant) addScreenShare() {
 	t := p.t
 	t.Helper()
-	p.negMu.Lock()
-	defer p.negMu.Unlock()
-	waitFor(t, p.name+" stable before offering", func() bool {
-		return p.pc.SignalingState() == webrtc.SignalingStateStable
-	})
-	tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
-		p.name+"-screen-video", p.name+"-screen")
-	if err != nil {
+	if _, err := p.rtc.AddVideoTrack(p.name+"-screen-video", p.name+"-screen"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.pc.AddTrack(tr); err != nil {
-		t.Fatal(err)
-	}
-	p.wg.Add(1)
-	go p.sendVideo(tr)
-	offer, err := p.pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
+	// Offer waits for a server offer in flight to be answered first.
+	sdp := p.offer()
 	p.sendDC(TypeNegotiate, map[string]any{
-		"description": map[string]any{"type": "offer", "sdp": offer.SDP},
+		"description": map[string]any{"type": "offer", "sdp": sdp},
 		"sdp_stream_metadata": map[string]any{
 			p.name + "-stream": map[string]any{"purpose": "m.usermedia", "audio_muted": false, "video_muted": true},
 			p.name + "-screen": map[string]any{"purpose": "m.screenshare"},

@@ -18,6 +18,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/sfu"
 )
 
@@ -138,18 +139,6 @@ func newFedEnvs(t *testing.T) (a, b *env, nameA string) {
 	return a, b, srvA.name
 }
 
-// waitFed polls cond until it holds or fedTimeout passes.
-func waitFed(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(fedTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // remoteParticipant registers name on B, has owner (on A) invite it to
 // room, joins it through A and publishes its call membership; it returns
 // once A holds the join and the membership, so the focus, which checks
@@ -166,7 +155,7 @@ func remoteParticipant(t *testing.T, a, b *env, nameA string, owner *mautrix.Cli
 		t.Fatalf("%s join through %s: %v", name, nameA, err)
 	}
 	p.publishMember(string(p.cli.DeviceID), time.Now().Add(time.Hour))
-	waitFed(t, "A to see "+name+"'s join and call membership", func() bool {
+	testkit.Eventually(t, fedTimeout, "A to see "+name+"'s join and call membership", func() bool {
 		m, err := a.hs.Membership(ctx, string(room), string(p.cli.UserID))
 		if err != nil || m != "join" {
 			return false
@@ -204,7 +193,7 @@ func TestFederatedGroupCall(t *testing.T) {
 		p.invite()
 	}
 	for _, p := range ps {
-		waitFed(t, p.name+" answered", p.isAnswered)
+		testkit.Eventually(t, fedTimeout, p.name+" answered", p.isAnswered)
 	}
 	if n := a.focus.Calls(); n != 4 {
 		t.Fatalf("focus has %d calls, want 4", n)
@@ -216,7 +205,7 @@ func TestFederatedGroupCall(t *testing.T) {
 				others = append(others, o)
 			}
 		}
-		waitFed(t, p.name+" receiving the others", func() bool { return p.receivesFrom(others...) })
+		testkit.Eventually(t, fedTimeout, p.name+" receiving the others", func() bool { return p.receivesFrom(others...) })
 	}
 	if got := gauge(t, a.sfuReg, "switchboard_sfu_conferences"); got != 1 {
 		t.Fatalf("%v conferences, want 1", got)
@@ -241,7 +230,7 @@ func TestFederatedGroupCall(t *testing.T) {
 			if o == p {
 				continue
 			}
-			waitFed(t, p.name+" metadata for "+o.name, func() bool {
+			testkit.Eventually(t, fedTimeout, p.name+" metadata for "+o.name, func() bool {
 				s, ok := p.metaStream(o.name + "-stream")
 				return ok && s.UserID == string(o.cli.UserID) && s.DeviceID == string(o.cli.DeviceID) &&
 					s.Tracks[o.name+"-audio"].Kind == "audio" && s.Tracks[o.name+"-video"].Kind == "video"
@@ -253,11 +242,11 @@ func TestFederatedGroupCall(t *testing.T) {
 	// federation; the others are renegotiated without his tracks.
 	dave := ps[3]
 	dave.hangup()
-	waitFed(t, "focus to drop dave", func() bool { return a.focus.Calls() == 3 })
+	testkit.Eventually(t, fedTimeout, "focus to drop dave", func() bool { return a.focus.Calls() == 3 })
 	dave.close()
 	rest := ps[:3]
 	for _, p := range rest {
-		waitFed(t, p.name+" renegotiated without dave", func() bool {
+		testkit.Eventually(t, fedTimeout, p.name+" renegotiated without dave", func() bool {
 			_, inMeta := p.metaStream("dave-stream")
 			return !inMeta && !p.offeredTrack("dave-audio") && !p.offeredTrack("dave-video")
 		})
@@ -275,15 +264,15 @@ func TestFederatedGroupCall(t *testing.T) {
 	}
 	for _, p := range rest {
 		for tr, n := range base[p] {
-			waitFed(t, p.name+" still receiving "+tr, func() bool { return p.received(tr) > n+10 })
+			testkit.Eventually(t, fedTimeout, p.name+" still receiving "+tr, func() bool { return p.received(tr) > n+10 })
 		}
 	}
 
 	for _, p := range rest {
 		p.hangup()
 	}
-	waitFed(t, "all calls to end", func() bool { return a.focus.Calls() == 0 })
-	waitFed(t, "the conference to end", func() bool {
+	testkit.Eventually(t, fedTimeout, "all calls to end", func() bool { return a.focus.Calls() == 0 })
+	testkit.Eventually(t, fedTimeout, "the conference to end", func() bool {
 		return gauge(t, a.sfuReg, "switchboard_sfu_conferences") == 0 &&
 			gauge(t, a.sfuReg, "switchboard_sfu_participants") == 0
 	})
@@ -307,7 +296,7 @@ func barrier(t *testing.T, p *participant) {
 		"room_id": string(p.room), "device_id": string(p.cli.DeviceID), "sender_session_id": p.session,
 		"dest_session_id": "", "seq": 0, "lifetime": 30000,
 	})
-	waitFed(t, p.name+"'s barrier hangup", func() bool {
+	testkit.Eventually(t, fedTimeout, p.name+"'s barrier hangup", func() bool {
 		r, ok := p.hangupReason(callID)
 		return ok && r == ReasonInvalid
 	})

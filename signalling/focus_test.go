@@ -2,6 +2,8 @@ package signalling
 
 import (
 	"testing"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestGroupCall runs a call through the focus: two participants, then
@@ -41,7 +43,7 @@ func TestGroupCall(t *testing.T) {
 				continue
 			}
 			o := o
-			waitFor(t, p.name+" metadata for "+o.name, func() bool {
+			testkit.Eventually(t, testTimeout, p.name+" metadata for "+o.name, func() bool {
 				s, ok := p.metaStream(o.name + "-stream")
 				return ok && s.UserID == string(o.cli.UserID) && s.DeviceID == string(o.cli.DeviceID) &&
 					s.Tracks[o.name+"-audio"].Kind == "audio" && s.Tracks[o.name+"-video"].Kind == "video"
@@ -53,10 +55,10 @@ func TestGroupCall(t *testing.T) {
 	// his tracks and their metadata drops his stream.
 	dave := ps[3]
 	dave.hangup()
-	waitFor(t, "focus to drop dave", func() bool { return e.focus.Calls() == 3 })
+	testkit.Eventually(t, testTimeout, "focus to drop dave", func() bool { return e.focus.Calls() == 3 })
 	dave.close()
 	for _, p := range ps[:3] {
-		waitFor(t, p.name+" renegotiated without dave", func() bool {
+		testkit.Eventually(t, testTimeout, p.name+" renegotiated without dave", func() bool {
 			_, inMeta := p.metaStream("dave-stream")
 			return !inMeta && !p.offeredTrack("dave-audio") && !p.offeredTrack("dave-video")
 		})
@@ -73,15 +75,15 @@ func TestGroupCall(t *testing.T) {
 	}
 	for _, p := range ps[:3] {
 		for tr, n := range base[p] {
-			waitFor(t, p.name+" still receiving "+tr, func() bool { return p.received(tr) > n+10 })
+			testkit.Eventually(t, testTimeout, p.name+" still receiving "+tr, func() bool { return p.received(tr) > n+10 })
 		}
 	}
 
 	for _, p := range ps[:3] {
 		p.hangup()
 	}
-	waitFor(t, "all calls to end", func() bool { return e.focus.Calls() == 0 })
-	waitFor(t, "the conference to end", func() bool {
+	testkit.Eventually(t, testTimeout, "all calls to end", func() bool { return e.focus.Calls() == 0 })
+	testkit.Eventually(t, testTimeout, "the conference to end", func() bool {
 		return gauge(t, e.sfuReg, "switchboard_sfu_conferences") == 0 &&
 			gauge(t, e.sfuReg, "switchboard_sfu_participants") == 0
 	})
@@ -95,7 +97,7 @@ func TestGroupCall(t *testing.T) {
 func waitMedia(t *testing.T, ps []*participant) {
 	t.Helper()
 	for _, p := range ps {
-		waitFor(t, p.name+" answered", p.isAnswered)
+		testkit.Eventually(t, testTimeout, p.name+" answered", p.isAnswered)
 	}
 	for _, p := range ps {
 		var others []*participant
@@ -104,6 +106,6 @@ func waitMedia(t *testing.T, ps []*participant) {
 				others = append(others, o)
 			}
 		}
-		waitFor(t, p.name+" receiving the others", func() bool { return p.receivesFrom(others...) })
+		testkit.Eventually(t, testTimeout, p.name+" receiving the others", func() bool { return p.receivesFrom(others...) })
 	}
 }

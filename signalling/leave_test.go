@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestLeaving covers the ways out of a call besides a to-device
@@ -23,7 +25,7 @@ func TestLeaving(t *testing.T) {
 	room := e.callRoom(t, owner, conf)
 	alice := e.participant(t, "alice", room, conf, partOpts{})
 	alice.invite()
-	waitFor(t, "alice answered", alice.isAnswered)
+	testkit.Eventually(t, testTimeout, "alice answered", alice.isAnswered)
 
 	cases := []struct {
 		name   string
@@ -61,7 +63,7 @@ func TestLeaving(t *testing.T) {
 			p := e.participant(t, name, room, conf, partOpts{})
 			p.invite()
 			waitMedia(t, []*participant{alice, p})
-			waitFor(t, name+"'s data channel in use", func() bool {
+			testkit.Eventually(t, testTimeout, name+"'s data channel in use", func() bool {
 				p.mu.Lock()
 				defer p.mu.Unlock()
 				return p.pings > 0
@@ -69,18 +71,18 @@ func TestLeaving(t *testing.T) {
 			p.hungUp.Store(true) // errors from here on are expected
 			tc.leave(p)
 			if tc.reason != "" {
-				waitFor(t, name+"'s hangup", func() bool { _, ok := p.hangupReason(p.callID); return ok })
+				testkit.Eventually(t, testTimeout, name+"'s hangup", func() bool { _, ok := p.hangupReason(p.callID); return ok })
 				if r, _ := p.hangupReason(p.callID); r != tc.reason {
 					t.Errorf("hangup reason %q, want %q", r, tc.reason)
 				}
 			}
-			waitFor(t, "the focus to drop "+name, func() bool {
+			testkit.Eventually(t, testTimeout, "the focus to drop "+name, func() bool {
 				return e.focus.Calls() == 1 && gauge(t, e.focusReg, "switchboard_focus_calls") == 1
 			})
 			if r, ok := p.hangupReason(p.callID); tc.reason == "" && ok {
 				t.Errorf("%s left by itself but got a hangup (%q)", name, r)
 			}
-			waitFor(t, "alice to lose "+name+"'s stream", func() bool {
+			testkit.Eventually(t, testTimeout, "alice to lose "+name+"'s stream", func() bool {
 				_, inMeta := alice.metaStream(name + "-stream")
 				return !inMeta && !alice.offeredTrack(name+"-audio") && !alice.offeredTrack(name+"-video")
 			})
@@ -92,7 +94,7 @@ func TestLeaving(t *testing.T) {
 	}
 	alice.hungUp.Store(true)
 	alice.setMember(map[string]any{})
-	waitFor(t, "the conference to end", func() bool {
+	testkit.Eventually(t, testTimeout, "the conference to end", func() bool {
 		return e.focus.Calls() == 0 && gauge(t, e.focusReg, "switchboard_focus_calls") == 0 &&
 			gauge(t, e.sfuReg, "switchboard_sfu_conferences") == 0 &&
 			gauge(t, e.sfuReg, "switchboard_sfu_participants") == 0

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestInviteRefused sends invites the focus must refuse: each gets a
@@ -58,7 +60,7 @@ func TestInviteRefused(t *testing.T) {
 				tc.edit(p, c)
 			}
 			p.send(TypeInvite, c)
-			waitFor(t, "hangup", func() bool { _, ok := p.hangupReason(p.callID); return ok })
+			testkit.Eventually(t, testTimeout, "hangup", func() bool { _, ok := p.hangupReason(p.callID); return ok })
 			if r, _ := p.hangupReason(p.callID); r != tc.reason {
 				t.Errorf("hangup reason %q, want %q", r, tc.reason)
 			}
@@ -102,7 +104,7 @@ func TestInviteFlood(t *testing.T) {
 		mallory.send(TypeInvite, mallory.inviteContent("v=0\r\n"))
 	}
 	reasons := map[string]int{}
-	waitFor(t, "a hangup for every invite", func() bool {
+	testkit.Eventually(t, testTimeout, "a hangup for every invite", func() bool {
 		for i := range n {
 			if _, ok := mallory.hangupReason(fmt.Sprintf("flood-%d", i)); !ok {
 				return false
@@ -125,7 +127,7 @@ func TestInviteFlood(t *testing.T) {
 	// Someone else still gets in.
 	alice := e.participant(t, "alice", room, conf, partOpts{})
 	alice.invite()
-	waitFor(t, "alice answered", alice.isAnswered)
+	testkit.Eventually(t, testTimeout, "alice answered", alice.isAnswered)
 }
 
 // TestForgedMembership: a call membership written by someone else under
@@ -151,7 +153,7 @@ func TestForgedMembership(t *testing.T) {
 		t.Logf("the homeserver refused the forged membership: %v", err)
 	}
 	mallory.invite()
-	waitFor(t, "hangup", func() bool { _, ok := mallory.hangupReason(mallory.callID); return ok })
+	testkit.Eventually(t, testTimeout, "hangup", func() bool { _, ok := mallory.hangupReason(mallory.callID); return ok })
 	if r, _ := mallory.hangupReason(mallory.callID); r != ReasonNotJoined {
 		t.Errorf("hangup reason %q, want %q", r, ReasonNotJoined)
 	}

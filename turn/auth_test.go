@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 func TestParseRESTUsername(t *testing.T) {
@@ -182,7 +184,7 @@ func TestCredentialsOverTheWire(t *testing.T) {
 			c.request(stun.MethodRefresh, lifetime(0))
 		})
 	}
-	eventually(t, 5*time.Second, "deallocations", func() bool { return h.srv.AllocationCount() == 0 })
+	testkit.Eventually(t, 5*time.Second, "deallocations", func() bool { return h.srv.AllocationCount() == 0 })
 }
 
 // TestCredentialExpiryStopsRefresh: once a REST credential has expired,
@@ -203,5 +205,5 @@ func TestCredentialExpiryStopsRefresh(t *testing.T) {
 	}
 	offset.Store(0)
 	c.request(stun.MethodRefresh, lifetime(0))
-	eventually(t, 5*time.Second, "deallocation", func() bool { return h.srv.AllocationCount() == 0 })
+	testkit.Eventually(t, 5*time.Second, "deallocation", func() bool { return h.srv.AllocationCount() == 0 })
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // denyListener is a socket standing where a refused peer would be, so the
@@ -359,7 +361,7 @@ func TestOwnListenersDeniedWhenLoopbackAllowed(t *testing.T) {
 	} {
 		before := h.metric("switchboard_turn_peer_denials_total", "reason", ReasonOwnAddress.String())
 		c.send(sendIndication(peer, []byte("into our own port")))
-		eventually(t, 5*time.Second, fmt.Sprintf("own-address denial of %v counted", peer), func() bool {
+		testkit.Eventually(t, 5*time.Second, fmt.Sprintf("own-address denial of %v counted", peer), func() bool {
 			return h.metric("switchboard_turn_peer_denials_total", "reason", ReasonOwnAddress.String()) == before+1
 		})
 	}

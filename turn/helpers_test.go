@@ -146,18 +146,6 @@ func labelsMatch(m *dto.Metric, kv []string) bool {
 	return true
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // rawClient speaks TURN by hand (pion/stun for encoding), over UDP or TCP,
 // so tests control every attribute.
 type rawClient struct {

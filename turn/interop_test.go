@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // coturnTool finds one of coturn's client tools or fails the test, naming
@@ -66,7 +68,7 @@ func startCoturnPeer(t *testing.T) coturnPeer {
 	}
 	defer c.Close()
 	buf := make([]byte, 64)
-	eventually(t, 10*time.Second, "turnutils_peer to echo", func() bool {
+	testkit.Eventually(t, 10*time.Second, "turnutils_peer to echo", func() bool {
 		_, _ = c.Write([]byte("ping"))
 		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 		n, err := c.Read(buf)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/pion/stun/v4"
 	"golang.org/x/sys/unix"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestPollerRelay relays ChannelData both ways through a running server
@@ -87,7 +89,7 @@ func TestPollerRelay(t *testing.T) {
 	if r := c.request(stun.MethodRefresh, lifetime(0)); r.Type.Class != stun.ClassSuccessResponse {
 		t.Fatalf("Refresh 0: %d", errorCode(r))
 	}
-	eventually(t, 5*time.Second, "relay socket leaves the poller", func() bool {
+	testkit.Eventually(t, 5*time.Second, "relay socket leaves the poller", func() bool {
 		h.srv.poller.mu.Lock()
 		defer h.srv.poller.mu.Unlock()
 		return len(h.srv.poller.relays) == 0 && h.srv.AllocationCount() == 0

@@ -9,6 +9,8 @@ import (
 
 	"github.com/pion/stun/v4"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestQuotas: the per-user and the total allocation quotas answer 486 and
@@ -45,7 +47,7 @@ func TestQuotas(t *testing.T) {
 		t.Fatalf("allocations gauge = %v, want 3", got)
 	}
 	alice1.request(stun.MethodRefresh, lifetime(0))
-	eventually(t, 5*time.Second, "alice's first allocation to go", func() bool { return h.srv.AllocationCount() == 2 })
+	testkit.Eventually(t, 5*time.Second, "alice's first allocation to go", func() bool { return h.srv.AllocationCount() == 2 })
 	alice3.allocate()
 }
 
@@ -113,7 +115,7 @@ func TestBandwidthCap(t *testing.T) {
 	for range 5 {
 		c.send(channelData(0x4000, payload, false))
 	}
-	eventually(t, 5*time.Second, "3 drops", func() bool { return h.metric("switchboard_turn_bandwidth_dropped_packets_total") == 3 })
+	testkit.Eventually(t, 5*time.Second, "3 drops", func() bool { return h.metric("switchboard_turn_bandwidth_dropped_packets_total") == 3 })
 	if got := h.metric("switchboard_turn_relayed_packets_total", "transport", "udp", "direction", "to_peer"); got != 2 {
 		t.Fatalf("relayed = %v, want 2", got)
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 func restCreds(user string) (string, string) {
@@ -106,7 +108,7 @@ func TestPionClientRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	client.Close()
-	eventually(t, 5*time.Second, "deallocation", func() bool { return h.srv.AllocationCount() == 0 })
+	testkit.Eventually(t, 5*time.Second, "deallocation", func() bool { return h.srv.AllocationCount() == 0 })
 	if got := h.metric("switchboard_turn_allocations"); got != 0 {
 		t.Fatalf("allocations gauge = %v after close, want 0", got)
 	}
@@ -160,7 +162,7 @@ func TestRawRelay(t *testing.T) {
 			if r := c.request(stun.MethodRefresh, lifetime(0)); r.Type.Class != stun.ClassSuccessResponse {
 				t.Fatalf("Refresh 0: %d", errorCode(r))
 			}
-			eventually(t, 5*time.Second, "deallocation", func() bool { return h.srv.AllocationCount() == 0 })
+			testkit.Eventually(t, 5*time.Second, "deallocation", func() bool { return h.srv.AllocationCount() == 0 })
 		})
 	}
 }
@@ -185,7 +187,7 @@ func TestAllocationExpiry(t *testing.T) {
 	}
 	// A's expiry is the clock: once it is gone, B's original lifetime has
 	// passed too.
-	eventually(t, 10*time.Second, "unrefreshed allocation to expire", func() bool { return h.srv.AllocationCount() == 1 })
+	testkit.Eventually(t, 10*time.Second, "unrefreshed allocation to expire", func() bool { return h.srv.AllocationCount() == 1 })
 	if r := b.request(stun.MethodCreatePermission, peerAddr(peer.addr())); r.Type.Class != stun.ClassSuccessResponse {
 		t.Fatalf("refreshed allocation is gone: CreatePermission %d", errorCode(r))
 	}

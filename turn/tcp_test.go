@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestTCPRelayConnectionBind runs RFC 6062 end to end: a TCP allocation,
@@ -90,7 +92,7 @@ func TestTCPRelayConnectionBind(t *testing.T) {
 	if _, err := io.ReadFull(data, got); err != nil || !bytes.Equal(got, down) {
 		t.Fatalf("client got %q, %v", got, err)
 	}
-	eventually(t, 5*time.Second, "tcp bytes counted", func() bool {
+	testkit.Eventually(t, 5*time.Second, "tcp bytes counted", func() bool {
 		return h.metric("switchboard_turn_relayed_bytes_total", "transport", "tcp", "direction", "to_peer") == float64(len(up)) &&
 			h.metric("switchboard_turn_relayed_bytes_total", "transport", "tcp", "direction", "to_client") == float64(len(down))
 	})

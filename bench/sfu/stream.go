@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit/rtcclient"
 )
 
 // The synthetic publisher stream, the same for the SFU run and the
@@ -120,28 +122,8 @@ func buildPayload(buf []byte, kind packetKind, frame, idx int, key bool) []byte 
 		return b
 	}
 	layer := int(kind)
-	size := videoPayloadSize(layer)
-	start := idx == 0
-	b := buf[:0]
-	first := byte(0x80) // X: extensions follow
-	if start {
-		first |= 0x10 // S: start of partition 0
-	}
-	pic := uint16(frame) & 0x7fff
-	b = append(b, first, 0xc0, 0x80|byte(pic>>8), byte(pic), byte(frame))
-	if start {
-		if key {
-			w := layerWidths[layer]
-			h := w * 9 / 16
-			b = append(b, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, byte(w), byte(w>>8), byte(h), byte(h>>8))
-		} else {
-			b = append(b, 0x11, 0x02, 0x00)
-		}
-	}
-	for len(b) < size {
-		b = append(b, byte(len(b)))
-	}
-	return b
+	w := layerWidths[layer]
+	return rtcclient.VP8Payload(buf, uint16(frame)&0x7fff, uint8(frame), idx == 0, key, w, w*9/16, videoPayloadSize(layer))
 }
 
 // stampPayload writes the trailer (magic and now) over the last trailerLen

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/testbin"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestMain removes a binary that internal/testbin built for this package.
@@ -22,18 +23,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	testbin.Cleanup()
 	os.Exit(code)
-}
-
-// waitFor polls cond every 50 ms until it is true or the deadline passes.
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // TestProcess runs the real binary: exit codes, JSON logs, --addr-file and
@@ -92,7 +81,7 @@ func TestProcess(t *testing.T) {
 		}()
 
 		var addrs boundAddrs
-		waitFor(t, "--addr-file", 60*time.Second, func() bool {
+		testkit.Eventually(t, 60*time.Second, "--addr-file", func() bool {
 			select {
 			case err := <-exited:
 				waited = true

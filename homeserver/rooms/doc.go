@@ -7,7 +7,7 @@
 // turns a stored row into a PDU (Loader, Parse).
 //
 // rooms speaks Go, not HTTP: it imports no echo and no net/http, and not
-// the homeserver package (imports_test.go holds it to that). What it
+// the homeserver package (the root imports_test.go holds it to that). What it
 // needs of its caller comes as plain values: Config (server name, signing
 // key and key ID, a clock, a JSON check, a hook run inside the write after
 // each append) and a logger, both given to New. Refusals are the typed errors

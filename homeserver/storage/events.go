@@ -222,12 +222,19 @@ func (db *DB) Snapshot(ctx context.Context, id int64) (StateMap, error) {
 
 // snapshotCache keeps recently used snapshots. It is cleared when full:
 // simpler than an LRU, and a room's current snapshot is back after one miss.
+// Full is counted in state entries, not snapshots: a room's snapshots grow
+// with its state (every user who ever joined keeps a member entry), so a
+// cap on their number alone let the cache grow with the rooms' history
+// (the soak's heap grew by 47 MiB in its last 20 minutes this way).
 type snapshotCache struct {
-	mu sync.Mutex // guards m
-	m  map[int64]StateMap
+	mu      sync.Mutex // guards m and entries
+	m       map[int64]StateMap
+	entries int // sum of len over m
 }
 
-const snapshotCacheSize = 2048
+// snapshotCacheEntries bounds the state entries held, about 150 bytes
+// each: some 15 MiB.
+const snapshotCacheEntries = 100_000
 
 func (c *snapshotCache) get(id int64, load func() (StateMap, error)) (StateMap, error) {
 	c.mu.Lock()
@@ -240,13 +247,25 @@ func (c *snapshotCache) get(id int64, load func() (StateMap, error)) (StateMap, 
 	if err != nil {
 		return nil, err
 	}
+	c.put(id, s)
+	return s, nil
+}
+
+// put caches s unless it alone is over the bound.
+func (c *snapshotCache) put(id int64, s StateMap) {
+	if len(s) > snapshotCacheEntries {
+		return
+	}
 	c.mu.Lock()
-	if c.m == nil || len(c.m) >= snapshotCacheSize {
-		c.m = make(map[int64]StateMap)
+	defer c.mu.Unlock()
+	if _, ok := c.m[id]; ok {
+		return
+	}
+	if c.m == nil || c.entries+len(s) > snapshotCacheEntries {
+		c.m, c.entries = make(map[int64]StateMap), 0
 	}
 	c.m[id] = s
-	c.mu.Unlock()
-	return s, nil
+	c.entries += len(s)
 }
 
 // Events loads events by ID, in no particular order; unknown IDs are absent.

@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/bench/calls/callclient"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // groupRoom is a room with an MSC3401 call whose focus is the server's SFU
@@ -83,7 +84,7 @@ func groupCall(parent context.Context, g *groupRoom, hold time.Duration, vanish 
 			if p == from {
 				continue
 			}
-			err := pollUntil(ctx, func() bool { a, v := p.Received(from.StreamID()); return a >= 10 && v >= 10 })
+			err := testkit.Poll(ctx, func() bool { a, v := p.Received(from.StreamID()); return a >= 10 && v >= 10 })
 			if err != nil {
 				a, v := p.Received(from.StreamID())
 				_, inMeta := p.Metadata()[from.StreamID()]
@@ -115,20 +116,6 @@ func groupCall(parent context.Context, g *groupRoom, hold time.Duration, vanish 
 			cnt.fail(parent, "group client", err)
 		}
 		p.Close()
-	}
-	return nil
-}
-
-// pollUntil polls cond every 50 ms until it holds or ctx ends.
-func pollUntil(ctx context.Context, cond func() bool) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/bench/calls/callclient"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/loadtest/mxclient"
 )
 
@@ -110,7 +111,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	}
 	// The start values: after setup, before any load, with no client
 	// connection open.
-	if err := pollUntil(ctx, func() bool { _, err := smp.once(ctx); return err == nil }); err != nil {
+	if err := testkit.Poll(ctx, func() bool { _, err := smp.once(ctx); return err == nil }); err != nil {
 		return nil, err
 	}
 	// The server notices closed connections a moment later: the start
@@ -164,7 +165,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	smp.setPhase("settle")
 	say("waiting up to %s for the server to settle", cfg.settle)
 	settleCtx, stopSettle := context.WithTimeout(ctx, cfg.settle)
-	_ = pollUntil(settleCtx, func() bool {
+	_ = testkit.Poll(settleCtx, func() bool {
 		s := smp.snapshot()
 		return len(s) > 0 && s[len(s)-1].T > res.LoadEnd && settled(res.Baseline, s[len(s)-1])
 	})
@@ -423,7 +424,7 @@ func (m *mix) awaitDelivery(ctx context.Context, timeout time.Duration) int {
 		}
 		return n
 	}
-	_ = pollUntil(ctx, func() bool { return missing() == 0 })
+	_ = testkit.Poll(ctx, func() bool { return missing() == 0 })
 	return missing()
 }
 

@@ -1,243 +1,31 @@
-// Helpers for the browser tests: start a real switchboard binary
-// (`serve --dev`, every listener on 127.0.0.1 port 0, found through
-// --addr-file), serve the bundled test page from a tiny static HTTP server,
-// read the server's Prometheus metrics, and poll with deadlines.
+// Helpers for the browser tests: the switchboard launcher shared with the
+// Node tests (tests/lib/server.mjs), here with debug logging, and a tiny
+// static HTTP server for the bundled test pages.
 
-import { spawn } from "node:child_process";
-import { constants } from "node:fs";
-import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
-import { createServer as createTCPServer } from "node:net";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 
-/** The repository root (tests/browser/../..). */
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+import * as lib from "../lib/server.mjs";
 
-/** Polls fn until it returns a truthy value, or throws after ms. */
-export async function waitUntil(what, ms, fn, everyMs = 100) {
-    const deadline = Date.now() + ms;
-    for (;;) {
-        const v = await fn();
-        if (v) return v;
-        if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, everyMs));
-    }
-}
+export { buildSwitchboard, federationConfig, repoRoot, Switchboard } from "../lib/server.mjs";
 
 /**
- * The switchboard binary under test: SWITCHBOARD_TEST_BINARY when set (`make
- * test` builds it once for the whole run), else bin/switchboard, which `npm
- * test` builds first (scripts/test-binary.sh, the "pretest" script). Nothing
- * is compiled here, inside a test's time limit. Returns { bin, dir } where
- * dir (a directory to remove afterwards) is always undefined.
+ * lib.waitUntil, polling every 100 ms unless told: browser conditions
+ * evaluate in the page, which costs more than a fetch.
  */
-export async function buildSwitchboard() {
-    const bin = path.resolve(process.env.SWITCHBOARD_TEST_BINARY || path.join(repoRoot, "bin", "switchboard"));
-    try {
-        await access(bin, constants.X_OK);
-    } catch {
-        throw new Error(
-            `no switchboard binary at ${bin}: run the tests with \`npm test\` (it builds bin/switchboard first) ` +
-                "or `make build`, or set SWITCHBOARD_TEST_BINARY",
-        );
-    }
-    return { bin, dir: undefined };
+export function waitUntil(what, ms, fn, everyMs = 100) {
+    return lib.waitUntil(what, ms, fn, everyMs);
 }
 
-/** A running switchboard process started by startSwitchboard. */
-export class Switchboard {
-    constructor(proc, work, addrs, logChunks) {
-        this.proc = proc;
-        this.work = work;
-        this.addrs = addrs;
-        this.baseUrl = `http://${addrs.client}`;
-        this.logChunks = logChunks;
-        this.exited = new Promise((resolve) => {
-            if (proc.exitCode !== null || proc.signalCode !== null) resolve();
-            else proc.once("exit", () => resolve());
-        });
-    }
-
-    /** Everything the server wrote (stdout and stderr) so far. */
-    log() {
-        return Buffer.concat(this.logChunks).toString("utf8");
-    }
-
-    running() {
-        return this.proc.exitCode === null && this.proc.signalCode === null;
-    }
-
-    /**
-     * The server's Prometheus text exposition from --metrics-listen, parsed
-     * into a map from "name{labels}" to value.
-     */
-    async metrics() {
-        const res = await fetch(`http://${this.addrs.metrics}/metrics`);
-        if (!res.ok) throw new Error(`GET /metrics: HTTP ${res.status}`);
-        const out = new Map();
-        for (const line of (await res.text()).split("\n")) {
-            if (line === "" || line.startsWith("#")) continue;
-            const sp = line.lastIndexOf(" ");
-            out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-        }
-        return out;
-    }
-
-    /**
-     * The sum of the series of the metric called name whose labels include
-     * every label=value of match.
-     */
-    async metricSum(name, match = {}) {
-        let sum = 0;
-        for (const [k, v] of await this.metrics()) {
-            if (k !== name && !k.startsWith(`${name}{`)) continue;
-            if (Object.entries(match).every(([l, want]) => k.includes(`${l}="${want}"`))) sum += v;
-        }
-        return sum;
-    }
-
-    /** SIGTERM, SIGKILL after graceMs; removes the data directory. */
-    stop(graceMs = 15000) {
-        this.stopping ??= this.#stop(graceMs);
-        return this.stopping;
-    }
-
-    async #stop(graceMs) {
-        if (this.running()) {
-            this.proc.kill("SIGTERM");
-            let timer;
-            const deadline = new Promise((resolve) => {
-                timer = setTimeout(() => {
-                    if (this.running()) this.proc.kill("SIGKILL");
-                    resolve();
-                }, graceMs);
-            });
-            await Promise.race([this.exited, deadline]);
-            clearTimeout(timer);
-            await this.exited;
-        }
-        await rm(this.work, { recursive: true, force: true });
-    }
+/** Starts a switchboard (lib.startSwitchboard) that logs at debug level. */
+export function startSwitchboard(bin, opts = {}) {
+    return lib.startSwitchboard(bin, { label: "browser", logLevel: "debug", ...opts });
 }
 
-/**
- * Starts `bin serve --dev` with every listener on 127.0.0.1 port 0 and a
- * fresh data directory, plus extraArgs, and waits (up to startMs) for
- * --addr-file.
- */
-export async function startSwitchboard(bin, { startMs = 60000, extraArgs = [] } = {}) {
-    const work = await mkdtemp(path.join(tmpdir(), "switchboard-browser-data-"));
-    const addrFile = path.join(work, "addrs.json");
-    const args = [
-        "serve",
-        "--dev",
-        "--data-dir", path.join(work, "data"),
-        "--addr-file", addrFile,
-        "--client-listen", "127.0.0.1:0",
-        "--federation-listen", "127.0.0.1:0",
-        "--metrics-listen", "127.0.0.1:0",
-        "--turn-listen", "127.0.0.1:0",
-        "--turn-tls-listen", "127.0.0.1:0",
-        "--media-port", "0",
-        "--media-tcp-port", "0",
-        "--log-level", "debug",
-        ...extraArgs,
-    ];
-    // cwd is the scratch directory so nothing lands in the repository.
-    const proc = spawn(bin, args, { cwd: work, stdio: ["ignore", "pipe", "pipe"] });
-    const logChunks = [];
-    proc.stdout.on("data", (b) => logChunks.push(b));
-    proc.stderr.on("data", (b) => logChunks.push(b));
-    let spawnError;
-    proc.once("error", (err) => {
-        spawnError = err;
-    });
-    let addrs;
-    try {
-        addrs = await waitUntil("switchboard --addr-file", startMs, async () => {
-            if (spawnError) throw spawnError;
-            if (proc.exitCode !== null || proc.signalCode !== null) {
-                throw new Error(`switchboard exited early (code ${proc.exitCode}, signal ${proc.signalCode})`);
-            }
-            try {
-                return JSON.parse(await readFile(addrFile, "utf8"));
-            } catch {
-                return undefined; // not written yet (written atomically by rename)
-            }
-        }, 50);
-        for (const k of ["client", "metrics", "turn_udp", "turn_tcp"]) {
-            if (!addrs[k]) throw new Error(`--addr-file has no ${k} address: ${JSON.stringify(addrs)}`);
-        }
-    } catch (err) {
-        if (proc.exitCode === null && proc.signalCode === null) {
-            const exited = new Promise((resolve) => proc.once("exit", resolve));
-            proc.kill("SIGKILL");
-            await exited;
-        }
-        await rm(work, { recursive: true, force: true });
-        err.message += `\n--- switchboard log ---\n${Buffer.concat(logChunks).toString("utf8")}`;
-        throw err;
-    }
-    return new Switchboard(proc, work, addrs, logChunks);
-}
-
-/**
- * Writes the config file federating test servers layer over --dev (only
- * the federation client settings have no flag): accept each other's
- * self-signed federation certificates and reach loopback. Returns its path.
- */
-export async function federationConfig(dir) {
-    const cfg = path.join(dir, "federation.yaml");
-    await writeFile(cfg, "federation:\n  skip_tls_verify: true\n  allow_cidrs: [\"127.0.0.1/32\"]\n");
-    return cfg;
-}
-
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-function freePort() {
-    return new Promise((resolve, reject) => {
-        const srv = createTCPServer();
-        srv.once("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const { port } = srv.address();
-            srv.close(() => resolve(port));
-        });
-    });
-}
-
-/**
- * Starts one federating switchboard: --dev, server name and federation
- * listener 127.0.0.1:<port> (the port must be known before start, since it
- * is part of the name), the federation client settings from cfg (see
- * federationConfig), and TURN relaying to 127.0.0.1. Retries with a new
- * port if another process took the chosen one in between. The returned
- * Switchboard carries label and serverName.
- */
-export async function startFederating(bin, cfg, label) {
-    let lastErr;
-    for (let attempt = 0; attempt < 3; attempt++) {
-        const port = await freePort();
-        const name = `127.0.0.1:${port}`;
-        try {
-            const server = await startSwitchboard(bin, {
-                extraArgs: [
-                    "--config", cfg,
-                    "--server-name", name,
-                    "--federation-listen", name,
-                    "--turn-allow-cidrs", "127.0.0.1/32",
-                    "--turn-relay-ip", "127.0.0.1",
-                ],
-            });
-            server.label = label;
-            server.serverName = name;
-            return server;
-        } catch (err) {
-            lastErr = err;
-            if (!/address already in use/i.test(err.message)) throw err;
-        }
-    }
-    throw lastErr;
+/** Starts a federating switchboard (lib.startFederating) that logs at debug level. */
+export function startFederating(bin, cfg, label, opts = {}) {
+    return lib.startFederating(bin, cfg, label, { label: "browser", logLevel: "debug", ...opts });
 }
 
 const contentTypes = {

@@ -15,6 +15,8 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestKill9KeepsAcknowledgedEvents: "an event that got a 200 is committed:
@@ -99,7 +101,7 @@ func testKill9(t *testing.T, database string) {
 	}
 	sendersDone := make(chan struct{})
 	go func() { wg.Wait(); close(sendersDone) }()
-	pollUntil(t, "acknowledged sends", 90*time.Second, func() bool {
+	testkit.Eventually(t, 90*time.Second, "acknowledged sends", func() bool {
 		select {
 		case <-sendersDone: // every sender stopped: an error, checked below
 			return true
@@ -243,18 +245,6 @@ func roomMessages(t *testing.T, ctx context.Context, cli *mautrix.Client, roomID
 			return got
 		}
 		from = resp.End
-	}
-}
-
-// pollUntil polls cond every 10 ms until it holds or within passes.
-func pollUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/bench/calls/callclient"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestGroupCallThroughBinary runs a group call through the focus of the
@@ -74,8 +75,8 @@ func TestGroupCallThroughBinary(t *testing.T) {
 	receives := func(p, from *callclient.Participant) func() bool {
 		return func() bool { a, v := p.Received(from.StreamID()); return a >= 10 && v >= 10 }
 	}
-	pollUntil(t, "bob receiving alice's audio and video", 30*time.Second, receives(pb, pa))
-	pollUntil(t, "alice receiving bob's audio and video", 30*time.Second, receives(pa, pb))
+	testkit.Eventually(t, 30*time.Second, "bob receiving alice's audio and video", receives(pb, pa))
+	testkit.Eventually(t, 30*time.Second, "alice receiving bob's audio and video", receives(pa, pb))
 	ph := pb.Phases()
 	for name, at := range map[string]time.Time{"invite sent": ph.InviteSent, "answered": ph.Answered,
 		"ICE connected": ph.ICEConnected, "DTLS connected": ph.DTLSConnected, "first RTP": ph.FirstRTP,
@@ -92,7 +93,7 @@ func TestGroupCallThroughBinary(t *testing.T) {
 	if err := pb.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, "alice to lose bob's stream", 30*time.Second, func() bool {
+	testkit.Eventually(t, 30*time.Second, "alice to lose bob's stream", func() bool {
 		_, inMeta := pa.Metadata()[pb.StreamID()]
 		return !inMeta && !pa.OfferedTrack("bob-video") && !pa.OfferedTrack("bob-audio")
 	})

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // syncMetric counts /sync requests that reached the handler; the test uses
@@ -54,7 +56,7 @@ func TestSIGTERMEndsLongPollAndExitsZero(t *testing.T) {
 		resp, err := cli.FullSyncRequest(ctx, mautrix.ReqSync{Since: first.NextBatch, Timeout: int(poll.Milliseconds())})
 		res <- result{resp, err, time.Since(start)}
 	}()
-	pollUntil(t, "the long-poll /sync to reach the server", 30*time.Second, func() bool {
+	testkit.Eventually(t, 30*time.Second, "the long-poll /sync to reach the server", func() bool {
 		select {
 		case r := <-res:
 			t.Fatalf("/sync returned before SIGTERM (after %s): %+v, %v", r.took, r.resp, r.err)

@@ -5,12 +5,12 @@
 // deadline.
 
 import "./polyfill.mjs"; // first: the SDK needs Promise.withResolvers
-import { after, before } from "node:test";
+import { after, before, it } from "node:test";
 import assert from "node:assert/strict";
 import * as sdk from "matrix-js-sdk";
 import { logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
 import { rm } from "node:fs/promises";
-import { buildSwitchboard, startSwitchboard } from "./server.mjs";
+import { buildSwitchboard, startSwitchboard } from "../lib/server.mjs";
 
 // ---------------------------------------------------------------------------
 // Logging: the SDK is chatty at info/debug level. Its lines are kept in a
@@ -211,4 +211,29 @@ export function nextTimelineEvent(client, roomId, type, match, what, ms) {
         what,
         ms,
     ).then(([ev]) => ev);
+}
+
+/**
+ * Returns step(name, fn): it() whose body, on the file's first failure,
+ * prints the server's stderr (h from useSwitchboard) and the SDK's recent
+ * log lines before rethrowing.
+ */
+export function stepper(h) {
+    let dumped = false;
+    return function step(name, fn) {
+        it(name, async (t) => {
+            try {
+                await fn(t);
+            } catch (err) {
+                if (!dumped && h.server) {
+                    dumped = true;
+                    process.stderr.write(
+                        `\n--- switchboard stderr (test "${name}" failed) ---\n${h.server.stderr()}` +
+                            `\n--- matrix-js-sdk log (last ${sdkLog.length} lines) ---\n${sdkLog.join("\n")}\n---\n`,
+                    );
+                }
+                throw err;
+            }
+        });
+    };
 }

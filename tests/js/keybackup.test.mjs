@@ -8,7 +8,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as sdk from "matrix-js-sdk";
 import { login, register, sdkLog, startAndSync, useSwitchboard } from "./harness.mjs";
-import { waitUntil } from "./server.mjs";
+import { waitUntil } from "../lib/server.mjs";
 
 const SEEN_WITHIN_MS = 30000;
 

@@ -6,11 +6,11 @@
 // to-device messages and typing, each seen by the other side's /sync; then
 // bad input through fetch against the same server.
 
-import { describe, it } from "node:test";
+import { describe } from "node:test";
 import assert from "node:assert/strict";
 import * as sdk from "matrix-js-sdk";
 import * as harness from "./harness.mjs";
-import { recordingLogger, safeJSON, sdkLog } from "./harness.mjs";
+import { recordingLogger, safeJSON } from "./harness.mjs";
 
 /** How long any one thing may take to show up on the other side. */
 const SEEN_WITHIN_MS = 20000;
@@ -19,27 +19,7 @@ const SEEN_WITHIN_MS = 20000;
 const h = harness.useSwitchboard();
 const { clients } = h;
 
-let dumped = false;
-/**
- * it() whose body, on failure, prints the server's stderr and the SDK's
- * recent log lines before rethrowing.
- */
-function step(name, fn) {
-    it(name, async (t) => {
-        try {
-            await fn(t);
-        } catch (err) {
-            if (!dumped && h.server) {
-                dumped = true;
-                process.stderr.write(
-                    `\n--- switchboard stderr (test "${name}" failed) ---\n${h.server.stderr()}` +
-                        `\n--- matrix-js-sdk log (last ${sdkLog.length} lines) ---\n${sdkLog.join("\n")}\n---\n`,
-                );
-            }
-            throw err;
-        }
-    });
-}
+const step = harness.stepper(h);
 
 // ---------------------------------------------------------------------------
 // Helpers.

@@ -5,74 +5,27 @@
 // membership of MSC4354 seen by another user's /sync.
 
 import "./polyfill.mjs"; // first: the SDK needs Promise.withResolvers
-import { after, before, describe, it } from "node:test";
+import { describe } from "node:test";
 import assert from "node:assert/strict";
 import * as sdk from "matrix-js-sdk";
 import { MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/MatrixRTCSession.js";
-import { logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
-import { buildSwitchboard, startSwitchboard, waitUntil } from "./server.mjs";
-import { rm } from "node:fs/promises";
+import { waitUntil } from "../lib/server.mjs";
+import { recordingLogger, stepper, useSwitchboard } from "./harness.mjs";
 import { request } from "node:http";
 import { randomBytes } from "node:crypto";
 
 /** How long any one thing may take to show up. */
 const SEEN_WITHIN_MS = 20000;
 
-const sdkLog = [];
-function keepLog(level, prefix, msg) {
-    sdkLog.push(`${level} ${prefix}${msg.map((m) => (m instanceof Error ? m.stack : String(m))).join(" ")}`);
-    if (sdkLog.length > 400) sdkLog.shift();
-}
-function recordingLogger(prefix) {
-    return {
-        trace: (...m) => keepLog("trace", prefix, m),
-        debug: (...m) => keepLog("debug", prefix, m),
-        info: (...m) => keepLog("info", prefix, m),
-        warn: (...m) => keepLog("warn", prefix, m),
-        error: (...m) => keepLog("error", prefix, m),
-        getChild: (ns) => recordingLogger(`${prefix}${ns} `),
-    };
-}
-sdkGlobalLogger.methodFactory = (method, _level, name) => (...m) => keepLog(method, `[${String(name)}] `, m);
-sdkGlobalLogger.setLevel("debug");
+// One server for this file, stopped (with every client) after it.
+const h = useSwitchboard();
+const clients = h.clients;
 
-let binDir;
-let server;
-const clients = [];
-
-before(async () => {
-    const built = await buildSwitchboard();
-    binDir = built.dir;
-    server = await startSwitchboard(built.bin);
-});
-
-after(async () => {
-    for (const c of clients) c.stopClient();
-    if (server) await server.stop();
-    if (binDir) await rm(binDir, { recursive: true, force: true });
-});
-
-let dumped = false;
-function step(name, fn) {
-    it(name, async (t) => {
-        try {
-            await fn(t);
-        } catch (err) {
-            if (!dumped && server) {
-                dumped = true;
-                process.stderr.write(
-                    `\n--- switchboard stderr (test "${name}" failed) ---\n${server.stderr()}` +
-                        `\n--- matrix-js-sdk log (last ${sdkLog.length} lines) ---\n${sdkLog.join("\n")}\n---\n`,
-                );
-            }
-            throw err;
-        }
-    });
-}
+const step = stepper(h);
 
 /** Registers username (m.login.dummy) and returns a started, synced client. */
 async function userClient(username) {
-    const anon = sdk.createClient({ baseUrl: server.baseUrl, logger: recordingLogger(`[anon ${username}] `) });
+    const anon = sdk.createClient({ baseUrl: h.server.baseUrl, logger: recordingLogger(`[anon ${username}] `) });
     let session;
     try {
         await anon.registerRequest({ username, password: "correct horse battery staple" });
@@ -82,7 +35,7 @@ async function userClient(username) {
     assert.equal(typeof session, "string", "register: no user-interactive session");
     const res = await anon.register(username, "correct horse battery staple", session, { type: "m.login.dummy", session });
     const client = sdk.createClient({
-        baseUrl: server.baseUrl,
+        baseUrl: h.server.baseUrl,
         userId: res.user_id,
         accessToken: res.access_token,
         deviceId: res.device_id,
@@ -146,9 +99,9 @@ describe("MatrixRTC with matrix-js-sdk against switchboard", () => {
         assert.equal(await alice.doesServerSupportUnstableFeature("org.matrix.msc4354"), true);
         const transports = await alice._unstable_getRTCTransports();
         // In --dev the public base URL is the client listener itself.
-        assert.deepEqual(transports, [{ type: "livekit", livekit_service_url: `${server.baseUrl}/livekit/jwt` }]);
+        assert.deepEqual(transports, [{ type: "livekit", livekit_service_url: `${h.server.baseUrl}/livekit/jwt` }]);
         transport = transports[0];
-        const wk = await (await fetch(`${server.baseUrl}/.well-known/matrix/client`)).json();
+        const wk = await (await fetch(`${h.server.baseUrl}/.well-known/matrix/client`)).json();
         assert.deepEqual(wk["org.matrix.msc4143.rtc_foci"], transports);
     });
 
@@ -202,7 +155,7 @@ describe("MatrixRTC with matrix-js-sdk against switchboard", () => {
     });
 
     step("get_token and delegate_delayed_leave (MSC4195): the leave is sent when the SFU socket dies", async () => {
-        const sfu = `ws://${server.addrs.client}/livekit/sfu`;
+        const sfu = `ws://${h.server.addrs.client}/livekit/sfu`;
         const key = `_${carol.getUserId()}_${carol.getDeviceId()}_m.call`;
         const member = { id: `carol-${suffix}`, claimed_device_id: carol.getDeviceId() };
         const body = { url: sfu, room_id: roomId, slot_id: "m.call#ROOM", member };

@@ -10,7 +10,7 @@ import * as sdk from "matrix-js-sdk";
 import { SlidingSync } from "matrix-js-sdk/lib/sliding-sync.js";
 import * as harness from "./harness.mjs";
 import { sdkLog } from "./harness.mjs";
-import { waitUntil } from "./server.mjs";
+import { waitUntil } from "../lib/server.mjs";
 
 const SEEN_WITHIN_MS = 20000;
 

@@ -2,7 +2,8 @@
 // a mautrix client that joins a room and publishes its MSC3401 call
 // membership, and a pion/webrtc client that joins the SFU focus with a
 // to-device m.call.invite and then speaks MSC3898's data-channel messages
-// (signalling/README.md is the protocol). It sends synthetic Opus and VP8,
+// (signalling/README.md is the protocol). Its WebRTC side is the test
+// kit's internal/testkit/rtcclient. It sends synthetic Opus and VP8,
 // subscribes to the tracks it is told to, counts what it receives and
 // records when each phase of call setup happened.
 //
@@ -168,11 +169,6 @@ type SpeakerRef struct {
 	DeviceID string `json:"device_id"`
 }
 
-type recvTrack struct {
-	kind    string
-	packets atomic.Int64
-}
-
 // Participant is one device in a group call.
 type Participant struct {
 	cli     *mautrix.Client
@@ -203,8 +199,6 @@ type Participant struct {
 	hangupReason string
 	meta         map[string]Stream
 	subscribed   map[string]bool
-	recv         map[string]*recvTrack // by track ID
-	streamOf     map[string]string     // track ID → stream ID
 	speakers     Speakers
 	dcCounts     map[string]int // data-channel messages received by type
 	errs         []error
@@ -241,8 +235,7 @@ func Join(ctx context.Context, cli *mautrix.Client, room id.RoomID, conf string,
 	p := &Participant{cli: cli, room: room, conf: conf, focus: focus, opts: o,
 		callID: "call-" + randomID(), session: "sess-" + randomID(), ctx: pctx, cancel: cancel,
 		answered: make(chan struct{}), hungUp: make(chan struct{}),
-		meta: map[string]Stream{}, subscribed: map[string]bool{}, recv: map[string]*recvTrack{},
-		streamOf: map[string]string{}, dcCounts: map[string]int{}}
+		meta: map[string]Stream{}, subscribed: map[string]bool{}, dcCounts: map[string]int{}}
 	if err := p.publishMember(ctx, time.Now().Add(time.Hour)); err != nil {
 		cancel()
 		return nil, err
@@ -394,26 +387,16 @@ func (p *Participant) HangupReason() string {
 // Phases returns when each phase of call setup happened so far.
 func (p *Participant) Phases() Phases {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.phases
+	ph := p.phases
+	p.mu.Unlock()
+	p.media.phases(&ph)
+	return ph
 }
 
 // Received returns the packets received so far on the audio and video
 // tracks of stream streamID.
 func (p *Participant) Received(streamID string) (audio, video int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for tid, rt := range p.recv {
-		if p.streamOf[tid] != streamID {
-			continue
-		}
-		if rt.kind == "audio" {
-			audio += rt.packets.Load()
-		} else {
-			video += rt.packets.Load()
-		}
-	}
-	return audio, video
+	return p.media.rtc.Received(streamID)
 }
 
 // Metadata returns the focus's latest stream metadata.

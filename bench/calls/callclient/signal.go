@@ -92,7 +92,7 @@ func (p *Participant) onToDevice(typ string, raw json.RawMessage) {
 			if ca.Candidate == "" {
 				continue
 			}
-			if err := p.media.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: ca.Candidate,
+			if err := p.media.rtc.AddCandidate(webrtc.ICECandidateInit{Candidate: ca.Candidate,
 				SDPMid: ca.SDPMid, SDPMLineIndex: ca.SDPMLineIndex}); err != nil {
 				p.errorf("candidate: %v", err)
 			}
