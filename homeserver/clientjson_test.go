@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
 )
 
@@ -88,7 +89,7 @@ func FuzzStrictJSON(f *testing.F) {
 		if !json.Valid(b) {
 			t.Fatalf("accepted invalid JSON %q", b)
 		}
-		if err := sameWhenReparsed(b); err != nil {
+		if err := rooms.SameWhenReparsed(b); err != nil {
 			t.Fatalf("accepted %q that parsers read differently: %v", b, err)
 		}
 	})

@@ -3,7 +3,6 @@ package homeserver
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -49,7 +49,7 @@ func (s *Server) createRoom(c echo.Context) error {
 	if ver == "" {
 		ver = string(defaultRoomVersion)
 	}
-	if !supportedRoomVersions[ver] {
+	if !rooms.SupportedVersions[ver] {
 		return merr(http.StatusBadRequest, "M_UNSUPPORTED_ROOM_VERSION", "room version %q is not supported; use 10 or 11", ver)
 	}
 	switch req.Visibility {
@@ -108,7 +108,7 @@ func (s *Server) createRoom(c echo.Context) error {
 			CreatedTS: s.nowMS(), IsPublic: req.Visibility == "public"}); err != nil {
 			return err
 		}
-		w, err := s.openRoom(ctx, tx, roomID)
+		w, err := s.rooms.Open(ctx, tx, roomID)
 		if err != nil {
 			return err
 		}
@@ -117,15 +117,14 @@ func (s *Server) createRoom(c echo.Context) error {
 			return err
 		}
 		for _, ne := range events {
-			if _, err := w.append(ctx, ne); err != nil {
+			if _, err := w.Append(ctx, ne); err != nil {
 				return fmt.Errorf("createRoom: %s: %w", ne.Type, err)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		var me *MatrixError
-		if errors.As(err, &me) {
+		if me, ok := asMatrixError(err); ok {
 			return me
 		}
 		return err
@@ -151,17 +150,17 @@ func (s *Server) createRoom(c echo.Context) error {
 }
 
 // createRoomEvents lists a new room's events in the spec's order.
-func (s *Server) createRoomEvents(creator, ver, alias, preset string, profile map[string]any, req *createRoomRequest) ([]newEvent, error) {
+func (s *Server) createRoomEvents(creator, ver, alias, preset string, profile map[string]any, req *createRoomRequest) ([]rooms.Event, error) {
 	empty := ""
-	state := func(t, sk string, content any) (newEvent, error) {
+	state := func(t, sk string, content any) (rooms.Event, error) {
 		b, err := json.Marshal(content)
 		if err != nil {
-			return newEvent{}, errBadJSON("%v", err)
+			return rooms.Event{}, errBadJSON("%v", err)
 		}
 		key := sk
-		return newEvent{Sender: creator, Type: t, StateKey: &key, Content: b}, nil
+		return rooms.Event{Sender: creator, Type: t, StateKey: &key, Content: b}, nil
 	}
-	var out []newEvent
+	var out []rooms.Event
 	add := func(t, sk string, content any) error {
 		ne, err := state(t, sk, content)
 		if err != nil {
@@ -226,7 +225,7 @@ func (s *Server) createRoomEvents(creator, ver, alias, preset string, profile ma
 			return nil, errBadJSON("initial_state may not contain %s", st.Type)
 		}
 		key := st.StateKey
-		out = append(out, newEvent{Sender: creator, Type: st.Type, StateKey: &key, Content: st.Content})
+		out = append(out, rooms.Event{Sender: creator, Type: st.Type, StateKey: &key, Content: st.Content})
 	}
 	if req.Name != nil {
 		if err := add(spec.MRoomName, empty, map[string]any{"name": *req.Name}); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -102,16 +103,17 @@ func (s *Server) scheduleDelayed(c echo.Context, evType string, stateKey *string
 		return err
 	}
 	if evType == spec.MRoomRedaction {
-		// A redaction is applied as it is sent (roomevents.go); a delayed
-		// one would be stored without being applied.
+		// A redaction is checked against its target when it is sent
+		// (rooms/redact.go); the target may be gone or changed by the
+		// time a delayed one would be sent.
 		return errInvalidParam("redactions cannot be delayed")
 	}
 	content, err := readContent(c)
 	if err != nil {
 		return err
 	}
-	if len(content) > maxEventBytes {
-		return errTooLarge("content is larger than %d bytes", maxEventBytes)
+	if len(content) > rooms.MaxEventBytes {
+		return errTooLarge("content is larger than %d bytes", rooms.MaxEventBytes)
 	}
 	roomID := param(c, "roomId")
 	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
@@ -290,19 +292,18 @@ func (s *Server) sendDelayed(ctx context.Context, delayID string) (string, error
 		if err != nil {
 			return err
 		}
-		w, err := s.openRoom(ctx, tx, d.RoomID)
+		w, err := s.rooms.Open(ctx, tx, d.RoomID)
 		if err != nil {
 			return err
 		}
-		ev, err := w.append(ctx, newEvent{Sender: d.UserID, Type: d.Type, StateKey: d.StateKey, Content: d.Content, StickyMS: d.StickyMS})
+		ev, err := w.Append(ctx, rooms.Event{Sender: d.UserID, Type: d.Type, StateKey: d.StateKey, Content: d.Content, StickyMS: d.StickyMS})
 		if err != nil {
 			return err
 		}
 		eventID = ev.EventID
 		return nil
 	})
-	var me *MatrixError
-	if errors.As(err, &me) {
+	if _, refused := asMatrixError(err); refused {
 		// Refused: the write rolled back, so drop the delayed event alone.
 		s.log.Info("delayed event refused", "delay_id", delayID, "err", err)
 		if derr := s.db.WriteTx(ctx, func(tx *storage.Tx) error { _, err := tx.TakeDelayedEvent(ctx, delayID); return err }); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
@@ -393,8 +394,7 @@ func (d *delayedScheduler) pass(ctx context.Context) time.Duration {
 		}
 		for _, de := range due {
 			if _, err := s.sendDelayed(ctx, de.DelayID); err != nil && !errors.Is(err, storage.ErrNotFound) {
-				var me *MatrixError
-				if !errors.As(err, &me) && ctx.Err() == nil {
+				if _, refused := asMatrixError(err); !refused && ctx.Err() == nil {
 					// A database failure: keep the event and try later.
 					s.log.Warn("sending delayed event", "delay_id", de.DelayID, "err", err)
 					return delayedMaxWait

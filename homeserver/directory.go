@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -119,20 +120,14 @@ func (s *Server) putVisibility(c echo.Context) error {
 	if err := s.requireJoined(c, roomID, d.UserID); err != nil {
 		return err
 	}
-	pl, err := s.db.CurrentStateEvent(c.Request().Context(), roomID, spec.MRoomPowerLevels, "")
-	if err == nil {
-		var content struct {
-			Users        map[string]int64 `json:"users"`
-			StateDefault *int64           `json:"state_default"`
-		}
-		_ = json.Unmarshal(contentOf(pl), &content)
-		need := int64(50)
-		if content.StateDefault != nil {
-			need = *content.StateDefault
-		}
-		if content.Users[d.UserID] < need {
-			return errForbidden("Changing the room's directory visibility needs power level %d", need)
-		}
+	// Who may change it: as for a state event (spec: Client-Server API,
+	// "PUT /directory/list/room/{roomId}" leaves it to the server).
+	pl, err := rooms.CurrentPowerLevels(c.Request().Context(), s.db, roomID)
+	if err != nil {
+		return err
+	}
+	if pl.UserLevel(spec.SenderID(d.UserID)) < pl.StateDefault {
+		return errForbidden("Changing the room's directory visibility needs power level %d", pl.StateDefault)
 	}
 	if err := s.db.SetRoomPublic(c.Request().Context(), roomID, req.Visibility == "public"); err != nil {
 		return err

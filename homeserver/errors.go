@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 )
 
 var (
@@ -55,4 +57,34 @@ func errTooLarge(format string, args ...any) *MatrixError {
 }
 func errUnknown(format string, args ...any) *MatrixError {
 	return merr(http.StatusInternalServerError, "M_UNKNOWN", format, args...)
+}
+
+// asMatrixError is the one place where the typed errors of the layers
+// below the HTTP edge become Matrix errors (spec: Client-Server API,
+// "Standard error response"): a *MatrixError as it is, a refusal by rooms
+// by its kind. It reports false for anything else (an internal error).
+func asMatrixError(err error) (*MatrixError, bool) {
+	var me *MatrixError
+	if errors.As(err, &me) {
+		return me, true
+	}
+	var re *rooms.Error
+	if !errors.As(err, &re) {
+		return nil, false
+	}
+	msg := re.Detail()
+	switch {
+	case errors.Is(err, rooms.ErrForbidden), errors.Is(err, rooms.ErrRejected):
+		return errForbidden("%s", msg), true
+	case errors.Is(err, rooms.ErrNotFound):
+		return errNotFound("%s", msg), true
+	case errors.Is(err, rooms.ErrUnsupportedVersion):
+		return merr(http.StatusBadRequest, "M_UNSUPPORTED_ROOM_VERSION", "%s", msg), true
+	case errors.Is(err, rooms.ErrTooLarge):
+		return errTooLarge("%s", msg), true
+	case errors.Is(err, rooms.ErrMissingParam):
+		return errMissingParam("%s", msg), true
+	default: // rooms.ErrBadEvent
+		return errBadJSON("%s", msg), true
+	}
 }

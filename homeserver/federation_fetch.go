@@ -3,13 +3,14 @@ package homeserver
 import (
 	"context"
 	"fmt"
-	"sort"
+
 	"sync"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -54,32 +55,39 @@ func (f *federation) fillPrevState(ctx context.Context, origin string, cp *check
 		return err
 	}
 	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		l := &pduLoader{f: f, tx: tx, ver: cp.ver, m: make(map[string]gomatrixserverlib.PDU)}
-		if err := l.storeOutliers(ctx, fetched, f.s.nowMS()); err != nil {
-			return err
-		}
-		states, err := l.load(ctx, ids.StateEventIDs)
+		l := f.s.rooms.TxLoader(tx, cp.ver)
+		before, err := f.servedState(ctx, tx, l, fetched, roomID, ids.StateEventIDs)
 		if err != nil {
 			return err
 		}
-		if len(states) != len(dedupe(ids.StateEventIDs)) {
-			return fmt.Errorf("%w: state_ids names events that were not served", ErrBadPDU)
-		}
-		before := storage.StateMap{}
-		for _, p := range states {
-			if p.StateKey() == nil || p.RoomID().String() != roomID {
-				return fmt.Errorf("%w: state_ids names %s, not a state event of the room", ErrBadPDU, p.EventID())
-			}
-			before[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
-		}
-		if err := l.authAgainst(ctx, prev, before); err != nil {
+		if err := l.AuthAgainst(ctx, prev, before); err != nil {
 			return reject("the served state refuses %s: %v", prevID, err)
 		}
-		if err := l.allowedByOwnAuth(ctx, prev); err != nil {
-			return err
+		if err := l.AllowedByOwnAuth(ctx, tx, prev); err != nil {
+			return pduRefusal(err)
 		}
-		return tx.StoreOutlierWithState(ctx, eventRow(prev, f.s.nowMS()), before)
+		return tx.StoreOutlierWithState(ctx, rooms.EventRow(prev, f.s.nowMS()), before)
 	})
+}
+
+// servedState stores fetched events as outliers once each passes its own
+// auth events (step 4), and returns the state that /state_ids named.
+func (f *federation) servedState(ctx context.Context, tx *storage.Tx, l *rooms.Loader, fetched []gomatrixserverlib.PDU, roomID string, stateIDs []string) (storage.StateMap, error) {
+	if err := l.StoreOutliers(ctx, tx, fetched, f.s.nowMS()); err != nil {
+		return nil, pduRefusal(err)
+	}
+	states, err := l.Load(ctx, stateIDs)
+	if err != nil {
+		return nil, err
+	}
+	if len(states) != len(dedupe(stateIDs)) {
+		return nil, fmt.Errorf("%w: state_ids names events that were not served", ErrBadPDU)
+	}
+	before, err := rooms.StateMapOf(roomID, states)
+	if err != nil {
+		return nil, fmt.Errorf("%w: state_ids names %w", ErrBadPDU, err)
+	}
+	return before, nil
 }
 
 // fetchEvents fetches and checks events of room from server: one by one
@@ -115,7 +123,7 @@ func (f *federation) fetchEvents(ctx context.Context, server spec.ServerName, ro
 	}
 	out := make([]gomatrixserverlib.PDU, 0, len(ids))
 	for _, raw := range raws {
-		cp, err := f.checkArrived(ctx, raw, room.RoomID, arrivedPulled)
+		cp, err := f.checkArrived(ctx, raw, room.RoomID, rooms.Pulled)
 		if err != nil {
 			// Junk beside what we asked for spoils nothing else; a
 			// requested event that fails is missing below.
@@ -131,51 +139,6 @@ func (f *federation) fetchEvents(ctx context.Context, server spec.ServerName, ro
 		return nil, fmt.Errorf("%w: %d requested events were not served", ErrBadPDU, len(wanted))
 	}
 	return out, nil
-}
-
-// storeOutliers auth-checks fetched events against their own auth
-// events, oldest first (an event's auth events come before it), and
-// stores them as outliers.
-func (l *pduLoader) storeOutliers(ctx context.Context, pdus []gomatrixserverlib.PDU, nowMS int64) error {
-	sort.SliceStable(pdus, func(i, j int) bool { return pdus[i].Depth() < pdus[j].Depth() })
-	for _, p := range pdus {
-		l.m[p.EventID()] = p
-	}
-	for _, p := range pdus {
-		if err := l.allowedByOwnAuth(ctx, p); err != nil {
-			return err
-		}
-		if err := l.tx.StoreOutlier(ctx, eventRow(p, nowMS)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// allowedByOwnAuth checks p against its auth events, which must be known
-// and not rejected (spec: "Checks performed on receipt of a PDU", 4).
-func (l *pduLoader) allowedByOwnAuth(ctx context.Context, p gomatrixserverlib.PDU) error {
-	authIDs := p.AuthEventIDs()
-	for _, a := range authIDs {
-		if v, err := l.tx.EventVerdict(ctx, a); err == nil && v.Verdict == storage.VerdictRejected {
-			return reject("auth event %s was rejected", a)
-		}
-	}
-	auth, err := l.load(ctx, authIDs)
-	if err != nil {
-		return err
-	}
-	if len(auth) != len(authIDs) {
-		return fmt.Errorf("%w: unknown auth events of %s", ErrBadPDU, p.EventID())
-	}
-	provider, err := gomatrixserverlib.NewAuthEvents(auth)
-	if err != nil {
-		return reject("%v", err)
-	}
-	if err := gomatrixserverlib.Allowed(p, provider, userIDForSender); err != nil {
-		return reject("auth events refuse %s: %v", p.EventID(), err)
-	}
-	return nil
 }
 
 func dedupe(ids []string) []string {
@@ -280,7 +243,7 @@ func (f *federation) backfillFrom(ctx context.Context, server spec.ServerName, r
 	var ver gomatrixserverlib.IRoomVersion
 	inBatch := map[string]bool{}
 	for _, raw := range txn.PDUs {
-		cp, err := f.checkArrived(ctx, raw, room.RoomID, arrivedPulled)
+		cp, err := f.checkArrived(ctx, raw, room.RoomID, rooms.Pulled)
 		if err != nil {
 			f.log.Info("backfilled PDU refused", "server", server, "room_id", room.RoomID, "err", err)
 			continue
@@ -317,7 +280,7 @@ func (f *federation) backfillFrom(ctx context.Context, server spec.ServerName, r
 		}
 		// Newest first, so that older events take lower positions.
 		for i := len(keep) - 1; i >= 0; i-- {
-			ok, err := tx.StoreBackfilled(ctx, eventRow(keep[i], f.s.nowMS()))
+			ok, err := tx.StoreBackfilled(ctx, rooms.EventRow(keep[i], f.s.nowMS()))
 			if err != nil {
 				return err
 			}

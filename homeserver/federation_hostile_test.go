@@ -19,6 +19,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
 )
@@ -30,18 +31,18 @@ func buildOn(t *testing.T, n *fedNode, roomID, sender, evType string, content an
 	b, _ := json.Marshal(content)
 	var pdu gomatrixserverlib.PDU
 	err := n.srv.db.WriteTx(context.Background(), func(tx *storage.Tx) error {
-		w, err := n.srv.openRoom(context.Background(), tx, roomID)
+		w, err := n.srv.rooms.Open(context.Background(), tx, roomID)
 		if err != nil {
 			return err
 		}
-		proto, _, err := w.protoFor(context.Background(), newEvent{Sender: sender, Type: evType, Content: b})
+		proto, err := w.Template(context.Background(), rooms.Event{Sender: sender, Type: evType, Content: b})
 		if err != nil {
 			return err
 		}
 		if mutate != nil {
 			mutate(proto)
 		}
-		pdu, err = w.ver.NewEventBuilderFromProtoEvent(proto).Build(time.Now(), spec.ServerName(server), "ed25519:fed", key)
+		pdu, err = w.Version().NewEventBuilderFromProtoEvent(proto).Build(time.Now(), spec.ServerName(server), "ed25519:fed", key)
 		return err
 	})
 	if err != nil {
@@ -205,15 +206,9 @@ func withDepth(raw []byte, depth string) []byte {
 	return out
 }
 
-// appendRemoteTx runs appendRemote in its own write (for tests).
+// appendRemoteTx runs appendChecked in its own write (for tests).
 func (f *federation) appendRemoteTx(ctx context.Context, cp *checkedPDU) (int64, error) {
-	var pos int64
-	err := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		var err error
-		pos, err = f.appendRemote(ctx, tx, cp)
-		return err
-	})
-	return pos, err
+	return 0, f.s.db.WriteTx(ctx, func(tx *storage.Tx) error { return f.appendChecked(ctx, tx, cp) })
 }
 
 func doSigned(n *fedNode, fr fclient.FederationRequest, out any) error {

@@ -1,20 +1,18 @@
 package homeserver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -42,27 +40,24 @@ func (f *federation) inviteRemote(ctx context.Context, roomID, sender, target, r
 		stripped []gomatrixserverlib.InviteStrippedState
 	)
 	err := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		w, err := f.s.openRoom(ctx, tx, roomID)
+		w, err := f.s.rooms.Open(ctx, tx, roomID)
 		if err != nil {
 			return err
 		}
 		key := target
-		if pdu, err = w.buildSigned(ctx, newEvent{Sender: sender, Type: spec.MRoomMember, StateKey: &key, Content: b}); err != nil {
+		if pdu, err = w.Build(ctx, rooms.Event{Sender: sender, Type: spec.MRoomMember, StateKey: &key, Content: b}); err != nil {
 			return err
 		}
-		room, ver = w.room, w.ver
-		for _, t := range inviteStateTypes {
-			if id, ok := w.state[storage.StateKey{Type: t}]; ok {
-				if p, err := w.pdu(ctx, id); err == nil {
-					stripped = append(stripped, gomatrixserverlib.NewInviteStrippedState(p))
-				}
-			}
-		}
-		if id, ok := w.state[storage.StateKey{Type: spec.MRoomMember, StateKey: sender}]; ok {
-			if p, err := w.pdu(ctx, id); err == nil {
+		room, ver = w.Room(), w.Version()
+		add := func(typ, stateKey string) {
+			if p, err := w.StateEvent(ctx, typ, stateKey); err == nil && p != nil {
 				stripped = append(stripped, gomatrixserverlib.NewInviteStrippedState(p))
 			}
 		}
+		for _, t := range inviteStateTypes {
+			add(t, "")
+		}
+		add(spec.MRoomMember, sender)
 		return nil
 	})
 	if err != nil {
@@ -76,7 +71,7 @@ func (f *federation) inviteRemote(ctx context.Context, roomID, sender, target, r
 	if err != nil {
 		return f.remoteError(ctx, serverOf(target), "invite", err)
 	}
-	cp, err := f.checkPDUInVersion(ctx, resp.Event, room, true)
+	cp, err := f.checkReceived(ctx, resp.Event, room, rooms.Pushed, true)
 	if err != nil {
 		return errForbidden("the invitee's server returned a bad invite: %v", err)
 	}
@@ -87,8 +82,7 @@ func (f *federation) inviteRemote(ctx context.Context, roomID, sender, target, r
 		return errForbidden("the invite lacks the invitee's server signature: %v", err)
 	}
 	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		_, err := f.appendRemote(ctx, tx, cp)
-		return err
+		return f.appendChecked(ctx, tx, cp)
 	})
 }
 
@@ -124,24 +118,13 @@ func (f *federation) invite(c echo.Context) error {
 	if err := json.Unmarshal(fedContent(c), &req); err != nil {
 		return errBadJSON("%v", err)
 	}
-	if !supportedRoomVersions[req.RoomVersion] {
+	if !rooms.SupportedVersions[req.RoomVersion] {
 		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported", req.RoomVersion).withExtra("room_version", req.RoomVersion)
 	}
-	if len(req.Event) > maxEventBytes {
-		return errTooLarge("event is larger than %d bytes", maxEventBytes)
+	if err := f.s.rooms.CheckFormat(req.Event); err != nil {
+		return err
 	}
-	if err := checkCanonicalJSON(req.Event); err != nil {
-		return errBadJSON("%v", err)
-	}
-	// The hash and signatures are over the event's canonical form (spec:
-	// Appendices, "Canonical JSON"): JSON whose canonical form says
-	// something else than a plain parse (a duplicate key, invalid UTF-8, a
-	// lone surrogate escape) would be checked as one event and read as
-	// another.
-	if err := sameWhenReparsed(req.Event); err != nil {
-		return errBadJSON("%v", err)
-	}
-	cp, err := f.checkPDUInVersion(ctx, req.Event, storage.Room{RoomID: roomID, Version: req.RoomVersion}, false)
+	cp, err := f.checkReceived(ctx, req.Event, storage.Room{RoomID: roomID, Version: req.RoomVersion}, rooms.Pushed, false)
 	if err != nil {
 		return errBadJSON("%v", err)
 	}
@@ -200,7 +183,7 @@ const maxStrippedState = 50
 // checkStrippedState checks an invite's invite_room_state: at most
 // maxStrippedState canonical JSON objects, each a stripped state event
 // with string type, state_key and sender and an object content, each at
-// most maxEventBytes. It is shown to the invitee as the inviting server
+// most rooms.MaxEventBytes. It is shown to the invitee as the inviting server
 // sent it, so a malformed entry refuses the invite rather than reaching
 // clients.
 func checkStrippedState(entries []json.RawMessage) ([]json.RawMessage, error) {
@@ -208,13 +191,13 @@ func checkStrippedState(entries []json.RawMessage) ([]json.RawMessage, error) {
 		return nil, errTooLarge("at most %d invite_room_state events", maxStrippedState)
 	}
 	for i, e := range entries {
-		if len(e) > maxEventBytes {
-			return nil, errTooLarge("invite_room_state event %d is larger than %d bytes", i, maxEventBytes)
+		if len(e) > rooms.MaxEventBytes {
+			return nil, errTooLarge("invite_room_state event %d is larger than %d bytes", i, rooms.MaxEventBytes)
 		}
 		if err := checkCanonicalJSON(e); err != nil {
 			return nil, errBadJSON("invite_room_state event %d: %v", i, err)
 		}
-		if err := sameWhenReparsed(e); err != nil {
+		if err := rooms.SameWhenReparsed(e); err != nil {
 			return nil, errBadJSON("invite_room_state event %d: %v", i, err)
 		}
 		var ev struct {
@@ -231,64 +214,15 @@ func checkStrippedState(entries []json.RawMessage) ([]json.RawMessage, error) {
 	return entries, nil
 }
 
-// sameWhenReparsed checks that raw reads the same to every parser: its
-// canonical form equals that of the value a plain JSON parse finds in it.
-func sameWhenReparsed(raw []byte) error {
-	if !utf8.Valid(raw) {
-		return errors.New("event is not valid UTF-8")
-	}
-	canon, err := gomatrixserverlib.CanonicalJSON(raw)
-	if err != nil {
-		return fmt.Errorf("event is not canonicalisable: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return fmt.Errorf("invalid JSON: %w", err)
-	}
-	again, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if canon2, err := gomatrixserverlib.CanonicalJSON(again); err != nil || !bytes.Equal(canon, canon2) {
-		return errors.New("event is not canonical JSON: a duplicate key or an invalid string escape")
-	}
-	return nil
-}
-
 // storeInviteStub records an invite to a room this server is not in: the
 // room row and the invite as its only current state.
 func (f *federation) storeInviteStub(ctx context.Context, pdu gomatrixserverlib.PDU, version string, stripped []json.RawMessage) error {
-	now := f.s.nowMS()
-	roomID := pdu.RoomID().String()
+	var extra json.RawMessage
+	if len(stripped) > 0 {
+		extra, _ = json.Marshal(map[string]any{"invite_room_state": stripped})
+	}
 	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		err := tx.CreateRoom(ctx, storage.Room{RoomID: roomID, Version: version, Creator: string(pdu.SenderID()), CreatedTS: now})
-		if err != nil && !errors.Is(err, storage.ErrExists) {
-			return err
-		}
-		if _, err := tx.Event(ctx, pdu.EventID()); err == nil {
-			return nil
-		}
-		room, err := tx.Room(ctx, roomID)
-		if err != nil {
-			return err
-		}
-		current, err := tx.Snapshot(ctx, room.CurrentSnapshot)
-		if err != nil {
-			return err
-		}
-		next := cloneState(current)
-		next[storage.StateKey{Type: spec.MRoomMember, StateKey: *pdu.StateKey()}] = pdu.EventID()
-		ev := eventRow(pdu, now)
-		if len(stripped) > 0 {
-			ev.UnsignedExtra, _ = json.Marshal(map[string]any{"invite_room_state": stripped})
-		}
-		_, err = tx.StoreRemoteEvent(ctx, storage.RemoteEvent{
-			Event: ev, Before: current, BeforeID: room.CurrentSnapshot, Current: next,
-			Extremities: room.Extremities, Depth: room.Depth, Memberships: map[string]string{pdu.EventID(): "invite"},
-		})
-		return err
+		return f.s.rooms.AppendOutOfBand(ctx, tx, pdu, version, extra)
 	})
 }
 
@@ -355,8 +289,8 @@ func (f *federation) leaveVia(ctx context.Context, roomID, userID, server string
 	if err != nil {
 		return f.remoteError(ctx, server, "make_leave", err)
 	}
-	ver, err := gomatrixserverlib.GetRoomVersion(ml.RoomVersion)
-	if err != nil || !supportedRoomVersions[string(ml.RoomVersion)] {
+	ver, err := rooms.Version(string(ml.RoomVersion))
+	if err != nil || !rooms.SupportedVersions[string(ml.RoomVersion)] {
 		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported by this server", plainText(string(ml.RoomVersion), 32))
 	}
 	proto := ml.LeaveEvent
@@ -374,22 +308,7 @@ func (f *federation) leaveVia(ctx context.Context, roomID, userID, server string
 	if err := f.client.SendLeave(ctx, f.origin(), spec.ServerName(server), leave); err != nil {
 		return f.remoteError(ctx, server, "send_leave", err)
 	}
-	now := f.s.nowMS()
 	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		room, err := tx.Room(ctx, roomID)
-		if err != nil {
-			return err
-		}
-		current, err := tx.Snapshot(ctx, room.CurrentSnapshot)
-		if err != nil {
-			return err
-		}
-		next := cloneState(current)
-		next[storage.StateKey{Type: spec.MRoomMember, StateKey: userID}] = leave.EventID()
-		_, err = tx.StoreRemoteEvent(ctx, storage.RemoteEvent{
-			Event: eventRow(leave, now), Before: current, BeforeID: room.CurrentSnapshot, Current: next,
-			Extremities: room.Extremities, Depth: room.Depth, Memberships: map[string]string{leave.EventID(): "leave"},
-		})
-		return err
+		return f.s.rooms.AppendOutOfBand(ctx, tx, leave, string(ml.RoomVersion), nil)
 	})
 }

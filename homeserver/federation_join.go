@@ -12,55 +12,9 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
-
-// protoFor fills a proto event for ne on the room's current frontier and
-// state (prev_events, auth_events, depth), without signing or storing it.
-func (w *roomWriter) protoFor(ctx context.Context, ne newEvent) (*gomatrixserverlib.ProtoEvent, *gomatrixserverlib.AuthEvents, error) {
-	proto := &gomatrixserverlib.ProtoEvent{
-		SenderID:   ne.Sender,
-		RoomID:     w.room.RoomID,
-		Type:       ne.Type,
-		StateKey:   ne.StateKey,
-		PrevEvents: w.room.Extremities,
-		Depth:      w.room.Depth + 1,
-		Content:    spec.RawJSON(ne.Content),
-		Version:    w.ver,
-	}
-	if len(w.room.Extremities) == 0 {
-		proto.PrevEvents = []string{}
-	}
-	auth, err := w.authEvents(ctx, proto)
-	if err != nil {
-		return nil, nil, err
-	}
-	needed, _ := gomatrixserverlib.StateNeededForProtoEvent(proto)
-	refs, err := needed.AuthEventReferences(auth)
-	if err != nil {
-		return nil, nil, err
-	}
-	proto.AuthEvents = refs
-	return proto, auth, nil
-}
-
-// buildSigned builds and signs an event for ne with this server's key and
-// checks it against the current state, without storing it.
-func (w *roomWriter) buildSigned(ctx context.Context, ne newEvent) (gomatrixserverlib.PDU, error) {
-	proto, auth, err := w.protoFor(ctx, ne)
-	if err != nil {
-		return nil, err
-	}
-	pdu, err := w.ver.NewEventBuilderFromProtoEvent(proto).Build(w.s.cfg.Now(), spec.ServerName(w.s.cfg.ServerName),
-		gomatrixserverlib.KeyID(w.s.cfg.KeyID), w.s.cfg.SigningKey)
-	if err != nil {
-		return nil, errBadJSON("cannot build event: %v", err)
-	}
-	if err := gomatrixserverlib.Allowed(pdu, auth, userIDForSender); err != nil {
-		return nil, errForbidden("%v", err)
-	}
-	return pdu, nil
-}
 
 // serverInRoom reports whether a local user is joined to roomID.
 func (f *federation) serverInRoom(ctx context.Context, roomID string) (bool, error) {
@@ -125,15 +79,15 @@ func (f *federation) membershipTemplate(ctx context.Context, roomID, userID, mem
 	content, _ := json.Marshal(map[string]string{"membership": membership})
 	var proto *gomatrixserverlib.ProtoEvent
 	err := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		w, err := f.s.openRoom(ctx, tx, roomID)
+		w, err := f.s.rooms.Open(ctx, tx, roomID)
 		if err != nil {
 			return err
 		}
-		ne := newEvent{Sender: userID, Type: spec.MRoomMember, StateKey: &userID, Content: content}
-		if _, err := w.buildSigned(ctx, ne); err != nil {
+		ev := rooms.Event{Sender: userID, Type: spec.MRoomMember, StateKey: &userID, Content: content}
+		if _, err := w.Build(ctx, ev); err != nil {
 			return err
 		}
-		proto, _, err = w.protoFor(ctx, ne)
+		proto, err = w.Template(ctx, ev)
 		return err
 	})
 	return proto, err
@@ -227,13 +181,13 @@ func (f *federation) sendMembership(c echo.Context, membership string) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{
-		"origin": f.s.cfg.ServerName, "state": state, "auth_chain": chain, "event": json.RawMessage(cp.pdu.JSON()), "members_omitted": false,
+		"origin": f.s.cfg.ServerName, "state": pduJSONs(state), "auth_chain": pduJSONs(chain), "event": json.RawMessage(cp.pdu.JSON()), "members_omitted": false,
 	})
 }
 
 // stateAndAuthChain returns the events of a snapshot and the auth chain of
-// those events and of extraAuth, as PDU JSON.
-func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverlib.IRoomVersion, snap int64, extraAuth []string) ([]json.RawMessage, []json.RawMessage, error) {
+// those events and of extraAuth.
+func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverlib.IRoomVersion, snap int64, extraAuth []string) ([]storage.Event, []storage.Event, error) {
 	st, err := f.s.db.Snapshot(ctx, snap)
 	if err != nil {
 		return nil, nil, err
@@ -242,23 +196,28 @@ func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverli
 	for _, id := range st {
 		ids = append(ids, id)
 	}
-	evs, err := f.s.db.Events(ctx, ids)
+	state, err := f.s.db.Events(ctx, ids)
 	if err != nil {
 		return nil, nil, err
 	}
-	state := make([]json.RawMessage, 0, len(evs))
-	var frontier []string
-	seen := map[string]bool{}
-	for _, e := range evs {
-		state = append(state, e.JSON)
-		p, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
-		if err != nil {
-			return nil, nil, err
+	authOf := func(evs []storage.Event) ([]string, error) {
+		var out []string
+		for _, e := range evs {
+			p, err := rooms.Parse(ver, e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p.AuthEventIDs()...)
 		}
-		frontier = append(frontier, p.AuthEventIDs()...)
+		return out, nil
+	}
+	frontier, err := authOf(state)
+	if err != nil {
+		return nil, nil, err
 	}
 	frontier = append(frontier, extraAuth...)
-	chain := []json.RawMessage{}
+	seen := map[string]bool{}
+	chain := []storage.Event{}
 	for len(frontier) > 0 {
 		var next []string
 		for _, id := range frontier {
@@ -271,17 +230,30 @@ func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverli
 		if err != nil {
 			return nil, nil, err
 		}
-		frontier = nil
-		for _, e := range evs {
-			chain = append(chain, e.JSON)
-			p, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
-			if err != nil {
-				return nil, nil, err
-			}
-			frontier = append(frontier, p.AuthEventIDs()...)
+		chain = append(chain, evs...)
+		if frontier, err = authOf(evs); err != nil {
+			return nil, nil, err
 		}
 	}
 	return state, chain, nil
+}
+
+// pduJSONs is the PDU JSON of stored events.
+func pduJSONs(evs []storage.Event) []json.RawMessage {
+	out := make([]json.RawMessage, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, e.JSON)
+	}
+	return out
+}
+
+// eventIDs is the event IDs of stored events.
+func eventIDs(evs []storage.Event) []string {
+	out := make([]string, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, e.EventID)
+	}
+	return out
 }
 
 // needsRemoteJoin reports whether joining roomID must go through another
@@ -369,12 +341,12 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 	if err != nil {
 		return f.remoteError(ctx, server, "make_join", err)
 	}
-	if !supportedRoomVersions[string(mj.RoomVersion)] {
+	if !rooms.SupportedVersions[string(mj.RoomVersion)] {
 		// Spec: Client-Server API, "Other error codes": M_INCOMPATIBLE_ROOM_VERSION
 		// when joining a room whose version this server does not support.
 		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported by this server", plainText(string(mj.RoomVersion), 32)).withExtra("room_version", plainText(string(mj.RoomVersion), 32))
 	}
-	ver, err := gomatrixserverlib.GetRoomVersion(mj.RoomVersion)
+	ver, err := rooms.Version(string(mj.RoomVersion))
 	if err != nil {
 		return err
 	}
@@ -401,7 +373,7 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 	// Every state and auth event is signed and allowed by its auth events,
 	// and the join is allowed by the state (spec: "send_join" response).
 	noFetch := func(gomatrixserverlib.RoomVersion, []string) ([]gomatrixserverlib.PDU, error) { return nil, nil }
-	if _, err := gomatrixserverlib.CheckSendJoinResponse(ctx, mj.RoomVersion, &resp, f.keyRing, join, noFetch, userIDForSender); err != nil {
+	if _, err := gomatrixserverlib.CheckSendJoinResponse(ctx, mj.RoomVersion, &resp, f.keyRing, join, noFetch, rooms.UserIDForSender); err != nil {
 		return fmt.Errorf("%w: send_join response: %v", ErrBadPDU, err)
 	}
 	state, err := f.checkEvents(ctx, ver, roomID, resp.StateEvents)
@@ -412,79 +384,9 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 	if err != nil {
 		return err
 	}
-	stateMap := storage.StateMap{}
-	memberships := map[string]string{}
-	var create gomatrixserverlib.PDU
-	for _, p := range state {
-		if p.StateKey() == nil {
-			return fmt.Errorf("%w: non-state event in send_join state", ErrBadPDU)
-		}
-		stateMap[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
-		if p.Type() == spec.MRoomMember {
-			memberships[p.EventID()], _ = p.Membership()
-		}
-		if p.Type() == spec.MRoomCreate && *p.StateKey() == "" {
-			create = p
-		}
-	}
-	if create == nil {
-		return fmt.Errorf("%w: send_join state has no m.room.create", ErrBadPDU)
-	}
-	// The join itself must be allowed by the state we were given.
-	if err := (&pduLoader{m: map[string]gomatrixserverlib.PDU{}}).allowedByList(join, state); err != nil {
-		return fmt.Errorf("%w: join not allowed by the returned state: %v", ErrBadPDU, err)
-	}
-	memberships[join.EventID()] = "join"
-	now := f.s.nowMS()
-	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		err := tx.CreateRoom(ctx, storage.Room{RoomID: roomID, Version: string(mj.RoomVersion), Creator: string(create.SenderID()), CreatedTS: int64(create.OriginServerTS())})
-		if err != nil && !errors.Is(err, storage.ErrExists) {
-			return err
-		}
-		for _, p := range append(chain, state...) {
-			if err := tx.StoreOutlier(ctx, eventRow(p, now)); err != nil {
-				return err
-			}
-		}
-		current := cloneState(stateMap)
-		current[storage.StateKey{Type: spec.MRoomMember, StateKey: userID}] = join.EventID()
-		_, err = tx.StoreRemoteEvent(ctx, storage.RemoteEvent{
-			Event: eventRow(join, now), Before: stateMap, Current: current,
-			Extremities: []string{join.EventID()}, Depth: join.Depth(), Memberships: memberships,
-		})
-		return err
-	})
-}
-
-// allowedByList checks pdu against the auth events found in events.
-func (l *pduLoader) allowedByList(pdu gomatrixserverlib.PDU, events []gomatrixserverlib.PDU) error {
-	needed := gomatrixserverlib.StateNeededForAuth([]gomatrixserverlib.PDU{pdu})
-	want := map[storage.StateKey]bool{}
-	for _, t := range needed.Tuples() {
-		want[storage.StateKey{Type: t.EventType, StateKey: t.StateKey}] = true
-	}
-	var auth []gomatrixserverlib.PDU
-	for _, e := range events {
-		if e.StateKey() != nil && want[storage.StateKey{Type: e.Type(), StateKey: *e.StateKey()}] {
-			auth = append(auth, e)
-		}
-	}
-	provider, err := gomatrixserverlib.NewAuthEvents(auth)
-	if err != nil {
-		return err
-	}
-	return gomatrixserverlib.Allowed(pdu, provider, userIDForSender)
-}
-
-// eventRow is the storage row of a PDU.
-func eventRow(p gomatrixserverlib.PDU, receivedMS int64) storage.Event {
-	var sk *string
-	if p.StateKey() != nil {
-		k := *p.StateKey()
-		sk = &k
-	}
-	return storage.Event{EventID: p.EventID(), RoomID: p.RoomID().String(), Type: p.Type(), StateKey: sk, Sender: string(p.SenderID()),
-		OriginTS: int64(p.OriginServerTS()), ReceivedTS: receivedMS, Depth: p.Depth(), JSON: p.JSON()}
+	return pduRefusal(f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		return f.s.rooms.AppendJoin(ctx, tx, string(mj.RoomVersion), join, state, chain)
+	}))
 }
 
 // checkEvents parses and checks events received in bulk (send_join state
@@ -493,16 +395,10 @@ func (f *federation) checkEvents(ctx context.Context, ver gomatrixserverlib.IRoo
 	room := storage.Room{RoomID: roomID, Version: string(ver.Version())}
 	out := make([]gomatrixserverlib.PDU, 0, len(raws))
 	for _, raw := range raws {
-		if len(raw) > maxEventBytes {
-			return nil, fmt.Errorf("%w: event larger than %d bytes", ErrBadPDU, maxEventBytes)
+		if err := f.s.rooms.CheckFormat(raw); err != nil {
+			return nil, pduRefusal(err)
 		}
-		if err := checkCanonicalJSON(raw); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
-		}
-		if err := sameWhenReparsed(raw); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadPDU, err)
-		}
-		cp, err := f.checkPDUInVersion(ctx, raw, room, true)
+		cp, err := f.checkReceived(ctx, raw, room, rooms.Pushed, true)
 		if err != nil {
 			return nil, err
 		}

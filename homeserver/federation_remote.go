@@ -16,6 +16,8 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 )
 
 // remoteError turns the failure of a request to another server into the
@@ -119,7 +121,7 @@ func isRefusal(err error) bool {
 // M_INCOMPATIBLE_ROOM_VERSION.
 func (f *federation) makeJoinRequest(ctx context.Context, server, roomID, userID string) (fclient.RespMakeJoin, error) {
 	q := url.Values{}
-	for v := range supportedRoomVersions {
+	for v := range rooms.SupportedVersions {
 		q.Add("ver", v)
 	}
 	path := "/_matrix/federation/v1/make_join/" + url.PathEscape(roomID) + "/" + url.PathEscape(userID) + "?" + q.Encode()

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 )
 
 // TestResolveServerOrder checks the spec's resolution order with
@@ -137,10 +139,10 @@ func FuzzInboundPDU(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var txn inboundTxn
 		_ = json.Unmarshal(raw, &txn)
-		if len(raw) > maxEventBytes || checkCanonicalJSON(raw) != nil {
+		if len(raw) > rooms.MaxEventBytes || checkCanonicalJSON(raw) != nil {
 			return
 		}
-		roomID, err := pduRoomID(raw)
+		roomID, err := rooms.RoomOf(raw)
 		if err != nil {
 			return
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -48,7 +49,7 @@ func (f *federation) send(c echo.Context) error {
 	}
 	results := map[string]fclient.PDUResult{}
 	for _, raw := range txn.PDUs {
-		id, err := f.receivePDU(ctx, origin, raw, "", arrivedPushed)
+		id, err := f.receivePDU(ctx, origin, raw, "", rooms.Pushed)
 		if err != nil {
 			f.log.Info("inbound PDU refused", "origin", origin, "event_id", id, "err", err)
 			if id != "" {

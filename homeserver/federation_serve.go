@@ -13,6 +13,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -36,11 +37,7 @@ func (f *federation) originInRoom(ctx context.Context, roomID, origin string) (g
 	for _, e := range state {
 		if e.Type == spec.MRoomMember && e.StateKey != nil && serverOf(*e.StateKey) == origin {
 			if m := membershipOfEvent(e); m == "join" || m == "invite" || m == "leave" {
-				ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(room.Version))
-				if err != nil {
-					return nil, err
-				}
-				return ver, nil
+				return rooms.Version(room.Version)
 			}
 		}
 	}
@@ -99,16 +96,20 @@ func (f *federation) stateAt(idsOnly bool) echo.HandlerFunc {
 			// An outlier we hold without the state at it.
 			return errNotFound("The state at %s is not known here", e.EventID)
 		}
-		state, chain, err := f.stateAndAuthChain(ctx, ver, e.SnapBefore, nil)
+		stateEvs, chainEvs, err := f.stateAndAuthChain(ctx, ver, e.SnapBefore, nil)
 		if err != nil {
 			return err
 		}
+		if idsOnly {
+			return c.JSON(http.StatusOK, map[string]any{"pdu_ids": eventIDs(stateEvs), "auth_chain_ids": eventIDs(chainEvs)})
+		}
+		state, chain := pduJSONs(stateEvs), pduJSONs(chainEvs)
 		// The state at an event a server may not see (visibility.go) is
 		// served redacted: what the auth rules read survives redaction,
 		// names, topics and the like do not. IDs alone say nothing more.
 		if ok, err := f.s.serverVisibility(roomID, fedOrigin(c)).visible(ctx, e); err != nil {
 			return err
-		} else if !ok && !idsOnly {
+		} else if !ok {
 			if state, err = redactAll(ver, state); err != nil {
 				return err
 			}
@@ -116,10 +117,7 @@ func (f *federation) stateAt(idsOnly bool) echo.HandlerFunc {
 				return err
 			}
 		}
-		if !idsOnly {
-			return c.JSON(http.StatusOK, map[string]any{"pdus": state, "auth_chain": chain})
-		}
-		return c.JSON(http.StatusOK, map[string]any{"pdu_ids": eventIDsOf(ver, state), "auth_chain_ids": eventIDsOf(ver, chain)})
+		return c.JSON(http.StatusOK, map[string]any{"pdus": state, "auth_chain": chain})
 	}
 }
 
@@ -137,16 +135,6 @@ func redactAll(ver gomatrixserverlib.IRoomVersion, raws []json.RawMessage) ([]js
 	return out, nil
 }
 
-func eventIDsOf(ver gomatrixserverlib.IRoomVersion, raws []json.RawMessage) []string {
-	out := make([]string, 0, len(raws))
-	for _, r := range raws {
-		if p, err := ver.NewEventFromTrustedJSON(r, false); err == nil {
-			out = append(out, p.EventID())
-		}
-	}
-	return out
-}
-
 // eventAuth serves GET /event_auth/{roomId}/{eventId}.
 func (f *federation) eventAuth(c echo.Context) error {
 	ctx := c.Request().Context()
@@ -159,7 +147,7 @@ func (f *federation) eventAuth(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
+	p, err := rooms.Parse(ver, e)
 	if err != nil {
 		return err
 	}
@@ -167,7 +155,7 @@ func (f *federation) eventAuth(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"auth_chain": chain})
+	return c.JSON(http.StatusOK, map[string]any{"auth_chain": pduJSONs(chain)})
 }
 
 // walkBack collects events reachable backwards through prev_events from
@@ -196,7 +184,7 @@ func (f *federation) walkBack(ctx context.Context, ver gomatrixserverlib.IRoomVe
 				}
 				out = append(out, e)
 			}
-			p, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
+			p, err := rooms.Parse(ver, e)
 			if err != nil {
 				continue
 			}

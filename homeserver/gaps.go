@@ -14,6 +14,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -111,11 +112,7 @@ func (f *federation) noteGapErr(ctx context.Context, roomID, eventID string) err
 	if err != nil {
 		return err
 	}
-	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(room.Version))
-	if err != nil {
-		return err
-	}
-	p, err := ver.NewEventFromTrustedJSONWithEventID(e.EventID, e.JSON, e.RedactedBy != "")
+	p, err := rooms.ParseIn(room.Version, e)
 	if err != nil {
 		return err
 	}
@@ -196,7 +193,7 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 		var next []string
 		var fresh []gomatrixserverlib.PDU
 		for _, raw := range txn.PDUs {
-			cp, err := f.checkArrived(ctx, raw, room.RoomID, arrivedPulled)
+			cp, err := f.checkArrived(ctx, raw, room.RoomID, rooms.Pulled)
 			if err != nil {
 				f.log.Info("gap PDU refused", "server", server, "room_id", room.RoomID, "err", err)
 				continue
@@ -238,7 +235,7 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 	if len(pdus) == 0 {
 		return nil, nil
 	}
-	ver, err := gomatrixserverlib.GetRoomVersion(gomatrixserverlib.RoomVersion(room.Version))
+	ver, err := rooms.Version(room.Version)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +256,7 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 		ids = nil
 		return b.check(ctx, tx, func(p gomatrixserverlib.PDU, before storage.StateMap) error {
 			ids = append(ids, p.EventID())
-			return tx.StoreOutlierWithState(ctx, eventRow(p, f.s.nowMS()), before)
+			return tx.StoreOutlierWithState(ctx, rooms.EventRow(p, f.s.nowMS()), before)
 		})
 	})
 	return ids, err
@@ -367,37 +364,24 @@ func (f *federation) remoteStateAfter(ctx context.Context, server spec.ServerNam
 	}
 	var after storage.StateMap
 	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		l := &pduLoader{f: f, tx: tx, ver: ver, m: make(map[string]gomatrixserverlib.PDU)}
-		if err := l.storeOutliers(ctx, fetched, f.s.nowMS()); err != nil {
-			return err
-		}
-		states, err := l.load(ctx, ids.StateEventIDs)
+		l := f.s.rooms.TxLoader(tx, ver)
+		before, err := f.servedState(ctx, tx, l, fetched, room.RoomID, ids.StateEventIDs)
 		if err != nil {
 			return err
 		}
-		if len(states) != len(dedupe(ids.StateEventIDs)) {
-			return fmt.Errorf("%w: state_ids names events that were not served", ErrBadPDU)
-		}
-		before := storage.StateMap{}
-		for _, p := range states {
-			if p.StateKey() == nil || p.RoomID().String() != room.RoomID {
-				return fmt.Errorf("%w: state_ids names %s, not a state event of the room", ErrBadPDU, p.EventID())
-			}
-			before[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
-		}
-		prev, err := l.load(ctx, []string{prevID})
+		prev, err := l.Load(ctx, []string{prevID})
 		if err != nil {
 			return err
 		}
 		if len(prev) != 1 {
 			return fmt.Errorf("%w: %s not served", ErrBadPDU, prevID)
 		}
-		if err := l.authAgainst(ctx, prev[0], before); err != nil {
+		if err := l.AuthAgainst(ctx, prev[0], before); err != nil {
 			return reject("the served state refuses %s: %v", prevID, err)
 		}
 		after = before
 		if sk := prev[0].StateKey(); sk != nil {
-			after = cloneState(before)
+			after = rooms.CloneState(before)
 			after[storage.StateKey{Type: prev[0].Type(), StateKey: *sk}] = prevID
 		}
 		return nil
@@ -415,12 +399,12 @@ func (f *federation) remoteStateAfter(ctx context.Context, server spec.ServerNam
 // ones get a rejected verdict.
 func (b *pulledBatch) check(ctx context.Context, tx *storage.Tx, keep func(gomatrixserverlib.PDU, storage.StateMap) error) error {
 	f := b.f
-	l := &pduLoader{f: f, tx: tx, ver: b.ver, m: make(map[string]gomatrixserverlib.PDU)}
-	if err := l.storeOutliers(ctx, b.auth, f.s.nowMS()); err != nil {
-		return err
+	l := f.s.rooms.TxLoader(tx, b.ver)
+	if err := l.StoreOutliers(ctx, tx, b.auth, f.s.nowMS()); err != nil {
+		return pduRefusal(err)
 	}
 	for _, p := range b.pdus {
-		l.m[p.EventID()] = p
+		l.Add(p)
 	}
 	after := map[string]storage.StateMap{}
 	for id, st := range b.boundary {
@@ -432,12 +416,11 @@ func (b *pulledBatch) check(ctx context.Context, tx *storage.Tx, keep func(gomat
 			Verdict: storage.VerdictRejected, Reason: err.Error(), ReceivedTS: f.s.nowMS()})
 	}
 	for _, p := range b.pdus {
-		if err := l.allowedByOwnAuth(ctx, p); err != nil {
-			var rej *rejection
-			if !errors.As(err, &rej) {
-				return err
+		if err := l.AllowedByOwnAuth(ctx, tx, p); err != nil {
+			if !errors.Is(err, rooms.ErrRejected) {
+				return pduRefusal(err)
 			}
-			refuse(p, err)
+			refuse(p, pduRefusal(err))
 			continue
 		}
 		before, known, err := gapStateBefore(ctx, tx, l, p, after)
@@ -445,13 +428,13 @@ func (b *pulledBatch) check(ctx context.Context, tx *storage.Tx, keep func(gomat
 			return err
 		}
 		if known {
-			if err := l.authAgainst(ctx, p, before); err != nil {
+			if err := l.AuthAgainst(ctx, p, before); err != nil {
 				refuse(p, reject("state before it refuses it: %v", err))
 				continue
 			}
 			st := before
 			if p.StateKey() != nil {
-				st = cloneState(before)
+				st = rooms.CloneState(before)
 				st[storage.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
 			}
 			after[p.EventID()] = st
@@ -531,7 +514,7 @@ func topoOrder(pdus []gomatrixserverlib.PDU) []gomatrixserverlib.PDU {
 // after its prev events: gap events already taken, or events of our
 // timeline; several are resolved (state resolution v2). It reports false
 // when a prev event is neither.
-func gapStateBefore(ctx context.Context, tx *storage.Tx, l *pduLoader, p gomatrixserverlib.PDU, after map[string]storage.StateMap) (storage.StateMap, bool, error) {
+func gapStateBefore(ctx context.Context, tx *storage.Tx, l *rooms.Loader, p gomatrixserverlib.PDU, after map[string]storage.StateMap) (storage.StateMap, bool, error) {
 	if len(p.PrevEventIDs()) == 0 {
 		return storage.StateMap{}, true, nil // the room's creation: no state before it
 	}
@@ -557,7 +540,7 @@ func gapStateBefore(ctx context.Context, tx *storage.Tx, l *pduLoader, p gomatri
 	if len(sets) == 0 {
 		return nil, false, nil
 	}
-	st, err := l.resolve(ctx, sets)
+	st, err := l.Resolve(ctx, sets)
 	if err != nil {
 		return nil, false, err
 	}

@@ -80,11 +80,11 @@ func (s *Server) renderError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	var me *MatrixError
+	me, isMatrix := asMatrixError(err)
 	var he *echo.HTTPError
 	var mbe *http.MaxBytesError
 	switch {
-	case errors.As(err, &me):
+	case isMatrix:
 	case errors.As(err, &mbe):
 		me = errTooLarge("request body is larger than %d bytes", mbe.Limit)
 	case errors.As(err, &he):

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -33,7 +34,7 @@ func (s *Server) setMembership(c echo.Context, roomID, sender, target, membershi
 		return "", err
 	}
 	key := target
-	return s.sendEventTx(c.Request().Context(), roomID, newEvent{Sender: sender, Type: spec.MRoomMember, StateKey: &key, Content: b})
+	return s.sendEventTx(c.Request().Context(), roomID, rooms.Event{Sender: sender, Type: spec.MRoomMember, StateKey: &key, Content: b})
 }
 
 func (s *Server) joinRoom(c echo.Context) error {
@@ -322,7 +323,7 @@ func (s *Server) propagateProfile(ctx context.Context, userID string) {
 		}
 		b, _ := json.Marshal(content)
 		key := userID
-		if _, err := s.sendEventTx(ctx, m.RoomID, newEvent{Sender: userID, Type: spec.MRoomMember, StateKey: &key, Content: b}); err != nil {
+		if _, err := s.sendEventTx(ctx, m.RoomID, rooms.Event{Sender: userID, Type: spec.MRoomMember, StateKey: &key, Content: b}); err != nil {
 			s.log.Info("profile propagation: room refused the member event", "room_id", m.RoomID, "user_id", userID, "err", err)
 		}
 	}

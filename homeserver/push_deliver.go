@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -323,55 +323,11 @@ func membershipOfJSON(js []byte) string {
 // notification levels (spec: "m.room.power_levels"; without the event,
 // the room creator has 100 and everyone else 0).
 func (m *pushManager) powerOf(ctx context.Context, roomID, userID string) (int64, map[string]int64, error) {
-	ev, err := m.s.db.CurrentStateEvent(ctx, roomID, spec.MRoomPowerLevels, "")
-	if errors.Is(err, storage.ErrNotFound) {
-		room, err := m.s.db.Room(ctx, roomID)
-		if err != nil {
-			return 0, nil, err
-		}
-		if room.Creator == userID {
-			return 100, nil, nil
-		}
-		return 0, nil, nil
-	}
+	pl, err := rooms.CurrentPowerLevels(ctx, m.s.db, roomID)
 	if err != nil {
 		return 0, nil, err
 	}
-	var pl struct {
-		Content struct {
-			Users         map[string]json.RawMessage `json:"users"`
-			UsersDefault  json.RawMessage            `json:"users_default"`
-			Notifications map[string]json.RawMessage `json:"notifications"`
-		} `json:"content"`
-	}
-	if err := json.Unmarshal(ev.JSON, &pl); err != nil {
-		return 0, nil, nil
-	}
-	level := levelOf(pl.Content.UsersDefault, 0)
-	if v, ok := pl.Content.Users[userID]; ok {
-		level = levelOf(v, level)
-	}
-	notif := map[string]int64{}
-	for k, v := range pl.Content.Notifications {
-		notif[k] = levelOf(v, 50)
-	}
-	return level, notif, nil
-}
-
-// levelOf reads a power level that may be an integer or (in old rooms) a
-// string holding one.
-func levelOf(raw json.RawMessage, def int64) int64 {
-	var n int64
-	if json.Unmarshal(raw, &n) == nil {
-		return n
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		if _, err := fmt.Sscanf(s, "%d", &n); err == nil {
-			return n
-		}
-	}
-	return def
+	return pl.UserLevel(spec.SenderID(userID)), pl.Notifications, nil
 }
 
 // roomDisplayName is a user's display name in a room, from their member

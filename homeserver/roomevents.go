@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 )
@@ -18,7 +19,7 @@ import (
 // clientSend is the common path of the endpoints that send an event:
 // rate limit, canonical content, membership, then the event pipeline.
 // ne.Sender and ne.Content are filled here.
-func (s *Server) clientSend(c echo.Context, ne newEvent, mustBeJoined bool) error {
+func (s *Server) clientSend(c echo.Context, ne rooms.Event, mustBeJoined bool) error {
 	d := device(c)
 	if err := s.sendLimit.allow(d.UserID); err != nil {
 		return err
@@ -62,7 +63,7 @@ func (s *Server) sendEvent(c echo.Context) error {
 		}
 		return s.scheduleDelayed(c, evType, nil, param(c, "txnId"), delay, sticky)
 	}
-	return s.clientSend(c, newEvent{Type: evType, Txn: &txnInfo{DeviceID: device(c).DeviceID, TxnID: param(c, "txnId")}, StickyMS: sticky}, true)
+	return s.clientSend(c, rooms.Event{Type: evType, Txn: &rooms.Txn{DeviceID: device(c).DeviceID, TxnID: param(c, "txnId")}, StickyMS: sticky}, true)
 }
 
 // putState implements PUT /rooms/{roomId}/state/{eventType}/{stateKey}.
@@ -87,13 +88,13 @@ func (s *Server) putState(c echo.Context) error {
 		}
 		return s.scheduleDelayed(c, evType, &key, "", delay, 0)
 	}
-	return s.clientSend(c, newEvent{Type: evType, StateKey: &key}, evType != spec.MRoomMember)
+	return s.clientSend(c, rooms.Event{Type: evType, StateKey: &key}, evType != spec.MRoomMember)
 }
 
 // redactEvent implements PUT /rooms/{roomId}/redact/{eventId}/{txnId}.
 func (s *Server) redactEvent(c echo.Context) error {
-	return s.clientSend(c, newEvent{Type: spec.MRoomRedaction, Redacts: param(c, "eventId"),
-		Txn: &txnInfo{DeviceID: device(c).DeviceID, TxnID: "redact:" + param(c, "txnId")}}, true)
+	return s.clientSend(c, rooms.Event{Type: spec.MRoomRedaction, Redacts: param(c, "eventId"),
+		Txn: &rooms.Txn{DeviceID: device(c).DeviceID, TxnID: "redact:" + param(c, "txnId")}}, true)
 }
 
 func (s *Server) getState(c echo.Context) error {

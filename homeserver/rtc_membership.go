@@ -2,13 +2,12 @@ package homeserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
-	"github.com/switchboard-chat/switchboard/homeserver/storage"
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 )
 
 // callMemberTypes are the MatrixRTC membership state types whose state
@@ -61,49 +60,15 @@ func (s *Server) checkCallMemberKey(ctx context.Context, roomID, sender, evType,
 	if !ok || owner == sender {
 		return nil
 	}
-	pl, err := s.roomPowerLevels(ctx, roomID)
+	pl, err := rooms.CurrentPowerLevels(ctx, s.db, roomID)
+	if errors.Is(err, rooms.ErrNotFound) {
+		return errForbidden("state key %q belongs to %s", stateKey, owner)
+	}
 	if err != nil {
 		return err
 	}
-	if pl.userLevel(sender) > pl.userLevel(owner) {
+	if pl.UserLevel(spec.SenderID(sender)) > pl.UserLevel(spec.SenderID(owner)) {
 		return nil
 	}
 	return errForbidden("state key %q belongs to %s", stateKey, owner)
-}
-
-// powerLevels is the part of m.room.power_levels this file reads.
-type powerLevels struct {
-	Users        map[string]int64 `json:"users"`
-	UsersDefault int64            `json:"users_default"`
-}
-
-func (p powerLevels) userLevel(user string) int64 {
-	if l, ok := p.Users[user]; ok {
-		return l
-	}
-	return p.UsersDefault
-}
-
-// roomPowerLevels reads the room's current power levels; a room without
-// them gives everyone level 0 (spec: "m.room.power_levels"; the creator's
-// level before them does not matter here).
-func (s *Server) roomPowerLevels(ctx context.Context, roomID string) (powerLevels, error) {
-	var pl powerLevels
-	e, err := s.db.CurrentStateEvent(ctx, roomID, spec.MRoomPowerLevels, "")
-	if errors.Is(err, storage.ErrNotFound) {
-		return pl, nil
-	}
-	if err != nil {
-		return pl, err
-	}
-	var ev struct {
-		Content powerLevels `json:"content"`
-	}
-	if err := json.Unmarshal(e.JSON, &ev); err != nil {
-		// Stored events passed the auth rules, which parse power levels;
-		// string levels (allowed in old rooms) end up here: treat as 0.
-		s.log.Debug("power levels unreadable", "room_id", roomID, "err", err)
-		return powerLevels{}, nil
-	}
-	return ev.Content, nil
 }

@@ -2,14 +2,11 @@ package homeserver
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/json"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
-	"github.com/matrix-org/gomatrixserverlib"
-	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -23,7 +20,7 @@ import (
 
 const (
 	stickyParam = "org.matrix.msc4354.sticky_duration_ms"
-	stickyKey   = "msc4354_sticky"
+	stickyKey   = rooms.StickyKey
 	// maxStickyMS is the MSC's cap on any sticky duration, whoever set it.
 	maxStickyMS = 3_600_000
 )
@@ -41,60 +38,6 @@ func (s *Server) stickyQuery(c echo.Context) (int64, error) {
 		return 0, errInvalidParam("%s must be a non-negative integer of milliseconds", stickyParam)
 	}
 	return min(ms, s.cfg.RTC.MaxStickyDuration.Milliseconds()), nil
-}
-
-// makeSticky returns pdu with "msc4354_sticky": {"duration_ms": ms} added
-// at the top level, hashed and signed again (spec: Server-Server API,
-// "Calculating the content hash for an event", "Signing events").
-func (w *roomWriter) makeSticky(pdu gomatrixserverlib.PDU, ms int64) (gomatrixserverlib.PDU, error) {
-	var ev map[string]json.RawMessage
-	if err := json.Unmarshal(pdu.JSON(), &ev); err != nil {
-		return nil, errUnknown("sticky event: %v", err)
-	}
-	ev[stickyKey], _ = json.Marshal(map[string]int64{"duration_ms": ms})
-	delete(ev, "signatures")
-	delete(ev, "unsigned")
-	delete(ev, "hashes")
-	hashable, err := json.Marshal(ev)
-	if err != nil {
-		return nil, errUnknown("sticky event: %v", err)
-	}
-	if hashable, err = gomatrixserverlib.CanonicalJSON(hashable); err != nil {
-		return nil, errUnknown("sticky event: %v", err)
-	}
-	sum := sha256.Sum256(hashable)
-	ev["hashes"], _ = json.Marshal(map[string]spec.Base64Bytes{"sha256": sum[:]})
-	unsigned, err := json.Marshal(ev)
-	if err != nil {
-		return nil, errUnknown("sticky event: %v", err)
-	}
-	redacted, err := w.ver.RedactEventJSON(unsigned)
-	if err != nil {
-		return nil, errUnknown("sticky event: %v", err)
-	}
-	signed, err := gomatrixserverlib.SignJSON(w.s.cfg.ServerName, gomatrixserverlib.KeyID(w.s.cfg.KeyID), w.s.cfg.SigningKey, redacted)
-	if err != nil {
-		return nil, errUnknown("sticky event: %v", err)
-	}
-	var sig struct {
-		Signatures json.RawMessage `json:"signatures"`
-	}
-	if err := json.Unmarshal(signed, &sig); err != nil {
-		return nil, errUnknown("sticky event: %v", err)
-	}
-	ev["signatures"] = sig.Signatures
-	full, err := json.Marshal(ev)
-	if err != nil {
-		return nil, errUnknown("sticky event: %v", err)
-	}
-	if full, err = gomatrixserverlib.CanonicalJSON(full); err != nil {
-		return nil, errUnknown("sticky event: %v", err)
-	}
-	out, err := w.ver.NewEventFromTrustedJSON(full, false)
-	if err != nil {
-		return nil, errUnknown("sticky event: %v", err)
-	}
-	return out, nil
 }
 
 // stickyInfo is the msc4354_sticky object of a stored PDU.

@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 	"github.com/switchboard-chat/switchboard/internal/clock"
@@ -35,9 +36,9 @@ type Server struct {
 	eph      hsync.Ephemeral
 	syncer   *hsync.Syncer
 	inbox    serviceInbox
-	// statePDUs caches parsed state events for auth checks.
-	statePDUs pduCache
-	metrics   *metrics
+	// rooms appends events to rooms, local or remote (rooms/).
+	rooms   *rooms.Rooms
+	metrics *metrics
 	// fed is the server-server API (federation_*.go).
 	fed *federation
 	// push evaluates push rules and feeds push gateways (push_*.go).
@@ -113,6 +114,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if s.metrics, err = newMetrics(reg); err != nil {
 		db.Close()
 		return nil, err
+	}
+	s.rooms, err = rooms.New(rooms.Config{
+		ServerName: cfg.ServerName, KeyID: cfg.KeyID, SigningKey: cfg.SigningKey, Now: cfg.Now,
+		CheckJSON: checkCanonicalJSON, AfterAppend: s.afterAppend,
+	}, log)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	if s.syncer, err = s.newSyncer(); err != nil {
 		db.Close()
