@@ -42,7 +42,7 @@ func TestConfigValidation(t *testing.T) {
 // TestLimits: conferences per node, participants per conference and
 // tracks per participant are enforced with their errors.
 func TestLimits(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	s := newTestSFU(t, func(c *Config) {
 		c.MaxConferences, c.MaxParticipantsPerConference, c.MaxTracksPerParticipant = 1, 2, 1
 	})
@@ -87,7 +87,7 @@ func TestLimits(t *testing.T) {
 // (client offer), then removes it; the data channel carries messages both
 // ways; the client restarts ICE and stays in the call.
 func TestRenegotiationAndDataChannel(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	s := newTestSFU(t, nil)
 	defer s.Close()
 	a := joinClient(t, s, "r", "a", clientOpts{audio: true})
@@ -177,7 +177,7 @@ func (c *testClient) renegotiate(t *testing.T, iceRestart bool) {
 // speaker for everyone; PLIs from a subscriber reach the publisher
 // throttled; the metrics count what happened.
 func TestActiveSpeakerAndMetrics(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	reg := prometheus.NewRegistry()
 	s := newTestSFU(t, func(c *Config) { c.Registerer = reg; c.AllocationInterval = 100 * time.Millisecond })
 	defer s.Close()
@@ -250,7 +250,7 @@ func TestActiveSpeakerAndMetrics(t *testing.T) {
 // TestPeerGone: a client that vanishes without leaving (its side cut by
 // closing its PeerConnection) is removed, and its tracks with it.
 func TestPeerGone(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	s := newTestSFU(t, nil)
 	defer s.Close()
 	a := joinClient(t, s, "g", "a", clientOpts{audio: true})
@@ -298,7 +298,7 @@ func TestSlowSubscriberDoesNotBlock(t *testing.T) {
 // TestCodecs: H.264, VP9 and AV1 video is forwarded like VP8: the
 // subscriber gets packets once the SFU saw a key frame of that codec.
 func TestCodecs(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	s := newTestSFU(t, nil)
 	defer s.Close()
 	for _, mime := range []string{webrtc.MimeTypeH264, webrtc.MimeTypeVP9, webrtc.MimeTypeAV1} {
@@ -319,7 +319,7 @@ func TestCodecs(t *testing.T) {
 // TestICETCP: a client that can only use TCP connects through the ICE-TCP
 // listener (RFC 6544) and receives media.
 func TestICETCP(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -347,7 +347,7 @@ func TestICETCP(t *testing.T) {
 // address instead of the local one. (The client does not apply it, so no
 // packet is sent to that address.)
 func TestAdvertisedIP(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	s := newTestSFU(t, func(c *Config) { c.AdvertisedIPs = []string{"203.0.113.7"} })
 	defer s.Close()
 	pc, err := clientAPI(t, nil, false).NewPeerConnection(webrtc.Configuration{})
@@ -382,7 +382,7 @@ func TestAdvertisedIP(t *testing.T) {
 // unanswered; the client's offer wins (the SFU rolls back), and the SFU
 // offers again afterwards, so the client still gets the new track.
 func TestGlare(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	s := newTestSFU(t, nil)
 	defer s.Close()
 	a := joinClient(t, s, "glare", "a", clientOpts{audio: true})
@@ -425,7 +425,7 @@ func TestGlare(t *testing.T) {
 // from it dropped on a vnet router) is removed once ICE fails; the others
 // lose its tracks and every goroutine it had ends.
 func TestICEFailure(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "192.0.2.0/24", LoggerFactory: lf})
@@ -515,7 +515,7 @@ func (c *testClient) answerOffer(t *testing.T, sdp string) {
 // learns about the others through OnTracks, and loses a track it
 // unsubscribes from.
 func TestManualSubscriptions(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	s := newTestSFU(t, func(c *Config) { c.AutoSubscribe = false })
 	defer s.Close()
 	a := joinClient(t, s, "m", "a", clientOpts{audio: true, video: true})

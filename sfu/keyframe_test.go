@@ -111,7 +111,7 @@ func TestNewSubscriberKeyframeAtBind(t *testing.T) {
 // not a key frame storm. The allocator never ticks in this test, so
 // every request comes from a subscriber's track being bound.
 func TestJoinStormKeyframeRequestsBounded(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	s := newTestSFU(t, func(c *Config) { c.AllocationInterval = time.Hour })
 	defer s.Close()
 	pub := joinClient(t, s, "storm", "pub", clientOpts{audio: true, video: true, keyframesOnPLIOnly: true})
@@ -171,7 +171,7 @@ func TestJoinStormKeyframeRequestsBounded(t *testing.T) {
 // only if an offer is owed; the first server offer a participant gets is
 // the one that adds what it can receive.
 func TestNoOfferWithoutChange(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	s := newTestSFU(t, nil)
 	defer s.Close()
 	a := joinClient(t, s, "noop", "a", clientOpts{audio: true})

@@ -63,7 +63,7 @@ func faultSetup(t *testing.T, twoIPs bool) (*SFU, map[string]*vnet.Net, *faultNe
 	t.Helper()
 	// Cleanups run last-registered first: the leak check after the
 	// router has stopped (and after the test's deferred closes).
-	t.Cleanup(func() { goleak.VerifyNone(t) })
+	t.Cleanup(func() { goleak.VerifyNone(t, testkit.PionClosing) })
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "192.0.2.0/24", LoggerFactory: lf})

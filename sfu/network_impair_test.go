@@ -63,7 +63,7 @@ func (l *impairedLink) setJitter(max time.Duration) {
 // test.
 func impairedSetup(t *testing.T, cfg Config) (*SFU, map[string]*vnet.Net, *impairedLink) {
 	t.Helper()
-	t.Cleanup(func() { goleak.VerifyNone(t) })
+	t.Cleanup(func() { goleak.VerifyNone(t, testkit.PionClosing) })
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "192.0.2.0/24", LoggerFactory: lf})

@@ -21,7 +21,7 @@ import (
 // others, a participant who published and received, then left, leaves no
 // goroutine behind: the count returns to what it was before it joined.
 func TestLeaveReleasesGoroutines(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	s := newTestSFU(t, nil)
 	defer s.Close()
 	alice := joinClient(t, s, "rel", "alice", clientOpts{audio: true, video: true, level: 127})
@@ -146,7 +146,7 @@ func TestICEServersHandedOut(t *testing.T) {
 // section 6.4.1), so the publisher can measure the round trip; and
 // hasSenderReport finds sender reports in compound packets only.
 func TestReceiverReportsEchoSenderReports(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	s := newTestSFU(t, nil)
 	defer s.Close()
 	pub := joinClient(t, s, "rr", "pub", clientOpts{audio: true, video: true, level: 127})

@@ -11,7 +11,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testkit.PionClosing)
 }
 
 // TestConferenceForwarding: three clients publish audio and video over
@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 // publisher's IDs; when one leaves, its tracks disappear from the others;
 // all goroutines end after close.
 func TestConferenceForwarding(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	s := newTestSFU(t, nil)
 	defer s.Close()
 

@@ -100,7 +100,7 @@ func newFedEnvs(t *testing.T) (a, b *env, nameA string) {
 	t.Helper()
 	// Registered first, so it runs after every other cleanup.
 	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore, testkit.PionClosing) })
 	log := testLogger()
 	srvA, srvB := startFedServer(t), startFedServer(t)
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")

@@ -20,6 +20,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/sfu"
 )
 
@@ -65,7 +66,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
 	// Registered first, so it runs after every other cleanup.
 	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore, testkit.PionClosing) })
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

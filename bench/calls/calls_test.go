@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-chat/switchboard/internal/testbin"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestSmoke runs the tool against the real binary with 3 joins per
@@ -18,7 +19,7 @@ import (
 // The binary comes from internal/testbin (built before the deadline below
 // starts, never inside it).
 func TestSmoke(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	cfg, err := parseFlags([]string{"-protocol", "native", "-joins", "3", "-load", "2", "-load-subs", "1", "-join-timeout", "30s"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +61,7 @@ func TestSmoke(t *testing.T) {
 // went through every phase, in order (lkclient: OpenID, /sfu/get, the
 // /rtc/v1 WebSocket, publish, the publisher's first key frame packet).
 func TestSmokeLiveKit(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	cfg, err := parseFlags([]string{"-protocol", "livekit", "-joins", "3", "-join-timeout", "30s"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestMain lets the test binary serve as the tool's child process too.
@@ -16,7 +18,7 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(childEnv); mode != "" {
 		os.Exit(runChild(mode))
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testkit.PionClosing)
 }
 
 // TestSmoke runs the tool at tiny scale, one publisher to two subscribers

@@ -23,6 +23,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/sfu"
 )
 
@@ -65,7 +66,7 @@ type envOpts struct {
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore, testkit.PionClosing) })
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

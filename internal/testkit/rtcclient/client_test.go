@@ -38,7 +38,7 @@ func connect(t *testing.T, a, b *Client) {
 // open their own data channel, which pion does not pair; the sfu and
 // signalling tests use it against the server.)
 func TestTwoClients(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	pub, err := New(Config{Name: "a", Audio: true, AudioLevel: 127, Video: true})
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +93,7 @@ func TestTwoClients(t *testing.T) {
 // TestAnswerOfferWaitsForStable: a server offer while the client's own
 // offer is unanswered waits, and gives up with ErrNotStable.
 func TestAnswerOfferWaitsForStable(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, testkit.PionClosing)
 	a, err := New(Config{Name: "a"})
 	if err != nil {
 		t.Fatal(err)
