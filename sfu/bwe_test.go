@@ -3,7 +3,6 @@ package sfu
 import (
 	"testing"
 
-	"github.com/pion/logging"
 	"github.com/pion/transport/v5/vnet"
 
 	"github.com/switchboard-chat/switchboard/internal/testkit"
@@ -15,48 +14,18 @@ import (
 // frames); transport-wide feedback must bring the estimate under what the
 // link carries and the allocation down to a layer that fits.
 func TestBandwidthAdaptation(t *testing.T) {
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
-	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "192.0.2.0/24", LoggerFactory: lf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nets := map[string]*vnet.Net{}
-	for name, ip := range map[string]string{"sfu": "192.0.2.1", "pub": "192.0.2.2", "sub": "192.0.2.3"} {
-		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{ip}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nets[name] = n
-	}
-	if err := wan.AddNet(nets["sfu"]); err != nil {
-		t.Fatal(err)
-	}
-	if err := wan.AddNet(nets["pub"]); err != nil {
-		t.Fatal(err)
-	}
-	// 400 kbit/s, 6 kB burst, 25 kB queue (half a second), then drops.
-	link, err := vnet.NewQueue(nets["sub"], vnet.NewTBFQueue(400_000, 6000, 25_000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer link.Close()
-	if err := wan.AddNet(link); err != nil {
-		t.Fatal(err)
-	}
-	if err := wan.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = wan.Stop() }()
-	conn, err := nets["sfu"].ListenPacket("udp4", "192.0.2.1:7882")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{UDPMux: conn, Net: nets["sfu"], AutoSubscribe: true,
-		InitialBitrate: 1_500_000, MinBitrate: 50_000, AllocationInterval: 100 * 1e6})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nets := testWAN(t, wanConfig{ips: sfuIPs(), wrap: map[string]func(*testing.T, *vnet.Net) vnet.NIC{
+		"sub": func(t *testing.T, n *vnet.Net) vnet.NIC {
+			// 400 kbit/s, 6 kB burst, 25 kB queue (half a second), then drops.
+			link, err := vnet.NewQueue(n, vnet.NewTBFQueue(400_000, 6000, 25_000))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = link.Close() })
+			return link
+		},
+	}})
+	s := sfuOn(t, nets["sfu"], Config{InitialBitrate: 1_500_000, MinBitrate: 50_000, AllocationInterval: 100 * 1e6})
 	defer s.Close()
 	pub := joinClient(t, s, "bwe", "pub", clientOpts{video: true, simulcast: []string{"q", "h", "f"},
 		videoKbps: 60, net: nets["pub"]})

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/logging"
 	"github.com/pion/transport/v5/vnet"
 
 	"github.com/pion/rtcp"
@@ -425,45 +424,19 @@ func TestGlare(t *testing.T) {
 // from it dropped on a vnet router) is removed once ICE fails; the others
 // lose its tracks and every goroutine it had ends.
 func TestICEFailure(t *testing.T) {
-	defer goleak.VerifyNone(t, testkit.PionClosing)
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
-	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "192.0.2.0/24", LoggerFactory: lf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nets := map[string]*vnet.Net{}
-	for name, ip := range map[string]string{"sfu": "192.0.2.1", "a": "192.0.2.2", "b": "192.0.2.3"} {
-		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{ip}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := wan.AddNet(n); err != nil {
-			t.Fatal(err)
-		}
-		nets[name] = n
-	}
+	t.Cleanup(func() { goleak.VerifyNone(t, testkit.PionClosing) })
 	var cut atomic.Bool
-	wan.AddChunkFilter(func(c vnet.Chunk) bool {
-		if !cut.Load() {
-			return true
-		}
-		src, dst := c.SourceAddr().String(), c.DestinationAddr().String()
-		return !strings.HasPrefix(src, "192.0.2.2:") && !strings.HasPrefix(dst, "192.0.2.2:")
+	nets := testWAN(t, wanConfig{
+		ips: map[string][]string{"sfu": {"192.0.2.1"}, "a": {"192.0.2.2"}, "b": {"192.0.2.3"}},
+		filter: func(c vnet.Chunk) bool {
+			if !cut.Load() {
+				return true
+			}
+			src, dst := c.SourceAddr().String(), c.DestinationAddr().String()
+			return !strings.HasPrefix(src, "192.0.2.2:") && !strings.HasPrefix(dst, "192.0.2.2:")
+		},
 	})
-	if err := wan.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = wan.Stop() }()
-	conn, err := nets["sfu"].ListenPacket("udp4", "192.0.2.1:7882")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{UDPMux: conn, Net: nets["sfu"], AutoSubscribe: true,
-		ICEDisconnectedTimeout: 500 * time.Millisecond, ICEFailedTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := sfuOn(t, nets["sfu"], Config{ICEDisconnectedTimeout: 500 * time.Millisecond, ICEFailedTimeout: time.Second})
 	defer s.Close()
 	a := joinClient(t, s, "fail", "a", clientOpts{audio: true, video: true, net: nets["a"]})
 	defer a.close()

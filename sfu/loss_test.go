@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/logging"
 	"github.com/pion/transport/v5/vnet"
 	"github.com/pion/webrtc/v4"
 
@@ -65,42 +64,12 @@ func (l *lossyLink) filter(c vnet.Chunk) bool {
 // the SFU to a subscriber; the subscriber's NACKs must get at least 95% of
 // the lost video packets back from the SFU's cache.
 func TestNACKRecoveryUnderLoss(t *testing.T) {
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
-	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "192.0.2.0/24", LoggerFactory: lf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nets := map[string]*vnet.Net{}
-	for name, ip := range map[string]string{"sfu": "192.0.2.1", "pub": "192.0.2.2", "sub": "192.0.2.3"} {
-		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{ip}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := wan.AddNet(n); err != nil {
-			t.Fatal(err)
-		}
-		nets[name] = n
-	}
 	link := &lossyLink{from: "192.0.2.1", to: "192.0.2.3", rate: 0.10, rng: rand.New(rand.NewSource(1)),
 		dropped: map[uint16]bool{}}
-	wan.AddChunkFilter(link.filter)
-	if err := wan.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = wan.Stop() }()
-
-	conn, err := nets["sfu"].ListenPacket("udp4", "192.0.2.1:7882")
-	if err != nil {
-		t.Fatal(err)
-	}
+	nets := testWAN(t, wanConfig{ips: sfuIPs(), filter: link.filter})
 	// The loss would drive the estimate down and pause the video; this
 	// test is about retransmission, so the floor keeps the video on.
-	s, err := New(Config{UDPMux: conn, Net: nets["sfu"], AutoSubscribe: true,
-		InitialBitrate: 5_000_000, MinBitrate: 5_000_000})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := sfuOn(t, nets["sfu"], Config{InitialBitrate: 5_000_000, MinBitrate: 5_000_000})
 	defer s.Close()
 	pub := joinClient(t, s, "loss", "pub", clientOpts{video: true, videoKbps: 2400, net: nets["pub"]})
 	defer pub.close()

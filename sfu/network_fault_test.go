@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/logging"
 	"github.com/pion/rtcp"
 	"github.com/pion/transport/v5/vnet"
 	"go.uber.org/goleak"
@@ -64,42 +63,13 @@ func faultSetup(t *testing.T, twoIPs bool) (*SFU, map[string]*vnet.Net, *faultNe
 	// Cleanups run last-registered first: the leak check after the
 	// router has stopped (and after the test's deferred closes).
 	t.Cleanup(func() { goleak.VerifyNone(t, testkit.PionClosing) })
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
-	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "192.0.2.0/24", LoggerFactory: lf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ips := map[string][]string{"sfu": {"192.0.2.1"}, "pub": {"192.0.2.2"}, "sub": {"192.0.2.3"}}
+	ips := sfuIPs()
 	if twoIPs {
 		ips["sub"] = append(ips["sub"], "192.0.2.4")
 	}
-	nets := map[string]*vnet.Net{}
-	for name, ip := range ips {
-		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: ip})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := wan.AddNet(n); err != nil {
-			t.Fatal(err)
-		}
-		nets[name] = n
-	}
 	fn := newFaultNet()
-	wan.AddChunkFilter(fn.filter)
-	if err := wan.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = wan.Stop() })
-	conn, err := nets["sfu"].ListenPacket("udp4", "192.0.2.1:7882")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{UDPMux: conn, Net: nets["sfu"], AutoSubscribe: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, nets, fn
+	nets := testWAN(t, wanConfig{ips: ips, filter: fn.filter})
+	return sfuOn(t, nets["sfu"], Config{}), nets, fn
 }
 
 // keyFrames is how many VP8 key frames the track has received.
@@ -169,16 +139,10 @@ func TestFaultAudioUnder20PercentLoss(t *testing.T) {
 	r.Mu.Lock()
 	seqs := append([]uint16(nil), r.Seqs[from:]...)
 	r.Mu.Unlock()
-	lo, hi := int(seqs[0]), int(seqs[0])
-	for _, s := range seqs {
-		// Unwrapped relative to the first; the window is far below 2^15.
-		v := int(seqs[0]) + int(int16(s-seqs[0]))
-		lo, hi = min(lo, v), max(hi, v)
-	}
-	span := hi - lo + 1
-	t.Logf("20%% loss on both hops: %d of %d audio packets arrived (%.0f%%)", len(seqs), span, 100*float64(len(seqs))/float64(span))
-	if len(seqs)*2 < span {
-		t.Errorf("only %d of %d audio packets arrived under 20%% loss per hop", len(seqs), span)
+	got, span := arrivedOf(seqs)
+	t.Logf("20%% loss on both hops: %d of %d audio packets arrived (%.0f%%)", got, span, 100*float64(got)/float64(span))
+	if got*2 < span {
+		t.Errorf("only %d of %d audio packets arrived under 20%% loss per hop", got, span)
 	}
 	select {
 	case err := <-sub.closed:

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/logging"
 	"github.com/pion/transport/v5/vnet"
 	"go.uber.org/goleak"
 
@@ -64,58 +63,30 @@ func (l *impairedLink) setJitter(max time.Duration) {
 func impairedSetup(t *testing.T, cfg Config) (*SFU, map[string]*vnet.Net, *impairedLink) {
 	t.Helper()
 	t.Cleanup(func() { goleak.VerifyNone(t, testkit.PionClosing) })
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
-	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "192.0.2.0/24", LoggerFactory: lf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nets := map[string]*vnet.Net{}
-	for name, ip := range map[string]string{"sfu": "192.0.2.1", "pub": "192.0.2.2", "sub": "192.0.2.3"} {
-		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{ip}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nets[name] = n
-	}
-	for _, name := range []string{"sfu", "pub"} {
-		if err := wan.AddNet(nets[name]); err != nil {
-			t.Fatal(err)
-		}
-	}
 	link := &impairedLink{}
-	if link.delay, err = vnet.NewDelayFilter(nets["sub"]); err != nil {
-		t.Fatal(err)
-	}
-	// Unlimited until set: 1 Gbit/s, a 64 kB burst, a 40 kB queue (about
-	// one second at 300 kbit/s), then drops, as a home router's does.
-	link.tbf = vnet.NewTBFQueue(1_000_000_000, 64_000, 40_000)
-	q, err := vnet.NewQueue(link.delay, link.tbf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wan.AddNet(q); err != nil {
-		t.Fatal(err)
-	}
-	if err := wan.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Cleanups run last-registered first: stop the jitter, the router, then
-	// the link's goroutines, then check for leaks.
-	t.Cleanup(func() { _ = link.delay.Close() })
-	t.Cleanup(func() { _ = q.Close() })
-	t.Cleanup(func() { _ = wan.Stop() })
+	nets := testWAN(t, wanConfig{ips: sfuIPs(), wrap: map[string]func(*testing.T, *vnet.Net) vnet.NIC{
+		"sub": func(t *testing.T, n *vnet.Net) vnet.NIC {
+			var err error
+			if link.delay, err = vnet.NewDelayFilter(n); err != nil {
+				t.Fatal(err)
+			}
+			// Unlimited until set: 1 Gbit/s, a 64 kB burst, a 40 kB queue
+			// (about one second at 300 kbit/s), then drops, as a home
+			// router's does.
+			link.tbf = vnet.NewTBFQueue(1_000_000_000, 64_000, 40_000)
+			q, err := vnet.NewQueue(link.delay, link.tbf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Cleanups run last-registered first: the jitter and the
+			// router stop before the link's goroutines.
+			t.Cleanup(func() { _ = link.delay.Close() })
+			t.Cleanup(func() { _ = q.Close() })
+			return q
+		},
+	}})
 	t.Cleanup(func() { link.setJitter(0) })
-	conn, err := nets["sfu"].ListenPacket("udp4", "192.0.2.1:7882")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.UDPMux, cfg.Net, cfg.AutoSubscribe = conn, nets["sfu"], true
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, nets, link
+	return sfuOn(t, nets["sfu"], cfg), nets, link
 }
 
 // TestFaultBottleneckStepsDownAndClimbsBack: a publisher sends three
@@ -209,15 +180,10 @@ func TestFaultJitterKeepsCall(t *testing.T) {
 	a.Mu.Lock()
 	seqs := append([]uint16(nil), a.Seqs[from:]...)
 	a.Mu.Unlock()
-	lo, hi := int(seqs[0]), int(seqs[0])
-	for _, s := range seqs {
-		x := int(seqs[0]) + int(int16(s-seqs[0]))
-		lo, hi = min(lo, x), max(hi, x)
-	}
-	span := hi - lo + 1
-	t.Logf("0–200 ms jitter: %d of %d audio packets arrived", len(seqs), span)
-	if len(seqs)*100 < span*97 {
-		t.Errorf("only %d of %d audio packets arrived under jitter alone", len(seqs), span)
+	got, span := arrivedOf(seqs)
+	t.Logf("0–200 ms jitter: %d of %d audio packets arrived", got, span)
+	if got*100 < span*97 {
+		t.Errorf("only %d of %d audio packets arrived under jitter alone", got, span)
 	}
 	select {
 	case err := <-sub.closed:
