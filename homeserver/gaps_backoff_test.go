@@ -65,19 +65,7 @@ func TestFederationGapFillBackoff(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitHeld(t, bb, after.EventID)
-		// The same since until the room is there: a sync may answer first
-		// with another stream's change alone (failed once on PostgreSQL).
-		var jr *mautrix.SyncJoinedRoom
-		for deadline := time.Now().Add(30 * time.Second); ; {
-			resp, err := bob.FullSyncRequest(ctx, mautrix.ReqSync{Since: since, FilterID: fedSyncFilter, Timeout: 1000})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if jr = resp.Rooms.Join[room]; jr != nil || time.Now().After(deadline) {
-				break
-			}
-		}
+		jr := syncUntilEvent(t, bob, since, room, after.EventID)
 		if jr == nil || !jr.Timeline.Limited || jr.Timeline.PrevBatch == "" {
 			t.Fatalf("no limited timeline with a prev_batch after the rejoin: %+v", jr)
 		}

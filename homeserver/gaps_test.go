@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"maunium.net/go/mautrix"
@@ -15,7 +14,6 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
-	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // TestFederationRejoinGap has bob (server B) leave a room hosted on A,
@@ -87,27 +85,7 @@ func testRejoinGap(t *testing.T, visibility string, hostile bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Wait (on the federation's pace, which a loaded machine slows)
-		// until B has the message, then read bob's sync from before the
-		// rejoin.
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			if e, err := p.b.srv.db.Event(ctx, string(afterRejoin.EventID)); err == nil && !e.Outlier {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the message after the rejoin did not reach B")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		resp, err := bob.FullSyncRequest(ctx, mautrix.ReqSync{Since: since, FilterID: fedSyncFilter})
-		if err != nil {
-			t.Fatal(err)
-		}
-		jr := resp.Rooms.Join[room]
-		if jr == nil || !slices.ContainsFunc(jr.Timeline.Events, func(e *event.Event) bool { return e.ID == afterRejoin.EventID }) {
-			t.Fatalf("bob's sync after the rejoin lacks the room or its last message: %+v", jr)
-		}
+		jr := syncUntilEvent(t, bob, since, room, afterRejoin.EventID)
 		if !jr.Timeline.Limited || jr.Timeline.PrevBatch == "" {
 			t.Fatalf("the timeline after the rejoin is not limited (prev_batch %q)", jr.Timeline.PrevBatch)
 		}
@@ -179,17 +157,7 @@ func TestFederationOutageGapPaginated(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The message is stored before /sync's committed-through position
-		// passes it: ask (with the same since) until the answer holds it.
-		var jr *mautrix.SyncJoinedRoom
-		testkit.Eventually(t, 20*time.Second, "the message after the gap in alice's /sync", func() bool {
-			resp, err := alice.FullSyncRequest(ctx, mautrix.ReqSync{Since: first.NextBatch, FilterID: fedSyncFilter})
-			if err != nil {
-				t.Fatal(err)
-			}
-			jr = resp.Rooms.Join[room]
-			return jr != nil && slices.ContainsFunc(jr.Timeline.Events, func(e *event.Event) bool { return e.ID == after.EventID })
-		})
+		jr := syncUntilEvent(t, alice, first.NextBatch, room, after.EventID)
 		if jr == nil || !jr.Timeline.Limited || jr.Timeline.PrevBatch == "" {
 			t.Fatalf("alice's sync after the outage is not a limited timeline: %+v", jr)
 		}

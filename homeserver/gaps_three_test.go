@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
 // waitHeld polls n (on the federation's pace: 60 s under load) until the
@@ -28,6 +29,24 @@ func waitHeld(t *testing.T, n *fedNode, eventID id.EventID) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// syncUntilEvent asks cli's /sync with the same since (on the federation's
+// pace: 60 s under load) until room's timeline holds eventID, and returns
+// that room's answer. An event is stored before /sync's committed-through
+// position passes it, so the database holding it is not enough.
+func syncUntilEvent(t *testing.T, cli *mautrix.Client, since string, room id.RoomID, eventID id.EventID) *mautrix.SyncJoinedRoom {
+	t.Helper()
+	var jr *mautrix.SyncJoinedRoom
+	testkit.Eventually(t, 60*time.Second, "event "+string(eventID)+" in the /sync answer", func() bool {
+		resp, err := cli.FullSyncRequest(context.Background(), mautrix.ReqSync{Since: since, FilterID: fedSyncFilter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jr = resp.Rooms.Join[room]
+		return jr != nil && slices.ContainsFunc(jr.Timeline.Events, func(e *event.Event) bool { return e.ID == eventID })
+	})
+	return jr
 }
 
 // TestFederationThreeServerRejoinGap: alice (A, the room's host), bob (B)
@@ -92,15 +111,7 @@ func TestFederationThreeServerRejoinGap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitHeld(t, c, after.EventID)
-		resp, err := carol.FullSyncRequest(ctx, mautrix.ReqSync{Since: since, FilterID: fedSyncFilter})
-		if err != nil {
-			t.Fatal(err)
-		}
-		jr := resp.Rooms.Join[room]
-		if jr == nil || !slices.ContainsFunc(jr.Timeline.Events, func(e *event.Event) bool { return e.ID == after.EventID }) {
-			t.Fatalf("carol's sync after the rejoin lacks the room or its last message: %+v", jr)
-		}
+		jr := syncUntilEvent(t, carol, since, room, after.EventID)
 		if !jr.Timeline.Limited || jr.Timeline.PrevBatch == "" {
 			t.Fatalf("the timeline after the rejoin is not limited (prev_batch %q)", jr.Timeline.PrevBatch)
 		}
