@@ -73,6 +73,17 @@ type Config struct {
 	// Ephemeral holds typing and presence. Default: in memory
 	// (hsync.NewLocalEphemeral on Clock).
 	Ephemeral hsync.Ephemeral
+	// Cluster, when not nil, makes this node one of several writing one
+	// PostgreSQL database (homeserver/cluster): every write transaction
+	// takes the cluster write lock and each committed batch is reported
+	// to Cluster (storage/cluster.go). Default nil: one process.
+	Cluster ClusterWrites
+}
+
+// ClusterWrites hears, after the commit notifications of each committed
+// batch, the highest position committed before it and its highest.
+type ClusterWrites interface {
+	Committed(prev, last int64)
 }
 
 // PushConfig configures outbound requests to push gateways.

@@ -88,11 +88,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	// The notifier hears of every committed write from the storage writer,
 	// in commit order; it starts at the newest position once open.
 	notifier := cfg.Notifier
-	db, err := storage.Open(ctx, cfg.Database, func(pos int64, keys []string) {
+	opts := storage.Options{OnCommit: func(pos int64, keys []string) {
 		notifier.Notify(pos, keys...)
 		s.fed.committed(keys)
 		s.push.committed(keys)
-	})
+	}}
+	if cfg.Cluster != nil {
+		opts.Cluster, opts.OnBatch = true, cfg.Cluster.Committed
+	}
+	db, err := storage.OpenWith(ctx, cfg.Database, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,9 @@ type Config struct {
 	// Redis is a redis:// or rediss:// URL for running several processes
 	// together. Default: none (one process).
 	Redis string `yaml:"redis"`
+	// NodeID names this process among the nodes of one server (logs,
+	// wake-up messages). Default: generated at each start.
+	NodeID string `yaml:"node_id"`
 	// SigningKeyFile is the Synapse-format ed25519 key file. Default:
 	// <data_dir>/signing.key, generated on first start.
 	SigningKeyFile string `yaml:"signing_key_file"`

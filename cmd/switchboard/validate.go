@@ -43,6 +43,13 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			v.addf("redis", "must be a redis:// or rediss:// URL with a host, got %q", c.Redis)
 		}
+		// Several nodes share one database; SQLite is one process's file.
+		if !isPostgresURL(c.Database) {
+			v.add("redis", "runs several nodes, which needs a PostgreSQL database: set database (--database) to postgres://..., or remove redis (--redis) to run one node on SQLite")
+		}
+	}
+	if c.NodeID != "" && !validNodeID(c.NodeID) {
+		v.addf("node_id", "must be 1 to 64 letters, digits, '.', '_' or '-', got %q", c.NodeID)
 	}
 	if c.SigningKeyFile == "" {
 		v.add("signing_key_file", "is required")

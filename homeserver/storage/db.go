@@ -33,6 +33,10 @@ type DB struct {
 	loopDone chan struct{}
 	closeMu  sync.Once
 	onCommit OnCommit
+	// cluster: writes take the cluster write lock and report onBatch
+	// (cluster.go).
+	cluster bool
+	onBatch func(prev, last int64)
 
 	snapshots snapshotCache
 	caches    readCaches
@@ -47,11 +51,19 @@ type DB struct {
 // onCommit, if not nil, is called from the writer goroutine after every
 // commit (see notify.go); it must not block for long.
 func Open(ctx context.Context, dsn string, onCommit OnCommit) (*DB, error) {
+	return open(ctx, dsn, Options{OnCommit: onCommit})
+}
+
+func isPostgresDSN(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+func open(ctx context.Context, dsn string, o Options) (*DB, error) {
 	if dsn == "" {
 		return nil, ErrNoDatabase
 	}
-	db := &DB{onCommit: onCommit}
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+	db := &DB{onCommit: o.OnCommit, cluster: o.Cluster, onBatch: o.OnBatch}
+	if isPostgresDSN(dsn) {
 		db.dialect = postgres
 		sqlDB, err := sql.Open("pgx", dsn)
 		if err != nil {

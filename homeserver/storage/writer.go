@@ -102,6 +102,14 @@ func (db *DB) runBatch(batch []*writeReq) {
 		failAll(fmt.Errorf("storage: begin: %w", err))
 		return
 	}
+	var prev int64
+	if db.cluster {
+		if prev, err = db.lockWritesTx(ctx, sqlTx); err != nil {
+			_ = sqlTx.Rollback()
+			failAll(err)
+			return
+		}
+	}
 	tx := &Tx{tx: sqlTx, db: db}
 	single := len(batch) == 1
 	committed := 0
@@ -162,12 +170,21 @@ func (db *DB) runBatch(batch []*writeReq) {
 			}
 		}
 	}
+	var last int64
 	if db.onCommit != nil {
 		for i, n := range notes {
 			if results[i] == nil && n.pos > 0 {
 				db.onCommit(n.pos, n.keys)
 			}
 		}
+	}
+	for i, n := range notes {
+		if results[i] == nil {
+			last = max(last, n.pos)
+		}
+	}
+	if db.onBatch != nil && last > prev {
+		db.onBatch(prev, last)
 	}
 	if len(tx.missed) > 0 {
 		db.w.prepareAll(ctx, tx.missed)
