@@ -85,3 +85,37 @@ func (db *DB) lockWritesTx(ctx context.Context, tx *sql.Tx) (int64, error) {
 	}
 	return prev.Int64, nil
 }
+
+// Positions reads the highest committed stream position of a PostgreSQL
+// database on a small pool of its own, for a node that polls it while its
+// wake-ups are down. It runs no migrations and writes nothing.
+type Positions struct {
+	db *sql.DB
+}
+
+// OpenPositions connects to dsn (PostgreSQL). Nothing is asked of the
+// database until Max: a node starts while the database is down.
+func OpenPositions(dsn string) (*Positions, error) {
+	if !isPostgresDSN(dsn) {
+		return nil, ErrClusterSQLite
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("storage: open postgres: %w", err)
+	}
+	db.SetMaxOpenConns(2)
+	db.SetMaxIdleConns(1)
+	return &Positions{db: db}, nil
+}
+
+// Max returns the highest committed stream position.
+func (p *Positions) Max(ctx context.Context) (int64, error) {
+	var pos sql.NullInt64
+	if err := p.db.QueryRowContext(ctx, postgres.maxPosSQL).Scan(&pos); err != nil {
+		return 0, fmt.Errorf("storage: max position: %w", err)
+	}
+	return pos.Int64, nil
+}
+
+// Close closes the pool.
+func (p *Positions) Close() error { return p.db.Close() }

@@ -153,6 +153,18 @@ func (n *LocalNotifier) Listen(keys []string) (int64, <-chan struct{}, func()) {
 	}
 }
 
+// WakeAll wakes every waiting request: a cluster notifier calls it when
+// it learns that positions were committed without learning their keys.
+func (n *LocalNotifier) WakeAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, set := range n.waiters {
+		for w := range set {
+			n.wakeLocked(w)
+		}
+	}
+}
+
 // LastFor implements Notifier.
 func (n *LocalNotifier) LastFor(key string) int64 {
 	n.mu.Lock()
