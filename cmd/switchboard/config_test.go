@@ -231,6 +231,8 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, "log.format"},
 		{"database scheme", func(c *Config) { c.Database = "mysql://u:p@h/db" }, "database"},
 		{"redis", func(c *Config) { c.Redis = "http://h" }, "redis"},
+		{"redis on sqlite", func(c *Config) { c.Redis = "redis://127.0.0.1:6379/0" }, "redis"},
+		{"node id", func(c *Config) { c.NodeID = "a b" }, "node_id"},
 		{"public url", func(c *Config) { c.PublicBaseURL = "matrix.example.org" }, "public_base_url"},
 		{"public ip", func(c *Config) { c.PublicIP = "0.0.0.0" }, "public_ip"},
 		{"relay ports", func(c *Config) { c.TURN.RelayPortMin, c.TURN.RelayPortMax = 60000, 50000 }, "turn.relay_port_min"},
@@ -455,5 +457,23 @@ func TestExposedListeners(t *testing.T) {
 	c.Federation.Listen = ""
 	if got := exposedListeners(&c); !reflect.DeepEqual(got, []string{"client.listen", "metrics.listen"}) {
 		t.Errorf("got %v", got)
+	}
+}
+
+// TestRedisNeedsPostgres: several nodes refuse SQLite with an error that
+// names the fix, and run on PostgreSQL.
+func TestRedisNeedsPostgres(t *testing.T) {
+	c := defaultConfig()
+	c.ServerName = "example.org"
+	c.Redis = "redis://127.0.0.1:6379/0"
+	c.resolvePaths()
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "PostgreSQL") || !strings.Contains(err.Error(), "--database") || !strings.Contains(err.Error(), "postgres://") {
+		t.Fatalf("redis on SQLite: %v", err)
+	}
+	c.Database = "postgres://u:p@127.0.0.1/db"
+	c.NodeID = "node-a.1"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("redis on PostgreSQL: %v", err)
 	}
 }

@@ -37,9 +37,14 @@ data_dir: {{q .DataDir}}
 # Empty: sqlite:<data_dir>/switchboard.db.
 database: {{q .Database}}
 
-# redis://host:6379/0 when several switchboard processes share one database.
+# redis://host:6379/0 to run several nodes of this server (each with the same
+# configuration and keys) on one PostgreSQL database; SQLite refuses it.
 # Empty: this process works alone.
 redis: ""
+
+# This node's name among several (letters, digits, '.', '_', '-').
+# Empty: generated at each start.
+node_id: ""
 
 # ed25519 signing key in Synapse's format. Empty: <data_dir>/signing.key,
 # generated on first start. Back it up: other servers know you by it.

@@ -42,9 +42,6 @@ func (a *app) serve(ctx context.Context, args []string) error {
 			log.Warn("development mode with a listener on a non-loopback address: anyone who reaches it may register", "key", key)
 		}
 	}
-	if cfg.Redis != "" {
-		log.Warn("redis is configured, but this build runs as a single process and does not use it", "redis", redactURL(cfg.Redis))
-	}
 	mat, err := prepareMaterial(&cfg, sf.dev, log)
 	if err != nil {
 		return err
@@ -94,6 +91,13 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	if node != nil {
 		hsCfg.RTC.LiveKitURLs = []string{liveKitWSURL(lkBase)}
 		hsCfg.RTC.TokenIssuer = lkIssuer
+	}
+	if cfg.Redis != "" {
+		stop, err := joinCluster(ctx, &cfg, &hsCfg, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	hs, err := homeserver.New(ctx, hsCfg, log, reg)
 	if err != nil {
