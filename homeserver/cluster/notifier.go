@@ -148,6 +148,9 @@ func (n *Notifier) Close() error {
 	return errors.Join(err, n.rdb.Close())
 }
 
+// Waiting returns the number of requests of this node waiting on key.
+func (n *Notifier) Waiting(key string) int { return n.local.Waiting(key) }
+
 // RedisUp reports whether the wake-up subscription is live.
 func (n *Notifier) RedisUp() bool { return n.redisUp.Load() }
 

@@ -1,6 +1,7 @@
 // Package testkit holds the helpers that Switchboard's tests and tools
 // share, so that each exists once: polling a condition with a deadline
-// (this file) and, in rtcclient, a WebRTC test client.
+// (this file), a throwaway redis-server (redis.go) and, in rtcclient, a
+// WebRTC test client.
 //
 // It is for tests and for the programs under bench/, loadtest/ and tests/;
 // the switchboard program never imports it (imports_test.go at the module
