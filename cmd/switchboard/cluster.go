@@ -51,6 +51,7 @@ func joinCluster(ctx context.Context, cfg *Config, hsCfg *homeserver.Config, log
 	log.Info("several nodes: this node joins the cluster", "node_id", nodeID, "generated", cfg.NodeID == "", "redis", redactURL(cfg.Redis), "redis_up", n.RedisUp())
 	hsCfg.Notifier = n
 	hsCfg.Cluster = n
+	hsCfg.Ephemeral = n.Ephemeral()
 	return func() {
 		if err := n.Close(); err != nil {
 			log.Warn("closing the cluster notifier", "err", err)

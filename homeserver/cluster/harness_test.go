@@ -83,6 +83,7 @@ func startCluster(t *testing.T, n int) *testCluster {
 			Federation:   homeserver.FederationConfig{Resolver: offlineResolver()},
 			Notifier:     notify,
 			Cluster:      notify,
+			Ephemeral:    notify.Ephemeral(),
 		}, log.With("node", name), nil)
 		cancel()
 		if err != nil {

@@ -80,6 +80,9 @@ func (n *Notifier) receive(payload string) {
 		return
 	}
 	n.stats.received.Add(1)
+	if w.Typing != nil {
+		n.eph.heard(w.Typing)
+	}
 	if w.Pos > 0 || len(w.Keys) > 0 {
 		n.local.Notify(w.Pos, w.Keys...)
 	}

@@ -56,6 +56,8 @@ type Notifier struct {
 	rdb   *redis.Client
 	ps    *redis.PubSub
 	pub   chan wake
+	// eph is the node's typing and presence (typing.go).
+	eph *Ephemeral
 
 	cancel context.CancelFunc
 	wg     stdsync.WaitGroup
@@ -121,6 +123,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Notifier, error) {
 		pub:   make(chan wake, publishQueue),
 		links: make(map[int64]int64),
 	}
+	n.eph = newEphemeral(n, cfg.Clock)
 	n.ps = n.rdb.Subscribe(ctx, cfg.Channel)
 	wctx, cancel := context.WithTimeout(ctx, cfg.SubscribeWait)
 	msg, err := n.ps.ReceiveTimeout(wctx, cfg.SubscribeWait)
