@@ -160,3 +160,47 @@ func TestClusterRefusesSQLite(t *testing.T) {
 		t.Fatalf("positions on SQLite: %v", err)
 	}
 }
+
+// BenchmarkPostgresWrites measures small writes (account data, one
+// position each) from many goroutines on PostgreSQL: one node as today,
+// one node in cluster mode (the write lock's own cost), and two nodes in
+// cluster mode sharing the lock.
+func BenchmarkPostgresWrites(b *testing.B) {
+	if os.Getenv(storagetest.EnvPostgres) == "" {
+		b.Skipf("%s is not set", storagetest.EnvPostgres)
+	}
+	for _, bc := range []struct {
+		name    string
+		nodes   int
+		cluster bool
+	}{{"single", 1, false}, {"cluster-1node", 1, true}, {"cluster-2nodes", 2, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			dsn := storagetest.NewPostgresDB(b)
+			ctx := context.Background()
+			var dbs []*storage.DB
+			for range bc.nodes {
+				db, err := storage.OpenWith(ctx, dsn, storage.Options{Cluster: bc.cluster})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer db.Close()
+				dbs = append(dbs, db)
+			}
+			var n atomic.Int64
+			b.SetParallelism(32)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := n.Add(1)
+				db := dbs[int(i)%len(dbs)]
+				user := fmt.Sprintf("@u%d:test", i)
+				for j := 0; pb.Next(); j++ {
+					if _, err := db.PutAccountData(ctx, user, "", "m.test", []byte(fmt.Sprintf(`{"j":%d}`, j))); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+		})
+	}
+}
