@@ -20,13 +20,10 @@ func (n *Notifier) receiveLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 				// A quiet channel: a ping finds a dead connection.
-				if perr := n.ps.Ping(ctx); perr == nil {
+				if err = n.ps.Ping(ctx); err == nil {
 					continue
-				} else {
-					err = perr
 				}
 			}
 			n.lost(err)

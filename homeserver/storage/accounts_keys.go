@@ -136,9 +136,18 @@ func oneTimeKeyCounts(ctx context.Context, q querier, userID, deviceID string) (
 
 // SyncKeyCounts returns OneTimeKeyCounts and UnusedFallbackKeyTypes
 // together, cached until keys are next uploaded, claimed or deleted: every
-// /sync response carries them. Callers must not modify the results.
+// /sync response carries them. Callers must not modify the results. In
+// cluster mode nothing is cached: another node may claim or upload keys.
 func (db *DB) SyncKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
 	key := userID + "\x00" + deviceID
+	if db.cluster {
+		counts, err := db.OneTimeKeyCounts(ctx, userID, deviceID)
+		if err != nil {
+			return nil, nil, err
+		}
+		fallback, err := db.UnusedFallbackKeyTypes(ctx, userID, deviceID)
+		return counts, fallback, err
+	}
 	if e, ok := db.caches.keyCount(key); ok {
 		return e.counts, e.fallback, nil
 	}
