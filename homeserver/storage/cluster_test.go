@@ -204,3 +204,34 @@ func BenchmarkPostgresWrites(b *testing.B) {
 		})
 	}
 }
+
+// TestClusterNodesMigrateTogether: nodes that start at once on a fresh
+// PostgreSQL database all open it; one migrates, the others wait for it.
+func TestClusterNodesMigrateTogether(t *testing.T) {
+	if os.Getenv(storagetest.EnvPostgres) == "" {
+		t.Skipf("%s is not set (PostgreSQL legs run under make test)", storagetest.EnvPostgres)
+	}
+	dsn := storagetest.NewPostgresDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const nodes = 3
+	errs := make([]error, nodes)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db, err := storage.OpenWith(ctx, dsn, storage.Options{Cluster: true})
+			if err == nil {
+				db.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("node %d: %v", i, err)
+		}
+	}
+}
