@@ -174,20 +174,33 @@ func TestDelegatedLeaveFollowsSFU(t *testing.T) {
 		t.Fatalf("bob sees %d others, want alice", len(join.GetOtherParticipants()))
 	}
 
-	// Bob's socket dies: his membership is emptied, alice's stays (the
-	// homeserver's check that sent bob's leave saw alice connected).
-	if err := cb.CloseNow(); err != nil {
+	socketsDie(t, e, room, delegated{bob, bDev, cb}, delegated{alice, aDev, ca})
+}
+
+// delegated is a member whose delayed leave was delegated, and its socket.
+type delegated struct {
+	cli  *mautrix.Client
+	dev  string
+	conn *websocket.Conn
+}
+
+// socketsDie kills first's socket (no close frame, as a crashed page):
+// its membership is emptied and second's stays (the homeserver's check
+// that sent first's leave saw second connected); then second's socket
+// dies and its membership goes too.
+func socketsDie(t *testing.T, e *env, room id.RoomID, first, second delegated) {
+	t.Helper()
+	if err := first.conn.CloseNow(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "bob's membership emptied", func() bool { return !inCallNow(t, e, bob, room, bDev) })
-	if !inCallNow(t, e, alice, room, aDev) {
-		t.Fatal("alice's membership went with bob's")
+	waitFor(t, first.cli.UserID.String()+"'s membership emptied", func() bool { return !inCallNow(t, e, first.cli, room, first.dev) })
+	if !inCallNow(t, e, second.cli, room, second.dev) {
+		t.Fatalf("%s's membership went with %s's", second.cli.UserID, first.cli.UserID)
 	}
-	// Alice's socket dies: hers goes too.
-	if err := ca.CloseNow(); err != nil {
+	if err := second.conn.CloseNow(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "alice's membership emptied", func() bool { return !inCallNow(t, e, alice, room, aDev) })
+	waitFor(t, second.cli.UserID.String()+"'s membership emptied", func() bool { return !inCallNow(t, e, second.cli, room, second.dev) })
 }
 
 // TestGetTokenRefusals: the homeserver's get_token refuses what it must
@@ -330,16 +343,5 @@ func TestDelegatedLeaveThroughTokenService(t *testing.T) {
 	cb, _ := dialJWT(t, e, ctx, bJWT)
 	defer cb.CloseNow()
 
-	// Bob's socket dies: his membership goes now, alice's stays.
-	if err := cb.CloseNow(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "bob's membership emptied by his delegated leave", func() bool { return !inCallNow(t, e, bob, room, bDev) })
-	if !inCallNow(t, e, alice, room, aDev) {
-		t.Fatal("alice's membership went with bob's")
-	}
-	if err := ca.CloseNow(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "alice's membership emptied by her delegated leave", func() bool { return !inCallNow(t, e, alice, room, aDev) })
+	socketsDie(t, e, room, delegated{bob, bDev, cb}, delegated{alice, aDev, ca})
 }
