@@ -15,28 +15,6 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
-// longPoll syncs cli from since until an answer holds eventID, and fails
-// if a long-poll ends empty (its timeout passed: nobody woke it). It
-// returns the next since.
-func longPoll(t *testing.T, ctx context.Context, cli *mautrix.Client, since, filter string, roomID id.RoomID, eventID id.EventID) string {
-	t.Helper()
-	for {
-		resp, err := cli.SyncRequest(ctx, 120000, since, filter, false, "")
-		if err != nil {
-			t.Fatalf("sync waiting for %s: %v", eventID, err)
-		}
-		if resp.NextBatch == since {
-			t.Fatalf("a /sync long-poll waiting for %s timed out: it was never woken", eventID)
-		}
-		since = resp.NextBatch
-		for _, ev := range messages(t, resp, roomID) {
-			if ev.ID == eventID {
-				return since
-			}
-		}
-	}
-}
-
 // waitListening returns once nd has a /sync request waiting on key.
 func waitListening(t *testing.T, ctx context.Context, nd *node, key string) {
 	t.Helper()
