@@ -56,40 +56,32 @@ func TestTwoNodes(t *testing.T) {
 	// and checks that the long-poll returns with it.
 	send := func(step, txnID string) id.EventID {
 		t.Helper()
-		done := make(chan string, 1)
-		var want id.EventID
-		var wantMu sync.Mutex
-		got := make(chan struct{})
+		// Bob long-polls on node b in a loop (an answer may hold other
+		// things: earlier messages, notification counts), recording every
+		// message; a long-poll that ends empty was never woken.
+		sctx, stop := context.WithCancel(ctx)
+		failed := make(chan error, 1)
+		exited := make(chan struct{})
 		go func() {
-			defer close(done)
-			// The event ID is known only after the send: poll for any
-			// answer, then check it below.
+			defer close(exited)
 			for {
-				resp, err := bob.SyncRequest(ctx, 120000, since, filter, false, "")
-				if err != nil {
-					t.Errorf("%s: bob's sync: %v", step, err)
+				resp, err := bob.SyncRequest(sctx, 120000, since, filter, false, "")
+				if sctx.Err() != nil {
 					return
 				}
-				if resp.NextBatch == since {
-					t.Errorf("%s: bob's long-poll on node b timed out: never woken", step)
+				if err == nil && resp.NextBatch == since {
+					err = fmt.Errorf("a long-poll on node b timed out: never woken")
+				}
+				if err != nil {
+					failed <- err
 					return
 				}
 				since = resp.NextBatch
-				<-got
-				wantMu.Lock()
-				w := want
-				wantMu.Unlock()
-				found := false
 				seenMu.Lock()
 				for _, ev := range messages(t, resp, room.RoomID) {
 					seen[ev.ID]++
-					found = found || ev.ID == w
 				}
 				seenMu.Unlock()
-				if found {
-					done <- since
-					return
-				}
 			}
 		}()
 		waitListening(t, ctx, b, bob.UserID.String())
@@ -98,12 +90,21 @@ func TestTwoNodes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: send on node a: %v", step, err)
 		}
-		wantMu.Lock()
-		want = resp.EventID
-		wantMu.Unlock()
-		close(got)
-		if _, ok := <-done; !ok {
-			t.Fatalf("%s: bob on node b never got %s", step, resp.EventID)
+		var ferr error
+		err = testkit.Poll(ctx, func() bool {
+			select {
+			case ferr = <-failed:
+				return true
+			default:
+			}
+			seenMu.Lock()
+			defer seenMu.Unlock()
+			return seen[resp.EventID] > 0
+		})
+		stop()
+		<-exited
+		if ferr != nil || err != nil {
+			t.Fatalf("%s: bob on node b never got %s: %v %v", step, resp.EventID, ferr, err)
 		}
 		return resp.EventID
 	}
