@@ -46,6 +46,10 @@ type ServerConfig struct {
 	// up, its socket dies, it is removed or replaced): the homeserver's
 	// delegated delayed leave (MSC4195) follows it.
 	Presence Presence
+	// Peers, when set, names the Matrix user and device of SFU
+	// participants of the native focus sharing a room's conference
+	// (foreign.go); without it they are named by their SFU IDs.
+	Peers PeerDirectory
 	// Logger receives client mistakes at Info or Debug. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -105,7 +109,10 @@ const serverVersion = "1.9.0"
 // serves, under any prefix: /rtc/v1 (the single PeerConnection path that
 // livekit-client 2.x uses first: the client makes every offer, the SFU
 // asks for receive-only m-lines with MediaSectionsRequirement) and
-// /rtc/v1/validate. Every LiveKit room is one SFU conference.
+// /rtc/v1/validate. Every LiveKit room is one SFU conference; the call
+// of a Matrix room is the conference the native focus uses for the room
+// too (rtcroom.Conference), whose other participants are presented as
+// LiveKit participants (foreign.go).
 //
 // Lock order: Server.mu before room.mu before session.mu; no lock is held
 // while the SFU is called.

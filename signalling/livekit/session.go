@@ -54,6 +54,11 @@ type session struct {
 	// room was told this one left when it did.
 	replaced bool
 	version  uint32
+	// foreign: the participants of the other protocol the client was
+	// told of, by SFU participant ID; foreignTracks their tracks by
+	// LiveKit track SID (foreign.go).
+	foreign       map[string]*foreignPeer
+	foreignTracks map[string]foreignTrack
 	// memberSeen: the Matrix call membership was seen (members.go).
 	memberSeen bool
 	closeCode  websocket.StatusCode
@@ -67,7 +72,7 @@ func newSession(s *Server, ws *websocket.Conn, g Grant, jr *livekit.JoinRequest)
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessageRate), s.cfg.MessageBurst),
 		joinedAt: time.Now().Unix(),
 		tracks:   map[string]*livekit.TrackInfo{}, cids: map[string]string{}, unwanted: map[string]bool{},
-		wanted:    map[string]bool{},
+		wanted: map[string]bool{}, foreign: map[string]*foreignPeer{},
 		closeCode: websocket.StatusNormalClosure,
 	}
 }
@@ -337,13 +342,13 @@ func (ss *session) handleOffer(ctx context.Context, off *livekit.SessionDescript
 		ss.s.log.Info("offer while joining ignored", "participant", ss.sid)
 		return
 	}
-	sdp := rewriteMsid(off.GetSdp(), ss.sid, ss.trackSID)
+	sdp := rewriteMsid(off.GetSdp(), publishedIDs(ss.sid, ss.trackSID))
 	jctx, cancel := context.WithTimeout(ctx, ss.s.cfg.JoinTimeout)
 	defer cancel()
 	var answer string
 	var err error
 	if p == nil {
-		p, answer, err = ss.s.cfg.SFU.Join(jctx, "livekit/"+ss.grant.Room, ss.sid, sdp, ss.handler())
+		p, answer, err = ss.s.cfg.SFU.Join(jctx, ss.conference(), ss.sid, sdp, ss.handler())
 		if err == nil {
 			ss.mu.Lock()
 			ss.p = p
@@ -362,7 +367,7 @@ func (ss *session) handleOffer(ctx context.Context, off *livekit.SessionDescript
 			// What the SFU or the client asked for while the join was
 			// on its way.
 			if early != nil {
-				ss.onTracks(early)
+				ss.subscribeAll(early)
 			}
 			if len(wanted) > 0 && ss.grant.CanSubscribe {
 				_ = p.UpdateSubscriptions(wanted, nil)
@@ -380,6 +385,7 @@ func (ss *session) handleOffer(ctx context.Context, off *livekit.SessionDescript
 		}
 		return
 	}
+	answer = ss.rewriteAnswer(answer)
 	ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Answer{Answer: &livekit.SessionDescription{
 		Type: "answer", Sdp: answer, Id: off.GetId(), MidToTrackId: midToTrack(answer)}}})
 }
@@ -458,6 +464,9 @@ func (ss *session) handleSubscription(u *livekit.UpdateSubscription) {
 	for _, pt := range u.GetParticipantTracks() {
 		ids = append(ids, pt.GetTrackSids()...)
 	}
+	for i, id := range ids {
+		ids[i] = ss.sfuTrack(id)
+	}
 	ss.mu.Lock()
 	p := ss.p
 	for _, id := range ids {
@@ -492,12 +501,16 @@ func (ss *session) handleTrackSetting(u *livekit.UpdateTrackSettings) {
 	if p == nil || !ss.grant.CanSubscribe {
 		return
 	}
+	ids := make([]string, 0, len(u.GetTrackSids()))
+	for _, id := range u.GetTrackSids() {
+		ids = append(ids, ss.sfuTrack(id))
+	}
 	if u.Disabled {
-		_ = p.UpdateSubscriptions(nil, u.GetTrackSids())
+		_ = p.UpdateSubscriptions(nil, ids)
 		return
 	}
-	subs := make([]sfu.Subscription, 0, len(u.GetTrackSids()))
-	for _, id := range u.GetTrackSids() {
+	subs := make([]sfu.Subscription, 0, len(ids))
+	for _, id := range ids {
 		subs = append(subs, sfu.Subscription{TrackID: id, MaxWidth: int(u.Width), MaxHeight: int(u.Height)})
 	}
 	_ = p.UpdateSubscriptions(subs, nil)
@@ -529,10 +542,24 @@ func (ss *session) handler() sfu.Handler {
 	}
 }
 
-// onTracks subscribes an auto-subscribing client to every track it has
-// not declined. A list that comes before the SFU join has returned the
-// participant is kept for handleOffer.
+// onTracks tells the client of the foreign participants in the list
+// (foreign.go) and subscribes an auto-subscribing client to every track
+// it has not declined. A list that comes before the SFU join has
+// returned the participant is kept for handleOffer.
 func (ss *session) onTracks(tis []sfu.TrackInfo) {
+	ss.tellForeign(tis)
+	ss.subscribeAll(tis)
+}
+
+// tellForeign sends the participant updates of foreign participants.
+func (ss *session) tellForeign(tis []sfu.TrackInfo) {
+	if ups := ss.foreignUpdates(tis); len(ups) > 0 {
+		ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Update{
+			Update: &livekit.ParticipantUpdate{Participants: ups}}})
+	}
+}
+
+func (ss *session) subscribeAll(tis []sfu.TrackInfo) {
 	if !ss.autoSubscribe() || !ss.grant.CanSubscribe {
 		return
 	}
@@ -562,7 +589,7 @@ func (ss *session) onSpeakers(active []string, dominant string) {
 		if id == dominant {
 			level = 1
 		}
-		sp = append(sp, &livekit.SpeakerInfo{Sid: id, Level: level, Active: true})
+		sp = append(sp, &livekit.SpeakerInfo{Sid: speakerSID(id), Level: level, Active: true})
 	}
 	ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_SpeakersChanged{
 		SpeakersChanged: &livekit.SpeakersChanged{Speakers: sp}}})

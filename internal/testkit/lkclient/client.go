@@ -77,6 +77,9 @@ type Client struct {
 	phases Phases
 	errs   []error
 	recv   map[string]*VideoFrom // remote video by publisher's participant SID
+	// others is the last info of each remote participant, by identity
+	// (as livekit-client keeps them), from the JoinResponse and updates.
+	others map[string]*livekit.ParticipantInfo
 }
 
 // VideoFrom is what arrived of one publisher's video.
@@ -94,7 +97,8 @@ type VideoFrom struct {
 // for no subscriptions: a publisher that would otherwise take two
 // receive-only m-lines per joiner.
 func Join(ctx context.Context, hc *http.Client, baseURL string, cli *mautrix.Client, room id.RoomID, name string, autoSubscribe bool) (*Client, error) {
-	c := &Client{name: name, stop: make(chan struct{}), recv: map[string]*VideoFrom{}}
+	c := &Client{name: name, stop: make(chan struct{}), recv: map[string]*VideoFrom{},
+		others: map[string]*livekit.ParticipantInfo{}}
 	c.phases.Start = time.Now()
 	oid, err := cli.RequestOpenIDToken(ctx)
 	if err != nil {
@@ -149,6 +153,7 @@ func Join(ctx context.Context, hc *http.Client, baseURL string, cli *mautrix.Cli
 	}
 	c.mark(&c.phases.Joined)
 	c.sid = first.GetJoin().GetParticipant().GetSid()
+	c.updateOthers(first.GetJoin().GetOtherParticipants())
 	if err := c.setupPC(); err != nil {
 		close(c.stop)
 		if c.pc != nil {
@@ -313,6 +318,8 @@ func (c *Client) readLoop(ctx context.Context) {
 			if !busy {
 				c.reoffer(ctx)
 			}
+		case *livekit.SignalResponse_Update:
+			c.updateOthers(m.Update.GetParticipants())
 		case *livekit.SignalResponse_Leave:
 			c.errorf("server sent leave: %v", m.Leave.GetReason())
 			return
@@ -476,6 +483,31 @@ func (c *Client) VideoPackets() int {
 		n += v.Packets
 	}
 	return n
+}
+
+// updateOthers records participant infos, skipping stale versions of
+// the same participant as livekit-client does.
+func (c *Client) updateOthers(infos []*livekit.ParticipantInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, pi := range infos {
+		if pi.GetSid() == c.sid {
+			continue
+		}
+		if old := c.others[pi.GetIdentity()]; old != nil && old.GetSid() == pi.GetSid() && old.GetVersion() > pi.GetVersion() {
+			continue
+		}
+		c.others[pi.GetIdentity()] = pi
+	}
+}
+
+// Participant returns the last info the server gave of the remote
+// participant with identity (its state says whether it is still there).
+func (c *Client) Participant(identity string) (*livekit.ParticipantInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pi, ok := c.others[identity]
+	return pi, ok
 }
 
 // SID is the participant SID the server gave this client.
