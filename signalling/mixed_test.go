@@ -25,7 +25,9 @@ import (
 //     stream ID livekit-client files received tracks by);
 //   - the native participant finds the LiveKit client's streams in its
 //     sdp_stream_metadata under the LiveKit user's user and device,
-//     subscribes (m.call.track_subscription) and receives them.
+//     subscribes (m.call.track_subscription) and receives them;
+//   - the LiveKit client is sent the native participant's connection
+//     quality.
 //
 // When both leave, the LiveKit client having seen the native one go, the
 // SFU is empty; then both rejoin (the LiveKit user with a new connection,
@@ -115,6 +117,10 @@ func mixedMedia(t *testing.T, e *env, native *participant, lk *lkclient.Client, 
 	}
 	testkit.Eventually(t, testTimeout, "the LiveKit client decoding "+native.name+"'s video", func() bool {
 		return lk.Video(pi.GetSid()).Keyframes > 0
+	})
+	testkit.Eventually(t, testTimeout, "the LiveKit client told "+native.name+"'s connection quality", func() bool {
+		_, ok := lk.Quality(pi.GetSid())
+		return ok
 	})
 
 	// Native side: alice's LiveKit streams in the metadata, subscribed.

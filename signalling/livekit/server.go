@@ -46,6 +46,10 @@ type ServerConfig struct {
 	// up, its socket dies, it is removed or replaced): the homeserver's
 	// delegated delayed leave (MSC4195) follows it.
 	Presence Presence
+	// QualityInterval is how often every participant is sent the
+	// connection quality of everyone in its conference (quality.go).
+	// Default 5 s.
+	QualityInterval time.Duration
 	// Peers, when set, names the Matrix user and device of SFU
 	// participants of the native focus sharing a room's conference
 	// (foreign.go); without it they are named by their SFU IDs.
@@ -58,6 +62,9 @@ type ServerConfig struct {
 func (c *ServerConfig) validateAndDefault() error {
 	if c.CheckInterval <= 0 {
 		c.CheckInterval = 5 * time.Second
+	}
+	if c.QualityInterval <= 0 {
+		c.QualityInterval = 5 * time.Second
 	}
 	if c.SFU == nil {
 		return fmt.Errorf("%w: no SFU", ErrInvalidConfig)
@@ -121,7 +128,7 @@ type Server struct {
 	keys keys
 	log  *slog.Logger
 
-	// wg tracks sessions; watch the membership watcher.
+	// wg tracks sessions; watch the membership and quality watchers.
 	wg        sync.WaitGroup
 	watch     sync.WaitGroup
 	stopWatch chan struct{}
@@ -143,6 +150,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.RoomState != nil {
 		s.watch.Go(func() { s.watchMembers(s.stopWatch) })
 	}
+	s.watch.Go(func() { s.watchQuality(s.stopWatch) })
 	return s, nil
 }
 

@@ -70,6 +70,9 @@ type Client struct {
 
 	keyReq     atomic.Bool
 	lastKeyReq atomic.Int64
+	// dropEvery: with n > 1, every n-th media packet is not sent
+	// (SetSendLoss), as a lossy uplink loses it.
+	dropEvery atomic.Int64
 
 	sid string // this participant's SID, from the JoinResponse
 
@@ -80,6 +83,9 @@ type Client struct {
 	// others is the last info of each remote participant, by identity
 	// (as livekit-client keeps them), from the JoinResponse and updates.
 	others map[string]*livekit.ParticipantInfo
+	// quality is the last ConnectionQuality the server gave of each
+	// participant, by SID.
+	quality map[string]livekit.ConnectionQuality
 }
 
 // VideoFrom is what arrived of one publisher's video.
@@ -98,7 +104,7 @@ type VideoFrom struct {
 // receive-only m-lines per joiner.
 func Join(ctx context.Context, hc *http.Client, baseURL string, cli *mautrix.Client, room id.RoomID, name string, autoSubscribe bool) (*Client, error) {
 	c := &Client{name: name, stop: make(chan struct{}), recv: map[string]*VideoFrom{},
-		others: map[string]*livekit.ParticipantInfo{}}
+		others: map[string]*livekit.ParticipantInfo{}, quality: map[string]livekit.ConnectionQuality{}}
 	c.phases.Start = time.Now()
 	oid, err := cli.RequestOpenIDToken(ctx)
 	if err != nil {
@@ -320,6 +326,12 @@ func (c *Client) readLoop(ctx context.Context) {
 			}
 		case *livekit.SignalResponse_Update:
 			c.updateOthers(m.Update.GetParticipants())
+		case *livekit.SignalResponse_ConnectionQuality:
+			c.mu.Lock()
+			for _, u := range m.ConnectionQuality.GetUpdates() {
+				c.quality[u.GetParticipantSid()] = u.GetQuality()
+			}
+			c.mu.Unlock()
 		case *livekit.SignalResponse_Leave:
 			c.errorf("server sent leave: %v", m.Leave.GetReason())
 			return
@@ -442,7 +454,9 @@ func (c *Client) sendAudio(tr *webrtc.TrackLocalStaticRTP) {
 		case <-tk.C:
 		}
 		pkt.SequenceNumber, pkt.Timestamp = uint16(i), uint32(i*960)
-		_ = tr.WriteRTP(pkt)
+		if !c.drop(int64(i)) {
+			_ = tr.WriteRTP(pkt)
+		}
 	}
 }
 
@@ -460,11 +474,32 @@ func (c *Client) sendVideo(tr *webrtc.TrackLocalStaticRTP) {
 		}
 		key := frame == 0 || c.keyReq.Swap(false)
 		for k, pl := range rtcclient.VP8Frame(frame, key) {
-			_ = tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq,
-				Timestamp: uint32(frame * 3000), Marker: k == 1}, Payload: pl})
+			if !c.drop(int64(seq)) {
+				_ = tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq,
+					Timestamp: uint32(frame * 3000), Marker: k == 1}, Payload: pl})
+			}
 			seq++
 		}
 	}
+}
+
+// SetSendLoss makes the client lose every n-th audio and video packet it
+// would send (by sequence number, so a lost packet is a gap the SFU
+// sees and cannot have resent); n <= 1 loses none.
+func (c *Client) SetSendLoss(n int) { c.dropEvery.Store(int64(n)) }
+
+func (c *Client) drop(seq int64) bool {
+	n := c.dropEvery.Load()
+	return n > 1 && seq%n == 0
+}
+
+// Quality returns the last connection quality the server reported of
+// the participant with SID sid.
+func (c *Client) Quality(sid string) (livekit.ConnectionQuality, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q, ok := c.quality[sid]
+	return q, ok
 }
 
 // Phases returns the times reached so far.
