@@ -178,7 +178,7 @@ func startLiveKit(t *testing.T, hs *homeserver.Server, s *sfu.SFU, f *Focus, add
 	}
 	sig, err := livekit.NewServer(livekit.ServerConfig{SFU: s, APIKey: key, APISecret: secret, Peers: f,
 		QualityInterval: 200 * time.Millisecond,
-		RoomState: hs, Logger: log})
+		RoomState:       hs, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
