@@ -46,6 +46,10 @@ type ServerConfig struct {
 	// up, its socket dies, it is removed or replaced): the homeserver's
 	// delegated delayed leave (MSC4195) follows it.
 	Presence Presence
+	// ResumeWindow is how long a participant whose signal connection was
+	// lost (no leave) is kept for the client to resume it (resume.go);
+	// then it leaves. Default 15 s.
+	ResumeWindow time.Duration
 	// QualityInterval is how often every participant is sent the
 	// connection quality of everyone in its conference (quality.go).
 	// Default 5 s.
@@ -62,6 +66,9 @@ type ServerConfig struct {
 func (c *ServerConfig) validateAndDefault() error {
 	if c.CheckInterval <= 0 {
 		c.CheckInterval = 5 * time.Second
+	}
+	if c.ResumeWindow <= 0 {
+		c.ResumeWindow = 15 * time.Second
 	}
 	if c.QualityInterval <= 0 {
 		c.QualityInterval = 5 * time.Second
@@ -221,12 +228,6 @@ func (s *Server) serveSignal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "malformed join request", http.StatusBadRequest)
 		return
 	}
-	if jr.Reconnect {
-		// Resuming a session needs its peer connection state; the client
-		// falls back to a full reconnect on this refusal.
-		http.Error(w, "resume is not supported", http.StatusConflict)
-		return
-	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -236,6 +237,10 @@ func (s *Server) serveSignal(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
+	if jr.GetReconnect() {
+		s.serveResume(w, r, g, jr)
+		return
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		// The access token authenticates; Element Call is served from
 		// another origin than the SFU.
@@ -271,11 +276,7 @@ type room struct {
 // anything else: "did not receive join response, got update instead"),
 // and it lists every participant as the broadcasts that miss ss left it.
 func (s *Server) join(ss *session) (*room, *session) {
-	var ice []*livekit.ICEServer
-	for _, is := range s.cfg.SFU.ICEServers() {
-		cred, _ := is.Credential.(string)
-		ice = append(ice, &livekit.ICEServer{Urls: is.URLs, Username: is.Username, Credential: cred})
-	}
+	ice := s.iceServers()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.rooms[ss.grant.Room]
@@ -300,12 +301,25 @@ func (s *Server) join(ss *session) (*room, *session) {
 	ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Join{Join: &livekit.JoinResponse{
 		Room:        &livekit.Room{Sid: r.sid, Name: r.name, CreationTime: r.created, NumParticipants: uint32(len(r.sessions))},
 		Participant: ss.info(livekit.ParticipantInfo_JOINED), OtherParticipants: others,
-		ServerVersion: serverVersion, IceServers: ice,
-		ServerInfo: &livekit.ServerInfo{Edition: livekit.ServerInfo_Standard, Version: serverVersion,
-			Protocol: 16, NodeId: "switchboard"},
+		ServerVersion: serverVersion, IceServers: ice, ServerInfo: serverInfo(),
 		PingTimeout: int32(s.cfg.PingTimeout / time.Second), PingInterval: int32(s.cfg.PingInterval / time.Second),
 	}}})
 	return r, old
+}
+
+// iceServers are the SFU's STUN/TURN servers in LiveKit's form.
+func (s *Server) iceServers() []*livekit.ICEServer {
+	var ice []*livekit.ICEServer
+	for _, is := range s.cfg.SFU.ICEServers() {
+		cred, _ := is.Credential.(string)
+		ice = append(ice, &livekit.ICEServer{Urls: is.URLs, Username: is.Username, Credential: cred})
+	}
+	return ice
+}
+
+func serverInfo() *livekit.ServerInfo {
+	return &livekit.ServerInfo{Edition: livekit.ServerInfo_Standard, Version: serverVersion,
+		Protocol: 16, NodeId: "switchboard"}
 }
 
 // leave removes ss from its room, and the room when it is empty.

@@ -25,7 +25,6 @@ const outQueue = 256
 // with one SFU participant once its first offer is answered.
 type session struct {
 	s        *Server
-	ws       *websocket.Conn
 	grant    Grant
 	sid      string
 	joinReq  *livekit.JoinRequest
@@ -36,8 +35,15 @@ type session struct {
 	limiter  *rate.Limiter
 	joinedAt int64
 
+	// resume hands a resumed connection to run (resume.go).
+	resume chan resumeReq
+
 	// mu guards the fields below.
-	mu       sync.Mutex
+	mu sync.Mutex
+	// ws is the current signal connection; noResume is set once the
+	// session takes no more resumes.
+	ws       *websocket.Conn
+	noResume bool
 	p        *sfu.Participant
 	joining  bool
 	pending  []webrtc.ICECandidateInit // client candidates before the SFU join
@@ -67,7 +73,7 @@ type session struct {
 
 func newSession(s *Server, ws *websocket.Conn, g Grant, jr *livekit.JoinRequest) *session {
 	return &session{
-		s: s, ws: ws, grant: g, sid: newID("PA_"), joinReq: jr,
+		s: s, ws: ws, grant: g, sid: newID("PA_"), joinReq: jr, resume: make(chan resumeReq, 1),
 		out: make(chan *livekit.SignalResponse, outQueue), done: make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessageRate), s.cfg.MessageBurst),
 		joinedAt: time.Now().Unix(),
@@ -177,19 +183,52 @@ func (ss *session) run(ctx context.Context) {
 		r.broadcast(ss, update(pi))
 		old.end(livekit.DisconnectReason_DUPLICATE_IDENTITY, "replaced by a new connection")
 	}
+	ss.mu.Lock()
+	ws := ss.ws
+	ss.mu.Unlock()
+	lost := make(chan struct{})
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		ss.writeLoop()
+		ss.writeLoop(ws, lost)
 	}()
 	r.broadcast(ss, update(ss.info(livekit.ParticipantInfo_JOINED)))
 	log.Info("participant joined")
 	if off := ss.joinReq.GetPublisherOffer(); off != nil {
 		ss.handleOffer(ctx, off)
 	}
-	readErr := ss.readLoop(ctx)
+	var readErr error
+	var resumed []resumeReq
+	for {
+		readErr = ss.readLoop(ctx, ws)
+		if ss.ended() {
+			break
+		}
+		// The signal connection was lost, not ended: the participant
+		// waits for the client to resume (resume.go).
+		close(lost)
+		<-writerDone
+		log.Info("signal connection lost; waiting for a resume", "err", readErr)
+		rs, ok := ss.awaitResume()
+		if !ok {
+			break
+		}
+		resumed = append(resumed, rs)
+		ws, ctx = rs.ws, rs.ctx
+		lost, writerDone = make(chan struct{}), make(chan struct{})
+		ss.resumeOn(ws)
+		go func() {
+			defer close(writerDone)
+			ss.writeLoop(ws, lost)
+		}()
+		log.Info("participant resumed")
+	}
 	ss.finish()
 	<-writerDone
+	ss.refuseResumes()
+	for _, rs := range resumed {
+		close(rs.release)
+	}
 
 	ss.mu.Lock()
 	p := ss.p
@@ -211,64 +250,71 @@ func update(pi *livekit.ParticipantInfo) *livekit.SignalResponse {
 		Update: &livekit.ParticipantUpdate{Participants: []*livekit.ParticipantInfo{pi}}}}
 }
 
-// writeLoop sends queued messages until the session ends, then flushes
-// what is queued (a leave) and closes the WebSocket with the recorded
-// status and reason.
-func (ss *session) writeLoop() {
-	defer func() {
-		ss.mu.Lock()
-		code, why := ss.closeCode, ss.closeWhy
-		ss.mu.Unlock()
-		if why == "" {
-			why = "connection closed"
-		}
-		_ = ss.ws.Close(code, why)
-	}()
+// writeLoop sends queued messages on ws until the session ends, then
+// flushes what is queued (a leave) and closes ws with the recorded status
+// and reason. When the connection is lost (lost closed, or a write
+// fails) it stops and leaves the queue to the resumed connection.
+func (ss *session) writeLoop(ws *websocket.Conn, lost <-chan struct{}) {
 	for {
 		select {
+		case <-lost:
+			_ = ws.CloseNow()
+			return
 		case <-ss.done:
 			for {
 				select {
 				case msg := <-ss.out:
-					if ss.write(msg) != nil {
+					if writeMsg(ws, msg) != nil {
 						return
 					}
 				default:
+					ss.mu.Lock()
+					code, why := ss.closeCode, ss.closeWhy
+					ss.mu.Unlock()
+					if why == "" {
+						why = "connection closed"
+					}
+					_ = ws.Close(code, why)
 					return
 				}
 			}
 		case msg := <-ss.out:
-			if err := ss.write(msg); err != nil {
-				ss.finish()
+			if err := writeMsg(ws, msg); err != nil {
+				// The reader sees the loss; the message is lost with
+				// the connection.
+				_ = ws.CloseNow()
+				select {
+				case <-lost:
+				case <-ss.done:
+				}
 				return
 			}
 		}
 	}
 }
 
-func (ss *session) write(msg *livekit.SignalResponse) error {
+// writeMsg sends one message on ws.
+func writeMsg(ws *websocket.Conn, msg *livekit.SignalResponse) error {
 	b, err := proto.Marshal(msg)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return ss.ws.Write(ctx, websocket.MessageBinary, b)
+	return ws.Write(ctx, websocket.MessageBinary, b)
 }
 
-// readLoop reads and handles requests until the session ends.
-func (ss *session) readLoop(ctx context.Context) error {
+// readLoop reads and handles requests on ws until the session ends or
+// the connection is lost (the client silent for PingTimeout, or gone).
+func (ss *session) readLoop(ctx context.Context, ws *websocket.Conn) error {
 	// Reads end when the writer's close handshake completes (the session
 	// ended here) or the client goes away; cancelling a read would drop
 	// the connection without a close frame.
 	for {
 		rctx, rcancel := context.WithTimeout(ctx, ss.s.cfg.PingTimeout)
-		typ, b, err := ss.ws.Read(rctx)
+		typ, b, err := ws.Read(rctx)
 		rcancel()
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && !ss.ended() {
-				ss.closeWith(websocket.StatusPolicyViolation, "ping timeout")
-			}
 			var ce websocket.CloseError
 			if errors.As(err, &ce) && ce.Code == websocket.StatusMessageTooBig {
 				ss.closeWith(websocket.StatusMessageTooBig, "message too big")
