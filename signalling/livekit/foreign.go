@@ -183,11 +183,10 @@ func (ss *session) rewriteAnswer(sdp string) string {
 // member.
 func (s *Server) Peer(pid string) (userID, deviceID string, ok bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.rooms {
-		if ss := r.get(pid); ss != nil && ss.grant.Matrix.UserID != "" {
-			return ss.grant.Matrix.UserID, ss.grant.Matrix.DeviceID, true
-		}
+	ss := s.sessions[pid]
+	s.mu.Unlock()
+	if ss == nil || ss.grant.Matrix.UserID == "" {
+		return "", "", false
 	}
-	return "", "", false
+	return ss.grant.Matrix.UserID, ss.grant.Matrix.DeviceID, true
 }

@@ -142,9 +142,10 @@ type Server struct {
 	checks    atomic.Int64 // membership check rounds done
 
 	// mu guards the fields below.
-	mu     sync.Mutex
-	rooms  map[string]*room
-	closed bool
+	mu       sync.Mutex
+	rooms    map[string]*room
+	sessions map[string]*session // by participant SID, for Peer
+	closed   bool
 }
 
 // NewServer validates cfg and returns the server.
@@ -153,7 +154,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, keys: keys{cfg.APIKey, cfg.APISecret}, stopWatch: make(chan struct{}),
-		log: cfg.Logger.With("component", "livekit"), rooms: make(map[string]*room)}
+		log: cfg.Logger.With("component", "livekit"), rooms: make(map[string]*room),
+		sessions: make(map[string]*session)}
 	if cfg.RoomState != nil {
 		s.watch.Go(func() { s.watchMembers(s.stopWatch) })
 	}
@@ -298,6 +300,7 @@ func (s *Server) join(ss *session) (*room, *session) {
 		others = append(others, o.info(livekit.ParticipantInfo_ACTIVE))
 	}
 	r.sessions[ss.sid] = ss
+	s.sessions[ss.sid] = ss
 	ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Join{Join: &livekit.JoinResponse{
 		Room:        &livekit.Room{Sid: r.sid, Name: r.name, CreationTime: r.created, NumParticipants: uint32(len(r.sessions))},
 		Participant: ss.info(livekit.ParticipantInfo_JOINED), OtherParticipants: others,
@@ -333,6 +336,9 @@ func (s *Server) leave(ss *session) {
 	}
 	empty := len(r.sessions) == 0
 	r.mu.Unlock()
+	if s.sessions[ss.sid] == ss {
+		delete(s.sessions, ss.sid)
+	}
 	if empty && s.rooms[r.name] == r {
 		delete(s.rooms, r.name)
 	}
