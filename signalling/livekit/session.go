@@ -388,6 +388,7 @@ func (ss *session) handleOffer(ctx context.Context, off *livekit.SessionDescript
 		ss.s.log.Info("offer while joining ignored", "participant", ss.sid)
 		return
 	}
+	start := time.Now()
 	sdp := rewriteMsid(off.GetSdp(), publishedIDs(ss.sid, ss.trackSID))
 	jctx, cancel := context.WithTimeout(ctx, ss.s.cfg.JoinTimeout)
 	defer cancel()
@@ -432,6 +433,7 @@ func (ss *session) handleOffer(ctx context.Context, off *livekit.SessionDescript
 		return
 	}
 	answer = ss.rewriteAnswer(answer)
+	ss.s.log.Debug("offer answered", "participant", ss.sid, "offer_id", off.GetId(), "took", time.Since(start))
 	ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Answer{Answer: &livekit.SessionDescription{
 		Type: "answer", Sdp: answer, Id: off.GetId(), MidToTrackId: midToTrack(answer)}}})
 }
