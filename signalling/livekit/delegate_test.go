@@ -187,7 +187,8 @@ type delegated struct {
 }
 
 // socketsDie kills first's socket (no close frame, as a crashed page):
-// its membership is emptied and second's stays (the homeserver's check
+// once the resume window passes (short here) its membership is emptied
+// and second's stays (the homeserver's check
 // that sent first's leave saw second connected); then second's socket
 // dies and its membership goes too.
 func socketsDie(t *testing.T, e *env, room id.RoomID, first, second delegated) {
