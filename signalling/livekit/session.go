@@ -265,6 +265,7 @@ func (ss *session) writeLoop(ws *websocket.Conn, lost <-chan struct{}) {
 				select {
 				case msg := <-ss.out:
 					if writeMsg(ws, msg) != nil {
+						_ = ws.CloseNow()
 						return
 					}
 				default:
