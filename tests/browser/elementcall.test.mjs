@@ -182,22 +182,21 @@ describe("Element Call 0.26.1 (the real UI from npm) on switchboard", () => {
             await writeFile(path.join(artifacts, "element-call.log"), log.join("\n"));
 
             // Ben's tab dies (a renderer crash: no unload handler, no hangup,
-            // no leave). His membership must still go (MSC4140: the delayed
-            // leave Element Call scheduled fires once its refreshes stop, or
-            // the SFU's delegated leave), and Ann's call must drop his tile.
+            // no leave). Element Call scheduled his leave as an hour-long
+            // delayed event (MSC4140) and handed it to the token service
+            // (delay_id, MSC4195): the homeserver must send it as soon as the
+            // SFU loses him, not an hour later, and Ann's call drop his tile.
             const [ann, ben] = users;
+            const benMemberships = async () => {
+                const state = await api(base, ann, "GET", `/rooms/${encodeURIComponent(roomId)}/state`);
+                return state.filter((e) => e.type === "org.matrix.msc3401.call.member" && e.state_key.includes(ben.user_id));
+            };
+            assert.ok((await benMemberships()).some((e) => Object.keys(e.content).length > 0), "ben has no call membership before the crash");
             const crashed = new Promise((resolve) => pages[1].once("crash", resolve));
             const cdp = await pages[1].context().newCDPSession(pages[1]);
             cdp.send("Page.crash").catch(() => {}); // never answers: the page is gone
             await crashed;
             const t0 = Date.now();
-            const benMemberships = async () => {
-                const state = await api(base, ann, "GET", `/rooms/${encodeURIComponent(roomId)}/state`);
-                return state.filter((e) => e.type === "org.matrix.msc3401.call.member" && e.state_key.includes(ben.user_id));
-            };
-            assert.ok((await benMemberships()).some((e) => Object.keys(e.content).length > 0), "ben had no call membership before the crash");
-            const scheduled = await fetch(`${base}/_matrix/client/unstable/org.matrix.msc4140/delayed_events`, { headers: { authorization: `Bearer ${ben.access_token}` } }).then((r) => r.json());
-            t.diagnostic(`ben's memberships ${JSON.stringify(await benMemberships())}; scheduled ${JSON.stringify(scheduled)}`);
             await waitUntil("ben's call membership is left after his page crashed", STEP_MS,
                 async () => (await benMemberships()).every((e) => Object.keys(e.content).length === 0), 500);
             t.diagnostic(`membership left ${Date.now() - t0} ms after the crash`);
