@@ -119,7 +119,7 @@ func (f *federation) invite(c echo.Context) error {
 		return errBadJSON("%v", err)
 	}
 	if !rooms.SupportedVersions[req.RoomVersion] {
-		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported", req.RoomVersion).withExtra("room_version", req.RoomVersion)
+		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported", req.RoomVersion).WithExtra("room_version", req.RoomVersion)
 	}
 	if err := f.s.rooms.CheckFormat(req.Event); err != nil {
 		return err

@@ -62,7 +62,7 @@ func (f *federation) makeJoin(c echo.Context) error {
 		return errNotFound("This server is not in room %s", roomID)
 	}
 	if vers := c.QueryParams()["ver"]; !slices.Contains(vers, room.Version) {
-		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %s is not in your supported versions", room.Version).withExtra("room_version", room.Version)
+		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %s is not in your supported versions", room.Version).WithExtra("room_version", room.Version)
 	}
 	proto, err := f.membershipTemplate(ctx, roomID, userID, spec.Join)
 	if err != nil {
@@ -91,15 +91,6 @@ func (f *federation) membershipTemplate(ctx context.Context, roomID, userID, mem
 		return err
 	})
 	return proto, err
-}
-
-// withExtra adds a field to the error body.
-func (e *MatrixError) withExtra(k string, v any) *MatrixError {
-	if e.Extra == nil {
-		e.Extra = map[string]any{}
-	}
-	e.Extra[k] = v
-	return e
 }
 
 // checkMembershipPDU checks a membership event sent by a server about its
@@ -344,7 +335,7 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 	if !rooms.SupportedVersions[string(mj.RoomVersion)] {
 		// Spec: Client-Server API, "Other error codes": M_INCOMPATIBLE_ROOM_VERSION
 		// when joining a room whose version this server does not support.
-		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported by this server", plainText(string(mj.RoomVersion), 32)).withExtra("room_version", plainText(string(mj.RoomVersion), 32))
+		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported by this server", plainText(string(mj.RoomVersion), 32)).WithExtra("room_version", plainText(string(mj.RoomVersion), 32))
 	}
 	ver, err := rooms.Version(string(mj.RoomVersion))
 	if err != nil {

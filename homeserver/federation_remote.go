@@ -64,7 +64,7 @@ func (f *federation) remoteError(ctx context.Context, server, op string, err err
 				RoomVersion string `json:"room_version"`
 			}
 			if json.Unmarshal(he.Contents, &extra) == nil && extra.RoomVersion != "" {
-				out = out.withExtra("room_version", plainText(extra.RoomVersion, 32))
+				out = out.WithExtra("room_version", plainText(extra.RoomVersion, 32))
 			}
 			f.log.Info("remote server refused", "server", server, "op", op, "status", he.Code, "errcode", re.ErrCode)
 			return out
