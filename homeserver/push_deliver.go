@@ -13,6 +13,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/federation"
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
@@ -70,11 +71,11 @@ type pushSender struct {
 }
 
 func newPushManager(s *Server) (*pushManager, error) {
-	policy, err := newAddrPolicy(s.cfg.Push.AllowNetworks)
+	policy, err := federation.NewAddrPolicy(s.cfg.Push.AllowNetworks)
 	if err != nil {
 		return nil, err
 	}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: policy.control, Resolver: s.cfg.Federation.Resolver}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: policy.Control, Resolver: s.cfg.Federation.Resolver}
 	client := &http.Client{
 		Transport: &http.Transport{
 			DialContext:           dialer.DialContext,
@@ -268,11 +269,11 @@ func (m *pushManager) evaluate(ctx context.Context, e storage.Event) ([]storage.
 	}
 	targets := make([]string, 0, len(members)+1)
 	for _, u := range members {
-		if u != e.Sender && m.s.fed.isLocalUser(u) {
+		if u != e.Sender && m.s.isLocal(u) {
 			targets = append(targets, u)
 		}
 	}
-	if e.Type == spec.MRoomMember && e.StateKey != nil && *e.StateKey != e.Sender && m.s.fed.isLocalUser(*e.StateKey) {
+	if e.Type == spec.MRoomMember && e.StateKey != nil && *e.StateKey != e.Sender && m.s.isLocal(*e.StateKey) {
 		if membershipOfJSON(e.JSON) == spec.Invite {
 			targets = append(targets, *e.StateKey)
 		}

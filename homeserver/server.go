@@ -8,6 +8,7 @@ package homeserver
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-chat/switchboard/homeserver/federation"
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
@@ -39,8 +41,15 @@ type Server struct {
 	// rooms appends events to rooms, local or remote (rooms/).
 	rooms   *rooms.Rooms
 	metrics *metrics
-	// fed is the server-server API (federation_*.go).
-	fed *federation
+	// fed is the server-server API (homeserver/federation); the client
+	// API reaches it through remote, queries and edus
+	// (federation_wiring.go).
+	fed     *federation.Service
+	remote  remoteMembership
+	queries remoteQueries
+	edus    eduSender
+	// commits hands every committed write to the parts built so far.
+	commits commitListeners
 	// push evaluates push rules and feeds push gateways (push_*.go).
 	push *pushManager
 	// ssConns are the sliding sync connections and ssRooms their shared
@@ -88,11 +97,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	// The notifier hears of every committed write from the storage writer,
 	// in commit order; it starts at the newest position once open.
 	notifier := cfg.Notifier
-	db, err := storage.Open(ctx, cfg.Database, func(pos int64, keys []string) {
-		notifier.Notify(pos, keys...)
-		s.fed.committed(keys)
-		s.push.committed(keys)
-	})
+	s.commits.add(func(pos int64, keys []string) { notifier.Notify(pos, keys...) })
+	s.commits.add(func(_ int64, keys []string) { s.push.committed(keys) })
+	db, err := storage.Open(ctx, cfg.Database, s.commits.committed)
 	if err != nil {
 		return nil, err
 	}
@@ -128,12 +135,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		return nil, err
 	}
 	s.echo = s.newRouter()
-	if s.fed, err = newFederation(s); err != nil {
+	if s.fed, err = s.newFederation(ctx); err != nil {
 		db.Close()
+		if errors.Is(err, federation.ErrConfig) {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
 		return nil, err
 	}
+	s.remote, s.queries, s.edus = s.fed, s.fed, s.fed
 	if err := s.push.start(ctx); err != nil {
-		s.fed.close()
+		s.fed.Close()
 		db.Close()
 		return nil, err
 	}
@@ -232,13 +243,16 @@ func (c *Config) validate() error {
 	if c.Push.RetryMax < c.Push.RetryMin {
 		c.Push.RetryMax = max(10*time.Minute, c.Push.RetryMin)
 	}
-	if _, err := newAddrPolicy(c.Push.AllowNetworks); err != nil {
-		return err
+	if _, err := federation.NewAddrPolicy(c.Push.AllowNetworks); err != nil {
+		return fmt.Errorf("%w: push: %v", ErrConfig, err)
 	}
 	if err := c.RTC.validate(); err != nil {
 		return err
 	}
-	return c.Federation.validate()
+	if err := c.Federation.Validate(); err != nil {
+		return fmt.Errorf("%w: federation: %v", ErrConfig, err)
+	}
+	return nil
 }
 
 // ClientHandler serves the client-server API (/_matrix/client, /.well-known).
@@ -263,7 +277,7 @@ func (s *Server) Close() error {
 	s.rtcDelegates.stop()
 	s.delayed.stop()
 	s.push.close()
-	s.fed.close()
+	s.fed.Close()
 	return s.db.Close()
 }
 
