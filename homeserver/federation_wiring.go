@@ -55,7 +55,7 @@ type eduSender interface {
 
 // newFederation builds the server-server API on s's storage and rooms
 // (both open) and registers it for commit notifications.
-func (s *Server) newFederation(ctx context.Context) (*federation.Service, error) {
+func newFederation(ctx context.Context, s *Server) (*federation.Service, error) {
 	f, err := federation.New(ctx, federation.Config{
 		ServerName: s.cfg.ServerName, KeyID: s.cfg.KeyID, SigningKey: s.cfg.SigningKey,
 		Options: s.cfg.Federation,

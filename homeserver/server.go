@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		return nil, err
 	}
 	s.echo = s.newRouter()
-	if s.fed, err = s.newFederation(ctx); err != nil {
+	if s.fed, err = newFederation(ctx, s); err != nil {
 		db.Close()
 		if errors.Is(err, federation.ErrConfig) {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)

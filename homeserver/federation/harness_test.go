@@ -48,7 +48,7 @@ func (fakePositions) LastFor(string) int64 { return 0 }
 
 // newTestService is a Service on real storage (backend b) that reaches no
 // other server: its resolver answers nothing.
-func newTestService(t testing.TB, b storagetest.Backend, clk clock.Clock) *Service {
+func newTestService(t testing.TB, b storagetest.Backend, clk clock.Clock, opts ...func(*Config)) *Service {
 	t.Helper()
 	ctx := context.Background()
 	db, err := storage.Open(ctx, b.Open(t), func(int64, []string) {})
@@ -62,7 +62,7 @@ func newTestService(t testing.TB, b storagetest.Backend, clk clock.Clock) *Servi
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := New(ctx, Config{
+	cfg := Config{
 		ServerName: "local.test", KeyID: "ed25519:t", SigningKey: key,
 		Options: Options{Resolver: &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
 			return nil, errors.New("test resolver: no DNS")
@@ -74,7 +74,11 @@ func newTestService(t testing.TB, b storagetest.Backend, clk clock.Clock) *Servi
 			Limit:       func(string) error { return nil },
 		},
 		JSON: JSONChecks{Canonical: canonicalEnough, Request: canonicalEnough},
-	}, nil)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	f, err := New(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
