@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/fclient"
@@ -78,7 +77,7 @@ func newFederation(ctx context.Context, s *Server) (*federation.Service, error) 
 	if err != nil {
 		return nil, err
 	}
-	s.commits.add(func(_ int64, keys []string) { f.Committed(keys) })
+	s.committed.add(f.Committed)
 	return f, nil
 }
 
@@ -133,26 +132,4 @@ func (e fedEphemeral) Presence(userID string) (federation.Presence, bool) {
 // fedPresence is a presence state as federation sends it.
 func fedPresence(st hsync.PresenceState) federation.Presence {
 	return federation.Presence{Presence: st.Presence, StatusMsg: st.StatusMsg, LastActive: st.LastActive, CurrentlyActive: st.CurrentlyActive}
-}
-
-// commitListeners hears of every committed write from the storage writer,
-// in commit order, and hands it to the parts registered so far (each part
-// registers once it is built, so none is called before it exists).
-type commitListeners struct {
-	mu  sync.RWMutex // guards fns
-	fns []func(pos int64, keys []string)
-}
-
-func (c *commitListeners) add(fn func(pos int64, keys []string)) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.fns = append(c.fns, fn)
-}
-
-func (c *commitListeners) committed(pos int64, keys []string) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	for _, fn := range c.fns {
-		fn(pos, keys)
-	}
 }

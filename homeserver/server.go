@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-chat/switchboard/homeserver/federation"
+	"github.com/switchboard-chat/switchboard/homeserver/push"
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
@@ -48,10 +49,11 @@ type Server struct {
 	remote  remoteMembership
 	queries remoteQueries
 	edus    eduSender
-	// commits hands every committed write to the parts built so far.
-	commits commitListeners
-	// push evaluates push rules and feeds push gateways (push_*.go).
-	push *pushManager
+	// push evaluates push rules and feeds push gateways (push/).
+	push *push.Manager
+	// committed are the parts that hear of every commit after the
+	// notifier (commit.go).
+	committed commitListeners
 	// ssConns are the sliding sync connections and ssRooms their shared
 	// room metadata (slidingsync*.go).
 	ssConns ssConns
@@ -87,19 +89,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		log:      log,
 		shutdown: make(chan struct{}),
 	}
-	// The push manager exists before the database so that the commit hook
-	// never sees it change; it starts once everything is open.
-	push, err := newPushManager(s)
-	if err != nil {
-		return nil, err
-	}
-	s.push = push
 	// The notifier hears of every committed write from the storage writer,
-	// in commit order; it starts at the newest position once open.
+	// in commit order; it starts at the newest position once open. The
+	// parts built after the database hear of commits once they are added
+	// to s.committed (each catches up from its own cursor when it starts).
 	notifier := cfg.Notifier
-	s.commits.add(func(pos int64, keys []string) { notifier.Notify(pos, keys...) })
-	s.commits.add(func(_ int64, keys []string) { s.push.committed(keys) })
-	db, err := storage.Open(ctx, cfg.Database, s.commits.committed)
+	db, err := storage.Open(ctx, cfg.Database, func(pos int64, keys []string) {
+		notifier.Notify(pos, keys...)
+		s.committed.notify(keys)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -143,11 +141,23 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		return nil, err
 	}
 	s.remote, s.queries, s.edus = s.fed, s.fed, s.fed
-	if err := s.push.start(ctx); err != nil {
+	policy, err := federation.NewAddrPolicy(cfg.Push.AllowNetworks)
+	if err != nil {
 		s.fed.Close()
 		db.Close()
 		return nil, err
 	}
+	s.push, err = push.New(push.Config{DB: db, IsLocalUser: s.isLocal, Clock: cfg.Clock,
+		RetryMin: cfg.Push.RetryMin, RetryMax: cfg.Push.RetryMax, DialControl: policy.Control, Resolver: cfg.Federation.Resolver}, log)
+	if err == nil {
+		err = s.push.Start(ctx)
+	}
+	if err != nil {
+		s.fed.Close()
+		db.Close()
+		return nil, err
+	}
+	s.committed.add(s.push.Committed)
 	s.delayed = newDelayedScheduler(s)
 	s.delayed.start()
 	s.rtcDelegates = newRTCDelegations(s)
@@ -276,7 +286,7 @@ func (s *Server) Close() error {
 	s.Shutdown()
 	s.rtcDelegates.stop()
 	s.delayed.stop()
-	s.push.close()
+	s.push.Close()
 	s.fed.Close()
 	return s.db.Close()
 }
