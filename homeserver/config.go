@@ -73,6 +73,10 @@ type Config struct {
 	// Ephemeral holds typing and presence. Default: in memory
 	// (hsync.NewLocalEphemeral on Clock).
 	Ephemeral hsync.Ephemeral
+	// FederationLease decides which process sends to a federation
+	// destination: at most one sender per destination across all nodes.
+	// Default: federation.LocalLease (one process, always granted).
+	FederationLease federation.SenderLease
 }
 
 // PushConfig configures outbound requests to push gateways.

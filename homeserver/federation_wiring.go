@@ -62,6 +62,7 @@ func newFederation(ctx context.Context, s *Server) (*federation.Service, error) 
 		Local:     fedLocal{s},
 		Ephemeral: fedEphemeral{s},
 		Positions: s.notifier,
+		Lease:     s.cfg.FederationLease,
 		HTTP: federation.HTTPHooks{
 			RenderError: s.renderError,
 			LogRequests: s.logRequests,

@@ -2,7 +2,11 @@
 // client-server API, rooms and events, /sync, accounts and devices, and their
 // storage on SQLite or PostgreSQL. The /sync streams, their long-poll and
 // wake-ups, and typing and presence live in homeserver/sync, which this
-// package wires (sync_wiring.go).
+// package wires (sync_wiring.go). The server-server API lives in
+// homeserver/federation, built in New after storage and rooms
+// (federation_wiring.go); the client handlers reach it only through the
+// small interfaces defined there (remoteMembership, remoteQueries,
+// eduSender).
 package homeserver
 
 import (
