@@ -23,6 +23,9 @@ type AddrPolicy struct {
 // cgnat is 100.64.0.0/10 (RFC 6598), shared address space.
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
+// NewAddrPolicy is the policy that admits the CIDRs (or single IPs) in
+// allow besides public addresses; an entry that is neither is ErrConfig.
+// Push delivery to gateways uses the same policy with its own list.
 func NewAddrPolicy(allow []string) (AddrPolicy, error) {
 	var p AddrPolicy
 	for _, s := range allow {
@@ -30,7 +33,7 @@ func NewAddrPolicy(allow []string) (AddrPolicy, error) {
 		if err != nil {
 			addr, aerr := netip.ParseAddr(s)
 			if aerr != nil {
-				return AddrPolicy{}, fmt.Errorf("%w: federation allow-list entry %q is neither a CIDR nor an IP", ErrConfig, s)
+				return AddrPolicy{}, fmt.Errorf("%w: allow-list entry %q is neither a CIDR nor an IP", ErrConfig, s)
 			}
 			pfx = netip.PrefixFrom(addr, addr.BitLen())
 		}
