@@ -117,3 +117,62 @@ func (r *listenerReader) read() ([]byte, netip.AddrPort, error) {
 	}
 	return r.pass, r.passFrom, nil
 }
+
+// detach takes the listener's socket out of Go's netpoller, for the relay
+// poller: it keeps a duplicate of the descriptor and closes the
+// net.PacketConn, whose close removes the socket from Go's epoll set
+// before closing its own descriptor; the socket itself stays open through
+// the duplicate. Go registers sockets edge triggered for input and output,
+// so a listener left there wakes the netpoller's thread for every datagram
+// in and every send that frees buffer space, with no goroutine waiting.
+// From here on writes go through writeRaw and Close closes the duplicate.
+// If the descriptor cannot be duplicated the listener stays as it was.
+func (c *packetListener) detach() {
+	nfd, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		c.s.log.Warn("turn: UDP listener stays in Go's netpoller", "listener", c.local.String(), "err", err)
+		return
+	}
+	_ = c.PacketConn.Close()
+	c.fd = nfd
+	c.detached = true
+}
+
+// writeRaw sends p to dst on a detached listener, waiting briefly when
+// the socket's buffer is full.
+func (c *packetListener) writeRaw(p []byte, dst netip.AddrPort) (int, error) {
+	var ra rawAddr
+	if !toRaw(dst, c.family, &ra) {
+		return 0, errUnreachable
+	}
+	return c.writeRawTo(p, &ra)
+}
+
+// writeRawTo is writeRaw for an address already in the kernel's form.
+func (c *packetListener) writeRawTo(p []byte, ra *rawAddr) (int, error) {
+	c.rawMu.RLock()
+	defer c.rawMu.RUnlock()
+	if c.rawClosed {
+		return 0, net.ErrClosed
+	}
+	err := sendto(c.fd, p, ra)
+	for waits := 0; errors.Is(err, unix.EINTR) || (errors.Is(err, unix.EAGAIN) && waits < 3); waits++ {
+		waitWritable(c.fd, 10)
+		err = sendto(c.fd, p, ra)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// closeRaw closes a detached listener's descriptor once no write uses it.
+func (c *packetListener) closeRaw() error {
+	c.rawMu.Lock()
+	defer c.rawMu.Unlock()
+	if c.rawClosed {
+		return net.ErrClosed
+	}
+	c.rawClosed = true
+	return unix.Close(c.fd)
+}

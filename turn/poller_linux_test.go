@@ -115,7 +115,7 @@ func newPollerRig(t testing.TB) *pollerRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.ep.Close() })
+	t.Cleanup(p.closeFDs)
 	srv.poller = p
 	udp := func() *net.UDPConn {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
