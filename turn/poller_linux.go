@@ -631,3 +631,20 @@ func (r *polledRelay) LocalAddr() net.Addr              { return r.local }
 func (r *polledRelay) SetDeadline(time.Time) error      { return nil }
 func (r *polledRelay) SetReadDeadline(time.Time) error  { return nil }
 func (r *polledRelay) SetWriteDeadline(time.Time) error { return nil }
+
+// logPollStats logs the relay poller's batch sizes once it has stopped.
+func (s *Server) logPollStats() {
+	st := s.poller.stats
+	mean := func(n, calls uint64) float64 {
+		if calls == 0 {
+			return 0
+		}
+		return float64(n) / float64(calls)
+	}
+	s.log.Info("turn: relay poller stopped", "wakeups", st.wakeups,
+		"recvmmsg_calls", st.recvCalls, "datagrams_read", st.recvDgrams,
+		"mean_recv_batch", mean(st.recvDgrams, st.recvCalls),
+		"sendmmsg_calls", st.sendCalls, "datagrams_sent", st.sendDgrams,
+		"mean_send_batch", mean(st.sendDgrams, st.sendCalls),
+		"datagrams_per_wakeup", mean(st.recvDgrams, st.wakeups))
+}

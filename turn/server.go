@@ -217,6 +217,7 @@ func (s *Server) Close() error {
 func (s *Server) stopPoller() {
 	if s.poller != nil {
 		s.poller.stop()
+		s.logPollStats()
 	}
 }
 
