@@ -4,6 +4,7 @@ package turn
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
@@ -118,24 +119,30 @@ func (r *listenerReader) read() ([]byte, netip.AddrPort, error) {
 	return r.pass, r.passFrom, nil
 }
 
-// detach takes the listener's socket out of Go's netpoller, for the relay
-// poller: it keeps a duplicate of the descriptor and closes the
-// net.PacketConn, whose close removes the socket from Go's epoll set
-// before closing its own descriptor; the socket itself stays open through
-// the duplicate. Go registers sockets edge triggered for input and output,
-// so a listener left there wakes the netpoller's thread for every datagram
-// in and every send that frees buffer space, with no goroutine waiting.
-// From here on writes go through writeRaw and Close closes the duplicate.
-// If the descriptor cannot be duplicated the listener stays as it was.
-func (c *packetListener) detach() {
+// detach hands the listener's socket to the relay poller's epoll set
+// (epfd, as id) and takes it out of Go's netpoller: it keeps a duplicate of
+// the descriptor, registers that, and closes the net.PacketConn, whose
+// close removes the socket from Go's epoll set before closing its own
+// descriptor; the socket stays open through the duplicate. Go registers
+// sockets edge triggered for input and output, so a listener left there
+// wakes the netpoller's thread for every datagram in and every send that
+// frees buffer space, with no goroutine waiting. From here on writes go
+// through writeRaw and Close closes the duplicate. On an error nothing has
+// changed.
+func (c *packetListener) detach(epfd int, id uint32) error {
 	nfd, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		c.s.log.Warn("turn: UDP listener stays in Go's netpoller", "listener", c.local.String(), "err", err)
-		return
+		return fmt.Errorf("turn: dup: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(id)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, nfd, &ev); err != nil {
+		_ = unix.Close(nfd)
+		return fmt.Errorf("turn: epoll_ctl: %w", err)
 	}
 	_ = c.PacketConn.Close()
 	c.fd = nfd
 	c.detached = true
+	return nil
 }
 
 // writeRaw sends p to dst on a detached listener, waiting briefly when
