@@ -87,6 +87,8 @@ var houseRules = []importRule{
 	{"homeserver/clientapi/...", "homeserver/federation/...", deny, "federation and clientapi never import each other: each defines the small interfaces it needs"},
 	{"homeserver/cluster/...", "net/http", deny, "homeserver/cluster serves no HTTP: it carries wake-ups between nodes"},
 	{"homeserver/...", "homeserver/cluster/...", deny, "one node or a cluster is chosen at wiring time (cmd): the homeserver knows the cluster only through interfaces"},
+	{"homeserver/federation/...", "homeserver", deny, "federation never imports the homeserver package: it defines the interfaces it needs (Local, Ephemeral, Positions)"},
+	{"homeserver/federation/...", "homeserver/sync/...", deny, "federation never imports homeserver/sync: presence and positions come through its own interfaces"},
 	{"homeserver/...", "homeserver/...", allow, ""},
 	{"homeserver/...", shared, allow, ""},
 	{"homeserver/...", ours, deny, "homeserver never imports sfu, media, signalling, turn, web or cmd"},
