@@ -44,6 +44,7 @@ type result struct {
 	Requests    int64
 	Acked       int64
 	Undelivered int
+	Delivery    delivery
 	Errors      map[string]int
 	ErrSamples  []string
 	Churned     int64
@@ -159,6 +160,8 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	res.Undelivered = m.awaitDelivery(ctx, 30*time.Second)
 	stopWitnesses()
 	wwg.Wait()
+	res.Delivery = m.deliveryReport(ctx)
+	say("delivery: %s", res.Delivery)
 	for _, c := range m.allClients() {
 		closeIdle(c)
 	}
@@ -350,10 +353,10 @@ func (m *mix) startWitnesses(ctx context.Context) *sync.WaitGroup {
 	for _, w := range m.witA {
 		if !seen[w] {
 			seen[w] = true
-			goSync(w.cli, w.record)
+			goSync(w.cli, w.recorder(ctx, &m.cnt))
 		}
 	}
-	goSync(m.witB.cli, m.witB.record)
+	goSync(m.witB.cli, m.witB.recorder(ctx, &m.cnt))
 	for _, p := range m.callPairs {
 		for _, u := range p {
 			goSync(u.cli, u.onSync)
@@ -414,11 +417,8 @@ func (m *mix) awaitDelivery(ctx context.Context, timeout time.Duration) int {
 	defer cancel()
 	missing := func() int {
 		n := 0
-		for _, a := range m.led.all() {
-			if !m.witA[a.room].has(a.room, a.eventID) {
-				n++
-			}
-			if m.fedRooms[a.room] && !m.witB.has(a.room, a.eventID) {
+		for _, p := range m.pairs() {
+			if !p.w.has(p.room, p.eventID) {
 				n++
 			}
 		}
@@ -426,6 +426,72 @@ func (m *mix) awaitDelivery(ctx context.Context, timeout time.Duration) int {
 	}
 	_ = testkit.Poll(ctx, func() bool { return missing() == 0 })
 	return missing()
+}
+
+// pair is one acknowledged message and one witness that must see it.
+type pair struct {
+	acked
+	w *witness
+}
+
+// pairs lists every (message, witness) pair the run must deliver.
+func (m *mix) pairs() []pair {
+	var out []pair
+	for _, a := range m.led.all() {
+		out = append(out, pair{a, m.witA[a.room]})
+		if m.fedRooms[a.room] {
+			out = append(out, pair{a, m.witB})
+		}
+	}
+	return out
+}
+
+// deliveryReport measures how late the witnesses saw each message and,
+// for each they never saw, whether their server holds it.
+func (m *mix) deliveryReport(ctx context.Context) delivery {
+	var d delivery
+	ws := map[*witness]bool{m.witB: true}
+	for _, w := range m.witA {
+		ws[w] = true
+	}
+	for w := range ws {
+		d.Limited += w.limited.Load()
+		d.Paged += w.paged.Load()
+		d.PageErrors += w.pageErr.Load()
+	}
+	for _, p := range m.pairs() {
+		at := p.w.seenAt(p.room, p.eventID)
+		if !at.IsZero() {
+			delay := at.Sub(p.at)
+			d.MaxDelay = max(d.MaxDelay, delay.Seconds())
+			if delay > lateAfter {
+				d.Late++
+			}
+			continue
+		}
+		d.Missing++
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ok, err := p.w.stored(cctx, p.room, p.eventID)
+		cancel()
+		switch {
+		case err != nil:
+			d.MissingUnknown++
+		case ok:
+			d.MissingStored++
+		default:
+			d.MissingAbsent++
+		}
+		if len(d.MissingSamples) < 10 {
+			d.MissingSamples = append(d.MissingSamples, fmt.Sprintf("%s in %s for %s (acked %s, stored %v, err %v)",
+				p.eventID, p.room, p.w.cli.User, p.at.UTC().Format(time.TimeOnly), ok, err))
+		}
+	}
+	return d
+}
+
+func (d delivery) String() string {
+	return fmt.Sprintf("%d pairs missing (%d held by the witness's server, %d not, %d unknown); %d late (> %s), max delay %.1f s; %d limited timelines paged, %d events found by paging, %d page errors",
+		d.Missing, d.MissingStored, d.MissingAbsent, d.MissingUnknown, d.Late, lateAfter, d.MaxDelay, d.Limited, d.Paged, d.PageErrors)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
