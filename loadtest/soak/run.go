@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,12 +135,13 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	}
 	res.Baseline = prev
 	say("baseline: %s", describe(res.Baseline))
-	heap := func(name string) {
-		if err := saveHeapProfile(ctx, smp.hc, m.a.proc.MetricsURL(), filepath.Join(cfg.out, name)); err != nil {
-			say("heap profile %s: %v", name, err)
+	profile := func(name string) {
+		if err := saveProfile(ctx, smp.hc, m.a.proc.MetricsURL(), filepath.Join(cfg.out, name)); err != nil {
+			say("profile %s: %v", name, err)
 		}
 	}
-	heap("heap-start.pb.gz")
+	profile("heap-start.pb.gz")
+	profile("goroutine-start.txt")
 
 	smp.setPhase("load")
 	sctx, stopSampling := context.WithCancel(ctx)
@@ -154,7 +156,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	m.load(loadCtx)
 	stopLoad()
 	res.LoadEnd = time.Since(smp.start).Seconds()
-	heap("heap-load-end.pb.gz")
+	profile("heap-load-end.pb.gz")
 	say("load stopped; checking delivery")
 	smp.setPhase("drain")
 	res.Undelivered = m.awaitDelivery(ctx, 30*time.Second)
@@ -181,7 +183,8 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 		return nil, err
 	}
 	res.Final = final
-	heap("heap-settled.pb.gz")
+	profile("heap-settled.pb.gz")
+	profile("goroutine-settled.txt")
 	res.Samples = smp.snapshot()
 	res.ScrapeErrs = smp.errs
 
@@ -503,11 +506,17 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// saveHeapProfile writes server A's heap profile (/debug/pprof/heap, after
-// a garbage collection) to path: compare two with
-// `go tool pprof -base heap-start.pb.gz heap-settled.pb.gz`.
-func saveHeapProfile(ctx context.Context, hc *http.Client, metricsURL, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/debug/pprof/heap?gc=1", nil)
+// saveProfile writes one of server A's profiles to path: the heap profile
+// (/debug/pprof/heap, after a garbage collection) for a name starting
+// "heap" (compare two with `go tool pprof -base heap-start.pb.gz
+// heap-settled.pb.gz`), else the goroutine stacks as text
+// (/debug/pprof/goroutine?debug=1, grouped by stack with counts).
+func saveProfile(ctx context.Context, hc *http.Client, metricsURL, path string) error {
+	u := metricsURL + "/debug/pprof/goroutine?debug=1"
+	if strings.HasPrefix(filepath.Base(path), "heap") {
+		u = metricsURL + "/debug/pprof/heap?gc=1"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
@@ -517,7 +526,7 @@ func saveHeapProfile(ctx context.Context, hc *http.Client, metricsURL, path stri
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w: /debug/pprof/heap answered %s", ErrScrape, resp.Status)
+		return fmt.Errorf("%w: %s answered %s", ErrScrape, u, resp.Status)
 	}
 	f, err := os.Create(path)
 	if err != nil {
