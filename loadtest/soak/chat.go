@@ -76,6 +76,7 @@ func syncLoop(ctx context.Context, cli *client, cnt *counters, timeoutMS int64, 
 // acked is one message the server acknowledged with an event ID.
 type acked struct {
 	room, eventID string
+	base          string // the sender's server (its client URL)
 	at            time.Time
 }
 
@@ -85,9 +86,9 @@ type ledger struct {
 	msgs []acked
 }
 
-func (l *ledger) add(room, eventID string) {
+func (l *ledger) add(room, eventID, base string) {
 	l.mu.Lock()
-	l.msgs = append(l.msgs, acked{room: room, eventID: eventID, at: time.Now()})
+	l.msgs = append(l.msgs, acked{room: room, eventID: eventID, base: base, at: time.Now()})
 	l.mu.Unlock()
 }
 
@@ -129,7 +130,7 @@ func chatter(ctx context.Context, cli *client, rooms []string, interval time.Dur
 			cnt.fail(ctx, "send", err)
 		} else {
 			cnt.acked.Add(1)
-			led.add(room, evID)
+			led.add(room, evID, cli.Base)
 		}
 		t.Reset(interval/2 + rand.N(interval))
 	}

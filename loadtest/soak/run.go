@@ -35,6 +35,8 @@ type config struct {
 	groupRooms  int
 	groupSize   int
 	groupHold   time.Duration
+	logLevel    string
+	keep        bool
 }
 
 // result is what a run measured.
@@ -83,19 +85,24 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp("", "switchboard-soak-*")
-	if err != nil {
-		return nil, err
+	// The servers' data directories; with -keep in -out, for a look at the
+	// databases after the run.
+	var err error
+	tmp := filepath.Join(cfg.out, "data")
+	if !cfg.keep {
+		if tmp, err = os.MkdirTemp("", "switchboard-soak-*"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
 	}
-	defer os.RemoveAll(tmp)
 
 	m := &mix{cfg: cfg, fedRooms: map[string]bool{}, witA: map[string]*witness{}}
-	if m.a, err = startServer(ctx, cfg.serverBin, filepath.Join(tmp, "a"), cfg.database); err != nil {
+	if m.a, err = startServer(ctx, cfg.serverBin, filepath.Join(tmp, "a"), cfg.database, filepath.Join(cfg.out, "server-a.log"), cfg.logLevel); err != nil {
 		return nil, err
 	}
 	defer m.a.proc.Kill()
 	// The second server is federation traffic only; it keeps SQLite.
-	if m.b, err = startServer(ctx, cfg.serverBin, filepath.Join(tmp, "b"), ""); err != nil {
+	if m.b, err = startServer(ctx, cfg.serverBin, filepath.Join(tmp, "b"), "", filepath.Join(cfg.out, "server-b.log"), cfg.logLevel); err != nil {
 		return nil, err
 	}
 	defer m.b.proc.Kill()
@@ -452,7 +459,13 @@ func (m *mix) pairs() []pair {
 // deliveryReport measures how late the witnesses saw each message and,
 // for each they never saw, whether their server holds it.
 func (m *mix) deliveryReport(ctx context.Context) delivery {
-	var d delivery
+	d := delivery{MissingByRoute: map[string]int{}, LateByRoute: map[string]int{}}
+	srv := func(base string) string {
+		if base == m.a.proc.ClientURL() {
+			return "A"
+		}
+		return "B"
+	}
 	ws := map[*witness]bool{m.witB: true}
 	for _, w := range m.witA {
 		ws[w] = true
@@ -463,16 +476,19 @@ func (m *mix) deliveryReport(ctx context.Context) delivery {
 		d.PageErrors += w.pageErr.Load()
 	}
 	for _, p := range m.pairs() {
+		route := srv(p.base) + "→" + srv(p.w.cli.Base)
 		at := p.w.seenAt(p.room, p.eventID)
 		if !at.IsZero() {
 			delay := at.Sub(p.at)
 			d.MaxDelay = max(d.MaxDelay, delay.Seconds())
 			if delay > lateAfter {
 				d.Late++
+				d.LateByRoute[route]++
 			}
 			continue
 		}
 		d.Missing++
+		d.MissingByRoute[route]++
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ok, err := p.w.stored(cctx, p.room, p.eventID)
 		cancel()
@@ -485,16 +501,16 @@ func (m *mix) deliveryReport(ctx context.Context) delivery {
 			d.MissingAbsent++
 		}
 		if len(d.MissingSamples) < 10 {
-			d.MissingSamples = append(d.MissingSamples, fmt.Sprintf("%s in %s for %s (acked %s, stored %v, err %v)",
-				p.eventID, p.room, p.w.cli.User, p.at.UTC().Format(time.TimeOnly), ok, err))
+			d.MissingSamples = append(d.MissingSamples, fmt.Sprintf("%s %s in %s for %s (acked %s, held by the witness's server %v, err %v)",
+				route, p.eventID, p.room, p.w.cli.User, p.at.UTC().Format(time.TimeOnly), ok, err))
 		}
 	}
 	return d
 }
 
 func (d delivery) String() string {
-	return fmt.Sprintf("%d pairs missing (%d held by the witness's server, %d not, %d unknown); %d late (> %s), max delay %.1f s; %d limited timelines paged, %d events found by paging, %d page errors",
-		d.Missing, d.MissingStored, d.MissingAbsent, d.MissingUnknown, d.Late, lateAfter, d.MaxDelay, d.Limited, d.Paged, d.PageErrors)
+	return fmt.Sprintf("%d pairs missing %v (%d held by the witness's server, %d not, %d unknown); %d late (> %s) %v, max delay %.1f s; %d limited timelines paged, %d events found by paging, %d page errors",
+		d.Missing, d.MissingByRoute, d.MissingStored, d.MissingAbsent, d.MissingUnknown, d.Late, lateAfter, d.LateByRoute, d.MaxDelay, d.Limited, d.Paged, d.PageErrors)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -159,6 +159,10 @@ type delivery struct {
 	Limited        int64   // limited timelines the witnesses paged through
 	Paged          int64   // events first seen by paging back
 	PageErrors     int64
+	// ByRoute counts missing and late pairs by route: "A→B" is a message
+	// sent on server A that B's witness must see.
+	MissingByRoute map[string]int
+	LateByRoute    map[string]int
 	MissingSamples []string
 }
 
