@@ -167,9 +167,14 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	say("load stopped; checking delivery")
 	smp.setPhase("drain")
 	res.Undelivered = m.awaitDelivery(ctx, 30*time.Second)
+	if res.Undelivered > 0 {
+		// Not a verdict, a figure: late, or lost for good?
+		say("%d pairs missing after 30 s; waiting up to %s more", res.Undelivered, extraDrain)
+		_ = m.awaitDelivery(ctx, extraDrain)
+	}
 	stopWitnesses()
 	wwg.Wait()
-	res.Delivery = m.deliveryReport(ctx)
+	res.Delivery = m.deliveryReport(ctx, res.Undelivered)
 	say("delivery: %s", res.Delivery)
 	for _, c := range m.allClients() {
 		closeIdle(c)
@@ -458,8 +463,8 @@ func (m *mix) pairs() []pair {
 
 // deliveryReport measures how late the witnesses saw each message and,
 // for each they never saw, whether their server holds it.
-func (m *mix) deliveryReport(ctx context.Context) delivery {
-	d := delivery{MissingByRoute: map[string]int{}, LateByRoute: map[string]int{}}
+func (m *mix) deliveryReport(ctx context.Context, after30 int) delivery {
+	d := delivery{MissingByRoute: map[string]int{}, LateByRoute: map[string]int{}, After30: after30}
 	srv := func(base string) string {
 		if base == m.a.proc.ClientURL() {
 			return "A"
@@ -509,8 +514,8 @@ func (m *mix) deliveryReport(ctx context.Context) delivery {
 }
 
 func (d delivery) String() string {
-	return fmt.Sprintf("%d pairs missing %v (%d held by the witness's server, %d not, %d unknown); %d late (> %s) %v, max delay %.1f s; %d limited timelines paged, %d events found by paging, %d page errors",
-		d.Missing, d.MissingByRoute, d.MissingStored, d.MissingAbsent, d.MissingUnknown, d.Late, lateAfter, d.LateByRoute, d.MaxDelay, d.Limited, d.Paged, d.PageErrors)
+	return fmt.Sprintf("%d pairs missing 30 s after the load, %d of them for good (%s more) %v (%d held by the witness's server, %d not, %d unknown); %d late (> %s) %v, max delay %.1f s; %d limited timelines paged, %d events found by paging, %d page errors",
+		d.After30, d.Missing, extraDrain, d.MissingByRoute, d.MissingStored, d.MissingAbsent, d.MissingUnknown, d.Late, lateAfter, d.LateByRoute, d.MaxDelay, d.Limited, d.Paged, d.PageErrors)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -150,7 +150,8 @@ func (w *witness) stored(ctx context.Context, room, eventID string) (bool, error
 
 // delivery is what the witnesses saw of the ledger.
 type delivery struct {
-	Missing        int     // (message, witness) pairs never seen
+	After30        int     // pairs missing 30 s after the load (the verdict's)
+	Missing        int     // pairs still missing extraDrain later
 	MissingStored  int     // of those, held by the witness's server
 	MissingAbsent  int     // of those, unknown to the witness's server
 	MissingUnknown int     // of those, the server's answer was an error
@@ -169,3 +170,7 @@ type delivery struct {
 // lateAfter is how long after its acknowledgement a message may take to
 // reach a witness before it counts as late.
 const lateAfter = 30 * time.Second
+
+// extraDrain is how much longer the run waits for pairs still missing 30 s
+// after the load, to tell a slow delivery from a lost one.
+const extraDrain = 2 * time.Minute
