@@ -82,6 +82,7 @@ var houseRules = []importRule{
 	// Inside the homeserver.
 	{"homeserver/rooms/...", "net/http/...", deny, "homeserver/rooms imports no HTTP"},
 	{"homeserver/rooms/...", "github.com/labstack/echo/...", deny, "homeserver/rooms imports no HTTP"},
+	{"homeserver/push/...", "github.com/labstack/echo/...", deny, "homeserver/push serves no routes: the client API does"},
 	{"homeserver/federation/...", "homeserver/clientapi/...", deny, "federation and clientapi never import each other: each defines the small interfaces it needs"},
 	{"homeserver/clientapi/...", "homeserver/federation/...", deny, "federation and clientapi never import each other: each defines the small interfaces it needs"},
 	{"homeserver/...", "homeserver/...", allow, ""},

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-chat/switchboard/homeserver/push"
 )
 
 // Fuzz targets for the account endpoints' request parsers. Run one with
@@ -66,7 +68,7 @@ func FuzzParsePushRule(f *testing.F) {
 			}
 			return
 		}
-		if rule.RuleID != ruleID || isDefaultRuleID(ruleID) || rule.Default {
+		if rule.RuleID != ruleID || push.IsDefaultRuleID(ruleID) || rule.Default {
 			t.Fatalf("accepted rule %+v", rule)
 		}
 		if err := validatePushActions(rule.Actions); err != nil {
@@ -85,24 +87,24 @@ func FuzzMergePushRules(f *testing.F) {
 	f.Add([]byte(`{"global":{"content":[{"rule_id":".m.rule.contains_user_name","enabled":false}],"room":[{"rule_id":"!r:t"}]}}`))
 	f.Add([]byte(`{"global":null}`))
 	f.Add([]byte(`[]`))
-	defaults := defaultPushRules("@a:t")
+	defaults := push.Defaults("@a:t")
 	f.Fuzz(func(t *testing.T, content []byte) {
-		rs := mergePushRules(defaults, parseStoredPushRules(content))
+		rs := push.Merge(defaults, push.ParseStored(content))
 		if rs.Override[0].RuleID != ".m.rule.master" {
 			t.Fatalf("master is not first: %s", rs.Override[0].RuleID)
 		}
-		for _, k := range pushRuleKinds {
+		for _, k := range push.Kinds {
 			seen := map[string]int{}
-			for _, r := range *rs.kind(k) {
+			for _, r := range *rs.Kind(k) {
 				seen[r.RuleID]++
 			}
-			for _, d := range *defaults.kind(k) {
+			for _, d := range *defaults.Kind(k) {
 				if seen[d.RuleID] != 1 {
 					t.Fatalf("default %s appears %d times", d.RuleID, seen[d.RuleID])
 				}
 			}
 		}
-		if _, err := json.Marshal(map[string]pushRuleset{"global": rs}); err != nil {
+		if _, err := json.Marshal(map[string]push.Ruleset{"global": rs}); err != nil {
 			t.Fatalf("merged rules do not marshal: %v", err)
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/pushrules"
 
+	"github.com/switchboard-chat/switchboard/homeserver/push"
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
 )
 
@@ -21,10 +22,10 @@ func ruleIDs(rules pushrules.PushRuleArray) []string {
 }
 
 func TestDefaultPushRules(t *testing.T) {
-	rs := defaultPushRules(`@al"ice:test.local`)
+	rs := push.Defaults(`@al"ice:test.local`)
 	got := map[string][]string{}
-	for _, k := range pushRuleKinds {
-		for _, r := range *rs.kind(k) {
+	for _, k := range push.Kinds {
+		for _, r := range *rs.Kind(k) {
 			got[k] = append(got[k], r.RuleID)
 			if !r.Default || r.Actions == nil {
 				t.Errorf("%s: default %v actions %s", r.RuleID, r.Default, r.Actions)
@@ -206,7 +207,7 @@ func TestPushRules(t *testing.T) {
 				if ev.Type.Type == "m.push_rules" {
 					var doc struct {
 						Global struct {
-							Override []pushRule `json:"override"`
+							Override []push.Rule `json:"override"`
 						} `json:"global"`
 					}
 					if json.Unmarshal(ev.Content.VeryRaw, &doc) == nil && len(doc.Global.Override) > 2 && doc.Global.Override[1].RuleID == "lunch" {

@@ -369,13 +369,13 @@ func (d *delayedScheduler) run() {
 	}()
 	for {
 		wait := d.pass(ctx)
-		t := time.NewTimer(wait)
+		t := d.s.cfg.Clock.NewTimer(wait)
 		select {
 		case <-d.done:
 			t.Stop()
 			return
 		case <-d.wake:
-		case <-t.C:
+		case <-t.C():
 		}
 		t.Stop()
 	}

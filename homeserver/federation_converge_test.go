@@ -61,7 +61,7 @@ func TestFederationConvergence(t *testing.T) {
 		})
 		waitSame := func(what string) {
 			t.Helper()
-			deadline := time.Now().Add(20 * time.Second)
+			deadline := time.Now().Add(fedWait)
 			for {
 				sa, sb := stateIDs(t, a, room), stateIDs(t, bb, room)
 				if sa == sb {

@@ -156,7 +156,7 @@ func TestFederationPresence(t *testing.T) {
 		bobSync := newFedSyncer(t, bob)
 		joinAcross(t, ctx, alice, bob, bobSync)
 		// A must know bob joined before it has anyone to tell.
-		deadline := time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(fedWait)
 		for {
 			if m, err := a.srv.db.Membership(ctx, string(firstRoom(t, ctx, bob)), string(bob.UserID)); err == nil && m == "join" {
 				break
@@ -255,7 +255,7 @@ func TestFederationDeviceListEDUContents(t *testing.T) {
 	}
 
 	var updates []deviceListUpdate
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(fedWait)
 	for {
 		items, err := bb.srv.db.QueueBatch(ctx, a.name, 0, 1000)
 		if err != nil {

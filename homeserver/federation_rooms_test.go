@@ -40,11 +40,19 @@ func newFedSyncer(t *testing.T, cli *mautrix.Client) *fedSyncer {
 // events is not cut to the default 10 (limited).
 const fedSyncFilter = `{"room":{"timeline":{"limit":200}}}`
 
+// fedWait bounds a wait for something to cross from one server to the
+// other. It is a guard against a hang, not a timing: on CI's two loaded
+// cores a burst of federated events has taken tens of seconds.
+const fedWait = 90 * time.Second
+
 // until syncs until pred says done, handing it every response.
 func (s *fedSyncer) until(pred func(*mautrix.RespSync) bool) {
 	s.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	start := time.Now()
+	deadline := start.Add(fedWait)
+	syncs := 0
 	for time.Now().Before(deadline) {
+		syncs++
 		resp, err := s.cli.FullSyncRequest(context.Background(), mautrix.ReqSync{Timeout: 5000, Since: s.since, FilterID: fedSyncFilter})
 		if err != nil {
 			s.t.Fatalf("sync: %v", err)
@@ -59,7 +67,7 @@ func (s *fedSyncer) until(pred func(*mautrix.RespSync) bool) {
 			return
 		}
 	}
-	s.t.Fatalf("%s: sync did not deliver what was expected in time", s.cli.UserID)
+	s.t.Fatalf("%s: sync did not deliver what was expected in %s (%d syncs, since %q)", s.cli.UserID, time.Since(start).Round(time.Millisecond), syncs, s.since)
 }
 
 // waitTimeline syncs until n timeline events of type evType from sender
@@ -236,6 +244,27 @@ func TestFederationOutage(t *testing.T) {
 		}
 		bb.restart()
 		var bodies []string
+		// On failure, say where the events stopped: still queued on a,
+		// stored on b but not synced, or neither.
+		t.Cleanup(func() {
+			if !t.Failed() || bb.srv == nil {
+				return
+			}
+			queued, err := a.srv.db.QueueBatch(context.Background(), bb.name, 200, 200)
+			t.Logf("a's queue to b: %d items (err %v)", len(queued), err)
+			msgs, err := bob.Messages(context.Background(), room, "", "", mautrix.DirectionBackward, nil, 200)
+			if err != nil {
+				t.Logf("b's /messages: %v", err)
+				return
+			}
+			stored := 0
+			for _, ev := range msgs.Chunk {
+				if ev.Sender == alice.UserID && ev.Type == event.EventMessage {
+					stored++
+				}
+			}
+			t.Logf("b stores %d of alice's messages; sync delivered %d", stored, len(bodies))
+		})
 		bobSync.until(func(r *mautrix.RespSync) bool {
 			if jr, ok := r.Rooms.Join[room]; ok {
 				for _, ev := range jr.Timeline.Events {
@@ -244,6 +273,7 @@ func TestFederationOutage(t *testing.T) {
 						bodies = append(bodies, body)
 					}
 				}
+				t.Logf("bob has %d of 100 messages", len(bodies))
 			}
 			return len(bodies) >= 100
 		})

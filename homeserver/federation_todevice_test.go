@@ -93,7 +93,7 @@ func TestFederationTypingAndReceipts(t *testing.T) {
 		return false
 	})
 	// Alice must have the event before she can acknowledge it.
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(fedWait)
 	for {
 		if _, err := a.srv.db.Event(ctx, string(sent.EventID)); err == nil {
 			break

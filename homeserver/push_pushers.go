@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/switchboard-chat/switchboard/homeserver/push"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -89,7 +90,7 @@ func parseSetPusher(body []byte) (req setPusherRequest, del bool, err error) {
 	if err := json.Unmarshal(req.Data, &data); err != nil || data == nil {
 		return req, false, errBadJSON("data must be an object")
 	}
-	var pd pusherData
+	var pd push.PusherData
 	_ = json.Unmarshal(req.Data, &pd)
 	if pd.URL == "" {
 		return req, false, errMissingParam("data.url is required for http pushers")
@@ -127,7 +128,7 @@ func (s *Server) setPusher(c echo.Context) error {
 	if _, err := s.db.SetPusher(ctx, p, req.Append); err != nil {
 		return err
 	}
-	s.push.wakeSender(pusherKey{p.UserID, p.AppID, p.Pushkey})
+	s.push.Wake(p.UserID, p.AppID, p.Pushkey)
 	return c.JSON(http.StatusOK, struct{}{})
 }
 

@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
+	"github.com/switchboard-chat/switchboard/internal/clock"
 	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
@@ -504,5 +505,42 @@ func TestPushUnreadCountReachesIncrementalSync(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the unread count never reached /sync")
 		}
+	}
+}
+
+// TestPushRetryFollowsTheClock: the retry after a gateway failure waits on
+// the server's clock. With a minute's backoff and a fake clock, the
+// notification arrives as soon as the test moves the clock on, long
+// before a wall-clock minute.
+func TestPushRetryFollowsTheClock(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	ts := newTestServer(t, storagetest.Backend{Name: "sqlite"}, func(c *Config) {
+		pushOpts(c)
+		c.Push.RetryMin, c.Push.RetryMax = time.Minute, time.Hour
+		c.Clock = clk
+	})
+	gw := newPushGateway(t)
+	ctx := testCtx(t)
+	alice, bob := ts.user(t, "alice"), ts.user(t, "bob")
+	room := directRoom(t, alice, bob)
+	setPusher(t, ts, bob, "bob", gw.url(), nil)
+	gw.down.Store(true)
+	resp, err := alice.SendText(ctx, room, "while down")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "the gateway's first failure", func() bool { return gw.failed.Load() >= 1 })
+	gw.down.Store(false)
+	testkit.Eventually(t, 20*time.Second, "the notification after the clock moved on", func() bool {
+		clk.Advance(time.Minute)
+		for _, n := range gw.all() {
+			if n.EventID == string(resp.EventID) {
+				return true
+			}
+		}
+		return false
+	})
+	if f := gw.failed.Load(); f != 1 {
+		t.Fatalf("%d failed attempts, want 1 (a retry happened before the clock moved)", f)
 	}
 }

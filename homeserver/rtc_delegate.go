@@ -108,13 +108,13 @@ func (r *rtcDelegations) start() {
 		defer r.wg.Done()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		t := time.NewTicker(delegateTick)
+		t := r.s.cfg.Clock.NewTicker(delegateTick)
 		defer t.Stop()
 		for {
 			select {
 			case <-r.done:
 				return
-			case <-t.C:
+			case <-t.C():
 			case <-r.wake:
 			}
 			r.check(ctx)

@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-chat/switchboard/homeserver/push"
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
@@ -41,8 +42,11 @@ type Server struct {
 	metrics *metrics
 	// fed is the server-server API (federation_*.go).
 	fed *federation
-	// push evaluates push rules and feeds push gateways (push_*.go).
-	push *pushManager
+	// push evaluates push rules and feeds push gateways (push/).
+	push *push.Manager
+	// committed are the parts that hear of every commit after the
+	// notifier (commit.go).
+	committed commitListeners
 	// ssConns are the sliding sync connections and ssRooms their shared
 	// room metadata (slidingsync*.go).
 	ssConns ssConns
@@ -78,20 +82,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		log:      log,
 		shutdown: make(chan struct{}),
 	}
-	// The push manager exists before the database so that the commit hook
-	// never sees it change; it starts once everything is open.
-	push, err := newPushManager(s)
-	if err != nil {
-		return nil, err
-	}
-	s.push = push
 	// The notifier hears of every committed write from the storage writer,
-	// in commit order; it starts at the newest position once open.
+	// in commit order; it starts at the newest position once open. The
+	// parts built after the database hear of commits once they are added
+	// to s.committed (each catches up from its own cursor when it starts).
 	notifier := cfg.Notifier
 	db, err := storage.Open(ctx, cfg.Database, func(pos int64, keys []string) {
 		notifier.Notify(pos, keys...)
 		s.fed.committed(keys)
-		s.push.committed(keys)
+		s.committed.notify(keys)
 	})
 	if err != nil {
 		return nil, err
@@ -132,11 +131,23 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		db.Close()
 		return nil, err
 	}
-	if err := s.push.start(ctx); err != nil {
+	policy, err := newAddrPolicy(cfg.Push.AllowNetworks)
+	if err != nil {
 		s.fed.close()
 		db.Close()
 		return nil, err
 	}
+	s.push, err = push.New(push.Config{DB: db, IsLocalUser: s.fed.isLocalUser, Clock: cfg.Clock,
+		RetryMin: cfg.Push.RetryMin, RetryMax: cfg.Push.RetryMax, DialControl: policy.control, Resolver: cfg.Federation.Resolver}, log)
+	if err == nil {
+		err = s.push.Start(ctx)
+	}
+	if err != nil {
+		s.fed.close()
+		db.Close()
+		return nil, err
+	}
+	s.committed.add(s.push.Committed)
 	s.delayed = newDelayedScheduler(s)
 	s.delayed.start()
 	s.rtcDelegates = newRTCDelegations(s)
@@ -262,7 +273,7 @@ func (s *Server) Close() error {
 	s.Shutdown()
 	s.rtcDelegates.stop()
 	s.delayed.stop()
-	s.push.close()
+	s.push.Close()
 	s.fed.close()
 	return s.db.Close()
 }

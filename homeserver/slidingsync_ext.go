@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strconv"
 
+	"github.com/switchboard-chat/switchboard/homeserver/push"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 )
@@ -204,12 +205,12 @@ func (s *Server) ssExtensions(ctx context.Context, req *ssRequest, v viewer, sin
 					rooms[a.RoomID] = append(rooms[a.RoomID], ev)
 				}
 			}
-			if since == nil && !hsync.HasGlobal(ad, pushRulesType) {
-				rules, err := s.pushRulesContent(ctx, v.UserID)
+			if since == nil && !hsync.HasGlobal(ad, push.RulesType) {
+				rules, err := push.Content(ctx, s.db, v.UserID)
 				if err != nil {
 					return false, err
 				}
-				global = append(global, map[string]any{"type": pushRulesType, "content": json.RawMessage(rules)})
+				global = append(global, map[string]any{"type": push.RulesType, "content": json.RawMessage(rules)})
 			}
 		}
 		has = has || (since != nil && (len(global) > 0 || len(rooms) > 0))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/switchboard-chat/switchboard/homeserver/push"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 )
@@ -53,6 +54,6 @@ func (d syncDeps) StickyEvents(ctx context.Context, roomID, userID, deviceID str
 
 // PushRulesContent implements hsync.PushRules.
 func (d syncDeps) PushRulesContent(ctx context.Context, userID string) (json.RawMessage, error) {
-	rules, err := d.s.pushRulesContent(ctx, userID)
+	rules, err := push.Content(ctx, d.s.db, userID)
 	return json.RawMessage(rules), err
 }

@@ -20,20 +20,7 @@ import (
 // starts, never inside it).
 func TestSmoke(t *testing.T) {
 	defer goleak.VerifyNone(t, testkit.PionClosing)
-	cfg, err := parseFlags([]string{"-protocol", "native", "-joins", "3", "-load", "2", "-load-subs", "1", "-join-timeout", "30s"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.serverBin = testbin.Binary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rep, err := run(ctx, cfg, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.failed() {
-		t.Fatalf("failures: %v %+v", rep.Errors, rep.Scenarios)
-	}
+	rep := smokeRun(t, 3*time.Minute, "-protocol", "native", "-joins", "3", "-load", "2", "-load-subs", "1", "-join-timeout", "30s")
 	if len(rep.Scenarios) != 2 {
 		t.Fatalf("%d scenarios, want idle and loaded", len(rep.Scenarios))
 	}
@@ -62,20 +49,7 @@ func TestSmoke(t *testing.T) {
 // /rtc/v1 WebSocket, publish, the publisher's first key frame packet).
 func TestSmokeLiveKit(t *testing.T) {
 	defer goleak.VerifyNone(t, testkit.PionClosing)
-	cfg, err := parseFlags([]string{"-protocol", "livekit", "-joins", "3", "-join-timeout", "30s"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.serverBin = testbin.Binary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	rep, err := run(ctx, cfg, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.failed() {
-		t.Fatalf("failures: %v %+v", rep.Errors, rep.Scenarios)
-	}
+	rep := smokeRun(t, 2*time.Minute, "-protocol", "livekit", "-joins", "3", "-join-timeout", "30s")
 	if len(rep.Scenarios) != 1 || rep.Scenarios[0].Protocol != "livekit" {
 		t.Fatalf("scenarios %+v, want the LiveKit one only", rep.Scenarios)
 	}
@@ -90,6 +64,27 @@ func TestSmokeLiveKit(t *testing.T) {
 		}
 		prev = p.FromInvite.P50
 	}
+}
+
+// smokeRun runs the bench with args against the test binary and fails
+// the test on any error or failed join.
+func smokeRun(t *testing.T, within time.Duration, args ...string) *report {
+	t.Helper()
+	cfg, err := parseFlags(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.serverBin = testbin.Binary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	rep, err := run(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.failed() {
+		t.Fatalf("failures: %v %+v", rep.Errors, rep.Scenarios)
+	}
+	return rep
 }
 
 func TestMain(m *testing.M) {

@@ -1,4 +1,4 @@
-package homeserver
+package push
 
 import (
 	"bytes"
@@ -18,8 +18,8 @@ import (
 // hold, so a rule using one never matches (spec: "Clients and servers
 // should ignore rules with unknown condition kinds").
 
-// pushEventCtx is what conditions need besides the event itself.
-type pushEventCtx struct {
+// eventCtx is what conditions need besides the event itself.
+type eventCtx struct {
 	// memberCount is the number of joined members of the room.
 	memberCount int
 	// senderPower is the sender's power level in the room.
@@ -33,31 +33,31 @@ type pushEventCtx struct {
 	globs *globCache
 }
 
-// pushEvent is an event decoded once for evaluation against many users'
+// ruleEvent is an event decoded once for evaluation against many users'
 // rules.
-type pushEvent struct {
+type ruleEvent struct {
 	obj map[string]any
 	// body is content.body when it is a string.
 	body string
 }
 
-func newPushEvent(js []byte) (*pushEvent, error) {
+func newRuleEvent(js []byte) (*ruleEvent, error) {
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.UseNumber()
 	var obj map[string]any
 	if err := dec.Decode(&obj); err != nil {
 		return nil, err
 	}
-	pe := &pushEvent{obj: obj}
+	pe := &ruleEvent{obj: obj}
 	if c, ok := obj["content"].(map[string]any); ok {
 		pe.body, _ = c["body"].(string)
 	}
 	return pe, nil
 }
 
-// splitPushKey splits a dotted key; "\." is a literal dot and "\\" a
+// splitKey splits a dotted key; "\." is a literal dot and "\\" a
 // backslash (spec: "Conditions", event_match key escaping, MSC3873).
-func splitPushKey(key string) []string {
+func splitKey(key string) []string {
 	var parts []string
 	var cur strings.Builder
 	for i := 0; i < len(key); i++ {
@@ -77,9 +77,9 @@ func splitPushKey(key string) []string {
 }
 
 // lookup returns the value at a dotted key, ok false when absent.
-func (pe *pushEvent) lookup(key string) (any, bool) {
+func (pe *ruleEvent) lookup(key string) (any, bool) {
 	var v any = pe.obj
-	for _, p := range splitPushKey(key) {
+	for _, p := range splitKey(key) {
 		m, ok := v.(map[string]any)
 		if !ok {
 			return nil, false
@@ -173,8 +173,8 @@ func containsWords(text, needle string) bool {
 
 func isWordRune(r rune) bool { return r == '_' || unicode.IsLetter(r) || unicode.IsNumber(r) }
 
-// pushCondition is one condition of a rule.
-type pushCondition struct {
+// condition is one condition of a rule.
+type condition struct {
 	Kind    string          `json:"kind"`
 	Key     string          `json:"key"`
 	Pattern *string         `json:"pattern"`
@@ -183,7 +183,7 @@ type pushCondition struct {
 }
 
 // holds evaluates one condition.
-func (c pushCondition) holds(pe *pushEvent, ec *pushEventCtx) bool {
+func (c condition) holds(pe *ruleEvent, ec *eventCtx) bool {
 	switch c.Kind {
 	case "event_match":
 		if c.Pattern == nil {
@@ -282,8 +282,8 @@ func memberCountHolds(is string, n int) bool {
 	return n == want
 }
 
-// pushOutcome is what the first matching rule decided.
-type pushOutcome struct {
+// outcome is what the first matching rule decided.
+type outcome struct {
 	notify    bool
 	highlight bool
 	sound     string
@@ -293,24 +293,24 @@ type pushOutcome struct {
 	tweaks map[string]any
 }
 
-// evaluatePushRules runs a user's rules against an event (spec: "Push
+// evaluateRules runs a user's rules against an event (spec: "Push
 // Rules", order of kinds and rules). ruleRoom and sender are the event's
 // room and sender for room and sender rules.
-func evaluatePushRules(rs *pushRuleset, pe *pushEvent, ec *pushEventCtx) pushOutcome {
+func evaluateRules(rs *Ruleset, pe *ruleEvent, ec *eventCtx) outcome {
 	roomID, _ := pe.obj["room_id"].(string)
 	sender, _ := pe.obj["sender"].(string)
-	for _, kind := range pushRuleKinds {
-		for _, r := range *rs.kind(kind) {
+	for _, kind := range Kinds {
+		for _, r := range *rs.Kind(kind) {
 			if !r.Enabled || !ruleMatches(kind, r, pe, ec, roomID, sender) {
 				continue
 			}
 			return outcomeOf(r.Actions)
 		}
 	}
-	return pushOutcome{}
+	return outcome{}
 }
 
-func ruleMatches(kind string, r pushRule, pe *pushEvent, ec *pushEventCtx, roomID, sender string) bool {
+func ruleMatches(kind string, r Rule, pe *ruleEvent, ec *eventCtx, roomID, sender string) bool {
 	switch kind {
 	case "room":
 		return r.RuleID == roomID
@@ -319,7 +319,7 @@ func ruleMatches(kind string, r pushRule, pe *pushEvent, ec *pushEventCtx, roomI
 	case "content":
 		return r.Pattern != nil && pe.body != "" && ec.globs.globRegexp(*r.Pattern, true).MatchString(pe.body)
 	}
-	var conds []pushCondition
+	var conds []condition
 	if len(r.Conditions) > 0 {
 		if err := json.Unmarshal(r.Conditions, &conds); err != nil {
 			return false
@@ -336,11 +336,11 @@ func ruleMatches(kind string, r pushRule, pe *pushEvent, ec *pushEventCtx, roomI
 // outcomeOf reads a rule's actions (spec: "Actions": notify, set_tweak
 // sound and highlight; dont_notify, coalesce and an empty list notify
 // nothing).
-func outcomeOf(raw json.RawMessage) pushOutcome {
-	out := pushOutcome{actions: raw, tweaks: map[string]any{}}
+func outcomeOf(raw json.RawMessage) outcome {
+	out := outcome{actions: raw, tweaks: map[string]any{}}
 	var actions []json.RawMessage
 	if json.Unmarshal(raw, &actions) != nil {
-		return pushOutcome{}
+		return outcome{}
 	}
 	for _, a := range actions {
 		var name string
@@ -371,7 +371,7 @@ func outcomeOf(raw json.RawMessage) pushOutcome {
 		}
 	}
 	if !out.notify {
-		return pushOutcome{}
+		return outcome{}
 	}
 	if !out.highlight {
 		delete(out.tweaks, "highlight")

@@ -1,20 +1,23 @@
-package homeserver
+package push
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
+	"github.com/switchboard-chat/switchboard/internal/clock"
 )
 
 // Push delivery (spec: Client-Server API, "Push Notifications", and the
@@ -32,17 +35,36 @@ import (
 // appends an event; it starts from the storage commit hook.
 
 const (
-	// pushScanBatch is how many events one scan reads.
-	pushScanBatch = 200
-	// pushSendBatch is how many notifications a sender reads at once.
-	pushSendBatch = 50
-	// pushRequestTimeout bounds one request to a gateway.
-	pushRequestTimeout = 20 * time.Second
+	// scanBatch is how many events one scan reads.
+	scanBatch = 200
+	// sendBatch is how many notifications a sender reads at once.
+	sendBatch = 50
+	// requestTimeout bounds one request to a gateway.
+	requestTimeout = 20 * time.Second
 )
 
-// pushManager evaluates rules and runs one sender per pusher.
-type pushManager struct {
-	s      *Server
+// Config is what a Manager needs.
+type Config struct {
+	// DB is the server's database: events, rules, pushers, notifications.
+	DB *storage.DB
+	// IsLocalUser reports whether a user ID is one of this server's.
+	IsLocalUser func(userID string) bool
+	// Clock times the retries and the slow rescan. Default the wall clock.
+	Clock clock.Clock
+	// RetryMin and RetryMax bound the exponential backoff while a
+	// gateway is down.
+	RetryMin, RetryMax time.Duration
+	// DialControl, if set, vets every address a gateway request dials
+	// (the server's deny table for outbound requests).
+	DialControl func(network, address string, c syscall.RawConn) error
+	// Resolver resolves gateway host names. Default net.DefaultResolver.
+	Resolver *net.Resolver
+}
+
+// Manager evaluates rules and runs one sender per pusher.
+type Manager struct {
+	cfg    Config
+	db     *storage.DB
 	log    *slog.Logger
 	client *http.Client
 	kick   chan struct{}
@@ -58,23 +80,32 @@ type pushManager struct {
 
 	mu sync.Mutex // guards senders and stopped
 	// senders holds one running sender per pusher (user, app ID, pushkey).
-	senders map[pusherKey]*pushSender
+	senders map[pusherKey]*sender
 	stopped bool
 }
 
 type pusherKey struct{ user, appID, pushkey string }
 
-type pushSender struct {
+type sender struct {
 	key  pusherKey
 	wake chan struct{}
 }
 
-func newPushManager(s *Server) (*pushManager, error) {
-	policy, err := newAddrPolicy(s.cfg.Push.AllowNetworks)
-	if err != nil {
-		return nil, err
+// New returns a Manager; Start runs it.
+func New(cfg Config, log *slog.Logger) (*Manager, error) {
+	if cfg.DB == nil || cfg.IsLocalUser == nil {
+		return nil, ErrConfig
 	}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: policy.control, Resolver: s.cfg.Federation.Resolver}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	if cfg.RetryMin <= 0 || cfg.RetryMax < cfg.RetryMin {
+		return nil, fmt.Errorf("%w: retry bounds %v..%v", ErrConfig, cfg.RetryMin, cfg.RetryMax)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: cfg.DialControl, Resolver: cfg.Resolver}
 	client := &http.Client{
 		Transport: &http.Transport{
 			DialContext:           dialer.DialContext,
@@ -82,28 +113,28 @@ func newPushManager(s *Server) (*pushManager, error) {
 			MaxIdleConnsPerHost:   4,
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: pushRequestTimeout,
+			ResponseHeaderTimeout: requestTimeout,
 		},
-		Timeout: pushRequestTimeout,
+		Timeout: requestTimeout,
 		// A gateway answers in place; following redirects would let it
 		// point us anywhere.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &pushManager{
-		s: s, log: s.log.With("component", "push"), client: client,
+	return &Manager{
+		cfg: cfg, db: cfg.DB, log: log.With("component", "push"), client: client,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}),
-		ctx: ctx, cancel: cancel, cursor: -1, senders: make(map[pusherKey]*pushSender),
+		ctx: ctx, cancel: cancel, cursor: -1, senders: make(map[pusherKey]*sender),
 	}, nil
 }
 
-// start runs the scanner and a sender for every stored pusher (so a
+// Start runs the scanner and a sender for every stored pusher (so a
 // backlog left by a restart or an outage is sent).
-func (m *pushManager) start(ctx context.Context) error {
-	if _, err := m.s.db.PushCursor(ctx); err != nil {
+func (m *Manager) Start(ctx context.Context) error {
+	if _, err := m.db.PushCursor(ctx); err != nil {
 		return err
 	}
-	pushers, err := m.s.db.Pushers(ctx, "")
+	pushers, err := m.db.Pushers(ctx, "")
 	if err != nil {
 		return err
 	}
@@ -116,8 +147,8 @@ func (m *pushManager) start(ctx context.Context) error {
 	return nil
 }
 
-// close stops the scanner and the senders and waits for them.
-func (m *pushManager) close() {
+// Close stops the scanner and the senders and waits for them.
+func (m *Manager) Close() {
 	if m == nil {
 		return
 	}
@@ -134,9 +165,9 @@ func (m *pushManager) close() {
 	m.client.CloseIdleConnections()
 }
 
-// committed is called from the storage commit hook: a write touching a
+// Committed is called from the storage commit hook: a write touching a
 // room may have appended an event.
-func (m *pushManager) committed(keys []string) {
+func (m *Manager) Committed(keys []string) {
 	if m == nil {
 		return
 	}
@@ -148,15 +179,20 @@ func (m *pushManager) committed(keys []string) {
 	}
 }
 
-func (m *pushManager) kickScan() {
+func (m *Manager) kickScan() {
 	select {
 	case m.kick <- struct{}{}:
 	default:
 	}
 }
 
-// wakeSender makes a pusher's sender look for work, starting it if needed.
-func (m *pushManager) wakeSender(k pusherKey) {
+// Wake makes a pusher's sender look for work (a pusher was set), starting
+// it if needed.
+func (m *Manager) Wake(userID, appID, pushkey string) {
+	m.wakeSender(pusherKey{userID, appID, pushkey})
+}
+
+func (m *Manager) wakeSender(k pusherKey) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopped {
@@ -164,7 +200,7 @@ func (m *pushManager) wakeSender(k pusherKey) {
 	}
 	ps, ok := m.senders[k]
 	if !ok {
-		ps = &pushSender{key: k, wake: make(chan struct{}, 1)}
+		ps = &sender{key: k, wake: make(chan struct{}, 1)}
 		m.senders[k] = ps
 		m.wg.Add(1)
 		go m.sendLoop(ps)
@@ -176,8 +212,8 @@ func (m *pushManager) wakeSender(k pusherKey) {
 }
 
 // wakeUser wakes the senders of a user's pushers.
-func (m *pushManager) wakeUser(ctx context.Context, userID string) error {
-	ps, err := m.s.db.Pushers(ctx, userID)
+func (m *Manager) wakeUser(ctx context.Context, userID string) error {
+	ps, err := m.db.Pushers(ctx, userID)
 	if err != nil {
 		return err
 	}
@@ -187,17 +223,17 @@ func (m *pushManager) wakeUser(ctx context.Context, userID string) error {
 	return nil
 }
 
-func (m *pushManager) scanLoop() {
+func (m *Manager) scanLoop() {
 	defer m.wg.Done()
 	// A slow tick covers a kick lost to an error.
-	tick := time.NewTicker(30 * time.Second)
+	tick := m.cfg.Clock.NewTicker(30 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-m.stop:
 			return
 		case <-m.kick:
-		case <-tick.C:
+		case <-tick.C():
 		}
 		for {
 			more, err := m.scanOnce()
@@ -216,17 +252,17 @@ func (m *pushManager) scanLoop() {
 
 // scanOnce evaluates the events after the cursor; more reports a full
 // batch.
-func (m *pushManager) scanOnce() (more bool, err error) {
+func (m *Manager) scanOnce() (more bool, err error) {
 	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
 	defer cancel()
-	db := m.s.db
+	db := m.db
 	if m.cursor < 0 {
 		if m.cursor, err = db.PushCursor(ctx); err != nil {
 			m.cursor = -1
 			return false, err
 		}
 	}
-	evs, err := db.EventsAfter(ctx, m.cursor, pushScanBatch)
+	evs, err := db.EventsAfter(ctx, m.cursor, scanBatch)
 	if err != nil || len(evs) == 0 {
 		return false, err
 	}
@@ -252,45 +288,45 @@ func (m *pushManager) scanOnce() (more bool, err error) {
 			}
 		}
 	}
-	return len(evs) == pushScanBatch, nil
+	return len(evs) == scanBatch, nil
 }
 
 // evaluate returns the notifications an event gives local users: joined
 // members other than the sender, and the target of an invite.
-func (m *pushManager) evaluate(ctx context.Context, e storage.Event) ([]storage.Notification, error) {
+func (m *Manager) evaluate(ctx context.Context, e storage.Event) ([]storage.Notification, error) {
 	if e.RedactedBy != "" {
 		return nil, nil
 	}
-	db := m.s.db
+	db := m.db
 	members, err := db.Members(ctx, e.RoomID, "join")
 	if err != nil {
 		return nil, err
 	}
 	targets := make([]string, 0, len(members)+1)
 	for _, u := range members {
-		if u != e.Sender && m.s.fed.isLocalUser(u) {
+		if u != e.Sender && m.cfg.IsLocalUser(u) {
 			targets = append(targets, u)
 		}
 	}
-	if e.Type == spec.MRoomMember && e.StateKey != nil && *e.StateKey != e.Sender && m.s.fed.isLocalUser(*e.StateKey) {
-		if membershipOfJSON(e.JSON) == spec.Invite {
+	if e.Type == spec.MRoomMember && e.StateKey != nil && *e.StateKey != e.Sender && m.cfg.IsLocalUser(*e.StateKey) {
+		if membershipOf(e.JSON) == spec.Invite {
 			targets = append(targets, *e.StateKey)
 		}
 	}
 	if len(targets) == 0 {
 		return nil, nil
 	}
-	pe, err := newPushEvent(e.JSON)
+	pe, err := newRuleEvent(e.JSON)
 	if err != nil {
 		return nil, nil // stored events are valid JSON; skip rather than stall
 	}
-	ec := pushEventCtx{memberCount: len(members), globs: &m.globs}
+	ec := eventCtx{memberCount: len(members), globs: &m.globs}
 	if ec.senderPower, ec.notifLevels, err = m.powerOf(ctx, e.RoomID, e.Sender); err != nil {
 		return nil, err
 	}
 	var out []storage.Notification
 	for _, u := range targets {
-		rs, err := m.s.pushRules(ctx, u)
+		rs, err := Load(ctx, m.db, u)
 		if err != nil {
 			return nil, err
 		}
@@ -298,7 +334,7 @@ func (m *pushManager) evaluate(ctx context.Context, e storage.Event) ([]storage.
 		if uc.displayName, err = m.roomDisplayName(ctx, e.RoomID, u); err != nil {
 			return nil, err
 		}
-		o := evaluatePushRules(&rs, pe, &uc)
+		o := evaluateRules(&rs, pe, &uc)
 		if !o.notify {
 			continue
 		}
@@ -308,8 +344,8 @@ func (m *pushManager) evaluate(ctx context.Context, e storage.Event) ([]storage.
 	return out, nil
 }
 
-// membershipOfJSON reads content.membership of an event.
-func membershipOfJSON(js []byte) string {
+// membershipOf reads content.membership of an event.
+func membershipOf(js []byte) string {
 	var ev struct {
 		Content struct {
 			Membership string `json:"membership"`
@@ -322,8 +358,8 @@ func membershipOfJSON(js []byte) string {
 // powerOf returns a user's power level in a room and the room's
 // notification levels (spec: "m.room.power_levels"; without the event,
 // the room creator has 100 and everyone else 0).
-func (m *pushManager) powerOf(ctx context.Context, roomID, userID string) (int64, map[string]int64, error) {
-	pl, err := rooms.CurrentPowerLevels(ctx, m.s.db, roomID)
+func (m *Manager) powerOf(ctx context.Context, roomID, userID string) (int64, map[string]int64, error) {
+	pl, err := rooms.CurrentPowerLevels(ctx, m.db, roomID)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -332,8 +368,8 @@ func (m *pushManager) powerOf(ctx context.Context, roomID, userID string) (int64
 
 // roomDisplayName is a user's display name in a room, from their member
 // event ("" when none).
-func (m *pushManager) roomDisplayName(ctx context.Context, roomID, userID string) (string, error) {
-	ev, err := m.s.db.CurrentStateEvent(ctx, roomID, spec.MRoomMember, userID)
+func (m *Manager) roomDisplayName(ctx context.Context, roomID, userID string) (string, error) {
+	ev, err := m.db.CurrentStateEvent(ctx, roomID, spec.MRoomMember, userID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return "", nil
 	}

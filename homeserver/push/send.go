@@ -1,4 +1,4 @@
-package homeserver
+package push
 
 import (
 	"bytes"
@@ -15,23 +15,19 @@ import (
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
-// errPushRetry marks a gateway failure worth retrying (unreachable,
-// 5xx, 429).
-var errPushRetry = errors.New("homeserver: push gateway unavailable")
-
 // sendLoop sends a pusher's notifications until the pusher is gone or
 // the manager closes.
-func (m *pushManager) sendLoop(ps *pushSender) {
+func (m *Manager) sendLoop(ps *sender) {
 	defer m.wg.Done()
 	backoff := time.Duration(0)
 	for {
 		if backoff > 0 {
-			t := time.NewTimer(backoff)
+			t := m.cfg.Clock.NewTimer(backoff)
 			select {
 			case <-m.stop:
 				t.Stop()
 				return
-			case <-t.C:
+			case <-t.C():
 			}
 		} else {
 			select {
@@ -51,7 +47,7 @@ func (m *pushManager) sendLoop(ps *pushSender) {
 			if m.ctx.Err() != nil {
 				return
 			}
-			backoff = nextPushBackoff(backoff, m.s.cfg.Push.RetryMin, m.s.cfg.Push.RetryMax)
+			backoff = nextBackoff(backoff, m.cfg.RetryMin, m.cfg.RetryMax)
 			m.log.Info("push gateway failed, retrying", "user_id", ps.key.user, "app_id", ps.key.appID, "retry_in", backoff, "err", err)
 			continue
 		}
@@ -67,8 +63,8 @@ func (m *pushManager) sendLoop(ps *pushSender) {
 	}
 }
 
-// nextPushBackoff doubles the delay between min and max.
-func nextPushBackoff(cur, min, max time.Duration) time.Duration {
+// nextBackoff doubles the delay between min and max.
+func nextBackoff(cur, min, max time.Duration) time.Duration {
 	if cur == 0 {
 		return min
 	}
@@ -81,7 +77,7 @@ func nextPushBackoff(cur, min, max time.Duration) time.Duration {
 // retire removes a sender whose pusher is gone, unless it was woken
 // meanwhile (the pusher may have been set again): it reports whether the
 // sender should stop.
-func (m *pushManager) retire(ps *pushSender) bool {
+func (m *Manager) retire(ps *sender) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	select {
@@ -96,9 +92,9 @@ func (m *pushManager) retire(ps *pushSender) bool {
 // sendOnce sends the next batch of a pusher's notifications. idle reports
 // that nothing was left; gone that the pusher no longer exists (or was
 // rejected).
-func (m *pushManager) sendOnce(k pusherKey) (idle, gone bool, err error) {
+func (m *Manager) sendOnce(k pusherKey) (idle, gone bool, err error) {
 	ctx := m.ctx
-	db := m.s.db
+	db := m.db
 	p, err := db.Pusher(ctx, k.user, k.appID, k.pushkey)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, true, nil
@@ -106,7 +102,7 @@ func (m *pushManager) sendOnce(k pusherKey) (idle, gone bool, err error) {
 	if err != nil {
 		return false, false, err
 	}
-	ns, err := db.NotificationsAfter(ctx, k.user, p.LastPos, pushSendBatch)
+	ns, err := db.NotificationsAfter(ctx, k.user, p.LastPos, sendBatch)
 	if err != nil || len(ns) == 0 {
 		return err == nil, false, err
 	}
@@ -128,8 +124,8 @@ func (m *pushManager) sendOnce(k pusherKey) (idle, gone bool, err error) {
 	return false, false, nil
 }
 
-// pusherData is the part of a pusher's data the server reads.
-type pusherData struct {
+// PusherData is the part of a pusher's data the server reads.
+type PusherData struct {
 	URL    string `json:"url"`
 	Format string `json:"format"`
 }
@@ -137,14 +133,14 @@ type pusherData struct {
 // notify POSTs one notification to the pusher's gateway (Push Gateway
 // API, "POST /_matrix/push/v1/notify"). A 4xx other than 429 drops the
 // notification (the gateway will not take it later either).
-func (m *pushManager) notify(ctx context.Context, p storage.Pusher, n storage.Notification) (rejected bool, err error) {
-	var pd pusherData
+func (m *Manager) notify(ctx context.Context, p storage.Pusher, n storage.Notification) (rejected bool, err error) {
+	var pd PusherData
 	_ = json.Unmarshal(p.Data, &pd)
 	body, err := m.notifyBody(ctx, p, pd, n)
 	if err != nil {
 		return false, err
 	}
-	rctx, cancel := context.WithTimeout(ctx, pushRequestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, pd.URL, bytes.NewReader(body))
 	if err != nil {
@@ -152,21 +148,21 @@ func (m *pushManager) notify(ctx context.Context, p storage.Pusher, n storage.No
 		return false, nil
 	}
 	req.Header.Set("Content-Type", "application/json")
-	start := time.Now()
+	start := m.cfg.Clock.Now()
 	resp, err := m.client.Do(req)
 	if err != nil {
-		return false, fmt.Errorf("%w: %v", errPushRetry, err)
+		return false, fmt.Errorf("%w: %v", errRetry, err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-		return false, fmt.Errorf("%w: status %d", errPushRetry, resp.StatusCode)
+		return false, fmt.Errorf("%w: status %d", errRetry, resp.StatusCode)
 	}
 	if resp.StatusCode != http.StatusOK {
 		m.log.Info("push gateway refused notification; dropping it", "user_id", p.UserID, "status", resp.StatusCode)
 		return false, nil
 	}
-	m.log.Debug("push sent", "user_id", p.UserID, "event_id", n.EventID, "took", time.Since(start))
+	m.log.Debug("push sent", "user_id", p.UserID, "event_id", n.EventID, "took", m.cfg.Clock.Now().Sub(start))
 	var out struct {
 		Rejected []string `json:"rejected"`
 	}
@@ -182,8 +178,8 @@ func (m *pushManager) notify(ctx context.Context, p storage.Pusher, n storage.No
 // notifyBody builds the gateway request. With data.format
 // "event_id_only" only IDs, counts and the device are sent (spec: Push
 // Gateway API; "POST /pushers/set", data.format).
-func (m *pushManager) notifyBody(ctx context.Context, p storage.Pusher, pd pusherData, n storage.Notification) ([]byte, error) {
-	unread, _, err := m.s.db.UnreadCounts(ctx, p.UserID, "")
+func (m *Manager) notifyBody(ctx context.Context, p storage.Pusher, pd PusherData, n storage.Notification) ([]byte, error) {
+	unread, _, err := m.db.UnreadCounts(ctx, p.UserID, "")
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +196,7 @@ func (m *pushManager) notifyBody(ctx context.Context, p storage.Pusher, pd pushe
 		"counts":  map[string]any{"unread": unread},
 		"devices": []any{dev},
 	}
-	ev, err := m.s.db.Event(ctx, n.EventID)
+	ev, err := m.db.Event(ctx, n.EventID)
 	if err != nil {
 		return nil, err
 	}
@@ -236,8 +232,8 @@ func (m *pushManager) notifyBody(ctx context.Context, p storage.Pusher, pd pushe
 }
 
 // roomName is the room's m.room.name, "" if none.
-func (m *pushManager) roomName(ctx context.Context, roomID string) string {
-	ev, err := m.s.db.CurrentStateEvent(ctx, roomID, spec.MRoomName, "")
+func (m *Manager) roomName(ctx context.Context, roomID string) string {
+	ev, err := m.db.CurrentStateEvent(ctx, roomID, spec.MRoomName, "")
 	if err != nil {
 		return ""
 	}
