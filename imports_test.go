@@ -85,6 +85,8 @@ var houseRules = []importRule{
 	{"homeserver/push/...", "github.com/labstack/echo/...", deny, "homeserver/push serves no routes: the client API does"},
 	{"homeserver/federation/...", "homeserver/clientapi/...", deny, "federation and clientapi never import each other: each defines the small interfaces it needs"},
 	{"homeserver/clientapi/...", "homeserver/federation/...", deny, "federation and clientapi never import each other: each defines the small interfaces it needs"},
+	{"homeserver/federation/...", "homeserver", deny, "federation never imports the homeserver package: it defines the interfaces it needs (Local, Ephemeral, Positions)"},
+	{"homeserver/federation/...", "homeserver/sync/...", deny, "federation never imports homeserver/sync: presence and positions come through its own interfaces"},
 	{"homeserver/...", "homeserver/...", allow, ""},
 	{"homeserver/...", shared, allow, ""},
 	{"homeserver/...", ours, deny, "homeserver never imports sfu, media, signalling, turn, web or cmd"},

@@ -223,7 +223,7 @@ func (s *Server) keysQuery(c echo.Context) error {
 		}
 	}
 	// Users of other servers: asked over federation (federation_client_proxy.go).
-	s.fed.queryRemoteKeys(ctx, remote, devices, masters, selfs, failures)
+	s.queries.QueryKeys(ctx, remote, devices, masters, selfs, failures)
 	return c.JSON(http.StatusOK, map[string]any{
 		"device_keys":       devices,
 		"master_keys":       masters,
@@ -287,7 +287,7 @@ func (s *Server) keysClaim(c echo.Context) error {
 		}
 		out[k.UserID][k.DeviceID] = map[string]json.RawMessage{k.KeyID: k.Key}
 	}
-	s.fed.claimRemoteKeys(c.Request().Context(), remote, out, failures)
+	s.queries.ClaimKeys(c.Request().Context(), remote, out, failures)
 	return c.JSON(http.StatusOK, map[string]any{"one_time_keys": out, "failures": failures})
 }
 

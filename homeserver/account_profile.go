@@ -28,7 +28,7 @@ const (
 // this server does not know (remote profiles need federation).
 func (s *Server) profileOf(c echo.Context, userID string) (displayName, avatarURL string, err error) {
 	if _, server, ok := splitUserID(userID); ok && server != s.cfg.ServerName {
-		return s.fed.remoteProfile(c.Request().Context(), userID)
+		return s.queries.QueryProfile(c.Request().Context(), userID)
 	}
 	name, avatar, err := s.db.DisplayProfile(c.Request().Context(), userID)
 	if errors.Is(err, storage.ErrNotFound) {

@@ -48,7 +48,7 @@ func uiaRequired(stage, session string, completed []string, why *MatrixError) *M
 
 // renderUIA writes a UIA 401 whose body has no errcode unless there was a
 // failed attempt.
-func (e *MatrixError) isUIA() bool {
+func isUIA(e *MatrixError) bool {
 	return e.Status == http.StatusUnauthorized && e.Extra["flows"] != nil
 }
 

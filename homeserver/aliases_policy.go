@@ -152,7 +152,7 @@ func (s *Server) checkCanonicalAlias(ctx context.Context, roomID string, content
 		} else {
 			// A remote alias is asked of its server (spec: Server-Server
 			// API, "GET /query/directory"); an unreachable one is refused.
-			if points, _, err = s.fed.resolveRemoteAlias(ctx, alias); err != nil {
+			if points, _, err = s.queries.QueryAlias(ctx, alias); err != nil {
 				s.log.Info("canonical alias: remote alias did not resolve", "alias", alias, "err", err)
 				return errBadAlias("Room alias %s could not be resolved", alias)
 			}

@@ -2,9 +2,9 @@ package homeserver
 
 import (
 	"crypto/ed25519"
-	"net"
 	"time"
 
+	"github.com/switchboard-chat/switchboard/homeserver/federation"
 	hsync "github.com/switchboard-chat/switchboard/homeserver/sync"
 	"github.com/switchboard-chat/switchboard/internal/clock"
 )
@@ -73,6 +73,10 @@ type Config struct {
 	// Ephemeral holds typing and presence. Default: in memory
 	// (hsync.NewLocalEphemeral on Clock).
 	Ephemeral hsync.Ephemeral
+	// FederationLease decides which process sends to a federation
+	// destination: at most one sender per destination across all nodes.
+	// Default: federation.LocalLease (one process, always granted).
+	FederationLease federation.SenderLease
 }
 
 // PushConfig configures outbound requests to push gateways.
@@ -86,26 +90,11 @@ type PushConfig struct {
 	RetryMin, RetryMax time.Duration
 }
 
-// FederationConfig configures the server-server API (federation_*.go).
-type FederationConfig struct {
-	// SkipTLSVerify turns off verification of peers' TLS certificates.
-	// Only for test setups with self-signed certificates. Default false.
-	SkipTLSVerify bool
-	// AllowNetworks lists CIDRs (or single IPs) that outbound federation
-	// may reach even though they are loopback or private, e.g.
-	// "127.0.0.1/32" for servers on one machine. Default: none.
-	AllowNetworks []string
-	// KeyValidity is how long a fetched copy of our key document stays
-	// valid (valid_until_ts). Default 24 h.
-	KeyValidity time.Duration
-	// RetryMin and RetryMax bound the exponential backoff of outbound
-	// transactions to an unreachable server. Defaults 2 s and 10 min.
-	RetryMin, RetryMax time.Duration
-	// Resolver looks up server names (addresses and SRV records).
-	// Default net.DefaultResolver; tests pass one that never leaves the
-	// machine.
-	Resolver *net.Resolver
-}
+// FederationConfig configures the server-server API (see
+// federation.Options for each field and its default).
+// FederationConfig configures the server-server API (see
+// federation.Options for each field and its default).
+type FederationConfig = federation.Options
 
 // TURNConfig is what /voip/turnServer hands out: TURN REST credentials
 // (draft-uberti-behave-turn-rest) signed with SharedSecret.

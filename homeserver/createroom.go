@@ -136,7 +136,7 @@ func (s *Server) createRoom(c echo.Context) error {
 	}
 	for _, u := range req.Invite {
 		if !s.isLocal(u) {
-			if err := s.fed.inviteRemote(ctx, roomID, d.UserID, u, "", req.IsDirect); err != nil {
+			if err := s.remote.InviteRemote(ctx, roomID, d.UserID, u, "", req.IsDirect); err != nil {
 				s.log.Info("createRoom: remote invite failed", "room_id", roomID, "user_id", u, "err", err)
 			}
 		}

@@ -156,7 +156,7 @@ func (s *Server) publicRooms(c echo.Context) error {
 		if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(server)); !ok {
 			return errInvalidParam("server %q is not a server name", server)
 		}
-		resp, err := s.fed.remotePublicRooms(ctx, server, limit, since)
+		resp, err := s.queries.QueryDirectory(ctx, server, limit, since)
 		if err != nil {
 			return err
 		}

@@ -39,7 +39,7 @@ func (s *Server) putTyping(c echo.Context) error {
 		timeout = 30 * time.Second
 	}
 	s.setTyping(roomID, d.UserID, *req.Typing, timeout)
-	s.fed.sendTyping(c.Request().Context(), roomID, d.UserID, *req.Typing)
+	s.edus.SendTyping(c.Request().Context(), roomID, d.UserID, *req.Typing)
 	return c.JSON(http.StatusOK, struct{}{})
 }
 
@@ -111,7 +111,7 @@ func (s *Server) storeReceipt(c echo.Context, receiptType, eventID, threadID str
 		_, err = s.db.PutReceipt(ctx, storage.Receipt{RoomID: roomID, UserID: d.UserID, Type: receiptType,
 			ThreadID: threadID, EventID: eventID, TS: s.nowMS()})
 		if err == nil {
-			s.fed.sendReceipt(ctx, roomID, d.UserID, eventID, threadID, s.nowMS())
+			s.edus.SendReceipt(ctx, roomID, d.UserID, eventID, threadID, s.nowMS())
 		}
 	} else {
 		// m.read.private: kept as room account data so only its owner sees it.
@@ -174,7 +174,7 @@ func (s *Server) sendToDevice(c echo.Context) error {
 			}
 		}
 		if len(remote) > 0 {
-			if err := s.fed.sendToDeviceRemote(c.Request().Context(), remote); err != nil {
+			if err := s.edus.SendToDevice(c.Request().Context(), remote); err != nil {
 				return err
 			}
 		}

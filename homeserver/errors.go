@@ -2,9 +2,9 @@ package homeserver
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
+	"github.com/switchboard-chat/switchboard/homeserver/matrixerr"
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 )
 
@@ -13,51 +13,31 @@ var (
 	ErrConfig = errors.New("homeserver: bad config")
 )
 
-// MatrixError is an error in the client-server API's own terms: an HTTP
-// status, an errcode and a message (spec: Client-Server API, "Standard
-// error response"). Handlers return it; the HTTP edge renders it.
-type MatrixError struct {
-	Status       int    `json:"-"`
-	ErrCode      string `json:"errcode"`
-	Message      string `json:"error"`
-	RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
-	// Extra fields merged into the body (e.g. UIA flows, soft_logout).
-	Extra map[string]any `json:"-"`
-}
-
-func (e *MatrixError) Error() string { return fmt.Sprintf("%s: %s", e.ErrCode, e.Message) }
+// MatrixError is an error in the Matrix API's own terms (matrixerr):
+// handlers return it; the HTTP edge renders it.
+type MatrixError = matrixerr.Error
 
 func merr(status int, code, format string, args ...any) *MatrixError {
-	return &MatrixError{Status: status, ErrCode: code, Message: fmt.Sprintf(format, args...)}
+	return matrixerr.New(status, code, format, args...)
 }
 
-func errBadJSON(format string, args ...any) *MatrixError {
-	return merr(http.StatusBadRequest, "M_BAD_JSON", format, args...)
-}
-func errNotJSON(format string, args ...any) *MatrixError {
-	return merr(http.StatusBadRequest, "M_NOT_JSON", format, args...)
-}
+func errBadJSON(format string, args ...any) *MatrixError { return matrixerr.BadJSON(format, args...) }
+func errNotJSON(format string, args ...any) *MatrixError { return matrixerr.NotJSON(format, args...) }
 func errForbidden(format string, args ...any) *MatrixError {
-	return merr(http.StatusForbidden, "M_FORBIDDEN", format, args...)
+	return matrixerr.Forbidden(format, args...)
 }
-func errNotFound(format string, args ...any) *MatrixError {
-	return merr(http.StatusNotFound, "M_NOT_FOUND", format, args...)
-}
+func errNotFound(format string, args ...any) *MatrixError { return matrixerr.NotFound(format, args...) }
 func errInvalidParam(format string, args ...any) *MatrixError {
-	return merr(http.StatusBadRequest, "M_INVALID_PARAM", format, args...)
+	return matrixerr.InvalidParam(format, args...)
 }
 func errMissingParam(format string, args ...any) *MatrixError {
-	return merr(http.StatusBadRequest, "M_MISSING_PARAM", format, args...)
+	return matrixerr.MissingParam(format, args...)
 }
 func errUnknownToken(format string, args ...any) *MatrixError {
-	return merr(http.StatusUnauthorized, "M_UNKNOWN_TOKEN", format, args...)
+	return matrixerr.UnknownToken(format, args...)
 }
-func errTooLarge(format string, args ...any) *MatrixError {
-	return merr(http.StatusRequestEntityTooLarge, "M_TOO_LARGE", format, args...)
-}
-func errUnknown(format string, args ...any) *MatrixError {
-	return merr(http.StatusInternalServerError, "M_UNKNOWN", format, args...)
-}
+func errTooLarge(format string, args ...any) *MatrixError { return matrixerr.TooLarge(format, args...) }
+func errUnknown(format string, args ...any) *MatrixError  { return matrixerr.Unknown(format, args...) }
 
 // asMatrixError is the one place where the typed errors of the layers
 // below the HTTP edge become Matrix errors (spec: Client-Server API,

@@ -19,20 +19,17 @@ import (
 // oldest still-missing event with /state_ids and /event. The message is
 // then accepted with the right state: A's room shows Bob's new name,
 // which A never received as a timeline event. The unknown events are
-// fetched one by one, and (with maxStateByID 0) with /state.
+// fetched one by one, and (with StateByID -1) with /state.
 func TestFederationGapFilledWithStateIDs(t *testing.T) {
 	t.Run("by id", func(t *testing.T) { testGapFilled(t) })
 	t.Run("whole state", func(t *testing.T) {
-		old := maxStateByID
-		maxStateByID = 0
-		t.Cleanup(func() { maxStateByID = old })
-		testGapFilled(t)
+		testGapFilled(t, func(c *Config) { c.Federation.StateByID = -1 })
 	})
 }
 
-func testGapFilled(t *testing.T) {
+func testGapFilled(t *testing.T, opts ...func(*Config)) {
 	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
-		p := joinedPair(t, b)
+		p := joinedPair(t, b, opts...)
 		a, bb, bob, room, ctx := p.a, p.b, p.bob, p.room, testCtx(t)
 
 		var lost, markers []string

@@ -60,7 +60,7 @@ func sendRaw(t *testing.T, from, to *fedNode, pdus ...[]byte) map[string]fclient
 	for _, p := range pdus {
 		txn.PDUs = append(txn.PDUs, p)
 	}
-	resp, err := from.srv.fed.client.SendTransaction(context.Background(), txn)
+	resp, err := from.srv.fed.Client().SendTransaction(context.Background(), txn)
 	if err != nil {
 		t.Fatalf("send: %v", err)
 	}
@@ -104,10 +104,7 @@ func TestFederationHostilePeer(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				cp, err := a.srv.fed.checkPDU(ctx, tc.raw, "")
-				if err == nil {
-					_, err = a.srv.fed.appendRemoteTx(ctx, cp)
-				}
+				err := a.srv.fed.ReceivePDU(ctx, tc.raw)
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("want a refusal mentioning %q, got %v", tc.want, err)
 				}
@@ -190,7 +187,7 @@ func sendRawBytes(t *testing.T, from, to *fedNode, raw []byte) map[string]fclien
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.ContentLength = int64(len(body))
 	var resp fclient.RespSend
-	if err := from.srv.fed.client.DoRequestAndParseResponse(context.Background(), req, &resp); err != nil {
+	if err := from.srv.fed.Client().DoRequestAndParseResponse(context.Background(), req, &resp); err != nil {
 		t.Fatalf("send: %v", err)
 	}
 	return resp.PDUs
@@ -206,11 +203,6 @@ func withDepth(raw []byte, depth string) []byte {
 	return out
 }
 
-// appendRemoteTx runs appendChecked in its own write (for tests).
-func (f *federation) appendRemoteTx(ctx context.Context, cp *checkedPDU) (int64, error) {
-	return 0, f.s.db.WriteTx(ctx, func(tx *storage.Tx) error { return f.appendChecked(ctx, tx, cp) })
-}
-
 func doSigned(n *fedNode, fr fclient.FederationRequest, out any) error {
 	if err := fr.Sign(spec.ServerName(n.name), "ed25519:fed", n.key); err != nil {
 		return err
@@ -219,7 +211,7 @@ func doSigned(n *fedNode, fr fclient.FederationRequest, out any) error {
 	if err != nil {
 		return err
 	}
-	return n.srv.fed.client.DoRequestAndParseResponse(context.Background(), req, out)
+	return n.srv.fed.Client().DoRequestAndParseResponse(context.Background(), req, out)
 }
 
 // requireNoBody fails if any event in room (as seen on node n) has body.

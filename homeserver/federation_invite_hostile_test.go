@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -46,7 +45,7 @@ func putInvite(t *testing.T, from, to *fedNode, roomID, eventID string, body []b
 	// The library may re-encode the content; a hostile peer sends its
 	// bytes as they are (the X-Matrix signature is over the canonical form).
 	req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-	resp, err := (&http.Client{Transport: from.srv.fed.tr, Timeout: 30 * time.Second}).Do(req)
+	resp, err := (&http.Client{Transport: from.srv.fed.Transport(), Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatalf("invite request: %v", err)
 	}
@@ -191,36 +190,6 @@ func TestFederationInviteHostile(t *testing.T) {
 		}
 		if len(resp.Rooms.Invite) != 1 {
 			t.Fatalf("/sync shows %d invites, want only the good one: %v", len(resp.Rooms.Invite), resp.Rooms.Invite)
-		}
-	})
-}
-
-// FuzzInviteRequest feeds arbitrary request contents to the invite
-// handler's parsing and checks: no panic, and a refusal is a Matrix error.
-func FuzzInviteRequest(f *testing.F) {
-	f.Add([]byte(`{"event":{},"room_version":"10"}`))
-	f.Add([]byte(`{"event":{"type":"m.room.member","content":{"membership":"invite"},"state_key":"@b:x","room_id":"!r:x","sender":"@a:y","depth":1,"prev_events":[],"auth_events":[],"origin_server_ts":1},"room_version":"10"}`))
-	f.Add([]byte(`{"event":[1,2],"room_version":"10"}`))
-	f.Add([]byte(`{"event":{"depth":9223372036854775807},"room_version":"9"}`))
-	f.Add([]byte(`{"event":{"content":{"x":1.5}},"room_version":"10","invite_room_state":[{}]}`))
-	f.Add([]byte(`null`))
-	b := storagetest.Backends(f)[0]
-	ts := newTestServer(f, b)
-	f.Fuzz(func(t *testing.T, body []byte) {
-		req := httptest.NewRequest(http.MethodPut, "/_matrix/federation/v2/invite/r/e", bytes.NewReader(body))
-		c := ts.fed.echo.NewContext(req, httptest.NewRecorder())
-		c.Set(ctxOrigin, "remote.test")
-		c.Set(ctxContent, body)
-		c.SetParamNames("roomId", "eventId")
-		c.SetParamValues("!r:remote.test", "$e")
-		err := ts.fed.invite(c)
-		if err == nil {
-			t.Fatalf("an unsigned invite from an unknown server was accepted: %s", body)
-		}
-		// What the HTTP edge answers (errors.go asMatrixError).
-		me, ok := asMatrixError(err)
-		if !ok || me.Status < 400 || me.Status >= 500 || me.ErrCode == "" {
-			t.Fatalf("refusal %v is not a 4xx Matrix error", err)
 		}
 	})
 }

@@ -25,7 +25,7 @@ import (
 func notaryQuery(t *testing.T, ctx context.Context, from, at *fedNode, server, query string) []json.RawMessage {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "matrix://"+at.name+"/_matrix/key/v2/query/"+server+query, nil)
-	resp, err := (&http.Client{Transport: from.srv.fed.tr, Timeout: 30 * time.Second}).Do(req)
+	resp, err := (&http.Client{Transport: from.srv.fed.Transport(), Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatalf("notary query: %v", err)
 	}
@@ -109,7 +109,7 @@ func TestFederationRemoteKeysSurviveRestart(t *testing.T) {
 		if r, ok := res[forged.EventID()]; ok && r.Error == "" {
 			t.Fatalf("a badly signed event was accepted")
 		}
-		if _, err := a.srv.fed.checkPDU(ctx, forged.JSON(), ""); err == nil || !strings.Contains(err.Error(), "signature") {
+		if err := a.srv.fed.ReceivePDU(ctx, forged.JSON()); err == nil || !strings.Contains(err.Error(), "signature") {
 			t.Fatalf("checking the badly signed event: %v, want a signature refusal", err)
 		}
 		if _, err := a.srv.db.Event(ctx, forged.EventID()); !errors.Is(err, storage.ErrNotFound) {
@@ -143,7 +143,7 @@ func TestFederationExpiredRemoteKeyRefetched(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := a.srv.fed.keyRing.VerifyJSONs(ctx, []gomatrixserverlib.VerifyJSONRequest{{
+			res, err := a.srv.fed.KeyRing().VerifyJSONs(ctx, []gomatrixserverlib.VerifyJSONRequest{{
 				ServerName: spec.ServerName(bb.name), AtTS: spec.AsTimestamp(atTS), Message: msg,
 				ValidityCheckingFunc: gomatrixserverlib.StrictValiditySignatureCheck,
 			}})

@@ -16,6 +16,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/federation"
 	"github.com/switchboard-chat/switchboard/homeserver/storage/storagetest"
 )
 
@@ -23,7 +24,7 @@ func TestFederationServerKeys(t *testing.T) {
 	b := storagetest.Backends(t)[0]
 	a := startFedNode(t, b)
 	ctx := testCtx(t)
-	keys, err := a.srv.fed.client.GetServerKeys(ctx, spec.ServerName(a.name))
+	keys, err := a.srv.fed.Client().GetServerKeys(ctx, spec.ServerName(a.name))
 	if err != nil {
 		t.Fatalf("GET /_matrix/key/v2/server: %v", err)
 	}
@@ -39,7 +40,7 @@ func TestFederationServerKeys(t *testing.T) {
 	}
 	var v fclient.Version
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "matrix://"+a.name+"/_matrix/federation/v1/version", nil)
-	if err := a.srv.fed.client.DoRequestAndParseResponse(ctx, req, &v); err != nil || v.Server.Name != "Switchboard" {
+	if err := a.srv.fed.Client().DoRequestAndParseResponse(ctx, req, &v); err != nil || v.Server.Name != "Switchboard" {
 		t.Fatalf("version: %+v %v", v, err)
 	}
 }
@@ -49,7 +50,7 @@ func TestFederationNotary(t *testing.T) {
 	a, bb := startFedNode(t, b), startFedNode(t, b)
 	ctx := testCtx(t)
 	// B vouches for A's keys (fetching them) and for its own.
-	res, err := a.srv.fed.client.LookupServerKeys(ctx, spec.ServerName(bb.name), map[gomatrixserverlib.PublicKeyLookupRequest]spec.Timestamp{
+	res, err := a.srv.fed.Client().LookupServerKeys(ctx, spec.ServerName(bb.name), map[gomatrixserverlib.PublicKeyLookupRequest]spec.Timestamp{
 		{ServerName: spec.ServerName(a.name)}:  spec.AsTimestamp(time.Now()),
 		{ServerName: spec.ServerName(bb.name)}: spec.AsTimestamp(time.Now()),
 	})
@@ -85,7 +86,7 @@ func signedGet(t *testing.T, from *fedNode, target, origin, destination string, 
 		t.Fatal(err)
 	}
 	req.URL.Host = target
-	resp, err := (&http.Client{Transport: from.srv.fed.tr, Timeout: 20 * time.Second}).Do(req)
+	resp, err := (&http.Client{Transport: from.srv.fed.Transport(), Timeout: 20 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatalf("request: %v", err)
 	}
@@ -106,7 +107,7 @@ func TestFederationRequestAuth(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A's own client signs correctly: B fetches A's key and answers.
-		p, err := a.srv.fed.client.LookupProfile(ctx, spec.ServerName(a.name), spec.ServerName(bb.name), string(bob.UserID), "")
+		p, err := a.srv.fed.Client().LookupProfile(ctx, spec.ServerName(a.name), spec.ServerName(bb.name), string(bob.UserID), "")
 		if err != nil || p.DisplayName != "Bob B" {
 			t.Fatalf("profile over federation: %+v %v", p, err)
 		}
@@ -132,7 +133,7 @@ func TestFederationRequestAuth(t *testing.T) {
 		}
 		// No Authorization header at all.
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "matrix://"+bb.name+uri, nil)
-		resp, err := (&http.Client{Transport: a.srv.fed.tr}).Do(req)
+		resp, err := (&http.Client{Transport: a.srv.fed.Transport()}).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,21 +153,21 @@ func TestFederationRefusesInternalAddresses(t *testing.T) {
 	// (the check runs after DNS).
 	_, port, _ := strings.Cut(open.name, ":")
 	for _, name := range []string{open.name, "localhost:" + port} {
-		_, err := strict.srv.fed.client.GetServerKeys(ctx, spec.ServerName(name))
-		if !errors.Is(err, ErrForbiddenAddress) {
-			t.Fatalf("%s: want ErrForbiddenAddress, got %v", name, err)
+		_, err := strict.srv.fed.Client().GetServerKeys(ctx, spec.ServerName(name))
+		if !errors.Is(err, federation.ErrForbiddenAddress) {
+			t.Fatalf("%s: want federation.ErrForbiddenAddress, got %v", name, err)
 		}
 	}
 	// A redirect from an allowed address to one that is not.
-	tr := open.srv.fed.tr
+	tr := open.srv.fed.Transport()
 	srv := newRedirectServer(t, "https://127.0.0.2:"+port+"/_matrix/key/v2/server")
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "matrix://"+srv+"/_matrix/key/v2/server", nil)
 	_, err := (&http.Client{Transport: tr}).Do(req)
-	if !errors.Is(err, ErrForbiddenAddress) {
-		t.Fatalf("redirect to 127.0.0.2: want ErrForbiddenAddress, got %v", err)
+	if !errors.Is(err, federation.ErrForbiddenAddress) {
+		t.Fatalf("redirect to 127.0.0.2: want federation.ErrForbiddenAddress, got %v", err)
 	}
 	// With the allow-list the same node reaches loopback.
-	if _, err := open.srv.fed.client.GetServerKeys(ctx, spec.ServerName(strict.name)); err != nil {
+	if _, err := open.srv.fed.Client().GetServerKeys(ctx, spec.ServerName(strict.name)); err != nil {
 		t.Fatalf("allowed loopback: %v", err)
 	}
 }
@@ -180,7 +181,7 @@ func TestFederationKeyCacheServesNotary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := a.srv.fed.keyRing.VerifyJSONs(ctx, []gomatrixserverlib.VerifyJSONRequest{{ServerName: spec.ServerName(bb.name), AtTS: spec.AsTimestamp(time.Now()), Message: msg, ValidityCheckingFunc: gomatrixserverlib.StrictValiditySignatureCheck}})
+	res, err := a.srv.fed.KeyRing().VerifyJSONs(ctx, []gomatrixserverlib.VerifyJSONRequest{{ServerName: spec.ServerName(bb.name), AtTS: spec.AsTimestamp(time.Now()), Message: msg, ValidityCheckingFunc: gomatrixserverlib.StrictValiditySignatureCheck}})
 	if err != nil || res[0].Error != nil {
 		t.Fatalf("verify: %v %v", err, res)
 	}
@@ -190,7 +191,7 @@ func TestFederationKeyCacheServesNotary(t *testing.T) {
 		ServerKeys []json.RawMessage `json:"server_keys"`
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "matrix://"+a.name+"/_matrix/key/v2/query/"+bb.name, nil)
-	resp, err := (&http.Client{Transport: a.srv.fed.tr}).Do(req)
+	resp, err := (&http.Client{Transport: a.srv.fed.Transport()}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -206,11 +206,8 @@ func loseTransactions(t *testing.T, n *fedNode, markers []string, send func()) {
 func TestFederationHostilePulledPDUs(t *testing.T) {
 	fedBackends(t, func(t *testing.T, b storagetest.Backend) {
 		gapPath := func(t *testing.T, byID int, tamper func(bad [][]byte) func(path string, body []byte) []byte) {
-			p := joinedPair(t, b)
+			p := joinedPair(t, b, func(c *Config) { c.Federation.StateByID = byID })
 			a, bb, alice, bob, room, ctx := p.a, p.b, p.alice, p.bob, p.room, testCtx(t)
-			old := maxStateByID
-			maxStateByID = byID
-			t.Cleanup(func() { maxStateByID = old })
 			bad := hostilePDUs(t, bb, string(room), string(bob.UserID), nil)
 			lostGap(t, a, bob, room, 3)
 			bb.tamper.set(tamper(rawsOf(bad)))
@@ -225,7 +222,7 @@ func TestFederationHostilePulledPDUs(t *testing.T) {
 			requireRefused(t, a, alice.AccessToken, room, bad)
 		}
 		t.Run("get_missing_events", func(t *testing.T) {
-			gapPath(t, maxStateByID, func(bad [][]byte) func(string, []byte) []byte {
+			gapPath(t, 50, func(bad [][]byte) func(string, []byte) []byte {
 				return func(path string, body []byte) []byte {
 					if strings.Contains(path, "/get_missing_events/") {
 						return appendPDUs(t, body, "events", bad)
@@ -256,7 +253,7 @@ func TestFederationHostilePulledPDUs(t *testing.T) {
 			})
 		})
 		t.Run("state", func(t *testing.T) {
-			gapPath(t, 0, func(bad [][]byte) func(string, []byte) []byte {
+			gapPath(t, -1, func(bad [][]byte) func(string, []byte) []byte {
 				return func(path string, body []byte) []byte {
 					if out, ok := noMissing(path, body); ok {
 						return out

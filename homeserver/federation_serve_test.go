@@ -31,7 +31,7 @@ func TestFederationServesRoomData(t *testing.T) {
 		}
 		sent = append(sent, string(r.EventID))
 	}
-	cli, us, them := bb.srv.fed.client, spec.ServerName(bb.name), spec.ServerName(a.name)
+	cli, us, them := bb.srv.fed.Client(), spec.ServerName(bb.name), spec.ServerName(a.name)
 	ver := gomatrixserverlib.RoomVersion(defaultRoomVersion)
 
 	txn, err := cli.GetEvent(ctx, us, them, sent[2])
@@ -64,10 +64,10 @@ func TestFederationServesRoomData(t *testing.T) {
 		t.Fatalf("make_leave: %+v %v", ml, err)
 	}
 	// A server with nobody in the room reads nothing.
-	if _, err := cc.srv.fed.client.GetEvent(ctx, spec.ServerName(cc.name), them, sent[2]); err == nil {
+	if _, err := cc.srv.fed.Client().GetEvent(ctx, spec.ServerName(cc.name), them, sent[2]); err == nil {
 		t.Fatal("a server outside the room read an event")
 	}
-	if _, err := cc.srv.fed.client.LookupStateIDs(ctx, spec.ServerName(cc.name), them, roomID, sent[2]); err == nil {
+	if _, err := cc.srv.fed.Client().LookupStateIDs(ctx, spec.ServerName(cc.name), them, roomID, sent[2]); err == nil {
 		t.Fatal("a server outside the room read the state")
 	}
 }
@@ -86,7 +86,7 @@ func TestFederationUserQueries(t *testing.T) {
 		RequestJSON: map[string]any{"device_keys": keys, "one_time_keys": map[string]any{"signed_curve25519:AAAA": map[string]any{"key": "otk"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	cli, us, them := bb.srv.fed.client, spec.ServerName(bb.name), spec.ServerName(a.name)
+	cli, us, them := bb.srv.fed.Client(), spec.ServerName(bb.name), spec.ServerName(a.name)
 	devs, err := cli.GetUserDevices(ctx, us, them, string(alice.UserID))
 	if err != nil || len(devs.Devices) != 1 || devs.Devices[0].DeviceID != string(alice.DeviceID) {
 		t.Fatalf("user/devices: %+v %v", devs, err)
@@ -124,7 +124,7 @@ func TestFederationUserQueries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc := fclient.NewClient(fclient.WithTransport(bb.srv.fed.tr))
+	fc := fclient.NewClient(fclient.WithTransport(bb.srv.fed.Transport()))
 	info, err := fc.LookupUserInfo(ctx, them, tok.AccessToken)
 	if err != nil || info.Sub != string(alice.UserID) {
 		t.Fatalf("openid/userinfo: %+v %v", info, err)

@@ -28,9 +28,9 @@ type fedPair struct {
 	room       id.RoomID
 }
 
-func joinedPair(t *testing.T, b storagetest.Backend) fedPair {
+func joinedPair(t *testing.T, b storagetest.Backend, opts ...func(*Config)) fedPair {
 	t.Helper()
-	p := fedPair{a: startFedNode(t, b), b: startFedNode(t, b)}
+	p := fedPair{a: startFedNode(t, b, opts...), b: startFedNode(t, b, opts...)}
 	p.alice, p.bob = p.a.user(t, "alice"), p.b.user(t, "bob")
 	p.bobSync = newFedSyncer(t, p.bob)
 	p.room = joinAcross(t, testCtx(t), p.alice, p.bob, p.bobSync)

@@ -46,7 +46,7 @@ func (s *Server) joinRoomByIDOrAlias(c echo.Context) error {
 	var servers []string
 	if strings.HasPrefix(target, "#") && !strings.HasSuffix(target, ":"+s.cfg.ServerName) {
 		// An alias of another server: ask it (federation query/directory).
-		roomID, via, err := s.fed.resolveRemoteAlias(c.Request().Context(), target)
+		roomID, via, err := s.queries.QueryAlias(c.Request().Context(), target)
 		if err != nil {
 			return err
 		}
@@ -83,12 +83,12 @@ func (s *Server) join(c echo.Context, roomID string, servers []string) error {
 	}
 	// A room this server is not in is joined through another server
 	// (federation_join.go), via the servers the client named.
-	if remote, err := s.fed.needsRemoteJoin(ctx, roomID); err != nil {
+	if remote, err := s.remote.NeedsRemoteJoin(ctx, roomID); err != nil {
 		return err
 	} else if remote {
 		q := c.QueryParams()
 		named := append(append(servers, q["server_name"]...), q["via"]...)
-		if err := s.fed.joinRemote(ctx, roomID, d.UserID, s.fed.joinServers(ctx, roomID, d.UserID, named)); err != nil {
+		if err := s.remote.JoinRemote(ctx, roomID, d.UserID, s.remote.JoinServers(ctx, roomID, d.UserID, named)); err != nil {
 			return err
 		}
 		return c.JSON(http.StatusOK, map[string]string{"room_id": roomID})
@@ -139,7 +139,7 @@ func (s *Server) membershipOf(action string) echo.HandlerFunc {
 		}
 		if action == "invite" && !s.isLocal(req.UserID) {
 			// The invitee's server signs remote invites (federation_invite.go).
-			if err := s.fed.inviteRemote(c.Request().Context(), roomID, d.UserID, req.UserID, req.Reason, false); err != nil {
+			if err := s.remote.InviteRemote(c.Request().Context(), roomID, d.UserID, req.UserID, req.Reason, false); err != nil {
 				return err
 			}
 			return c.JSON(http.StatusOK, struct{}{})
@@ -170,12 +170,12 @@ func (s *Server) leaveRoom(c echo.Context) error {
 	case "":
 		return errNotFound("You are not in room %s", roomID)
 	}
-	if remote, err := s.fed.needsRemoteJoin(c.Request().Context(), roomID); err != nil {
+	if remote, err := s.remote.NeedsRemoteJoin(c.Request().Context(), roomID); err != nil {
 		return err
 	} else if remote {
 		// Rejecting an invite to a room this server is not in goes through
 		// the room's servers (make_leave/send_leave, federation_invite.go).
-		if err := s.fed.leaveRemote(c.Request().Context(), roomID, d.UserID); err != nil {
+		if err := s.remote.LeaveRemote(c.Request().Context(), roomID, d.UserID); err != nil {
 			return err
 		}
 		return c.JSON(http.StatusOK, struct{}{})

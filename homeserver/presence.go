@@ -167,7 +167,7 @@ func (s *Server) presenceChanged(ctx context.Context, userID string, st presence
 	}
 	s.notifier.Notify(0, keys...)
 	if serverOf(userID) == s.cfg.ServerName {
-		s.fed.sendPresence(ctx, userID, st)
+		s.edus.SendPresence(ctx, userID, fedPresence(st))
 	}
 }
 
@@ -202,7 +202,7 @@ func (d syncDeps) ScanPresence(ctx context.Context) int64 {
 	}
 	for _, u := range scan.Ping {
 		if st, ok := s.eph.Presence(u); ok {
-			s.fed.sendPresence(ctx, u, st)
+			s.edus.SendPresence(ctx, u, fedPresence(st))
 		}
 	}
 	return serial

@@ -283,7 +283,7 @@ func (s *Server) messages(c echo.Context) error {
 		// The start of what we hold: the room may be older than our join
 		// (spec: Server-Server API, "Backfilling"). Failures leave the
 		// page as it is.
-		if n, err := s.fed.backfillRoom(ctx, roomID, limit-len(evs)); err != nil {
+		if n, err := s.queries.Backfill(ctx, roomID, limit-len(evs)); err != nil {
 			s.log.Info("backfill", "room_id", roomID, "err", err)
 		} else if n > 0 {
 			if evs, err = page(); err != nil {

@@ -2,12 +2,17 @@
 // client-server API, rooms and events, /sync, accounts and devices, and their
 // storage on SQLite or PostgreSQL. The /sync streams, their long-poll and
 // wake-ups, and typing and presence live in homeserver/sync, which this
-// package wires (sync_wiring.go).
+// package wires (sync_wiring.go). The server-server API lives in
+// homeserver/federation, built in New after storage and rooms
+// (federation_wiring.go); the client handlers reach it only through the
+// small interfaces defined there (remoteMembership, remoteQueries,
+// eduSender).
 package homeserver
 
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,6 +22,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-chat/switchboard/homeserver/federation"
 	"github.com/switchboard-chat/switchboard/homeserver/push"
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
@@ -40,8 +46,13 @@ type Server struct {
 	// rooms appends events to rooms, local or remote (rooms/).
 	rooms   *rooms.Rooms
 	metrics *metrics
-	// fed is the server-server API (federation_*.go).
-	fed *federation
+	// fed is the server-server API (homeserver/federation); the client
+	// API reaches it through remote, queries and edus
+	// (federation_wiring.go).
+	fed     *federation.Service
+	remote  remoteMembership
+	queries remoteQueries
+	edus    eduSender
 	// push evaluates push rules and feeds push gateways (push/).
 	push *push.Manager
 	// committed are the parts that hear of every commit after the
@@ -89,7 +100,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	notifier := cfg.Notifier
 	db, err := storage.Open(ctx, cfg.Database, func(pos int64, keys []string) {
 		notifier.Notify(pos, keys...)
-		s.fed.committed(keys)
 		s.committed.notify(keys)
 	})
 	if err != nil {
@@ -127,23 +137,27 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		return nil, err
 	}
 	s.echo = s.newRouter()
-	if s.fed, err = newFederation(s); err != nil {
+	if s.fed, err = newFederation(ctx, s); err != nil {
 		db.Close()
+		if errors.Is(err, federation.ErrConfig) {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
 		return nil, err
 	}
-	policy, err := newAddrPolicy(cfg.Push.AllowNetworks)
+	s.remote, s.queries, s.edus = s.fed, s.fed, s.fed
+	policy, err := federation.NewAddrPolicy(cfg.Push.AllowNetworks)
 	if err != nil {
-		s.fed.close()
+		s.fed.Close()
 		db.Close()
 		return nil, err
 	}
-	s.push, err = push.New(push.Config{DB: db, IsLocalUser: s.fed.isLocalUser, Clock: cfg.Clock,
-		RetryMin: cfg.Push.RetryMin, RetryMax: cfg.Push.RetryMax, DialControl: policy.control, Resolver: cfg.Federation.Resolver}, log)
+	s.push, err = push.New(push.Config{DB: db, IsLocalUser: s.isLocal, Clock: cfg.Clock,
+		RetryMin: cfg.Push.RetryMin, RetryMax: cfg.Push.RetryMax, DialControl: policy.Control, Resolver: cfg.Federation.Resolver}, log)
 	if err == nil {
 		err = s.push.Start(ctx)
 	}
 	if err != nil {
-		s.fed.close()
+		s.fed.Close()
 		db.Close()
 		return nil, err
 	}
@@ -243,13 +257,16 @@ func (c *Config) validate() error {
 	if c.Push.RetryMax < c.Push.RetryMin {
 		c.Push.RetryMax = max(10*time.Minute, c.Push.RetryMin)
 	}
-	if _, err := newAddrPolicy(c.Push.AllowNetworks); err != nil {
-		return err
+	if _, err := federation.NewAddrPolicy(c.Push.AllowNetworks); err != nil {
+		return fmt.Errorf("%w: push: %v", ErrConfig, err)
 	}
 	if err := c.RTC.validate(); err != nil {
 		return err
 	}
-	return c.Federation.validate()
+	if err := c.Federation.Validate(); err != nil {
+		return fmt.Errorf("%w: federation: %v", ErrConfig, err)
+	}
+	return nil
 }
 
 // ClientHandler serves the client-server API (/_matrix/client, /.well-known).
@@ -274,7 +291,7 @@ func (s *Server) Close() error {
 	s.rtcDelegates.stop()
 	s.delayed.stop()
 	s.push.Close()
-	s.fed.close()
+	s.fed.Close()
 	return s.db.Close()
 }
 

@@ -113,7 +113,7 @@ func (s *Server) SendToDevice(ctx context.Context, msgs []ToDeviceMessage) error
 	}
 	if len(remote) > 0 {
 		// Users of other servers are reached through federation.
-		if err := s.fed.sendToDeviceRemote(ctx, remote); err != nil {
+		if err := s.edus.SendToDevice(ctx, remote); err != nil {
 			return err
 		}
 	}

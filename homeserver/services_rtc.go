@@ -8,6 +8,8 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/federation"
 )
 
 // ErrRemoteOpenID is returned by RemoteOpenIDUserInfo when the user's
@@ -31,9 +33,9 @@ func (s *Server) RemoteOpenIDUserInfo(ctx context.Context, serverName, token str
 	if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(serverName)); !ok {
 		return "", fmt.Errorf("%w: invalid server name %q", ErrRemoteOpenID, serverName)
 	}
-	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, federation.QueryTimeout)
 	defer cancel()
-	c := fclient.NewClient(fclient.WithTransport(s.fed.tr), fclient.WithTimeout(remoteQueryTimeout))
+	c := fclient.NewClient(fclient.WithTransport(s.fed.Transport()), fclient.WithTimeout(federation.QueryTimeout))
 	info, err := c.LookupUserInfo(ctx, spec.ServerName(serverName), token)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrRemoteOpenID, err)

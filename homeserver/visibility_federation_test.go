@@ -64,7 +64,7 @@ func TestFederationHistoryVisibilityServed(t *testing.T) {
 					t.Fatal(err)
 				}
 
-				fc, origin, dest := bb.srv.fed.client, bb.srv.fed.origin(), spec.ServerName(a.name)
+				fc, origin, dest := bb.srv.fed.Client(), spec.ServerName(bb.name), spec.ServerName(a.name)
 				txn, err := fc.Backfill(ctx, origin, dest, string(room), 50, []string{string(after.EventID)})
 				if err != nil {
 					t.Fatal(err)

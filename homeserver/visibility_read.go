@@ -2,10 +2,8 @@ package homeserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 
-	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
@@ -96,28 +94,4 @@ func (s *Server) visibleEvent(ctx context.Context, roomID, userID, eventID strin
 		return e, errNotFound("Event not found")
 	}
 	return e, nil
-}
-
-// serverSees loads the server's view of events for the federation
-// endpoints: an event it may not see is served redacted (content
-// withheld, hashes and signatures still checkable, the DAG intact).
-func (f *federation) serverSees(ctx context.Context, ver gomatrixserverlib.IRoomVersion, roomID, server string, evs []storage.Event) ([]json.RawMessage, error) {
-	v := f.s.serverVisibility(roomID, server)
-	out := make([]json.RawMessage, 0, len(evs))
-	for _, e := range evs {
-		ok, err := v.visible(ctx, e)
-		if err != nil {
-			return nil, err
-		}
-		if ok || e.RedactedBy != "" {
-			out = append(out, e.JSON)
-			continue
-		}
-		red, err := ver.RedactEventJSON(e.JSON)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, red)
-	}
-	return out, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,7 +47,7 @@ func startLiveKit(cfg *Config, baseURL string, hs *homeserver.Server, node *sfu.
 	base := strings.TrimRight(baseURL, "/")
 	wsURL := liveKitWSURL(base)
 	tokens, err := livekit.NewTokenService(livekit.TokenConfig{Homeserver: hs, ServerName: cfg.ServerName,
-		APIKey: liveKitAPIKey, APISecret: secret, SFUURL: wsURL, Logger: log})
+		APIKey: liveKitAPIKey, APISecret: secret, SFUURL: wsURL, Logger: log, Delegate: delegateLeave(hs)})
 	if err != nil {
 		return nil, fmt.Errorf("livekit token service: %w", err)
 	}
@@ -88,6 +89,20 @@ func liveKitWSURL(baseURL string) string {
 func rtcParticipant(m livekit.MatrixMember) homeserver.RTCParticipant {
 	return homeserver.RTCParticipant{UserID: m.UserID, RoomID: m.RoomID, SlotID: m.SlotID,
 		MemberID: m.MemberID, DeviceID: m.DeviceID}
+}
+
+// delegateLeave hands a member's delayed leave, named in a token request,
+// to the homeserver (MSC4195); the homeserver's refusals (4xx) become
+// livekit.ErrDelegation, so the token service answers them as such.
+func delegateLeave(hs *homeserver.Server) func(context.Context, livekit.MatrixMember, string) error {
+	return func(ctx context.Context, m livekit.MatrixMember, delayID string) error {
+		err := hs.DelegateDelayedLeave(ctx, rtcParticipant(m), delayID)
+		var me *homeserver.MatrixError
+		if errors.As(err, &me) && me.Status < http.StatusInternalServerError {
+			return fmt.Errorf("%w: %s", livekit.ErrDelegation, me.Message)
+		}
+		return err
+	}
 }
 
 // hsPresence tells the homeserver who is on the LiveKit SFU, for its

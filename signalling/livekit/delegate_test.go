@@ -174,20 +174,33 @@ func TestDelegatedLeaveFollowsSFU(t *testing.T) {
 		t.Fatalf("bob sees %d others, want alice", len(join.GetOtherParticipants()))
 	}
 
-	// Bob's socket dies: his membership is emptied, alice's stays (the
-	// homeserver's check that sent bob's leave saw alice connected).
-	if err := cb.CloseNow(); err != nil {
+	socketsDie(t, e, room, delegated{bob, bDev, cb}, delegated{alice, aDev, ca})
+}
+
+// delegated is a member whose delayed leave was delegated, and its socket.
+type delegated struct {
+	cli  *mautrix.Client
+	dev  string
+	conn *websocket.Conn
+}
+
+// socketsDie kills first's socket (no close frame, as a crashed page):
+// its membership is emptied and second's stays (the homeserver's check
+// that sent first's leave saw second connected); then second's socket
+// dies and its membership goes too.
+func socketsDie(t *testing.T, e *env, room id.RoomID, first, second delegated) {
+	t.Helper()
+	if err := first.conn.CloseNow(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "bob's membership emptied", func() bool { return !inCallNow(t, e, bob, room, bDev) })
-	if !inCallNow(t, e, alice, room, aDev) {
-		t.Fatal("alice's membership went with bob's")
+	waitFor(t, first.cli.UserID.String()+"'s membership emptied", func() bool { return !inCallNow(t, e, first.cli, room, first.dev) })
+	if !inCallNow(t, e, second.cli, room, second.dev) {
+		t.Fatalf("%s's membership went with %s's", second.cli.UserID, first.cli.UserID)
 	}
-	// Alice's socket dies: hers goes too.
-	if err := ca.CloseNow(); err != nil {
+	if err := second.conn.CloseNow(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "alice's membership emptied", func() bool { return !inCallNow(t, e, alice, room, aDev) })
+	waitFor(t, second.cli.UserID.String()+"'s membership emptied", func() bool { return !inCallNow(t, e, second.cli, room, second.dev) })
 }
 
 // TestGetTokenRefusals: the homeserver's get_token refuses what it must
@@ -270,4 +283,65 @@ func FuzzGetTokenBody(f *testing.F) {
 			t.Fatalf("token for %+v", g.Matrix)
 		}
 	})
+}
+
+// TestDelegatedLeaveThroughTokenService: Element Call 0.26 delegates its
+// hour-long delayed leave by naming it (delay_id, delay_timeout,
+// delay_cs_api_url) in a /get_token or /sfu/get request. When the
+// member's socket dies (a crashed page: no leave, no close frame) the
+// membership is emptied at once, not an hour later. A delay_id that is
+// not the member's own is refused with M_INVALID_PARAM and no token.
+func TestDelegatedLeaveThroughTokenService(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	alice, bob := e.user(t, "alice"), e.user(t, "bob")
+	room := e.room(t, alice)
+	if _, err := bob.JoinRoomByID(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	aDev, bDev := string(alice.DeviceID), string(bob.DeviceID)
+	aDelay := callMember(t, e, alice, room, aDev, "alice-member")
+	delay := func(id string) map[string]any {
+		return map[string]any{"delay_id": id, "delay_timeout": 3600000, "delay_cs_api_url": e.url}
+	}
+	getToken := func(cli *mautrix.Client, dev, member string, extra map[string]any) (int, map[string]any) {
+		body := map[string]any{"room_id": room, "slot_id": "m.call#ROOM", "openid_token": openID(t, cli),
+			"member": map[string]any{"id": member, "claimed_user_id": cli.UserID, "claimed_device_id": dev}}
+		for k, v := range extra {
+			body[k] = v
+		}
+		return e.post(t, "/get_token", body)
+	}
+
+	// Bob names alice's delayed leave, then one that does not exist.
+	for _, id := range []string{aDelay, "syd_nosuchdelay"} {
+		st, out := getToken(bob, bDev, "bob-member", delay(id))
+		if st != http.StatusBadRequest || out["errcode"] != "M_INVALID_PARAM" || out["jwt"] != nil {
+			t.Fatalf("bob delegating %s: %d %v, want 400 M_INVALID_PARAM and no token", id, st, out)
+		}
+	}
+
+	// Alice on /get_token, bob on the legacy /sfu/get, each with their own.
+	st, out := getToken(alice, aDev, "alice-member", delay(aDelay))
+	aJWT, _ := out["jwt"].(string)
+	if st != http.StatusOK || aJWT == "" {
+		t.Fatalf("alice /get_token with delay_id: %d %v", st, out)
+	}
+	bDelay := callMember(t, e, bob, room, bDev, "bob-member")
+	legacy := map[string]any{"room": room, "openid_token": openID(t, bob), "device_id": bDev}
+	for k, v := range delay(bDelay) {
+		legacy[k] = v
+	}
+	st, out = e.post(t, "/sfu/get", legacy)
+	bJWT, _ := out["jwt"].(string)
+	if st != http.StatusOK || bJWT == "" {
+		t.Fatalf("bob /sfu/get with delay_id: %d %v", st, out)
+	}
+	ca, _ := dialJWT(t, e, ctx, aJWT)
+	defer ca.CloseNow()
+	cb, _ := dialJWT(t, e, ctx, bJWT)
+	defer cb.CloseNow()
+
+	socketsDie(t, e, room, delegated{bob, bDev, cb}, delegated{alice, aDev, ca})
 }

@@ -17,6 +17,10 @@ var (
 	// ErrNotInRoom means the user is not joined to the room, or this
 	// server is not in it.
 	ErrNotInRoom = errors.New("livekit: user not joined to the room")
+	// ErrDelegation means the homeserver refused to take over the
+	// delayed leave a token request named (no such delayed event of the
+	// member's, or one too short to delegate).
+	ErrDelegation = errors.New("livekit: delayed leave not delegated")
 	// ErrInvalidToken means a LiveKit access token is missing, malformed,
 	// expired, not signed with this server's key, or grants no room join.
 	ErrInvalidToken = errors.New("livekit: invalid access token")

@@ -6,6 +6,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -109,7 +111,14 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	base := "http://" + ln.Addr().String()
 	tokens, err := NewTokenService(TokenConfig{Homeserver: hs, ServerName: "test.local", APIKey: testKey,
-		APISecret: testSecret, SFUURL: sfuURL, Logger: log})
+		APISecret: testSecret, SFUURL: sfuURL, Logger: log, Delegate: func(ctx context.Context, m MatrixMember, delayID string) error {
+			err := hs.DelegateDelayedLeave(ctx, rtcParticipant(m), delayID)
+			var me *homeserver.MatrixError
+			if errors.As(err, &me) && me.Status < http.StatusInternalServerError {
+				return fmt.Errorf("%w: %s", ErrDelegation, me.Message)
+			}
+			return err
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,13 @@ type TokenConfig struct {
 	// Logger receives client mistakes at Info, failures at Warn. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// Delegate, if set, takes over a local member's delayed leave named by
+	// a request's delay_id (MSC4195's delegation through the token
+	// service, as lk-jwt-service does it): the homeserver restarts it
+	// while the member is on the SFU and sends it once the member is
+	// gone. It returns ErrDelegation (wrapped) for a delayed event it
+	// refuses. Without it, delay fields are ignored.
+	Delegate func(ctx context.Context, m MatrixMember, delayID string) error
 }
 
 func (c *TokenConfig) validateAndDefault() error {
@@ -84,7 +91,9 @@ func (c *TokenConfig) validateAndDefault() error {
 // it trades a Matrix OpenID token for a LiveKit access token. It serves
 // POST {prefix}/sfu/get (the legacy request: room, openid_token,
 // device_id) and POST {prefix}/get_token (room_id, slot_id, openid_token,
-// member), both answering {"url", "jwt"}, with CORS for browsers.
+// member), both answering {"url", "jwt"}, with CORS for browsers. Either
+// may carry delay_id (with delay_timeout and delay_cs_api_url): the
+// member's delayed leave, handed to TokenConfig.Delegate.
 type TokenService struct {
 	cfg  TokenConfig
 	keys keys
@@ -109,11 +118,23 @@ type openIDToken struct {
 	ExpiresIn        int64  `json:"expires_in"`
 }
 
+// delayFields hand a member's delayed leave (MSC4140) to the service
+// (MSC4195 delegation; Element Call 0.26 sends them on /get_token and
+// /sfu/get). delay_cs_api_url is the member's homeserver and
+// delay_timeout the event's delay; a local member's delayed event is in
+// this server's own database, so only delay_id is needed.
+type delayFields struct {
+	DelayID       string `json:"delay_id"`
+	DelayTimeout  int64  `json:"delay_timeout"`
+	DelayCSAPIURL string `json:"delay_cs_api_url"`
+}
+
 // legacyRequest is the body of /sfu/get.
 type legacyRequest struct {
 	Room        string      `json:"room"`
 	OpenIDToken openIDToken `json:"openid_token"`
 	DeviceID    string      `json:"device_id"`
+	delayFields
 }
 
 // tokenRequest is the body of /get_token (MSC4195 with MatrixRTC slots).
@@ -126,12 +147,21 @@ type tokenRequest struct {
 		ClaimedUserID   string `json:"claimed_user_id"`
 		ClaimedDeviceID string `json:"claimed_device_id"`
 	} `json:"member"`
+	delayFields
 }
 
 // tokenGrant is a checked request: who gets a token for what.
 type tokenGrant struct {
 	userID, deviceID, roomID, identity, alias string
 	slotID, memberID                          string
+	// delayID is the member's delayed leave to take over ("" for none);
+	// local reports a member of this server.
+	delayID string
+	local   bool
+}
+
+func (g tokenGrant) member() MatrixMember {
+	return MatrixMember{RoomID: g.roomID, UserID: g.userID, DeviceID: g.deviceID, SlotID: g.slotID, MemberID: g.memberID}
 }
 
 // ServeHTTP routes /sfu/get and /get_token (by path suffix, so the
@@ -174,8 +204,11 @@ func (t *TokenService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t.refuse(w, r, err)
 		return
 	}
-	jwt, err := t.keys.mint(g.identity, g.alias, t.cfg.TokenTTL, MatrixMember{RoomID: g.roomID, UserID: g.userID,
-		DeviceID: g.deviceID, SlotID: g.slotID, MemberID: g.memberID})
+	if err := t.delegate(ctx, g); err != nil {
+		t.refuse(w, r, err)
+		return
+	}
+	jwt, err := t.keys.mint(g.identity, g.alias, t.cfg.TokenTTL, g.member())
 	if err != nil {
 		t.log.Error("signing access token", "err", err)
 		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not sign a token")
@@ -185,6 +218,26 @@ func (t *TokenService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"identity", g.identity)
 	h.Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]string{"url": t.cfg.SFUURL, "jwt": jwt})
+}
+
+// delegate hands a granted member's delayed leave to the homeserver.
+// A remote member's delayed event lives on its own homeserver, which this
+// server cannot restart for it: the token is issued without delegation
+// (the member's own refreshes keep its membership, as without a token
+// service that delegates) and the log says so.
+func (t *TokenService) delegate(ctx context.Context, g tokenGrant) error {
+	if g.delayID == "" || t.cfg.Delegate == nil {
+		return nil
+	}
+	if !g.local {
+		t.log.Info("delayed leave of a remote member not delegated", "user_id", g.userID, "room_id", g.roomID)
+		return nil
+	}
+	if err := t.cfg.Delegate(ctx, g.member(), g.delayID); err != nil {
+		return err
+	}
+	t.log.Info("delayed leave delegated", "user_id", g.userID, "room_id", g.roomID, "delay_id", g.delayID)
+	return nil
 }
 
 // refuse answers a refused request with the Matrix error lk-jwt-service
@@ -203,6 +256,8 @@ func (t *TokenService) refuse(w http.ResponseWriter, r *http.Request, err error)
 		writeError(w, http.StatusUnauthorized, "M_UNAUTHORIZED", "The request could not be authorised.")
 	case errors.Is(err, ErrNotInRoom):
 		writeError(w, http.StatusForbidden, "M_FORBIDDEN", "You are not joined to this room on this server.")
+	case errors.Is(err, ErrDelegation):
+		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", err.Error())
 	default:
 		t.log.Warn("token request failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "could not check the request")
@@ -258,12 +313,16 @@ func (t *TokenService) checkLegacy(ctx context.Context, body []byte) (tokenGrant
 	if !validID(req.DeviceID) {
 		return tokenGrant{}, fmt.Errorf("%w: missing or invalid device_id", ErrBadRequest)
 	}
+	if req.DelayID != "" && !validID(req.DelayID) {
+		return tokenGrant{}, fmt.Errorf("%w: invalid delay_id", ErrBadRequest)
+	}
 	userID, err := t.checkUser(ctx, req.OpenIDToken, "", req.Room)
 	if err != nil {
 		return tokenGrant{}, err
 	}
 	return tokenGrant{userID: userID, deviceID: req.DeviceID, roomID: req.Room, identity: userID + ":" + req.DeviceID,
-		alias: RoomAlias(req.Room, legacySlot), slotID: legacySlot}, nil
+		alias: RoomAlias(req.Room, legacySlot), slotID: legacySlot,
+		delayID: req.DelayID, local: req.OpenIDToken.MatrixServerName == t.cfg.ServerName}, nil
 }
 
 func (t *TokenService) checkToken(ctx context.Context, body []byte) (tokenGrant, error) {
@@ -278,13 +337,17 @@ func (t *TokenService) checkToken(ctx context.Context, body []byte) (tokenGrant,
 	if !validID(m.ID) || !validID(m.ClaimedUserID) || !validID(m.ClaimedDeviceID) {
 		return tokenGrant{}, fmt.Errorf("%w: member needs id, claimed_user_id and claimed_device_id", ErrBadRequest)
 	}
+	if req.DelayID != "" && !validID(req.DelayID) {
+		return tokenGrant{}, fmt.Errorf("%w: invalid delay_id", ErrBadRequest)
+	}
 	userID, err := t.checkUser(ctx, req.OpenIDToken, m.ClaimedUserID, req.RoomID)
 	if err != nil {
 		return tokenGrant{}, err
 	}
 	return tokenGrant{userID: userID, deviceID: m.ClaimedDeviceID, roomID: req.RoomID,
 		identity: memberIdentity(userID, m.ClaimedDeviceID, m.ID),
-		alias:    RoomAlias(req.RoomID, req.SlotID), slotID: req.SlotID, memberID: m.ID}, nil
+		alias:    RoomAlias(req.RoomID, req.SlotID), slotID: req.SlotID, memberID: m.ID,
+		delayID: req.DelayID, local: req.OpenIDToken.MatrixServerName == t.cfg.ServerName}, nil
 }
 
 // checkUser resolves the OpenID token to a user (through the user's own

@@ -127,7 +127,7 @@ function remoteFrames(page, userId) {
 }
 
 describe("Element Call 0.26.1 (the real UI from npm) on switchboard", () => {
-    test("two users signed in join the same call and decode each other's video", async (t) => {
+    test("two users signed in join the same call and decode each other's video; a crashed page leaves", async (t) => {
         const sb = await startSwitchboard(bin);
         t.after(() => sb.stop());
         const base = sb.baseUrl;
@@ -180,6 +180,28 @@ describe("Element Call 0.26.1 (the real UI from npm) on switchboard", () => {
                 await page.screenshot({ path: path.join(artifacts, `element-call-${i === 0 ? "ann" : "ben"}.png`) });
             }
             await writeFile(path.join(artifacts, "element-call.log"), log.join("\n"));
+
+            // Ben's tab dies (a renderer crash: no unload handler, no hangup,
+            // no leave). Element Call scheduled his leave as an hour-long
+            // delayed event (MSC4140) and handed it to the token service
+            // (delay_id, MSC4195): the homeserver must send it as soon as the
+            // SFU loses him, not an hour later, and Ann's call drop his tile.
+            const [ann, ben] = users;
+            const benMemberships = async () => {
+                const state = await api(base, ann, "GET", `/rooms/${encodeURIComponent(roomId)}/state`);
+                return state.filter((e) => e.type === "org.matrix.msc3401.call.member" && e.state_key.includes(ben.user_id));
+            };
+            assert.ok((await benMemberships()).some((e) => Object.keys(e.content).length > 0), "ben has no call membership before the crash");
+            const crashed = new Promise((resolve) => pages[1].once("crash", resolve));
+            const cdp = await pages[1].context().newCDPSession(pages[1]);
+            cdp.send("Page.crash").catch(() => {}); // never answers: the page is gone
+            await crashed;
+            const t0 = Date.now();
+            await waitUntil("ben's call membership is left after his page crashed", STEP_MS,
+                async () => (await benMemberships()).every((e) => Object.keys(e.content).length === 0), 500);
+            t.diagnostic(`membership left ${Date.now() - t0} ms after the crash`);
+            await waitUntil("ann's call drops ben's tile", STEP_MS,
+                async () => !(await decodedVideos(pages[0])).some((v) => v.id.startsWith(`${ben.user_id}:`)), 250);
         } catch (err) {
             await mkdir(artifacts, { recursive: true });
             for (const [i, page] of pages.entries()) {

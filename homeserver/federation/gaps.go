@@ -1,4 +1,4 @@
-package homeserver
+package federation
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -95,20 +93,20 @@ const maxGapRounds = 5
 
 // noteGap records a gap before eventID when some of its prev events are
 // not in the room's timeline and the room has earlier timeline events
-// (the start of a timeline is backfillRoom's business). Failures are
+// (the start of a timeline is Backfill's business). Failures are
 // logged: a gap not noted is what happened before gaps were noted.
-func (f *federation) noteGap(ctx context.Context, roomID, eventID string) {
+func (f *Service) noteGap(ctx context.Context, roomID, eventID string) {
 	if err := f.noteGapErr(ctx, roomID, eventID); err != nil {
 		f.log.Info("timeline gap not recorded", "room_id", roomID, "event_id", eventID, "err", err)
 	}
 }
 
-func (f *federation) noteGapErr(ctx context.Context, roomID, eventID string) error {
-	e, err := f.s.db.Event(ctx, eventID)
+func (f *Service) noteGapErr(ctx context.Context, roomID, eventID string) error {
+	e, err := f.db.Event(ctx, eventID)
 	if err != nil || e.Outlier || e.RoomID != roomID {
 		return err
 	}
-	room, err := f.s.db.Room(ctx, roomID)
+	room, err := f.db.Room(ctx, roomID)
 	if err != nil {
 		return err
 	}
@@ -117,7 +115,7 @@ func (f *federation) noteGapErr(ctx context.Context, roomID, eventID string) err
 		return err
 	}
 	prevs := p.PrevEventIDs()
-	known, err := f.s.db.Events(ctx, prevs)
+	known, err := f.db.Events(ctx, prevs)
 	if err != nil {
 		return err
 	}
@@ -130,20 +128,20 @@ func (f *federation) noteGapErr(ctx context.Context, roomID, eventID string) err
 	if inTimeline == len(prevs) {
 		return nil
 	}
-	earlier, err := f.s.db.Messages(ctx, roomID, e.Pos, true, math.MinInt64, 1)
+	earlier, err := f.db.Messages(ctx, roomID, e.Pos, true, math.MinInt64, 1)
 	if err != nil || len(earlier) == 0 {
 		return err
 	}
 	f.log.Debug("timeline gap", "room_id", roomID, "event_id", eventID)
-	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+	return f.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		return tx.RecordGap(ctx, storage.Gap{EventID: eventID, RoomID: roomID, Pos: e.Pos, PrevIDs: prevs})
 	})
 }
 
 // fillGap fetches the events of gap g with /backfill from the room's
 // servers, back to events already in our timeline, and records them.
-func (f *federation) fillGap(ctx context.Context, g storage.Gap) error {
-	room, err := f.s.db.Room(ctx, g.RoomID)
+func (f *Service) fillGap(ctx context.Context, g storage.Gap) error {
+	room, err := f.db.Room(ctx, g.RoomID)
 	if err != nil {
 		return err
 	}
@@ -151,12 +149,12 @@ func (f *federation) fillGap(ctx context.Context, g storage.Gap) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
 	defer cancel()
 	var lastErr error
 	tried := 0
 	for _, server := range servers {
-		if server == f.s.cfg.ServerName || tried == 3 {
+		if server == f.serverName || tried == 3 {
 			continue
 		}
 		tried++
@@ -166,7 +164,7 @@ func (f *federation) fillGap(ctx context.Context, g storage.Gap) error {
 			lastErr = err
 			continue
 		}
-		return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error { return tx.FillGap(ctx, g.EventID, ids) })
+		return f.db.WriteTx(ctx, func(tx *storage.Tx) error { return tx.FillGap(ctx, g.EventID, ids) })
 	}
 	if lastErr == nil {
 		lastErr = fmt.Errorf("%w: no server to fill the gap from", ErrFederation)
@@ -178,8 +176,8 @@ func (f *federation) fillGap(ctx context.Context, g storage.Gap) error {
 // until it meets events of our timeline, checks each PDU (hash,
 // signatures, auth against its auth events, fetched when unknown), stores
 // the accepted ones as outliers and returns their IDs oldest first.
-func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, room storage.Room, g storage.Gap) ([]string, error) {
-	gapEvent, err := f.s.db.Event(ctx, g.EventID)
+func (f *Service) backfillGap(ctx context.Context, server spec.ServerName, room storage.Room, g storage.Gap) ([]string, error) {
+	gapEvent, err := f.db.Event(ctx, g.EventID)
 	if err != nil {
 		return nil, err
 	}
@@ -201,10 +199,10 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 			if _, ok := found[cp.pdu.EventID()]; ok || cp.pdu.Depth() >= gapEvent.Depth {
 				continue // not before the gap's event: /backfill only reaches back
 			}
-			if e, err := f.s.db.Event(ctx, cp.pdu.EventID()); err == nil && !e.Outlier {
+			if e, err := f.db.Event(ctx, cp.pdu.EventID()); err == nil && !e.Outlier {
 				continue // reached our timeline
 			}
-			if _, err := f.s.db.EventVerdict(ctx, cp.pdu.EventID()); err == nil {
+			if _, err := f.db.EventVerdict(ctx, cp.pdu.EventID()); err == nil {
 				continue
 			}
 			found[cp.pdu.EventID()] = cp.pdu
@@ -220,7 +218,7 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 				if _, ok := found[prev]; ok {
 					continue
 				}
-				if e, err := f.s.db.Event(ctx, prev); err == nil && !e.Outlier {
+				if e, err := f.db.Event(ctx, prev); err == nil && !e.Outlier {
 					continue
 				}
 				next = append(next, prev)
@@ -243,7 +241,7 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 	// event neither in the gap nor in our timeline), the state before the
 	// gap's own event stands for it (what the room's server told us at
 	// the end of the gap); history visibility reads it.
-	fallback, err := f.s.db.Snapshot(ctx, gapEvent.SnapBefore)
+	fallback, err := f.db.Snapshot(ctx, gapEvent.SnapBefore)
 	if err != nil {
 		return nil, err
 	}
@@ -252,11 +250,11 @@ func (f *federation) backfillGap(ctx context.Context, server spec.ServerName, ro
 		return nil, err
 	}
 	var ids []string
-	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+	err = f.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		ids = nil
 		return b.check(ctx, tx, func(p gomatrixserverlib.PDU, before storage.StateMap) error {
 			ids = append(ids, p.EventID())
-			return tx.StoreOutlierWithState(ctx, rooms.EventRow(p, f.s.nowMS()), before)
+			return tx.StoreOutlierWithState(ctx, rooms.EventRow(p, f.nowMS()), before)
 		})
 	})
 	return ids, err
@@ -271,7 +269,7 @@ const maxBoundaryStates = 3
 // (hash, signatures, room), in topological order, with what checking
 // them needs.
 type pulledBatch struct {
-	f    *federation
+	f    *Service
 	room storage.Room
 	ver  gomatrixserverlib.IRoomVersion
 	pdus []gomatrixserverlib.PDU
@@ -291,7 +289,7 @@ type pulledBatch struct {
 // (spec: Server-Server API, "Checks performed on receipt of a PDU": the
 // state before an event whose prev events we lack is asked for with
 // /state_ids). All the network requests happen here, before a write.
-func (f *federation) prepareBatch(ctx context.Context, server spec.ServerName, room storage.Room, ver gomatrixserverlib.IRoomVersion,
+func (f *Service) prepareBatch(ctx context.Context, server spec.ServerName, room storage.Room, ver gomatrixserverlib.IRoomVersion,
 	atEvent string, pdus []gomatrixserverlib.PDU, fallback storage.StateMap) (*pulledBatch, error) {
 	b := &pulledBatch{f: f, room: room, ver: ver, pdus: topoOrder(pdus), fallback: fallback, boundary: map[string]storage.StateMap{}}
 	inBatch := make(map[string]bool, len(pdus))
@@ -323,7 +321,7 @@ func (f *federation) prepareBatch(ctx context.Context, server spec.ServerName, r
 	}
 	fetches := 0
 	for _, prev := range dedupe(edge) {
-		if e, err := f.s.db.Event(ctx, prev); err == nil && !e.Outlier && e.SnapAfter != 0 {
+		if e, err := f.db.Event(ctx, prev); err == nil && !e.Outlier && e.SnapAfter != 0 {
 			continue // gapStateBefore reads it from our timeline
 		}
 		if fetches == maxBoundaryStates {
@@ -345,7 +343,7 @@ func (f *federation) prepareBatch(ctx context.Context, server spec.ServerName, r
 // (GET /state_ids at it, the unknown events with /event or /state), checks
 // prevID against the state before it, and stores the fetched events as
 // outliers.
-func (f *federation) remoteStateAfter(ctx context.Context, server spec.ServerName, room storage.Room, ver gomatrixserverlib.IRoomVersion, prevID string) (storage.StateMap, error) {
+func (f *Service) remoteStateAfter(ctx context.Context, server spec.ServerName, room storage.Room, ver gomatrixserverlib.IRoomVersion, prevID string) (storage.StateMap, error) {
 	ids, err := f.client.LookupStateIDs(ctx, f.origin(), server, room.RoomID, prevID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: state_ids: %v", ErrFederation, err)
@@ -363,8 +361,8 @@ func (f *federation) remoteStateAfter(ctx context.Context, server spec.ServerNam
 		return nil, err
 	}
 	var after storage.StateMap
-	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		l := f.s.rooms.TxLoader(tx, ver)
+	err = f.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		l := f.rooms.TxLoader(tx, ver)
 		before, err := f.servedState(ctx, tx, l, fetched, room.RoomID, ids.StateEventIDs)
 		if err != nil {
 			return err
@@ -399,8 +397,8 @@ func (f *federation) remoteStateAfter(ctx context.Context, server spec.ServerNam
 // ones get a rejected verdict.
 func (b *pulledBatch) check(ctx context.Context, tx *storage.Tx, keep func(gomatrixserverlib.PDU, storage.StateMap) error) error {
 	f := b.f
-	l := f.s.rooms.TxLoader(tx, b.ver)
-	if err := l.StoreOutliers(ctx, tx, b.auth, f.s.nowMS()); err != nil {
+	l := f.rooms.TxLoader(tx, b.ver)
+	if err := l.StoreOutliers(ctx, tx, b.auth, f.nowMS()); err != nil {
 		return pduRefusal(err)
 	}
 	for _, p := range b.pdus {
@@ -413,7 +411,7 @@ func (b *pulledBatch) check(ctx context.Context, tx *storage.Tx, keep func(gomat
 	var rejected []storage.Verdict
 	refuse := func(p gomatrixserverlib.PDU, err error) {
 		rejected = append(rejected, storage.Verdict{EventID: p.EventID(), RoomID: b.room.RoomID,
-			Verdict: storage.VerdictRejected, Reason: err.Error(), ReceivedTS: f.s.nowMS()})
+			Verdict: storage.VerdictRejected, Reason: err.Error(), ReceivedTS: f.nowMS()})
 	}
 	for _, p := range b.pdus {
 		if err := l.AllowedByOwnAuth(ctx, tx, p); err != nil {
@@ -547,156 +545,23 @@ func gapStateBefore(ctx context.Context, tx *storage.Tx, l *rooms.Loader, p goma
 	return st, true, nil
 }
 
-// gapCursor is a backwards pagination position: events below pos, and
-// when inGap, first the first seq events of the gap at pos.
-type gapCursor struct {
-	pos   int64
-	inGap bool
-	seq   int
-}
-
-func (c gapCursor) token() string {
-	if c.inGap {
-		return "g" + strconv.FormatInt(c.pos, 10) + "_" + strconv.Itoa(c.seq)
+// FillGap fills gap g with /backfill if it is not filled yet and its
+// retry is due, for a client paginating into it; it reports whether the
+// gap's events are stored. A failed fill is logged and retried no sooner
+// than its backoff allows (pagination passes over the gap meanwhile).
+func (f *Service) FillGap(ctx context.Context, g storage.Gap) bool {
+	if g.Filled {
+		return true
 	}
-	return posToken(c.pos)
-}
-
-// parseGapToken reads a "g<pos>_<n>" token.
-func parseGapToken(tok string) (gapCursor, bool) {
-	p, n, ok := strings.Cut(strings.TrimPrefix(tok, "g"), "_")
-	if !ok || !strings.HasPrefix(tok, "g") {
-		return gapCursor{}, false
+	now := f.clock.Now()
+	if !f.gapRetry.due(g.EventID, now) {
+		return false
 	}
-	pos, err1 := strconv.ParseInt(p, 10, 64)
-	seq, err2 := strconv.Atoi(n)
-	if err1 != nil || err2 != nil || seq < 0 || seq > 1<<20 || pos <= math.MinInt64+1 {
-		return gapCursor{}, false
+	if err := f.fillGap(ctx, g); err != nil {
+		wait := f.gapRetry.failed(g.EventID, now)
+		f.log.Info("timeline gap not filled", "room_id", g.RoomID, "event_id", g.EventID, "retry_in", wait, "err", err)
+		return false
 	}
-	return gapCursor{pos: pos, inGap: true, seq: seq}, true
-}
-
-// pageBackwards returns up to limit events of roomID going back from cur,
-// with the events of the gaps it passes (filled on the way), newest
-// first, and the cursor after them.
-func (s *Server) pageBackwards(ctx context.Context, roomID string, cur gapCursor, limit int) ([]storage.Event, gapCursor, error) {
-	var out []storage.Event
-	for len(out) < limit {
-		if cur.inGap {
-			g, err := s.db.LatestGap(ctx, roomID, cur.pos, cur.pos)
-			if errors.Is(err, storage.ErrNotFound) {
-				cur = gapCursor{pos: cur.pos}
-				continue
-			}
-			if err != nil {
-				return nil, cur, err
-			}
-			evs, err := s.gapEvents(ctx, g)
-			if err != nil {
-				return nil, cur, err
-			}
-			cur.seq = min(cur.seq, len(evs))
-			for cur.seq > 0 && len(out) < limit {
-				cur.seq--
-				out = append(out, evs[cur.seq])
-			}
-			if cur.seq == 0 && len(out) < limit {
-				// Done with the gap. A token at its end still names it
-				// ("g<pos>_0") so that the gap is not served again.
-				below, err := s.db.Messages(ctx, roomID, cur.pos, true, math.MinInt64, limit-len(out))
-				if err != nil {
-					return nil, cur, err
-				}
-				out = append(out, below...)
-				if len(below) == 0 {
-					return out, cur, nil
-				}
-				cur = gapCursor{pos: below[len(below)-1].Pos}
-			}
-			continue
-		}
-		// The latest gap at or below cur.pos: its events come after the
-		// events down to its own (inclusive).
-		g, err := s.db.LatestGap(ctx, roomID, math.MinInt64, cur.pos)
-		gapFound := err == nil
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return nil, cur, err
-		}
-		to := int64(math.MinInt64)
-		if gapFound {
-			to = g.Pos - 1
-		}
-		evs, err := s.db.Messages(ctx, roomID, cur.pos, true, to, limit-len(out))
-		if err != nil {
-			return nil, cur, err
-		}
-		out = append(out, evs...)
-		if len(evs) > 0 {
-			cur = gapCursor{pos: evs[len(evs)-1].Pos}
-		}
-		if len(out) >= limit {
-			break
-		}
-		if !gapFound {
-			break // the start of what we hold
-		}
-		cur = gapCursor{pos: g.Pos, inGap: true, seq: math.MaxInt32}
-	}
-	return out, cur, nil
-}
-
-// gapEvents returns a gap's events oldest first, filling it first when it
-// was not yet; the events read as if they sat just before the gap's event
-// (their position for history visibility).
-func (s *Server) gapEvents(ctx context.Context, g storage.Gap) ([]storage.Event, error) {
-	if !g.Filled {
-		now := s.cfg.Now()
-		if !s.fed.gapRetry.due(g.EventID, now) {
-			return nil, nil
-		}
-		if err := s.fed.fillGap(ctx, g); err != nil {
-			wait := s.fed.gapRetry.failed(g.EventID, now)
-			s.log.Info("timeline gap not filled", "room_id", g.RoomID, "event_id", g.EventID, "retry_in", wait, "err", err)
-			return nil, nil
-		}
-		s.fed.gapRetry.done(g.EventID)
-	}
-	ids, err := s.db.GapEvents(ctx, g.EventID)
-	if err != nil || len(ids) == 0 {
-		return nil, err
-	}
-	evs, err := s.db.Events(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	byID := make(map[string]storage.Event, len(evs))
-	for _, e := range evs {
-		byID[e.EventID] = e
-	}
-	out := make([]storage.Event, 0, len(ids))
-	for _, id := range ids {
-		if e, ok := byID[id]; ok {
-			e.Pos = g.Pos - 1
-			out = append(out, e)
-		}
-	}
-	return out, nil
-}
-
-// cutAtGap trims a /sync timeline (oldest first, events with pos in
-// (after, upto]) at the latest gap it spans: what is before the gap is
-// left for pagination. It reports the gap's position, or false.
-func (s *Server) cutAtGap(ctx context.Context, roomID string, evs []storage.Event, after int64) ([]storage.Event, int64, bool, error) {
-	if len(evs) == 0 {
-		return evs, 0, false, nil
-	}
-	g, err := s.db.LatestGap(ctx, roomID, after+1, evs[len(evs)-1].Pos)
-	if errors.Is(err, storage.ErrNotFound) {
-		return evs, 0, false, nil
-	}
-	if err != nil {
-		return nil, 0, false, err
-	}
-	i := sort.Search(len(evs), func(i int) bool { return evs[i].Pos >= g.Pos })
-	return evs[i:], g.Pos, true, nil
+	f.gapRetry.done(g.EventID)
+	return true
 }

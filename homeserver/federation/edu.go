@@ -1,4 +1,4 @@
-package homeserver
+package federation
 
 import (
 	"context"
@@ -124,8 +124,8 @@ func parsePresenceEDU(origin string, content []byte) ([]presencePush, error) {
 
 // sharesRoomWithLocal reports whether the (remote) user is joined to a
 // room that one of our users is joined to.
-func (f *federation) sharesRoomWithLocal(ctx context.Context, userID string) (bool, error) {
-	users, err := f.s.db.UsersSharingRooms(ctx, userID)
+func (f *Service) sharesRoomWithLocal(ctx context.Context, userID string) (bool, error) {
+	users, err := f.db.UsersSharingRooms(ctx, userID)
 	if err != nil {
 		return false, err
 	}
@@ -136,7 +136,7 @@ func (f *federation) sharesRoomWithLocal(ctx context.Context, userID string) (bo
 // m.signing_key_update EDU: the user's device list changed, so our users
 // sharing a room with them see them in /sync's device_lists.changed and
 // query their keys again (which we proxy to origin, fresh).
-func (f *federation) receiveDeviceListEDU(ctx context.Context, origin string, edu gomatrixserverlib.EDU) {
+func (f *Service) receiveDeviceListEDU(ctx context.Context, origin string, edu gomatrixserverlib.EDU) {
 	var userID string
 	if edu.Type == eduDeviceListUpdate {
 		u, err := parseDeviceListUpdate(origin, edu.Content)
@@ -162,20 +162,20 @@ func (f *federation) receiveDeviceListEDU(ctx context.Context, origin string, ed
 		f.log.Info("device list update for a user sharing no room with us", "origin", origin, "user_id", userID)
 		return
 	}
-	if err := f.s.db.RecordDeviceListChange(ctx, userID); err != nil {
+	if err := f.db.RecordDeviceListChange(ctx, userID); err != nil {
 		f.log.Warn("recording a remote device list change failed", "origin", origin, "err", err)
 	}
 }
 
 // receivePresenceEDU applies an m.presence EDU: pushes for origin's users
 // who share a room with ours show in our users' /sync.
-func (f *federation) receivePresenceEDU(ctx context.Context, origin string, content []byte) {
+func (f *Service) receivePresenceEDU(ctx context.Context, origin string, content []byte) {
 	pushes, err := parsePresenceEDU(origin, content)
 	if err != nil {
 		f.log.Info("m.presence EDU dropped", "origin", origin, "err", err)
 		return
 	}
-	now := f.s.cfg.Now()
+	now := f.clock.Now()
 	for _, p := range pushes {
 		shared, err := f.sharesRoomWithLocal(ctx, p.UserID)
 		if err != nil {
@@ -191,24 +191,24 @@ func (f *federation) receivePresenceEDU(ctx context.Context, origin string, cont
 }
 
 // applyPresence records a remote user's presence push received at rcvd.
-func (f *federation) applyPresence(ctx context.Context, p presencePush, rcvd time.Time) {
+func (f *Service) applyPresence(ctx context.Context, p presencePush, rcvd time.Time) {
 	ago := time.Duration(min(p.LastActiveAgo, math.MaxInt64/int64(time.Millisecond))) * time.Millisecond
-	msg := p.StatusMsg
-	if msg == nil {
-		msg = new(string) // absent: no status message
+	var msg string // absent: no status message
+	if p.StatusMsg != nil {
+		msg = *p.StatusMsg
 	}
-	f.s.setPresence(ctx, p.UserID, presenceUpdate{Presence: p.Presence, StatusMsg: msg,
+	f.eph.SetPresence(ctx, p.UserID, Presence{Presence: p.Presence, StatusMsg: msg,
 		LastActive: rcvd.Add(-ago), CurrentlyActive: p.CurrentlyActive})
 }
 
 // replayLatePresence applies the held pushes about roomID's members,
 // once one of our users has joined it.
-func (f *federation) replayLatePresence(ctx context.Context, roomID string) {
-	members, err := f.s.db.JoinedMembers(ctx, roomID)
+func (f *Service) replayLatePresence(ctx context.Context, roomID string) {
+	members, err := f.db.JoinedMembers(ctx, roomID)
 	if err != nil {
 		return
 	}
-	for _, lp := range f.latePresence.take(members, f.s.cfg.Now()) {
+	for _, lp := range f.latePresence.take(members, f.clock.Now()) {
 		f.applyPresence(ctx, lp.p, lp.at)
 	}
 }
@@ -272,8 +272,8 @@ func (l *latePresence) take(users []string, now time.Time) []latePush {
 }
 
 // userServers lists the other servers that share a room with userID.
-func (f *federation) userServers(ctx context.Context, userID string) ([]string, error) {
-	ms, err := f.s.db.Memberships(ctx, userID)
+func (f *Service) userServers(ctx context.Context, userID string) ([]string, error) {
+	ms, err := f.db.Memberships(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +287,7 @@ func (f *federation) userServers(ctx context.Context, userID string) ([]string, 
 			return nil, err
 		}
 		for _, s := range servers {
-			if s != f.s.cfg.ServerName && !slices.Contains(out, s) {
+			if s != f.serverName && !slices.Contains(out, s) {
 				out = append(out, s)
 			}
 		}
@@ -297,7 +297,7 @@ func (f *federation) userServers(ctx context.Context, userID string) ([]string, 
 
 // sendUserEDU queues one EDU per content to every other server sharing a
 // room with userID. EDUs are best effort: failures are logged.
-func (f *federation) sendUserEDU(ctx context.Context, userID, eduType string, contents ...any) {
+func (f *Service) sendUserEDU(ctx context.Context, userID, eduType string, contents ...any) {
 	servers, err := f.userServers(ctx, userID)
 	if err != nil {
 		f.log.Warn("EDU destinations", "user_id", userID, "type", eduType, "err", err)
@@ -310,14 +310,14 @@ func (f *federation) sendUserEDU(ctx context.Context, userID, eduType string, co
 
 // sendPresence tells the servers sharing a room with a local user of their
 // new presence (spec: Server-Server API, "Presence").
-func (f *federation) sendPresence(ctx context.Context, userID string, st presenceState) {
+func (f *Service) SendPresence(ctx context.Context, userID string, st Presence) {
 	f.sendUserEDU(ctx, userID, eduPresence, map[string]any{"push": []presencePush{f.presencePush(userID, st)}})
 }
 
-func (f *federation) presencePush(userID string, st presenceState) presencePush {
+func (f *Service) presencePush(userID string, st Presence) presencePush {
 	p := presencePush{UserID: userID, Presence: st.Presence, CurrentlyActive: st.CurrentlyActive}
 	if !st.LastActive.IsZero() {
-		p.LastActiveAgo = max(f.s.cfg.Now().Sub(st.LastActive).Milliseconds(), 0)
+		p.LastActiveAgo = max(f.clock.Now().Sub(st.LastActive).Milliseconds(), 0)
 	}
 	if st.StatusMsg != "" {
 		p.StatusMsg = &st.StatusMsg
@@ -328,8 +328,8 @@ func (f *federation) presencePush(userID string, st presenceState) presencePush 
 // sendRoomPresence tells dests the presence of our users joined to
 // roomID, as servers that just started sharing the room with them have
 // heard no change of it (sendPresence goes out on changes only).
-func (f *federation) sendRoomPresence(ctx context.Context, roomID string, dests []string) {
-	members, err := f.s.db.JoinedMembers(ctx, roomID)
+func (f *Service) sendRoomPresence(ctx context.Context, roomID string, dests []string) {
+	members, err := f.db.JoinedMembers(ctx, roomID)
 	if err != nil {
 		f.log.Warn("presence for a new server in the room", "room_id", roomID, "err", err)
 		return
@@ -339,7 +339,7 @@ func (f *federation) sendRoomPresence(ctx context.Context, roomID string, dests 
 		if !f.isLocalUser(u) {
 			continue
 		}
-		if st, ok := f.s.eph.Presence(u); ok {
+		if st, ok := f.eph.Presence(u); ok {
 			pushes = append(pushes, f.presencePush(u, st))
 		}
 	}
@@ -359,7 +359,7 @@ func (f *federation) sendRoomPresence(ctx context.Context, roomID string, dests 
 // so that neither the writer nor the request that made the change waits
 // for federation.
 type deviceListSender struct {
-	f *federation
+	f *Service
 
 	mu sync.Mutex // guards pending, running, closed and sent
 	// pending holds the users with changes not yet announced, in order.
@@ -379,7 +379,7 @@ type announcedDevices struct {
 	devices map[string]string
 }
 
-func newDeviceListSender(f *federation) *deviceListSender {
+func newDeviceListSender(f *Service) *deviceListSender {
 	return &deviceListSender{f: f, sent: make(map[string]*announcedDevices)}
 }
 
@@ -439,7 +439,7 @@ func (d *deviceListSender) drain() {
 // deleted ones), or an m.signing_key_update when no device changed (a
 // cross-signing key or signature did).
 func (d *deviceListSender) announce(ctx context.Context, userID string) error {
-	db := d.f.s.db
+	db := d.f.db
 	devs, err := db.Devices(ctx, userID)
 	if err != nil {
 		return err
@@ -454,7 +454,7 @@ func (d *deviceListSender) announce(ctx context.Context, userID string) error {
 	}
 	// The position of the user's last change is their stream ID: it only
 	// grows, across restarts too.
-	stream := d.f.s.notifier.LastFor(storage.KeyUserDevices(userID))
+	stream := d.f.positions.LastFor(storage.KeyUserDevices(userID))
 	d.mu.Lock()
 	prev := d.sent[userID]
 	d.mu.Unlock()

@@ -1,9 +1,8 @@
-package homeserver
+package federation
 
 import (
 	"context"
 	"fmt"
-
 	"sync"
 	"time"
 
@@ -13,11 +12,6 @@ import (
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
-
-// maxStateByID is how many unknown events fillPrevState fetches one by
-// one with /event; with more it asks for the whole state with /state.
-// A variable so that tests take both ways.
-var maxStateByID = 50
 
 // maxFetchedState bounds the events one fillPrevState takes in.
 const maxFetchedState = 5000
@@ -29,7 +23,7 @@ const maxFetchedState = 5000
 // (hash, signatures, room, and auth against its own auth events) and
 // stored as an outlier; the prev event carries the state after it, so
 // cp's state can be computed.
-func (f *federation) fillPrevState(ctx context.Context, origin string, cp *checkedPDU, prevID string) error {
+func (f *Service) fillPrevState(ctx context.Context, origin string, cp *checkedPDU, prevID string) error {
 	server := spec.ServerName(origin)
 	roomID := cp.room.RoomID
 	got, err := f.fetchEvents(ctx, server, cp.room, "", []string{prevID})
@@ -54,8 +48,8 @@ func (f *federation) fillPrevState(ctx context.Context, origin string, cp *check
 	if err != nil {
 		return err
 	}
-	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		l := f.s.rooms.TxLoader(tx, cp.ver)
+	return f.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		l := f.rooms.TxLoader(tx, cp.ver)
 		before, err := f.servedState(ctx, tx, l, fetched, roomID, ids.StateEventIDs)
 		if err != nil {
 			return err
@@ -66,14 +60,14 @@ func (f *federation) fillPrevState(ctx context.Context, origin string, cp *check
 		if err := l.AllowedByOwnAuth(ctx, tx, prev); err != nil {
 			return pduRefusal(err)
 		}
-		return tx.StoreOutlierWithState(ctx, rooms.EventRow(prev, f.s.nowMS()), before)
+		return tx.StoreOutlierWithState(ctx, rooms.EventRow(prev, f.nowMS()), before)
 	})
 }
 
 // servedState stores fetched events as outliers once each passes its own
 // auth events (step 4), and returns the state that /state_ids named.
-func (f *federation) servedState(ctx context.Context, tx *storage.Tx, l *rooms.Loader, fetched []gomatrixserverlib.PDU, roomID string, stateIDs []string) (storage.StateMap, error) {
-	if err := l.StoreOutliers(ctx, tx, fetched, f.s.nowMS()); err != nil {
+func (f *Service) servedState(ctx context.Context, tx *storage.Tx, l *rooms.Loader, fetched []gomatrixserverlib.PDU, roomID string, stateIDs []string) (storage.StateMap, error) {
+	if err := l.StoreOutliers(ctx, tx, fetched, f.nowMS()); err != nil {
 		return nil, pduRefusal(err)
 	}
 	states, err := l.Load(ctx, stateIDs)
@@ -93,7 +87,7 @@ func (f *federation) servedState(ctx context.Context, tx *storage.Tx, l *rooms.L
 // fetchEvents fetches and checks events of room from server: one by one
 // with /event when few or atEvent is "", else through /state at atEvent.
 // Whatever else an answer holds is checked and dropped.
-func (f *federation) fetchEvents(ctx context.Context, server spec.ServerName, room storage.Room, atEvent string, ids []string) ([]gomatrixserverlib.PDU, error) {
+func (f *Service) fetchEvents(ctx context.Context, server spec.ServerName, room storage.Room, atEvent string, ids []string) ([]gomatrixserverlib.PDU, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -102,7 +96,7 @@ func (f *federation) fetchEvents(ctx context.Context, server spec.ServerName, ro
 		wanted[id] = true
 	}
 	var raws [][]byte
-	if len(ids) <= maxStateByID || atEvent == "" {
+	if len(ids) <= max(f.opts.StateByID, 0) || atEvent == "" {
 		for _, id := range ids {
 			txn, err := f.client.GetEvent(ctx, f.origin(), server, id)
 			if err != nil {
@@ -189,23 +183,23 @@ func (d *dryBackfills) mark(roomID, eventID string, now time.Time) {
 	d.m[roomID] = dryPoint{eventID, now}
 }
 
-// backfillRoom asks the room's other servers for up to limit events before
+// Backfill asks the room's other servers for up to limit events before
 // the start of our timeline of roomID (spec: Server-Server API,
 // "Backfilling and retrieving missing events": GET /backfill), checks
 // them like any PDU (hash, signatures, auth against their auth events,
 // which are fetched when unknown) and adds them before our history. It
 // reports how many were added. Events not older than our earliest one
 // are ignored: backfill only reaches back.
-func (f *federation) backfillRoom(ctx context.Context, roomID string, limit int) (int, error) {
-	earliest, err := f.s.db.EarliestTimelineEvent(ctx, roomID)
+func (f *Service) Backfill(ctx context.Context, roomID string, limit int) (int, error) {
+	earliest, err := f.db.EarliestTimelineEvent(ctx, roomID)
 	if err != nil || earliest.Type == spec.MRoomCreate {
 		return 0, nil
 	}
-	now := f.s.cfg.Now()
+	now := f.clock.Now()
 	if f.dry.isDry(roomID, earliest.EventID, now) {
 		return 0, nil
 	}
-	room, err := f.s.db.Room(ctx, roomID)
+	room, err := f.db.Room(ctx, roomID)
 	if err != nil {
 		return 0, err
 	}
@@ -213,11 +207,11 @@ func (f *federation) backfillRoom(ctx context.Context, roomID string, limit int)
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
 	defer cancel()
 	tried := 0
 	for _, server := range servers {
-		if server == f.s.cfg.ServerName || tried == 3 {
+		if server == f.serverName || tried == 3 {
 			continue
 		}
 		tried++
@@ -234,7 +228,7 @@ func (f *federation) backfillRoom(ctx context.Context, roomID string, limit int)
 	return 0, nil
 }
 
-func (f *federation) backfillFrom(ctx context.Context, server spec.ServerName, room storage.Room, earliest storage.Event, limit int) (int, error) {
+func (f *Service) backfillFrom(ctx context.Context, server spec.ServerName, room storage.Room, earliest storage.Event, limit int) (int, error) {
 	txn, err := f.client.Backfill(ctx, f.origin(), server, room.RoomID, min(limit+1, maxServedEvents), []string{earliest.EventID})
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrFederation, err)
@@ -252,7 +246,7 @@ func (f *federation) backfillFrom(ctx context.Context, server spec.ServerName, r
 		if cp.pdu.Depth() >= earliest.Depth || inBatch[cp.pdu.EventID()] {
 			continue // not before our history (the event we asked from, or later)
 		}
-		if v, err := f.s.db.EventVerdict(ctx, cp.pdu.EventID()); err == nil {
+		if v, err := f.db.EventVerdict(ctx, cp.pdu.EventID()); err == nil {
 			f.log.Info("backfilled PDU has a verdict already", "event_id", v.EventID, "verdict", v.Verdict)
 			continue
 		}
@@ -269,7 +263,7 @@ func (f *federation) backfillFrom(ctx context.Context, server spec.ServerName, r
 		return 0, err
 	}
 	added := 0
-	err = f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+	err = f.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		added = 0
 		var keep []gomatrixserverlib.PDU
 		if err := b.check(ctx, tx, func(p gomatrixserverlib.PDU, _ storage.StateMap) error {
@@ -280,7 +274,7 @@ func (f *federation) backfillFrom(ctx context.Context, server spec.ServerName, r
 		}
 		// Newest first, so that older events take lower positions.
 		for i := len(keep) - 1; i >= 0; i-- {
-			ok, err := tx.StoreBackfilled(ctx, rooms.EventRow(keep[i], f.s.nowMS()))
+			ok, err := tx.StoreBackfilled(ctx, rooms.EventRow(keep[i], f.nowMS()))
 			if err != nil {
 				return err
 			}

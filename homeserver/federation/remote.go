@@ -1,4 +1,4 @@
-package homeserver
+package federation
 
 import (
 	"context"
@@ -8,15 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
-
-	"github.com/labstack/echo/v4"
 
 	"github.com/matrix-org/gomatrix"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/matrixerr"
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 )
 
@@ -32,13 +30,13 @@ import (
 //     the transport detail (addresses, the resolver) goes to the log only;
 //   - an answer we could not use is 502 naming the server.
 //
-// A *MatrixError (our own check of the answer) is returned as it is, and so
+// A *matrixerr.Error (our own check of the answer) is returned as it is, and so
 // is a cancelled request context: the client went away (http.go).
-func (f *federation) remoteError(ctx context.Context, server, op string, err error) error {
+func (f *Service) remoteError(ctx context.Context, server, op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var me *MatrixError
+	var me *matrixerr.Error
 	if errors.As(err, &me) {
 		return me
 	}
@@ -64,7 +62,7 @@ func (f *federation) remoteError(ctx context.Context, server, op string, err err
 				RoomVersion string `json:"room_version"`
 			}
 			if json.Unmarshal(he.Contents, &extra) == nil && extra.RoomVersion != "" {
-				out = out.withExtra("room_version", plainText(extra.RoomVersion, 32))
+				out = out.WithExtra("room_version", plainText(extra.RoomVersion, 32))
 			}
 			f.log.Info("remote server refused", "server", server, "op", op, "status", he.Code, "errcode", re.ErrCode)
 			return out
@@ -111,7 +109,7 @@ func plainText(s string, limit int) string {
 // (a 4xx Matrix error) rather than a failure to reach it: a refusal from
 // one server is worth more to the client than "could not reach" another.
 func isRefusal(err error) bool {
-	var me *MatrixError
+	var me *matrixerr.Error
 	return errors.As(err, &me) && me.Status >= 400 && me.Status < 500
 }
 
@@ -119,7 +117,7 @@ func isRefusal(err error) bool {
 // /_matrix/federation/v1/make_join"), naming the room versions we support
 // in ver, so that a server whose room we cannot join answers 400
 // M_INCOMPATIBLE_ROOM_VERSION.
-func (f *federation) makeJoinRequest(ctx context.Context, server, roomID, userID string) (fclient.RespMakeJoin, error) {
+func (f *Service) makeJoinRequest(ctx context.Context, server, roomID, userID string) (fclient.RespMakeJoin, error) {
 	q := url.Values{}
 	for v := range rooms.SupportedVersions {
 		q.Add("ver", v)
@@ -127,7 +125,7 @@ func (f *federation) makeJoinRequest(ctx context.Context, server, roomID, userID
 	path := "/_matrix/federation/v1/make_join/" + url.PathEscape(roomID) + "/" + url.PathEscape(userID) + "?" + q.Encode()
 	req := fclient.NewFederationRequest(http.MethodGet, f.origin(), spec.ServerName(server), path)
 	var res fclient.RespMakeJoin
-	if err := req.Sign(f.origin(), gomatrixserverlib.KeyID(f.s.cfg.KeyID), f.s.cfg.SigningKey); err != nil {
+	if err := req.Sign(f.origin(), gomatrixserverlib.KeyID(f.keyID), f.signingKey); err != nil {
 		return res, fmt.Errorf("%w: sign make_join: %v", ErrFederation, err)
 	}
 	hr, err := req.HTTPRequest()
@@ -136,27 +134,4 @@ func (f *federation) makeJoinRequest(ctx context.Context, server, roomID, userID
 	}
 	err = f.client.DoRequestAndParseResponse(ctx, hr, &res)
 	return res, err
-}
-
-// remoteAlias answers GET /_matrix/client/v3/directory/room/{roomAlias}
-// for an alias of another server by asking that server (spec:
-// Client-Server API, "GET /directory/room/{roomAlias}": "Servers may
-// contact the server in the alias to resolve it"; Server-Server API, "GET
-// /_matrix/federation/v1/query/directory"). It reports false for an alias
-// of this server, which the caller looks up locally.
-func (s *Server) remoteAlias(c echo.Context, alias string) (bool, error) {
-	i := strings.IndexByte(alias, ':')
-	if !strings.HasPrefix(alias, "#") || i < 2 || i == len(alias)-1 || alias[i+1:] == s.cfg.ServerName {
-		return false, nil
-	}
-	if len(alias) > 255 {
-		return true, errInvalidParam("room alias is longer than 255 bytes")
-	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), remoteQueryTimeout)
-	defer cancel()
-	roomID, servers, err := s.fed.resolveRemoteAlias(ctx, alias)
-	if err != nil {
-		return true, err
-	}
-	return true, c.JSON(http.StatusOK, map[string]any{"room_id": roomID, "servers": servers})
 }

@@ -1,4 +1,4 @@
-package homeserver
+package federation
 
 import (
 	"crypto/tls"
@@ -11,26 +11,29 @@ import (
 	"time"
 )
 
-// addrPolicy decides which IP addresses outbound federation may connect to.
+// AddrPolicy decides which IP addresses outbound federation may connect to.
 // Loopback, private, link-local, CGNAT, unspecified and multicast addresses
 // are refused unless an allowed prefix admits them. The check runs in the
 // dialer's Control hook, on the address actually dialled, so it applies
 // after DNS resolution and after every redirect alike.
-type addrPolicy struct {
+type AddrPolicy struct {
 	allow []netip.Prefix
 }
 
 // cgnat is 100.64.0.0/10 (RFC 6598), shared address space.
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
-func newAddrPolicy(allow []string) (addrPolicy, error) {
-	var p addrPolicy
+// NewAddrPolicy is the policy that admits the CIDRs (or single IPs) in
+// allow besides public addresses; an entry that is neither is ErrConfig.
+// Push delivery to gateways uses the same policy with its own list.
+func NewAddrPolicy(allow []string) (AddrPolicy, error) {
+	var p AddrPolicy
 	for _, s := range allow {
 		pfx, err := netip.ParsePrefix(s)
 		if err != nil {
 			addr, aerr := netip.ParseAddr(s)
 			if aerr != nil {
-				return addrPolicy{}, fmt.Errorf("%w: federation allow-list entry %q is neither a CIDR nor an IP", ErrConfig, s)
+				return AddrPolicy{}, fmt.Errorf("%w: allow-list entry %q is neither a CIDR nor an IP", ErrConfig, s)
 			}
 			pfx = netip.PrefixFrom(addr, addr.BitLen())
 		}
@@ -40,7 +43,7 @@ func newAddrPolicy(allow []string) (addrPolicy, error) {
 }
 
 // permitted reports whether ip may be dialled.
-func (p addrPolicy) permitted(ip netip.Addr) bool {
+func (p AddrPolicy) permitted(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	for _, pfx := range p.allow {
 		if pfx.Contains(ip) {
@@ -55,8 +58,8 @@ func (p addrPolicy) permitted(ip netip.Addr) bool {
 	return true
 }
 
-// control is a net.Dialer Control hook enforcing the policy.
-func (p addrPolicy) control(_, address string, _ syscall.RawConn) error {
+// Control is a net.Dialer Control hook enforcing the policy.
+func (p AddrPolicy) Control(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
 		return fmt.Errorf("%w: cannot check address %q", ErrForbiddenAddress, address)
@@ -83,12 +86,12 @@ type fedTransport struct {
 	byName map[string]*http.Transport
 }
 
-func newFedTransport(policy addrPolicy, skipVerify bool, resolver *net.Resolver) *fedTransport {
+func newFedTransport(policy AddrPolicy, skipVerify bool, resolver *net.Resolver) *fedTransport {
 	if resolver == nil {
 		resolver = net.DefaultResolver
 	}
 	t := &fedTransport{
-		dialer:     &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: policy.control, Resolver: resolver},
+		dialer:     &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: policy.Control, Resolver: resolver},
 		skipVerify: skipVerify,
 		byName:     make(map[string]*http.Transport),
 	}

@@ -1,4 +1,4 @@
-package homeserver
+package federation
 
 import (
 	"bytes"
@@ -23,26 +23,26 @@ const keyFetchTimeout = 15 * time.Second
 
 // serverKeysJSON builds and signs this server's key document (spec:
 // Server-Server API, "Publishing Keys": GET /_matrix/key/v2/server).
-func (f *federation) serverKeysJSON() ([]byte, error) {
+func (f *Service) serverKeysJSON() ([]byte, error) {
 	doc := map[string]any{
-		"server_name":     f.s.cfg.ServerName,
-		"verify_keys":     map[string]any{f.s.cfg.KeyID: map[string]any{"key": spec.Base64Bytes(f.publicKey())}},
+		"server_name":     f.serverName,
+		"verify_keys":     map[string]any{f.keyID: map[string]any{"key": spec.Base64Bytes(f.publicKey())}},
 		"old_verify_keys": map[string]any{},
-		"valid_until_ts":  f.s.cfg.Now().Add(f.s.cfg.Federation.KeyValidity).UnixMilli(),
+		"valid_until_ts":  f.clock.Now().Add(f.opts.KeyValidity).UnixMilli(),
 	}
 	raw, err := json.Marshal(doc)
 	if err != nil {
 		return nil, err
 	}
-	return gomatrixserverlib.SignJSON(f.s.cfg.ServerName, gomatrixserverlib.KeyID(f.s.cfg.KeyID), f.s.cfg.SigningKey, raw)
+	return gomatrixserverlib.SignJSON(f.serverName, gomatrixserverlib.KeyID(f.keyID), f.signingKey, raw)
 }
 
-func (f *federation) publicKey() []byte {
-	return []byte(f.s.cfg.SigningKey[32:])
+func (f *Service) publicKey() []byte {
+	return []byte(f.signingKey[32:])
 }
 
 // getServerKeys serves GET /_matrix/key/v2/server.
-func (f *federation) getServerKeys(c echo.Context) error {
+func (f *Service) getServerKeys(c echo.Context) error {
 	b, err := f.serverKeysJSON()
 	if err != nil {
 		return err
@@ -235,7 +235,7 @@ type keyClient interface {
 // self-signature and validity, and records the raw document for the
 // notary. Our own key is answered locally.
 type directKeyFetcher struct {
-	f      *federation
+	f      *Service
 	client keyClient
 	store  *keyStore
 }
@@ -249,11 +249,11 @@ func (d *directKeyFetcher) FetchKeys(ctx context.Context, reqs map[gomatrixserve
 		servers[r.ServerName] = true
 	}
 	for server := range servers {
-		if string(server) == d.f.s.cfg.ServerName {
-			out[gomatrixserverlib.PublicKeyLookupRequest{ServerName: server, KeyID: gomatrixserverlib.KeyID(d.f.s.cfg.KeyID)}] = gomatrixserverlib.PublicKeyLookupResult{
+		if string(server) == d.f.serverName {
+			out[gomatrixserverlib.PublicKeyLookupRequest{ServerName: server, KeyID: gomatrixserverlib.KeyID(d.f.keyID)}] = gomatrixserverlib.PublicKeyLookupResult{
 				VerifyKey:    gomatrixserverlib.VerifyKey{Key: d.f.publicKey()},
 				ExpiredTS:    gomatrixserverlib.PublicKeyNotExpired,
-				ValidUntilTS: spec.AsTimestamp(d.f.s.cfg.Now().Add(d.f.s.cfg.Federation.KeyValidity)),
+				ValidUntilTS: spec.AsTimestamp(d.f.clock.Now().Add(d.f.opts.KeyValidity)),
 			}
 			continue
 		}
@@ -276,7 +276,7 @@ func (d *directKeyFetcher) fetch(ctx context.Context, server spec.ServerName) (g
 	if err != nil {
 		return keys, err
 	}
-	checks, _ := gomatrixserverlib.CheckKeys(server, d.f.s.cfg.Now(), keys)
+	checks, _ := gomatrixserverlib.CheckKeys(server, d.f.clock.Now(), keys)
 	if !checks.AllChecksOK {
 		return keys, ErrBadServerKeys
 	}
@@ -305,10 +305,10 @@ func lookupResults(keys gomatrixserverlib.ServerKeys) map[gomatrixserverlib.KeyI
 // memory or the database, however old) is served: the spec leaves a
 // server out only when it "could not be reached and no cached keys were
 // available".
-func (f *federation) notaryKeys(ctx context.Context, want map[spec.ServerName]spec.Timestamp) []json.RawMessage {
+func (f *Service) notaryKeys(ctx context.Context, want map[spec.ServerName]spec.Timestamp) []json.RawMessage {
 	out := []json.RawMessage{}
 	for server, minValid := range want {
-		if string(server) == f.s.cfg.ServerName {
+		if string(server) == f.serverName {
 			b, err := f.serverKeysJSON()
 			if err != nil {
 				continue
@@ -325,7 +325,7 @@ func (f *federation) notaryKeys(ctx context.Context, want map[spec.ServerName]sp
 				continue
 			}
 		}
-		signed, err := gomatrixserverlib.SignJSON(f.s.cfg.ServerName, gomatrixserverlib.KeyID(f.s.cfg.KeyID), f.s.cfg.SigningKey, raw)
+		signed, err := gomatrixserverlib.SignJSON(f.serverName, gomatrixserverlib.KeyID(f.keyID), f.signingKey, raw)
 		if err != nil {
 			continue
 		}
@@ -341,17 +341,17 @@ type keyQueryCriteria struct {
 }
 
 // queryKeys serves POST /_matrix/key/v2/query.
-func (f *federation) queryKeys(c echo.Context) error {
+func (f *Service) queryKeys(c echo.Context) error {
 	var req struct {
 		ServerKeys map[spec.ServerName]map[string]keyQueryCriteria `json:"server_keys"`
 	}
-	if err := readJSON(c, &req); err != nil {
+	if err := f.readJSON(c, &req); err != nil {
 		return err
 	}
 	if len(req.ServerKeys) > 100 {
 		return errTooLarge("at most 100 servers per query")
 	}
-	now := spec.AsTimestamp(f.s.cfg.Now())
+	now := spec.AsTimestamp(f.clock.Now())
 	want := make(map[spec.ServerName]spec.Timestamp, len(req.ServerKeys))
 	for s, ids := range req.ServerKeys {
 		// Absent criteria mean "valid now"; of several, the latest counts.
@@ -367,9 +367,9 @@ func (f *federation) queryKeys(c echo.Context) error {
 }
 
 // queryServerKeys serves GET /_matrix/key/v2/query/{serverName}.
-func (f *federation) queryServerKeys(c echo.Context) error {
+func (f *Service) queryServerKeys(c echo.Context) error {
 	server := spec.ServerName(param(c, "serverName"))
-	min := spec.AsTimestamp(f.s.cfg.Now())
+	min := spec.AsTimestamp(f.clock.Now())
 	if v := c.QueryParam("minimum_valid_until_ts"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {

@@ -1,4 +1,4 @@
-package homeserver
+package federation
 
 import (
 	"context"
@@ -20,11 +20,11 @@ import (
 // API, "Stripped state").
 var inviteStateTypes = []string{spec.MRoomCreate, spec.MRoomJoinRules, spec.MRoomName, "m.room.avatar", spec.MRoomCanonicalAlias, "m.room.encryption", "m.room.topic"}
 
-// inviteRemote invites a user of another server (spec: Server-Server API,
+// InviteRemote invites a user of another server (spec: Server-Server API,
 // "Inviting to a room"): the event is built on our frontier, signed by the
 // invitee's server through PUT /v2/invite, then stored; the queue sends it
 // to the room's other servers.
-func (f *federation) inviteRemote(ctx context.Context, roomID, sender, target, reason string, isDirect bool) error {
+func (f *Service) InviteRemote(ctx context.Context, roomID, sender, target, reason string, isDirect bool) error {
 	content := map[string]any{"membership": "invite"}
 	if isDirect {
 		content["is_direct"] = true
@@ -39,8 +39,8 @@ func (f *federation) inviteRemote(ctx context.Context, roomID, sender, target, r
 		ver      gomatrixserverlib.IRoomVersion
 		stripped []gomatrixserverlib.InviteStrippedState
 	)
-	err := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		w, err := f.s.rooms.Open(ctx, tx, roomID)
+	err := f.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		w, err := f.rooms.Open(ctx, tx, roomID)
 		if err != nil {
 			return err
 		}
@@ -67,9 +67,9 @@ func (f *federation) inviteRemote(ctx context.Context, roomID, sender, target, r
 	if err != nil {
 		return err
 	}
-	resp, err := f.client.SendInviteV2(ctx, f.origin(), spec.ServerName(serverOf(target)), req)
+	resp, err := f.client.SendInviteV2(ctx, f.origin(), spec.ServerName(rooms.ServerOf(target)), req)
 	if err != nil {
-		return f.remoteError(ctx, serverOf(target), "invite", err)
+		return f.remoteError(ctx, rooms.ServerOf(target), "invite", err)
 	}
 	cp, err := f.checkReceived(ctx, resp.Event, room, rooms.Pushed, true)
 	if err != nil {
@@ -78,10 +78,10 @@ func (f *federation) inviteRemote(ctx context.Context, roomID, sender, target, r
 	if cp.pdu.EventID() != pdu.EventID() {
 		return errForbidden("the invitee's server changed the invite")
 	}
-	if err := verifyServerSignature(ctx, f.keyRing, serverOf(target), cp.pdu, ver); err != nil {
+	if err := verifyServerSignature(ctx, f.keyRing, rooms.ServerOf(target), cp.pdu, ver); err != nil {
 		return errForbidden("the invite lacks the invitee's server signature: %v", err)
 	}
-	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+	return f.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		return f.appendChecked(ctx, tx, cp)
 	})
 }
@@ -106,7 +106,7 @@ func verifyServerSignature(ctx context.Context, v gomatrixserverlib.JSONVerifier
 // invite serves PUT /_matrix/federation/v2/invite/{roomId}/{eventId}: an
 // invite of one of our users, which we sign and keep so that the invitee
 // sees it in /sync (spec: Server-Server API, "Inviting to a room").
-func (f *federation) invite(c echo.Context) error {
+func (f *Service) invite(c echo.Context) error {
 	ctx := c.Request().Context()
 	origin := fedOrigin(c)
 	roomID, eventID := param(c, "roomId"), param(c, "eventId")
@@ -119,9 +119,9 @@ func (f *federation) invite(c echo.Context) error {
 		return errBadJSON("%v", err)
 	}
 	if !rooms.SupportedVersions[req.RoomVersion] {
-		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported", req.RoomVersion).withExtra("room_version", req.RoomVersion)
+		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported", req.RoomVersion).WithExtra("room_version", req.RoomVersion)
 	}
-	if err := f.s.rooms.CheckFormat(req.Event); err != nil {
+	if err := f.rooms.CheckFormat(req.Event); err != nil {
 		return err
 	}
 	cp, err := f.checkReceived(ctx, req.Event, storage.Room{RoomID: roomID, Version: req.RoomVersion}, rooms.Pushed, false)
@@ -141,26 +141,26 @@ func (f *federation) invite(c echo.Context) error {
 	if m, _ := pdu.Membership(); m != "invite" {
 		return errBadJSON("not an invite")
 	}
-	if serverOf(string(pdu.SenderID())) != origin {
+	if rooms.ServerOf(string(pdu.SenderID())) != origin {
 		return errForbidden("the inviter is not a user of %s", origin)
 	}
 	if !f.isLocalUser(target) {
 		return errForbidden("%s is not a user of this server", target)
 	}
-	if _, err := f.s.db.UserByID(ctx, target); err != nil {
+	if _, err := f.db.UserByID(ctx, target); err != nil {
 		// Spec: Server-Server API, "PUT /_matrix/federation/v2/invite":
 		// 400 or 403, not 404 (an inviting server reads a 404 as "v2 not
 		// served" and retries v1).
 		return errForbidden("Unknown user %s", target)
 	}
-	stripped, err := checkStrippedState(req.InviteRoomState)
+	stripped, err := f.checkStrippedState(req.InviteRoomState)
 	if err != nil {
 		return err
 	}
 	if err := verifyServerSignature(ctx, f.keyRing, origin, pdu, cp.ver); err != nil {
 		return errForbidden("invite not signed by the inviter's server: %v", err)
 	}
-	signed := pdu.Sign(f.s.cfg.ServerName, gomatrixserverlib.KeyID(f.s.cfg.KeyID), f.s.cfg.SigningKey)
+	signed := pdu.Sign(f.serverName, gomatrixserverlib.KeyID(f.keyID), f.signingKey)
 	in, err := f.serverInRoom(ctx, roomID)
 	if err != nil {
 		return err
@@ -186,7 +186,7 @@ const maxStrippedState = 50
 // most rooms.MaxEventBytes. It is shown to the invitee as the inviting server
 // sent it, so a malformed entry refuses the invite rather than reaching
 // clients.
-func checkStrippedState(entries []json.RawMessage) ([]json.RawMessage, error) {
+func (f *Service) checkStrippedState(entries []json.RawMessage) ([]json.RawMessage, error) {
 	if len(entries) > maxStrippedState {
 		return nil, errTooLarge("at most %d invite_room_state events", maxStrippedState)
 	}
@@ -194,7 +194,7 @@ func checkStrippedState(entries []json.RawMessage) ([]json.RawMessage, error) {
 		if len(e) > rooms.MaxEventBytes {
 			return nil, errTooLarge("invite_room_state event %d is larger than %d bytes", i, rooms.MaxEventBytes)
 		}
-		if err := checkCanonicalJSON(e); err != nil {
+		if err := f.checks.Canonical(e); err != nil {
 			return nil, errBadJSON("invite_room_state event %d: %v", i, err)
 		}
 		if err := rooms.SameWhenReparsed(e); err != nil {
@@ -216,23 +216,23 @@ func checkStrippedState(entries []json.RawMessage) ([]json.RawMessage, error) {
 
 // storeInviteStub records an invite to a room this server is not in: the
 // room row and the invite as its only current state.
-func (f *federation) storeInviteStub(ctx context.Context, pdu gomatrixserverlib.PDU, version string, stripped []json.RawMessage) error {
+func (f *Service) storeInviteStub(ctx context.Context, pdu gomatrixserverlib.PDU, version string, stripped []json.RawMessage) error {
 	var extra json.RawMessage
 	if len(stripped) > 0 {
 		extra, _ = json.Marshal(map[string]any{"invite_room_state": stripped})
 	}
-	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		return f.s.rooms.AppendOutOfBand(ctx, tx, pdu, version, extra)
+	return f.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		return f.rooms.AppendOutOfBand(ctx, tx, pdu, version, extra)
 	})
 }
 
 // queryDirectory serves GET /_matrix/federation/v1/query/directory.
-func (f *federation) queryDirectory(c echo.Context) error {
+func (f *Service) queryDirectory(c echo.Context) error {
 	alias := c.QueryParam("room_alias")
-	if !f.s.validAlias(alias) {
+	if !f.local.ValidAlias(alias) {
 		return errNotFound("Room alias %s not found", alias)
 	}
-	roomID, _, err := f.s.db.Alias(c.Request().Context(), alias)
+	roomID, _, err := f.db.Alias(c.Request().Context(), alias)
 	if errors.Is(err, storage.ErrNotFound) {
 		return errNotFound("Room alias %s not found", alias)
 	}
@@ -246,8 +246,8 @@ func (f *federation) queryDirectory(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"room_id": roomID, "servers": servers})
 }
 
-// resolveRemoteAlias asks the alias's server for its room and servers.
-func (f *federation) resolveRemoteAlias(ctx context.Context, alias string) (string, []string, error) {
+// QueryAlias asks the alias's server for its room and servers.
+func (f *Service) QueryAlias(ctx context.Context, alias string) (string, []string, error) {
 	server := alias[strings.IndexByte(alias, ':')+1:]
 	res, err := f.client.LookupRoomAlias(ctx, f.origin(), spec.ServerName(server), alias)
 	if err != nil {
@@ -263,12 +263,12 @@ func (f *federation) resolveRemoteAlias(ctx context.Context, alias string) (stri
 	return res.RoomID, servers, nil
 }
 
-// leaveRemote rejects an invite to (or leaves) a room this server is not
+// LeaveRemote rejects an invite to (or leaves) a room this server is not
 // in, through make_leave/send_leave v2 at the inviter's or the room's
 // server; the leave then replaces the invite in the local stub.
-func (f *federation) leaveRemote(ctx context.Context, roomID, userID string) error {
+func (f *Service) LeaveRemote(ctx context.Context, roomID, userID string) error {
 	var lastErr error
-	for _, server := range f.joinServers(ctx, roomID, userID, nil) {
+	for _, server := range f.JoinServers(ctx, roomID, userID, nil) {
 		err := f.leaveVia(ctx, roomID, userID, server)
 		if err == nil {
 			return nil
@@ -284,7 +284,7 @@ func (f *federation) leaveRemote(ctx context.Context, roomID, userID string) err
 	return lastErr
 }
 
-func (f *federation) leaveVia(ctx context.Context, roomID, userID, server string) error {
+func (f *Service) leaveVia(ctx context.Context, roomID, userID, server string) error {
 	ml, err := f.client.MakeLeave(ctx, f.origin(), spec.ServerName(server), roomID, userID)
 	if err != nil {
 		return f.remoteError(ctx, server, "make_leave", err)
@@ -301,14 +301,14 @@ func (f *federation) leaveVia(ctx context.Context, roomID, userID, server string
 		return err
 	}
 	proto.Version = ver
-	leave, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(f.s.cfg.Now(), f.origin(), gomatrixserverlib.KeyID(f.s.cfg.KeyID), f.s.cfg.SigningKey)
+	leave, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(f.clock.Now(), f.origin(), gomatrixserverlib.KeyID(f.keyID), f.signingKey)
 	if err != nil {
 		return err
 	}
 	if err := f.client.SendLeave(ctx, f.origin(), spec.ServerName(server), leave); err != nil {
 		return f.remoteError(ctx, server, "send_leave", err)
 	}
-	return f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		return f.s.rooms.AppendOutOfBand(ctx, tx, leave, string(ml.RoomVersion), nil)
+	return f.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		return f.rooms.AppendOutOfBand(ctx, tx, leave, string(ml.RoomVersion), nil)
 	})
 }

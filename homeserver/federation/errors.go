@@ -1,20 +1,22 @@
-package homeserver
+package federation
 
 import "errors"
 
-// Federation errors. They stay inside the homeserver and become Matrix
-// errors (or a log line) at the edge.
+// Federation errors. They become Matrix errors (or a log line) at the
+// HTTP edge.
 var (
+	// ErrConfig wraps every configuration error returned by New.
+	ErrConfig = errors.New("federation: bad config")
 	// ErrFederation wraps failures talking to another server.
-	ErrFederation = errors.New("homeserver: federation")
+	ErrFederation = errors.New("federation: request failed")
 	// ErrForbiddenAddress is returned when outbound federation would
 	// connect to a loopback, private or otherwise internal address that
 	// the allow-list does not admit.
-	ErrForbiddenAddress = errors.New("homeserver: federation: address not allowed")
+	ErrForbiddenAddress = errors.New("federation: address not allowed")
 	// ErrBadServerKeys is returned for a key document that fails its checks
 	// (wrong server name, expired, bad self-signature).
-	ErrBadServerKeys = errors.New("homeserver: federation: server keys failed checks")
+	ErrBadServerKeys = errors.New("federation: server keys failed checks")
 	// ErrBadPDU is returned for a PDU that fails size, format, hash,
 	// signature or auth checks.
-	ErrBadPDU = errors.New("homeserver: federation: PDU rejected")
+	ErrBadPDU = errors.New("federation: PDU rejected")
 )

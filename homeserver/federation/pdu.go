@@ -1,4 +1,4 @@
-package homeserver
+package federation
 
 import (
 	"context"
@@ -30,13 +30,13 @@ type checkedPDU struct {
 // (Server-Server API, "Checks performed on receipt of a PDU"; the checks
 // are rooms', receive.go): format, content hash, signatures, and that it
 // is of the room wantRoom (when given), which we know.
-func (f *federation) checkPDU(ctx context.Context, raw []byte, wantRoom string) (*checkedPDU, error) {
+func (f *Service) checkPDU(ctx context.Context, raw []byte, wantRoom string) (*checkedPDU, error) {
 	return f.checkArrived(ctx, raw, wantRoom, rooms.Pushed)
 }
 
 // checkArrived is checkPDU for a PDU that arrived how.
-func (f *federation) checkArrived(ctx context.Context, raw []byte, wantRoom string, how rooms.Arrival) (*checkedPDU, error) {
-	if err := f.s.rooms.CheckFormat(raw); err != nil {
+func (f *Service) checkArrived(ctx context.Context, raw []byte, wantRoom string, how rooms.Arrival) (*checkedPDU, error) {
+	if err := f.rooms.CheckFormat(raw); err != nil {
 		return nil, pduRefusal(err)
 	}
 	roomID, err := rooms.RoomOf(raw)
@@ -46,7 +46,7 @@ func (f *federation) checkArrived(ctx context.Context, raw []byte, wantRoom stri
 	if wantRoom != "" && roomID != wantRoom {
 		return nil, fmt.Errorf("%w: event is for room %s, not %s", ErrBadPDU, roomID, wantRoom)
 	}
-	room, err := f.s.db.Room(ctx, roomID)
+	room, err := f.db.Room(ctx, roomID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("%w: unknown room %s", ErrBadPDU, roomID)
 	}
@@ -59,12 +59,12 @@ func (f *federation) checkArrived(ctx context.Context, raw []byte, wantRoom stri
 // checkReceived parses raw in room's version and checks its hash and,
 // with verifySigs, its signatures (an invite's, for instance, is checked
 // before the invitee's server signed it).
-func (f *federation) checkReceived(ctx context.Context, raw []byte, room storage.Room, how rooms.Arrival, verifySigs bool) (*checkedPDU, error) {
+func (f *Service) checkReceived(ctx context.Context, raw []byte, room storage.Room, how rooms.Arrival, verifySigs bool) (*checkedPDU, error) {
 	var keys gomatrixserverlib.JSONVerifier
 	if verifySigs {
 		keys = f.keyRing
 	}
-	pdu, ver, err := f.s.rooms.CheckReceived(ctx, raw, room, how, keys)
+	pdu, ver, err := f.rooms.CheckReceived(ctx, raw, room, how, keys)
 	if err != nil {
 		return nil, pduRefusal(err)
 	}
@@ -79,16 +79,16 @@ func refusedID(err error) string { return rooms.RefusedID(err) }
 // asked for with get_missing_events; prev events still missing then are
 // fetched with the state at them (fillPrevState). A PDU already stored
 // is accepted again.
-func (f *federation) receivePDU(ctx context.Context, origin string, raw []byte, wantRoom string, how rooms.Arrival) (string, error) {
+func (f *Service) receivePDU(ctx context.Context, origin string, raw []byte, wantRoom string, how rooms.Arrival) (string, error) {
 	cp, err := f.checkArrived(ctx, raw, wantRoom, how)
 	if err != nil {
 		return refusedID(err), err
 	}
 	id := cp.pdu.EventID()
-	if _, err := f.s.db.Event(ctx, id); err == nil {
+	if _, err := f.db.Event(ctx, id); err == nil {
 		return id, nil
 	}
-	if v, err := f.s.db.EventVerdict(ctx, id); err == nil && v.Verdict == storage.VerdictRejected {
+	if v, err := f.db.EventVerdict(ctx, id); err == nil && v.Verdict == storage.VerdictRejected {
 		return id, fmt.Errorf("%w: rejected before: %s", ErrBadPDU, v.Reason)
 	}
 	if origin != "" {
@@ -122,8 +122,8 @@ func (f *federation) receivePDU(ctx context.Context, origin string, raw []byte, 
 }
 
 // unknownEvents returns those of ids that are not stored.
-func (f *federation) unknownEvents(ctx context.Context, ids []string) ([]string, error) {
-	known, err := f.s.db.Events(ctx, ids)
+func (f *Service) unknownEvents(ctx context.Context, ids []string) ([]string, error) {
+	known, err := f.db.Events(ctx, ids)
 	if err != nil || len(known) == len(ids) {
 		return nil, err
 	}
@@ -144,8 +144,8 @@ func (f *federation) unknownEvents(ctx context.Context, ids []string) ([]string,
 // (spec: Server-Server API, "POST /get_missing_events") and receives them
 // oldest first. Failures are logged: the event is then refused for its
 // missing prev events.
-func (f *federation) fetchMissing(ctx context.Context, origin string, cp *checkedPDU) {
-	room, err := f.s.db.Room(ctx, cp.room.RoomID)
+func (f *Service) fetchMissing(ctx context.Context, origin string, cp *checkedPDU) {
+	room, err := f.db.Room(ctx, cp.room.RoomID)
 	if err != nil {
 		return
 	}
@@ -183,14 +183,14 @@ func (f *federation) fetchMissing(ctx context.Context, origin string, cp *checke
 // write so that local sends and other inbound events see a consistent
 // frontier. A rejection is recorded, so that events citing it are
 // refused too, and a resend is answered without the work.
-func (f *federation) storeChecked(ctx context.Context, cp *checkedPDU) error {
-	err := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+func (f *Service) storeChecked(ctx context.Context, cp *checkedPDU) error {
+	err := f.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		return f.appendChecked(ctx, tx, cp)
 	})
 	if errors.Is(err, rooms.ErrRejected) {
-		werr := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		werr := f.db.WriteTx(ctx, func(tx *storage.Tx) error {
 			return tx.RecordVerdict(ctx, storage.Verdict{EventID: cp.pdu.EventID(), RoomID: cp.room.RoomID,
-				Verdict: storage.VerdictRejected, Reason: err.Error(), ReceivedTS: f.s.nowMS()})
+				Verdict: storage.VerdictRejected, Reason: err.Error(), ReceivedTS: f.nowMS()})
 		})
 		if werr != nil {
 			f.log.Warn("recording a rejected event failed", "event_id", cp.pdu.EventID(), "err", werr)
@@ -201,8 +201,8 @@ func (f *federation) storeChecked(ctx context.Context, cp *checkedPDU) error {
 
 // appendChecked appends a checked PDU inside tx; rooms' refusals come
 // back wrapped in ErrBadPDU.
-func (f *federation) appendChecked(ctx context.Context, tx *storage.Tx, cp *checkedPDU) error {
-	w, err := f.s.rooms.Open(ctx, tx, cp.room.RoomID)
+func (f *Service) appendChecked(ctx context.Context, tx *storage.Tx, cp *checkedPDU) error {
+	w, err := f.rooms.Open(ctx, tx, cp.room.RoomID)
 	if err != nil {
 		return pduRefusal(err)
 	}

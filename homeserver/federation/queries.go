@@ -1,4 +1,4 @@
-package homeserver
+package federation
 
 import (
 	"context"
@@ -9,20 +9,23 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 )
 
-// remoteQueryTimeout bounds a client request's wait on another server.
-const remoteQueryTimeout = 10 * time.Second
+// QueryTimeout bounds a client request's wait on another server (the
+// queries of this file and the homeserver's own remote requests).
+const QueryTimeout = 10 * time.Second
 
-// remoteProfile asks userID's server for the profile (spec: Server-Server
+// QueryProfile asks userID's server for the profile (spec: Server-Server
 // API, "GET /query/profile"), for the client API's /profile.
-func (f *federation) remoteProfile(ctx context.Context, userID string) (displayName, avatarURL string, err error) {
-	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+func (f *Service) QueryProfile(ctx context.Context, userID string) (displayName, avatarURL string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
 	defer cancel()
-	p, err := f.client.LookupProfile(ctx, f.origin(), spec.ServerName(serverOf(userID)), userID, "")
+	p, err := f.client.LookupProfile(ctx, f.origin(), spec.ServerName(rooms.ServerOf(userID)), userID, "")
 	if err != nil {
 		f.log.Debug("remote profile lookup failed", "user_id", userID, "err", err)
-		return "", "", f.remoteError(ctx, serverOf(userID), "query/profile", err)
+		return "", "", f.remoteError(ctx, rooms.ServerOf(userID), "query/profile", err)
 	}
 	return p.DisplayName, p.AvatarURL, nil
 }
@@ -31,12 +34,12 @@ func (f *federation) remoteProfile(ctx context.Context, userID string) (displayN
 // did not answer.
 var keyFailure = map[string]any{"status": 503, "message": "the server did not answer"}
 
-// queryRemoteKeys fills a client's /keys/query answer for users of other
+// QueryKeys fills a client's /keys/query answer for users of other
 // servers, one user/keys/query per server (spec: Server-Server API,
 // "POST /user/keys/query").
-func (f *federation) queryRemoteKeys(ctx context.Context, byServer map[string]map[string][]string,
+func (f *Service) QueryKeys(ctx context.Context, byServer map[string]map[string][]string,
 	devices map[string]map[string]json.RawMessage, masters, selfs map[string]json.RawMessage, failures map[string]any) {
-	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
 	defer cancel()
 	for server, users := range byServer {
 		res, err := f.client.QueryKeys(ctx, f.origin(), spec.ServerName(server), users)
@@ -45,7 +48,7 @@ func (f *federation) queryRemoteKeys(ctx context.Context, byServer map[string]ma
 			continue
 		}
 		for userID, devs := range res.DeviceKeys {
-			if serverOf(userID) != server {
+			if rooms.ServerOf(userID) != server {
 				continue // a server answers for its own users only
 			}
 			out := map[string]json.RawMessage{}
@@ -57,23 +60,23 @@ func (f *federation) queryRemoteKeys(ctx context.Context, byServer map[string]ma
 			devices[userID] = out
 		}
 		for userID, k := range res.MasterKeys {
-			if b, err := json.Marshal(k); err == nil && serverOf(userID) == server {
+			if b, err := json.Marshal(k); err == nil && rooms.ServerOf(userID) == server {
 				masters[userID] = b
 			}
 		}
 		for userID, k := range res.SelfSigningKeys {
-			if b, err := json.Marshal(k); err == nil && serverOf(userID) == server {
+			if b, err := json.Marshal(k); err == nil && rooms.ServerOf(userID) == server {
 				selfs[userID] = b
 			}
 		}
 	}
 }
 
-// claimRemoteKeys fills a client's /keys/claim answer for users of other
+// ClaimKeys fills a client's /keys/claim answer for users of other
 // servers (spec: Server-Server API, "POST /user/keys/claim").
-func (f *federation) claimRemoteKeys(ctx context.Context, byServer map[string]map[string]map[string]string,
+func (f *Service) ClaimKeys(ctx context.Context, byServer map[string]map[string]map[string]string,
 	out map[string]map[string]map[string]json.RawMessage, failures map[string]any) {
-	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
 	defer cancel()
 	for server, claims := range byServer {
 		res, err := f.client.ClaimKeys(ctx, f.origin(), spec.ServerName(server), claims)
@@ -82,7 +85,7 @@ func (f *federation) claimRemoteKeys(ctx context.Context, byServer map[string]ma
 			continue
 		}
 		for userID, devs := range res.OneTimeKeys {
-			if serverOf(userID) != server {
+			if rooms.ServerOf(userID) != server {
 				continue
 			}
 			if out[userID] == nil {
@@ -95,11 +98,11 @@ func (f *federation) claimRemoteKeys(ctx context.Context, byServer map[string]ma
 	}
 }
 
-// remotePublicRooms asks server for a page of its room directory (spec:
+// QueryDirectory asks server for a page of its room directory (spec:
 // Server-Server API, "GET /publicRooms"), for the client API's
 // /publicRooms?server=.
-func (f *federation) remotePublicRooms(ctx context.Context, server string, limit int, since string) (fclient.RespPublicRooms, error) {
-	ctx, cancel := context.WithTimeout(ctx, remoteQueryTimeout)
+func (f *Service) QueryDirectory(ctx context.Context, server string, limit int, since string) (fclient.RespPublicRooms, error) {
+	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
 	defer cancel()
 	res, err := f.client.GetPublicRooms(ctx, f.origin(), spec.ServerName(server), limit, since, false, "")
 	if err != nil {
@@ -114,7 +117,7 @@ func (f *federation) remotePublicRooms(ctx context.Context, server string, limit
 
 // publicRooms serves GET and POST /_matrix/federation/v1/publicRooms:
 // this server's room directory, as clients see it.
-func (f *federation) publicRooms(c echo.Context) error {
+func (f *Service) publicRooms(c echo.Context) error {
 	limit, since, err := directoryPage(c, func(v any) error {
 		if err := json.Unmarshal(fedContent(c), v); err != nil {
 			return errBadJSON("%v", err)
@@ -124,7 +127,7 @@ func (f *federation) publicRooms(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := f.s.publicRoomsPage(c.Request().Context(), limit, since)
+	resp, err := f.local.PublicRooms(c.Request().Context(), limit, since)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package homeserver
+package federation
 
 import (
 	"context"
@@ -12,13 +12,14 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/matrixerr"
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
 // serverInRoom reports whether a local user is joined to roomID.
-func (f *federation) serverInRoom(ctx context.Context, roomID string) (bool, error) {
-	members, err := f.s.db.JoinedMembers(ctx, roomID)
+func (f *Service) serverInRoom(ctx context.Context, roomID string) (bool, error) {
+	members, err := f.db.JoinedMembers(ctx, roomID)
 	if err != nil {
 		return false, err
 	}
@@ -26,14 +27,14 @@ func (f *federation) serverInRoom(ctx context.Context, roomID string) (bool, err
 }
 
 // roomServers lists the servers of a room's joined members.
-func (f *federation) roomServers(ctx context.Context, roomID string) ([]string, error) {
-	members, err := f.s.db.JoinedMembers(ctx, roomID)
+func (f *Service) roomServers(ctx context.Context, roomID string) ([]string, error) {
+	members, err := f.db.JoinedMembers(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, m := range members {
-		if s := serverOf(m); s != "" && !slices.Contains(out, s) {
+		if s := rooms.ServerOf(m); s != "" && !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}
@@ -43,13 +44,13 @@ func (f *federation) roomServers(ctx context.Context, roomID string) ([]string, 
 // makeJoin serves GET /_matrix/federation/v1/make_join/{roomId}/{userId}
 // (spec: Server-Server API, "Joining Rooms"): a join template on our
 // frontier for a user of the requesting server.
-func (f *federation) makeJoin(c echo.Context) error {
+func (f *Service) makeJoin(c echo.Context) error {
 	ctx := c.Request().Context()
 	roomID, userID := param(c, "roomId"), param(c, "userId")
-	if serverOf(userID) != fedOrigin(c) {
+	if rooms.ServerOf(userID) != fedOrigin(c) {
 		return errForbidden("user %s is not of server %s", userID, fedOrigin(c))
 	}
-	room, err := f.s.db.Room(ctx, roomID)
+	room, err := f.db.Room(ctx, roomID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return errNotFound("Unknown room %s", roomID)
 	}
@@ -62,7 +63,7 @@ func (f *federation) makeJoin(c echo.Context) error {
 		return errNotFound("This server is not in room %s", roomID)
 	}
 	if vers := c.QueryParams()["ver"]; !slices.Contains(vers, room.Version) {
-		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %s is not in your supported versions", room.Version).withExtra("room_version", room.Version)
+		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %s is not in your supported versions", room.Version).WithExtra("room_version", room.Version)
 	}
 	proto, err := f.membershipTemplate(ctx, roomID, userID, spec.Join)
 	if err != nil {
@@ -75,11 +76,11 @@ func (f *federation) makeJoin(c echo.Context) error {
 // m.room.member event (prev and auth events filled in) that userID's
 // server signs and sends back, after checking that it would pass the auth
 // rules now.
-func (f *federation) membershipTemplate(ctx context.Context, roomID, userID, membership string) (*gomatrixserverlib.ProtoEvent, error) {
+func (f *Service) membershipTemplate(ctx context.Context, roomID, userID, membership string) (*gomatrixserverlib.ProtoEvent, error) {
 	content, _ := json.Marshal(map[string]string{"membership": membership})
 	var proto *gomatrixserverlib.ProtoEvent
-	err := f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		w, err := f.s.rooms.Open(ctx, tx, roomID)
+	err := f.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		w, err := f.rooms.Open(ctx, tx, roomID)
 		if err != nil {
 			return err
 		}
@@ -91,15 +92,6 @@ func (f *federation) membershipTemplate(ctx context.Context, roomID, userID, mem
 		return err
 	})
 	return proto, err
-}
-
-// withExtra adds a field to the error body.
-func (e *MatrixError) withExtra(k string, v any) *MatrixError {
-	if e.Extra == nil {
-		e.Extra = map[string]any{}
-	}
-	e.Extra[k] = v
-	return e
 }
 
 // checkMembershipPDU checks a membership event sent by a server about its
@@ -115,7 +107,7 @@ func checkMembershipPDU(pdu gomatrixserverlib.PDU, eventID, membership, origin s
 	if m, _ := pdu.Membership(); m != membership {
 		return errBadJSON("membership is %q, not %q", m, membership)
 	}
-	if serverOf(string(pdu.SenderID())) != origin {
+	if rooms.ServerOf(string(pdu.SenderID())) != origin {
 		return errForbidden("sender is not a user of %s", origin)
 	}
 	return nil
@@ -124,16 +116,16 @@ func checkMembershipPDU(pdu gomatrixserverlib.PDU, eventID, membership, origin s
 // sendJoin serves PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}:
 // the signed join is checked and stored, relayed to the room's other
 // servers, and answered with the state before it and its auth chain.
-func (f *federation) sendJoin(c echo.Context) error {
+func (f *Service) sendJoin(c echo.Context) error {
 	return f.sendMembership(c, "join")
 }
 
 // sendLeave serves PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}.
-func (f *federation) sendLeave(c echo.Context) error {
+func (f *Service) sendLeave(c echo.Context) error {
 	return f.sendMembership(c, "leave")
 }
 
-func (f *federation) sendMembership(c echo.Context, membership string) error {
+func (f *Service) sendMembership(c echo.Context, membership string) error {
 	ctx := c.Request().Context()
 	roomID, eventID, origin := param(c, "roomId"), param(c, "eventId"), fedOrigin(c)
 	cp, err := f.checkPDU(ctx, fedContent(c), roomID)
@@ -149,7 +141,7 @@ func (f *federation) sendMembership(c echo.Context, membership string) error {
 		}
 		return err
 	}
-	if v, err := f.s.db.EventVerdict(ctx, eventID); err == nil {
+	if v, err := f.db.EventVerdict(ctx, eventID); err == nil {
 		return errForbidden("the %s is not allowed by the room's current state: %s", membership, v.Reason)
 	}
 	// Relay to the other servers in the room: the joining server only
@@ -161,7 +153,7 @@ func (f *federation) sendMembership(c echo.Context, membership string) error {
 	}
 	var dests []string
 	for _, s := range servers {
-		if s != origin && s != f.s.cfg.ServerName {
+		if s != origin && s != f.serverName {
 			dests = append(dests, s)
 		}
 	}
@@ -172,7 +164,7 @@ func (f *federation) sendMembership(c echo.Context, membership string) error {
 		return c.JSON(http.StatusOK, struct{}{})
 	}
 	f.sendRoomPresence(ctx, roomID, []string{origin})
-	ev, err := f.s.db.Event(ctx, eventID)
+	ev, err := f.db.Event(ctx, eventID)
 	if err != nil {
 		return err
 	}
@@ -181,14 +173,14 @@ func (f *federation) sendMembership(c echo.Context, membership string) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{
-		"origin": f.s.cfg.ServerName, "state": pduJSONs(state), "auth_chain": pduJSONs(chain), "event": json.RawMessage(cp.pdu.JSON()), "members_omitted": false,
+		"origin": f.serverName, "state": pduJSONs(state), "auth_chain": pduJSONs(chain), "event": json.RawMessage(cp.pdu.JSON()), "members_omitted": false,
 	})
 }
 
 // stateAndAuthChain returns the events of a snapshot and the auth chain of
 // those events and of extraAuth.
-func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverlib.IRoomVersion, snap int64, extraAuth []string) ([]storage.Event, []storage.Event, error) {
-	st, err := f.s.db.Snapshot(ctx, snap)
+func (f *Service) stateAndAuthChain(ctx context.Context, ver gomatrixserverlib.IRoomVersion, snap int64, extraAuth []string) ([]storage.Event, []storage.Event, error) {
+	st, err := f.db.Snapshot(ctx, snap)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -196,7 +188,7 @@ func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverli
 	for _, id := range st {
 		ids = append(ids, id)
 	}
-	state, err := f.s.db.Events(ctx, ids)
+	state, err := f.db.Events(ctx, ids)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -226,7 +218,7 @@ func (f *federation) stateAndAuthChain(ctx context.Context, ver gomatrixserverli
 				next = append(next, id)
 			}
 		}
-		evs, err := f.s.db.Events(ctx, next)
+		evs, err := f.db.Events(ctx, next)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -256,12 +248,12 @@ func eventIDs(evs []storage.Event) []string {
 	return out
 }
 
-// needsRemoteJoin reports whether joining roomID must go through another
+// NeedsRemoteJoin reports whether joining roomID must go through another
 // server: we do not know the room, or no local user is in it.
-func (f *federation) needsRemoteJoin(ctx context.Context, roomID string) (bool, error) {
-	if _, err := f.s.db.Room(ctx, roomID); errors.Is(err, storage.ErrNotFound) {
+func (f *Service) NeedsRemoteJoin(ctx context.Context, roomID string) (bool, error) {
+	if _, err := f.db.Room(ctx, roomID); errors.Is(err, storage.ErrNotFound) {
 		_, server, _ := cutRoomServer(roomID)
-		return server != f.s.cfg.ServerName, nil
+		return server != f.serverName, nil
 	} else if err != nil {
 		return false, err
 	}
@@ -279,30 +271,30 @@ func cutRoomServer(roomID string) (string, string, bool) {
 	return roomID, "", false
 }
 
-// joinServers lists where to try a remote join: the servers the client
+// JoinServers lists where to try a remote join: the servers the client
 // named, the server of the room ID, and the server that invited userID.
-func (f *federation) joinServers(ctx context.Context, roomID, userID string, named []string) []string {
+func (f *Service) JoinServers(ctx context.Context, roomID, userID string, named []string) []string {
 	var out []string
 	add := func(s string) {
-		if s != "" && s != f.s.cfg.ServerName && !slices.Contains(out, s) {
+		if s != "" && s != f.serverName && !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}
 	for _, s := range named {
 		add(s)
 	}
-	if e, err := f.s.db.CurrentStateEvent(ctx, roomID, spec.MRoomMember, userID); err == nil {
-		add(serverOf(e.Sender))
+	if e, err := f.db.CurrentStateEvent(ctx, roomID, spec.MRoomMember, userID); err == nil {
+		add(rooms.ServerOf(e.Sender))
 	}
 	_, server, _ := cutRoomServer(roomID)
 	add(server)
 	return out
 }
 
-// joinRemote joins userID to roomID through one of servers (spec:
+// JoinRemote joins userID to roomID through one of servers (spec:
 // Server-Server API, "Joining Rooms": make_join, sign, send_join), checks
 // the returned state and stores it with the join event.
-func (f *federation) joinRemote(ctx context.Context, roomID, userID string, servers []string) error {
+func (f *Service) JoinRemote(ctx context.Context, roomID, userID string, servers []string) error {
 	if len(servers) == 0 {
 		return errNotFound("No server to join room %s through", roomID)
 	}
@@ -311,12 +303,12 @@ func (f *federation) joinRemote(ctx context.Context, roomID, userID string, serv
 		err := f.joinVia(ctx, roomID, userID, server)
 		if err == nil {
 			// A rejoin: what was said while we were away is a gap (gaps.go).
-			if join, err := f.s.db.CurrentStateEvent(ctx, roomID, spec.MRoomMember, userID); err == nil {
+			if join, err := f.db.CurrentStateEvent(ctx, roomID, spec.MRoomMember, userID); err == nil {
 				f.noteGap(ctx, roomID, join.EventID)
 			}
 			f.replayLatePresence(ctx, roomID)
 			if servers, err := f.roomServers(ctx, roomID); err == nil {
-				f.sendRoomPresence(ctx, roomID, slices.DeleteFunc(servers, func(s string) bool { return s == f.s.cfg.ServerName }))
+				f.sendRoomPresence(ctx, roomID, slices.DeleteFunc(servers, func(s string) bool { return s == f.serverName }))
 			}
 			return nil
 		}
@@ -324,7 +316,7 @@ func (f *federation) joinRemote(ctx context.Context, roomID, userID string, serv
 			err = f.remoteError(ctx, server, "send_join", err)
 		}
 		f.log.Info("remote join failed", "room_id", roomID, "via", server, "err", err)
-		var me *MatrixError
+		var me *matrixerr.Error
 		if errors.As(err, &me) && me.Status == http.StatusForbidden {
 			return me
 		}
@@ -336,7 +328,7 @@ func (f *federation) joinRemote(ctx context.Context, roomID, userID string, serv
 	return lastErr
 }
 
-func (f *federation) joinVia(ctx context.Context, roomID, userID, server string) error {
+func (f *Service) joinVia(ctx context.Context, roomID, userID, server string) error {
 	mj, err := f.makeJoinRequest(ctx, server, roomID, userID)
 	if err != nil {
 		return f.remoteError(ctx, server, "make_join", err)
@@ -344,7 +336,7 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 	if !rooms.SupportedVersions[string(mj.RoomVersion)] {
 		// Spec: Client-Server API, "Other error codes": M_INCOMPATIBLE_ROOM_VERSION
 		// when joining a room whose version this server does not support.
-		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported by this server", plainText(string(mj.RoomVersion), 32)).withExtra("room_version", plainText(string(mj.RoomVersion), 32))
+		return merr(http.StatusBadRequest, "M_INCOMPATIBLE_ROOM_VERSION", "room version %q is not supported by this server", plainText(string(mj.RoomVersion), 32)).WithExtra("room_version", plainText(string(mj.RoomVersion), 32))
 	}
 	ver, err := rooms.Version(string(mj.RoomVersion))
 	if err != nil {
@@ -355,14 +347,14 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 		return fmt.Errorf("%w: make_join returned a template for something else", ErrFederation)
 	}
 	content := map[string]any{"membership": "join"}
-	for k, v := range f.s.memberProfile(ctx, userID) {
+	for k, v := range f.local.Profile(ctx, userID) {
 		content[k] = v
 	}
 	if err := proto.SetContent(content); err != nil {
 		return err
 	}
 	proto.Version = ver
-	join, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(f.s.cfg.Now(), f.origin(), gomatrixserverlib.KeyID(f.s.cfg.KeyID), f.s.cfg.SigningKey)
+	join, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(f.clock.Now(), f.origin(), gomatrixserverlib.KeyID(f.keyID), f.signingKey)
 	if err != nil {
 		return err
 	}
@@ -384,18 +376,18 @@ func (f *federation) joinVia(ctx context.Context, roomID, userID, server string)
 	if err != nil {
 		return err
 	}
-	return pduRefusal(f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		return f.s.rooms.AppendJoin(ctx, tx, string(mj.RoomVersion), join, state, chain)
+	return pduRefusal(f.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		return f.rooms.AppendJoin(ctx, tx, string(mj.RoomVersion), join, state, chain)
 	}))
 }
 
 // checkEvents parses and checks events received in bulk (send_join state
 // and auth chain): size, canonical JSON, room, hash and signatures.
-func (f *federation) checkEvents(ctx context.Context, ver gomatrixserverlib.IRoomVersion, roomID string, raws gomatrixserverlib.EventJSONs) ([]gomatrixserverlib.PDU, error) {
+func (f *Service) checkEvents(ctx context.Context, ver gomatrixserverlib.IRoomVersion, roomID string, raws gomatrixserverlib.EventJSONs) ([]gomatrixserverlib.PDU, error) {
 	room := storage.Room{RoomID: roomID, Version: string(ver.Version())}
 	out := make([]gomatrixserverlib.PDU, 0, len(raws))
 	for _, raw := range raws {
-		if err := f.s.rooms.CheckFormat(raw); err != nil {
+		if err := f.rooms.CheckFormat(raw); err != nil {
 			return nil, pduRefusal(err)
 		}
 		cp, err := f.checkReceived(ctx, raw, room, rooms.Pushed, true)

@@ -1,7 +1,8 @@
-package homeserver
+package federation
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,18 +15,35 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
+	"github.com/switchboard-chat/switchboard/homeserver/storage"
+	"github.com/switchboard-chat/switchboard/internal/clock"
 )
 
 // maxFederationBody caps federation request bodies: a transaction holds up
 // to 50 PDUs of 64 KiB and 100 EDUs.
 const maxFederationBody = 8 << 20
 
-// federation is the server-server API (spec: Server-Server API): key
+// Service is the server-server API (spec: Server-Server API): key
 // publishing and fetching, request signing and verification, the outbound
-// queue and the inbound endpoints.
-type federation struct {
-	s       *Server
-	log     *slog.Logger
+// queue and the inbound endpoints. Build it with New; Close stops it.
+type Service struct {
+	log        *slog.Logger
+	serverName string
+	keyID      string
+	signingKey ed25519.PrivateKey
+	opts       Options
+	db         *storage.DB
+	rooms      *rooms.Rooms
+	clock      clock.Clock
+	local      Local
+	eph        Ephemeral
+	positions  Positions
+	lease      SenderLease
+	hooks      HTTPHooks
+	checks     JSONChecks
+
 	client  fclient.FederationClient
 	tr      *fedTransport
 	keys    *keyStore
@@ -33,69 +51,84 @@ type federation struct {
 	keyRing gomatrixserverlib.JSONVerifier
 	echo    *echo.Echo
 	queue   *outQueue
-	// devLists announces local device list changes (federation_edu.go).
+	// devLists announces local device list changes (edu.go).
 	devLists *deviceListSender
-	// dry remembers backfills that brought nothing (federation_fetch.go).
+	// dry remembers backfills that brought nothing (fetch.go).
 	dry dryBackfills
 	// gapRetry backs off the fill of gaps that could not be filled (gaps.go).
 	gapRetry gapBackoff
-	// latePresence holds presence that came before our join (federation_edu.go).
+	// latePresence holds presence that came before our join (edu.go).
 	latePresence latePresence
 }
 
-func (c *FederationConfig) validate() error {
-	if _, err := newAddrPolicy(c.AllowNetworks); err != nil {
+// Validate checks o and fills its defaults (see each field).
+func (o *Options) Validate() error {
+	if _, err := NewAddrPolicy(o.AllowNetworks); err != nil {
 		return err
 	}
-	if c.KeyValidity == 0 {
-		c.KeyValidity = 24 * time.Hour
+	if o.KeyValidity == 0 {
+		o.KeyValidity = 24 * time.Hour
 	}
-	if c.RetryMin == 0 {
-		c.RetryMin = 2 * time.Second
+	if o.StateByID == 0 {
+		o.StateByID = 50
 	}
-	if c.RetryMax == 0 {
-		c.RetryMax = 10 * time.Minute
+	if o.RetryMin == 0 {
+		o.RetryMin = 2 * time.Second
 	}
-	if c.RetryMax < c.RetryMin {
-		return fmt.Errorf("%w: federation RetryMax is below RetryMin", ErrConfig)
+	if o.RetryMax == 0 {
+		o.RetryMax = 10 * time.Minute
+	}
+	if o.RetryMax < o.RetryMin {
+		return fmt.Errorf("%w: RetryMax is below RetryMin", ErrConfig)
 	}
 	return nil
 }
 
-// newFederation wires the federation pieces of s (its config is valid).
-func newFederation(s *Server) (*federation, error) {
-	policy, err := newAddrPolicy(s.cfg.Federation.AllowNetworks)
+// New checks cfg, builds the federation pieces and starts the outbound
+// queue (a sender for every destination with work left from before a
+// restart). The caller hands commits to Committed once New returned.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	policy, err := NewAddrPolicy(cfg.Options.AllowNetworks)
 	if err != nil {
 		return nil, err
 	}
-	f := &federation{s: s, log: s.log.With("component", "federation")}
-	f.tr = newFedTransport(policy, s.cfg.Federation.SkipTLSVerify, s.cfg.Federation.Resolver)
+	f := &Service{
+		log: log.With("component", "federation"), serverName: cfg.ServerName, keyID: cfg.KeyID, signingKey: cfg.SigningKey,
+		opts: cfg.Options, db: cfg.DB, rooms: cfg.Rooms, clock: cfg.Clock, local: cfg.Local, eph: cfg.Ephemeral,
+		positions: cfg.Positions, lease: cfg.Lease, hooks: cfg.HTTP, checks: cfg.JSON,
+	}
+	f.tr = newFedTransport(policy, cfg.Options.SkipTLSVerify, cfg.Options.Resolver)
 	f.client = fclient.NewFederationClient([]*fclient.SigningIdentity{{
-		ServerName: spec.ServerName(s.cfg.ServerName),
-		KeyID:      gomatrixserverlib.KeyID(s.cfg.KeyID),
-		PrivateKey: s.cfg.SigningKey,
+		ServerName: spec.ServerName(cfg.ServerName),
+		KeyID:      gomatrixserverlib.KeyID(cfg.KeyID),
+		PrivateKey: cfg.SigningKey,
 	}}, fclient.WithTransport(f.tr), fclient.WithTimeout(60*time.Second))
-	f.keys = newKeyStore(s.db, spec.ServerName(s.cfg.ServerName), s.cfg.Now, f.log)
+	f.keys = newKeyStore(f.db, spec.ServerName(cfg.ServerName), f.clock.Now, f.log)
 	f.fetcher = &directKeyFetcher{f: f, client: f.client, store: f.keys}
 	f.keyRing = &gomatrixserverlib.KeyRing{KeyFetchers: []gomatrixserverlib.KeyFetcher{f.fetcher}, KeyDatabase: f.keys}
 	f.echo = f.newRouter()
 	f.queue = newOutQueue(f)
 	f.devLists = newDeviceListSender(f)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := f.queue.start(ctx); err != nil {
+	if err := f.queue.start(startCtx); err != nil {
 		f.queue.close()
+		f.devLists.close()
 		return nil, err
 	}
 	return f, nil
 }
 
-// committed is called after every commit with the keys it touched: a
-// write to a room may be a local event to send.
-func (f *federation) committed(keys []string) {
-	if f == nil {
-		return
-	}
+// Committed is called after every commit with the keys it touched: a
+// write to a room may be a local event to send, a write to a user's
+// devices a device list update to announce.
+func (f *Service) Committed(keys []string) {
 	f.devLists.committed(keys)
 	for _, k := range keys {
 		if strings.HasPrefix(k, "!") {
@@ -105,28 +138,32 @@ func (f *federation) committed(keys []string) {
 	}
 }
 
-// close stops the outbound queue and drops idle connections.
-func (f *federation) close() {
-	if f == nil {
-		return
-	}
+// Close stops the outbound queue and drops idle connections.
+func (f *Service) Close() {
 	f.devLists.close()
 	f.queue.close()
 	f.tr.closeIdle()
 }
 
-// FederationHandler serves the server-server API and the key endpoints
+// Handler serves the server-server API and the key endpoints
 // (/_matrix/federation, /_matrix/key) on the federation listener.
-func (s *Server) FederationHandler() http.Handler { return s.fed.echo }
+func (f *Service) Handler() http.Handler { return f.echo }
 
-func (f *federation) origin() spec.ServerName { return spec.ServerName(f.s.cfg.ServerName) }
+// Transport is the round tripper of outbound federation (server name
+// resolution, the address policy, TLS), for other server-to-server
+// requests the homeserver makes (OpenID userinfo).
+func (f *Service) Transport() http.RoundTripper { return f.tr }
 
-func (f *federation) newRouter() *echo.Echo {
+func (f *Service) nowMS() int64 { return f.clock.Now().UnixMilli() }
+
+func (f *Service) origin() spec.ServerName { return spec.ServerName(f.serverName) }
+
+func (f *Service) newRouter() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = f.s.renderError
+	e.HTTPErrorHandler = f.hooks.RenderError
 	e.Pre(middleware.RequestID())
-	e.Use(f.s.logRequests)
+	e.Use(f.hooks.LogRequests)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		f.log.Error("federation handler panicked", "err", err, "path", c.Path(), "stack", string(stack))
 		return err
@@ -154,21 +191,17 @@ func fedContent(c echo.Context) []byte {
 	return b
 }
 
-func errUnauthorized(format string, args ...any) *MatrixError {
-	return merr(http.StatusUnauthorized, "M_UNAUTHORIZED", format, args...)
-}
-
 // limitPeers answers 429 M_LIMIT_EXCEEDED with retry_after_ms to a remote
 // address over its request rate, before any signature or key work (the
 // federation listener is reached directly, so the address is the peer's).
-func (f *federation) limitPeers(next echo.HandlerFunc) echo.HandlerFunc {
+func (f *Service) limitPeers(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
 		if err != nil {
 			host = c.Request().RemoteAddr
 		}
-		if e := f.s.fedLimit.allow(host); e != nil {
-			return e
+		if err := f.hooks.Limit(host); err != nil {
+			return err
 		}
 		return next(c)
 	}
@@ -179,7 +212,7 @@ func (f *federation) limitPeers(next echo.HandlerFunc) echo.HandlerFunc {
 // server as destination, and the signature over method, URI, origin,
 // destination and content must verify with the origin's published key.
 // Failures are 401 M_UNAUTHORIZED.
-func (f *federation) requireSignature(next echo.HandlerFunc) echo.HandlerFunc {
+func (f *Service) requireSignature(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
 		headers := req.Header.Values("Authorization")
@@ -195,7 +228,7 @@ func (f *federation) requireSignature(next echo.HandlerFunc) echo.HandlerFunc {
 				return errUnauthorized("request is for %q, not this server", dest)
 			}
 		}
-		fr, resp := fclient.VerifyHTTPRequest(req, f.s.cfg.Now(), f.origin(), nil, f.keyRing)
+		fr, resp := fclient.VerifyHTTPRequest(req, f.clock.Now(), f.origin(), nil, f.keyRing)
 		if fr == nil {
 			f.log.Info("federation request refused", "path", req.URL.Path, "status", resp.Code)
 			if resp.Code >= 500 {
@@ -212,13 +245,13 @@ func (f *federation) requireSignature(next echo.HandlerFunc) echo.HandlerFunc {
 
 // peerAlive is called for every authenticated request from server: it is
 // up, so its outbound queue may retry at once.
-func (f *federation) peerAlive(server string) { f.queue.peerAlive(server) }
+func (f *Service) peerAlive(server string) { f.queue.peerAlive(server) }
 
-func (f *federation) version(c echo.Context) error {
+func (f *Service) version(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"server": map[string]string{"name": "Switchboard", "version": "0.1.0"}})
 }
 
-func (f *federation) routes(e *echo.Echo) {
+func (f *Service) routes(e *echo.Echo) {
 	e.GET("/_matrix/key/v2/server", f.getServerKeys)
 	e.GET("/_matrix/key/v2/server/:keyId", f.getServerKeys)
 	e.POST("/_matrix/key/v2/query", f.queryKeys)
@@ -233,7 +266,7 @@ func (f *federation) routes(e *echo.Echo) {
 }
 
 // authedRoutes registers the signed endpoints.
-func (f *federation) authedRoutes(v1, v2 *echo.Group) {
+func (f *Service) authedRoutes(v1, v2 *echo.Group) {
 	v1.GET("/query/profile", f.queryProfile)
 	v1.PUT("/send/:txnId", f.send)
 	v1.GET("/make_join/:roomId/:userId", f.makeJoin)
@@ -257,15 +290,15 @@ func (f *federation) authedRoutes(v1, v2 *echo.Group) {
 
 // queryProfile serves GET /_matrix/federation/v1/query/profile (spec:
 // Server-Server API, "Query information").
-func (f *federation) queryProfile(c echo.Context) error {
+func (f *Service) queryProfile(c echo.Context) error {
 	userID := c.QueryParam("user_id")
-	if _, server, ok := splitUserID(userID); !ok || server != f.s.cfg.ServerName {
+	if _, server, ok := splitUserID(userID); !ok || server != f.serverName {
 		return errInvalidParam("user_id %q is not a user of this server", userID)
 	}
-	if _, err := f.s.db.UserByID(c.Request().Context(), userID); err != nil {
+	if _, err := f.db.UserByID(c.Request().Context(), userID); err != nil {
 		return errNotFound("Unknown user %s", userID)
 	}
-	p := f.s.memberProfile(c.Request().Context(), userID)
+	p := f.local.Profile(c.Request().Context(), userID)
 	switch field := c.QueryParam("field"); field {
 	case "":
 	case "displayname", "avatar_url":

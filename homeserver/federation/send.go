@@ -1,4 +1,4 @@
-package homeserver
+package federation
 
 import (
 	"context"
@@ -28,7 +28,7 @@ type inboundTxn struct {
 // Server-Server API, "Transactions"): each PDU is checked and stored on its
 // own and gets its own result; EDUs are applied; a repeated transaction ID
 // from the same origin gets the first answer again.
-func (f *federation) send(c echo.Context) error {
+func (f *Service) send(c echo.Context) error {
 	ctx := c.Request().Context()
 	origin := fedOrigin(c)
 	txnID := param(c, "txnId")
@@ -42,7 +42,7 @@ func (f *federation) send(c echo.Context) error {
 	if len(txn.PDUs) > maxTxnPDUs || len(txn.EDUs) > maxTxnEDUs {
 		return errBadJSON("at most %d PDUs and %d EDUs per transaction", maxTxnPDUs, maxTxnEDUs)
 	}
-	if resp, ok, err := f.s.db.InboundTxn(ctx, origin, txnID); err != nil {
+	if resp, ok, err := f.db.InboundTxn(ctx, origin, txnID); err != nil {
 		return err
 	} else if ok {
 		return c.JSONBlob(http.StatusOK, resp)
@@ -66,7 +66,7 @@ func (f *federation) send(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := f.s.db.RecordInboundTxn(ctx, origin, txnID, resp, f.s.nowMS()); err != nil {
+	if err := f.db.RecordInboundTxn(ctx, origin, txnID, resp, f.nowMS()); err != nil {
 		return err
 	}
 	return c.JSONBlob(http.StatusOK, resp)
@@ -83,7 +83,7 @@ type directToDevice struct {
 
 // receiveEDU applies one EDU from origin. EDUs have no result; bad ones are
 // logged and dropped.
-func (f *federation) receiveEDU(ctx context.Context, origin string, edu gomatrixserverlib.EDU) {
+func (f *Service) receiveEDU(ctx context.Context, origin string, edu gomatrixserverlib.EDU) {
 	switch edu.Type {
 	case spec.MDirectToDevice:
 		var d directToDevice
@@ -91,7 +91,7 @@ func (f *federation) receiveEDU(ctx context.Context, origin string, edu gomatrix
 			f.log.Info("bad m.direct_to_device EDU", "origin", origin, "err", err)
 			return
 		}
-		if serverOf(d.Sender) != origin || d.Type == "" {
+		if rooms.ServerOf(d.Sender) != origin || d.Type == "" {
 			f.log.Info("m.direct_to_device EDU with a sender of another server", "origin", origin, "sender", d.Sender)
 			return
 		}
@@ -107,10 +107,10 @@ func (f *federation) receiveEDU(ctx context.Context, origin string, edu gomatrix
 				msgs = append(msgs, storage.ToDevice{UserID: userID, DeviceID: deviceID, Sender: d.Sender, Type: d.Type, Content: content})
 			}
 		}
-		if msgs = f.s.deliverToServices(msgs); len(msgs) == 0 {
+		if msgs = f.local.DeliverToServices(msgs); len(msgs) == 0 {
 			return
 		}
-		if _, err := f.s.db.PutToDevice(ctx, msgs); err != nil {
+		if _, err := f.db.PutToDevice(ctx, msgs); err != nil {
 			f.log.Warn("storing federated to-device messages failed", "origin", origin, "err", err)
 		}
 	case spec.MTyping:
@@ -119,13 +119,13 @@ func (f *federation) receiveEDU(ctx context.Context, origin string, edu gomatrix
 			UserID string `json:"user_id"`
 			Typing bool   `json:"typing"`
 		}
-		if err := json.Unmarshal(edu.Content, &t); err != nil || serverOf(t.UserID) != origin {
+		if err := json.Unmarshal(edu.Content, &t); err != nil || rooms.ServerOf(t.UserID) != origin {
 			return
 		}
-		if m, err := f.s.db.Membership(ctx, t.RoomID, t.UserID); err != nil || m != "join" {
+		if m, err := f.db.Membership(ctx, t.RoomID, t.UserID); err != nil || m != "join" {
 			return
 		}
-		f.s.setTyping(t.RoomID, t.UserID, t.Typing, 30*time.Second)
+		f.eph.SetTyping(t.RoomID, t.UserID, t.Typing, 30*time.Second)
 	case spec.MReceipt:
 		f.receiveReceipts(ctx, origin, json.RawMessage(edu.Content))
 	case eduDeviceListUpdate, eduSigningKeyUpdate:
@@ -137,13 +137,13 @@ func (f *federation) receiveEDU(ctx context.Context, origin string, edu gomatrix
 	}
 }
 
-// sendToDeviceRemote queues to-device messages for users of other servers
+// SendToDevice queues to-device messages for users of other servers
 // as one m.direct_to_device EDU per server and sender.
-func (f *federation) sendToDeviceRemote(ctx context.Context, msgs []storage.ToDevice) error {
+func (f *Service) SendToDevice(ctx context.Context, msgs []storage.ToDevice) error {
 	type key struct{ server, sender, typ string }
 	grouped := map[key]*directToDevice{}
 	for _, m := range msgs {
-		k := key{serverOf(m.UserID), m.Sender, m.Type}
+		k := key{rooms.ServerOf(m.UserID), m.Sender, m.Type}
 		if k.server == "" {
 			continue
 		}
@@ -163,7 +163,7 @@ func (f *federation) sendToDeviceRemote(ctx context.Context, msgs []storage.ToDe
 		if err != nil {
 			return err
 		}
-		edu, err := json.Marshal(gomatrixserverlib.EDU{Type: spec.MDirectToDevice, Origin: f.s.cfg.ServerName, Destination: k.server, Content: content})
+		edu, err := json.Marshal(gomatrixserverlib.EDU{Type: spec.MDirectToDevice, Origin: f.serverName, Destination: k.server, Content: content})
 		if err != nil {
 			return err
 		}
@@ -174,20 +174,20 @@ func (f *federation) sendToDeviceRemote(ctx context.Context, msgs []storage.ToDe
 
 // sendRoomEDU queues an EDU for every other server in roomID. Failures
 // are logged: EDUs are best effort.
-func (f *federation) sendRoomEDU(ctx context.Context, roomID, eduType string, content any) {
+func (f *Service) sendRoomEDU(ctx context.Context, roomID, eduType string, content any) {
 	servers, err := f.roomServers(ctx, roomID)
 	if err != nil {
 		f.log.Warn("EDU destinations", "room_id", roomID, "err", err)
 		return
 	}
-	servers = slices.DeleteFunc(servers, func(s string) bool { return s == f.s.cfg.ServerName })
+	servers = slices.DeleteFunc(servers, func(s string) bool { return s == f.serverName })
 	if err := f.queueEDUs(ctx, eduType, servers, content); err != nil {
 		f.log.Warn("queueing an EDU failed", "room_id", roomID, "type", eduType, "err", err)
 	}
 }
 
 // queueEDUs queues, for each of dests, one EDU of eduType per content.
-func (f *federation) queueEDUs(ctx context.Context, eduType string, dests []string, contents ...any) error {
+func (f *Service) queueEDUs(ctx context.Context, eduType string, dests []string, contents ...any) error {
 	if len(dests) == 0 {
 		return nil
 	}
@@ -198,7 +198,7 @@ func (f *federation) queueEDUs(ctx context.Context, eduType string, dests []stri
 			return err
 		}
 		for _, d := range dests {
-			edu, err := json.Marshal(gomatrixserverlib.EDU{Type: eduType, Origin: f.s.cfg.ServerName, Destination: d, Content: c})
+			edu, err := json.Marshal(gomatrixserverlib.EDU{Type: eduType, Origin: f.serverName, Destination: d, Content: c})
 			if err != nil {
 				return err
 			}
@@ -208,15 +208,15 @@ func (f *federation) queueEDUs(ctx context.Context, eduType string, dests []stri
 	return f.queue.enqueueEDUs(ctx, byDest)
 }
 
-// sendTyping tells the room's other servers that userID is (not) typing
+// SendTyping tells the room's other servers that userID is (not) typing
 // (spec: Server-Server API, "Typing Notifications").
-func (f *federation) sendTyping(ctx context.Context, roomID, userID string, typing bool) {
+func (f *Service) SendTyping(ctx context.Context, roomID, userID string, typing bool) {
 	f.sendRoomEDU(ctx, roomID, spec.MTyping, map[string]any{"room_id": roomID, "user_id": userID, "typing": typing})
 }
 
-// sendReceipt tells the room's other servers of a public read receipt
+// SendReceipt tells the room's other servers of a public read receipt
 // (spec: Server-Server API, "Receipts").
-func (f *federation) sendReceipt(ctx context.Context, roomID, userID, eventID, threadID string, ts int64) {
+func (f *Service) SendReceipt(ctx context.Context, roomID, userID, eventID, threadID string, ts int64) {
 	data := map[string]any{"ts": ts}
 	if threadID != "" {
 		data["thread_id"] = threadID
@@ -228,30 +228,30 @@ func (f *federation) sendReceipt(ctx context.Context, roomID, userID, eventID, t
 
 // receiveReceipts stores the m.read receipts of an m.receipt EDU from
 // origin's joined users.
-func (f *federation) receiveReceipts(ctx context.Context, origin string, content json.RawMessage) {
-	var rooms map[string]map[string]map[string]struct {
+func (f *Service) receiveReceipts(ctx context.Context, origin string, content json.RawMessage) {
+	var byRoom map[string]map[string]map[string]struct {
 		EventIDs []string `json:"event_ids"`
 		Data     struct {
 			TS       int64  `json:"ts"`
 			ThreadID string `json:"thread_id"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(content, &rooms); err != nil {
+	if err := json.Unmarshal(content, &byRoom); err != nil {
 		f.log.Info("bad m.receipt EDU", "origin", origin, "err", err)
 		return
 	}
-	for roomID, types := range rooms {
+	for roomID, types := range byRoom {
 		for userID, r := range types["m.read"] {
-			if serverOf(userID) != origin || len(r.EventIDs) == 0 {
+			if rooms.ServerOf(userID) != origin || len(r.EventIDs) == 0 {
 				continue
 			}
-			if m, err := f.s.db.Membership(ctx, roomID, userID); err != nil || m != "join" {
+			if m, err := f.db.Membership(ctx, roomID, userID); err != nil || m != "join" {
 				continue
 			}
-			if e, err := f.s.db.Event(ctx, r.EventIDs[0]); err != nil || e.RoomID != roomID {
+			if e, err := f.db.Event(ctx, r.EventIDs[0]); err != nil || e.RoomID != roomID {
 				continue
 			}
-			if _, err := f.s.db.PutReceipt(ctx, storage.Receipt{RoomID: roomID, UserID: userID, Type: "m.read",
+			if _, err := f.db.PutReceipt(ctx, storage.Receipt{RoomID: roomID, UserID: userID, Type: "m.read",
 				ThreadID: r.Data.ThreadID, EventID: r.EventIDs[0], TS: r.Data.TS}); err != nil {
 				f.log.Warn("storing a federated receipt failed", "origin", origin, "err", err)
 			}

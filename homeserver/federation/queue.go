@@ -1,4 +1,4 @@
-package homeserver
+package federation
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
 
@@ -34,7 +35,7 @@ const (
 // off exponentially while the peer is unreachable. Everything lives in
 // the database, so a restart resumes where it stopped.
 type outQueue struct {
-	f    *federation
+	f    *Service
 	kick chan struct{}
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -58,7 +59,7 @@ type destSender struct {
 	alive atomic.Bool
 }
 
-func newOutQueue(f *federation) *outQueue {
+func newOutQueue(f *Service) *outQueue {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &outQueue{f: f, kick: make(chan struct{}, 1), stop: make(chan struct{}), dests: make(map[string]*destSender), ctx: ctx, cancel: cancel, cursor: -1}
 }
@@ -66,11 +67,11 @@ func newOutQueue(f *federation) *outQueue {
 // start runs the scanner and a sender for every destination with queued
 // items (left from before a restart).
 func (q *outQueue) start(ctx context.Context) error {
-	dests, err := q.f.s.db.QueuedDestinations(ctx)
+	dests, err := q.f.db.QueuedDestinations(ctx)
 	if err != nil {
 		return err
 	}
-	if _, err := q.f.s.db.FederationCursor(ctx); err != nil {
+	if _, err := q.f.db.FederationCursor(ctx); err != nil {
 		return err
 	}
 	q.wg.Add(1)
@@ -127,14 +128,14 @@ func (q *outQueue) wakeDest(dest string) {
 func (q *outQueue) scanLoop() {
 	defer q.wg.Done()
 	// A slow tick covers a kick lost to an error.
-	tick := time.NewTicker(30 * time.Second)
+	tick := q.f.clock.NewTicker(30 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-q.stop:
 			return
 		case <-q.kick:
-		case <-tick.C:
+		case <-tick.C():
 		}
 		for {
 			more, err := q.scanOnce()
@@ -156,7 +157,7 @@ func (q *outQueue) scanLoop() {
 func (q *outQueue) scanOnce() (more bool, err error) {
 	ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
 	defer cancel()
-	db := q.f.s.db
+	db := q.f.db
 	if q.cursor < 0 {
 		c, err := db.FederationCursor(ctx)
 		if err != nil {
@@ -191,7 +192,7 @@ func (q *outQueue) scanOnce() (more bool, err error) {
 		}
 	}
 	last := evs[len(evs)-1].Pos
-	now := q.f.s.nowMS()
+	now := q.f.nowMS()
 	err = db.WriteTx(ctx, func(tx *storage.Tx) error {
 		for _, it := range items {
 			if err := tx.Enqueue(ctx, it.dests, storage.QueuePDU, it.js, now); err != nil {
@@ -215,8 +216,8 @@ func (q *outQueue) enqueueEDUs(ctx context.Context, byDest map[string][][]byte) 
 	if len(byDest) == 0 {
 		return nil
 	}
-	now := q.f.s.nowMS()
-	err := q.f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+	now := q.f.nowMS()
+	err := q.f.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		for d, edus := range byDest {
 			for _, js := range edus {
 				if err := tx.Enqueue(ctx, []string{d}, storage.QueueEDU, js, now); err != nil {
@@ -241,8 +242,8 @@ func (q *outQueue) enqueuePDU(ctx context.Context, dests []string, js []byte) er
 	if len(dests) == 0 {
 		return nil
 	}
-	err := q.f.s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		return tx.Enqueue(ctx, dests, storage.QueuePDU, js, q.f.s.nowMS())
+	err := q.f.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		return tx.Enqueue(ctx, dests, storage.QueuePDU, js, q.f.nowMS())
 	})
 	if err != nil {
 		return err
@@ -256,10 +257,21 @@ func (q *outQueue) enqueuePDU(ctx context.Context, dests []string, js []byte) er
 // sendLoop delivers destination's queue, one transaction at a time.
 func (q *outQueue) sendLoop(d *destSender) {
 	defer q.wg.Done()
+	// At most one sender per destination in a cluster: wait for the
+	// destination's lease (at once on one node) before sending.
+	release, lerr := q.f.lease.Acquire(q.ctx, d.name)
+	if lerr != nil {
+		if q.ctx.Err() == nil {
+			q.f.log.Warn("federation sender lease not acquired", "destination", d.name, "err", lerr)
+		}
+		q.senderGone(d)
+		return
+	}
+	defer release()
 	// The backoff lives in memory and is written through to the database
 	// (where a restart finds it); only this goroutine changes it.
 	ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
-	bo, err := q.f.s.db.DestinationBackoff(ctx, d.name)
+	bo, err := q.f.db.DestinationBackoff(ctx, d.name)
 	cancel()
 	if err != nil && q.ctx.Err() == nil {
 		q.f.log.Warn("federation backoff read failed", "destination", d.name, "err", err)
@@ -277,8 +289,8 @@ func (q *outQueue) sendLoop(d *destSender) {
 		if d.alive.Swap(false) {
 			reset()
 		}
-		if wait := time.Duration(bo.RetryAt-q.f.s.nowMS()) * time.Millisecond; wait > 0 {
-			t := time.NewTimer(wait)
+		if wait := time.Duration(bo.RetryAt-q.f.nowMS()) * time.Millisecond; wait > 0 {
+			t := q.f.clock.NewTimer(wait)
 			select {
 			case <-q.stop:
 				t.Stop()
@@ -286,7 +298,7 @@ func (q *outQueue) sendLoop(d *destSender) {
 			case <-d.wake:
 				t.Stop()
 				continue // peerAlive may have ended the backoff
-			case <-t.C:
+			case <-t.C():
 			}
 		}
 		sent, err := q.sendOnce(d.name)
@@ -295,9 +307,9 @@ func (q *outQueue) sendLoop(d *destSender) {
 		}
 		if err != nil {
 			bo.Failures++
-			delay := q.f.s.cfg.Federation.RetryMin << min(bo.Failures-1, 20)
-			delay = min(delay, q.f.s.cfg.Federation.RetryMax)
-			bo.RetryAt = q.f.s.nowMS() + delay.Milliseconds()
+			delay := q.f.opts.RetryMin << min(bo.Failures-1, 20)
+			delay = min(delay, q.f.opts.RetryMax)
+			bo.RetryAt = q.f.nowMS() + delay.Milliseconds()
 			q.f.log.Info("federation transaction failed; backing off", "destination", d.name, "failures", bo.Failures, "retry_in", delay, "err", err)
 			if err := q.setBackoff(d.name, bo); err != nil {
 				q.f.log.Warn("federation backoff write failed", "destination", d.name, "err", err)
@@ -316,10 +328,20 @@ func (q *outQueue) sendLoop(d *destSender) {
 	}
 }
 
+// senderGone forgets d (its sender goroutine ends without sending), so
+// that the next wake-up starts a new one.
+func (q *outQueue) senderGone(d *destSender) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.dests[d.name] == d {
+		delete(q.dests, d.name)
+	}
+}
+
 func (q *outQueue) setBackoff(dest string, bo storage.Backoff) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return q.f.s.db.SetDestinationBackoff(ctx, dest, bo)
+	return q.f.db.SetDestinationBackoff(ctx, dest, bo)
 }
 
 // peerAlive ends dest's backoff and wakes its sender if it has one. It is
@@ -344,14 +366,14 @@ func (q *outQueue) peerAlive(dest string) {
 func (q *outQueue) sendOnce(dest string) (int, error) {
 	ctx, cancel := context.WithTimeout(q.ctx, sendTimeout)
 	defer cancel()
-	items, err := q.f.s.db.QueueBatch(ctx, dest, maxTxnPDUs, maxTxnEDUs)
+	items, err := q.f.db.QueueBatch(ctx, dest, maxTxnPDUs, maxTxnEDUs)
 	if err != nil || len(items) == 0 {
 		return 0, err
 	}
 	txn := gomatrixserverlib.Transaction{
 		Origin:         q.f.origin(),
 		Destination:    spec.ServerName(dest),
-		OriginServerTS: spec.AsTimestamp(q.f.s.cfg.Now()),
+		OriginServerTS: spec.AsTimestamp(q.f.clock.Now()),
 		PDUs:           []json.RawMessage{},
 		EDUs:           []gomatrixserverlib.EDU{},
 	}
@@ -383,36 +405,36 @@ func (q *outQueue) sendOnce(dest string) (int, error) {
 			q.f.log.Info("peer refused a PDU", "destination", dest, "event_id", id, "err", r.Error)
 		}
 	}
-	if err := q.f.s.db.AckQueue(ctx, ids); err != nil {
+	if err := q.f.db.AckQueue(ctx, ids); err != nil {
 		return 0, err
 	}
 	return len(items), nil
 }
 
 // isLocalUser reports whether userID belongs to this server.
-func (f *federation) isLocalUser(userID string) bool {
+func (f *Service) isLocalUser(userID string) bool {
 	_, server, ok := splitUserID(userID)
-	return ok && server == f.s.cfg.ServerName
+	return ok && server == f.serverName
 }
 
 // destinationsFor lists the remote servers an event goes to: those of
 // the room's joined members, plus the target of a membership event (an
 // invited, kicked or banned remote user's server hears of it).
-func (f *federation) destinationsFor(ctx context.Context, e storage.Event) ([]string, error) {
-	members, err := f.s.db.JoinedMembers(ctx, e.RoomID)
+func (f *Service) destinationsFor(ctx context.Context, e storage.Event) ([]string, error) {
+	members, err := f.db.JoinedMembers(ctx, e.RoomID)
 	if err != nil {
 		return nil, err
 	}
 	set := map[string]bool{}
 	for _, m := range members {
-		set[serverOf(m)] = true
+		set[rooms.ServerOf(m)] = true
 	}
 	// The target of a membership change hears of it; an invite reached the
 	// invitee's server already through /invite.
 	if e.Type == spec.MRoomMember && e.StateKey != nil && strings.HasPrefix(*e.StateKey, "@") && membershipOfEvent(e) != "invite" {
-		set[serverOf(*e.StateKey)] = true
+		set[rooms.ServerOf(*e.StateKey)] = true
 	}
-	delete(set, f.s.cfg.ServerName)
+	delete(set, f.serverName)
 	delete(set, "")
 	out := make([]string, 0, len(set))
 	for s := range set {

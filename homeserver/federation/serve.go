@@ -1,4 +1,4 @@
-package homeserver
+package federation
 
 import (
 	"context"
@@ -22,20 +22,20 @@ const maxServedEvents = 100
 
 // originInRoom answers 403 unless a user of the requesting server is (or
 // was invited to) the room: peers read only rooms they share with us.
-func (f *federation) originInRoom(ctx context.Context, roomID, origin string) (gomatrixserverlib.IRoomVersion, error) {
-	room, err := f.s.db.Room(ctx, roomID)
+func (f *Service) originInRoom(ctx context.Context, roomID, origin string) (gomatrixserverlib.IRoomVersion, error) {
+	room, err := f.db.Room(ctx, roomID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errNotFound("Unknown room %s", roomID)
 	}
 	if err != nil {
 		return nil, err
 	}
-	state, err := f.s.db.CurrentState(ctx, roomID)
+	state, err := f.db.CurrentState(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range state {
-		if e.Type == spec.MRoomMember && e.StateKey != nil && serverOf(*e.StateKey) == origin {
+		if e.Type == spec.MRoomMember && e.StateKey != nil && rooms.ServerOf(*e.StateKey) == origin {
 			if m := membershipOfEvent(e); m == "join" || m == "invite" || m == "leave" {
 				return rooms.Version(room.Version)
 			}
@@ -45,8 +45,8 @@ func (f *federation) originInRoom(ctx context.Context, roomID, origin string) (g
 }
 
 // roomEvent loads an event of roomID, 404 if it is unknown or elsewhere.
-func (f *federation) roomEvent(ctx context.Context, roomID, eventID string) (storage.Event, error) {
-	e, err := f.s.db.Event(ctx, eventID)
+func (f *Service) roomEvent(ctx context.Context, roomID, eventID string) (storage.Event, error) {
+	e, err := f.db.Event(ctx, eventID)
 	if errors.Is(err, storage.ErrNotFound) || err == nil && e.RoomID != roomID {
 		return storage.Event{}, errNotFound("Unknown event %s", eventID)
 	}
@@ -54,9 +54,9 @@ func (f *federation) roomEvent(ctx context.Context, roomID, eventID string) (sto
 }
 
 // getEvent serves GET /_matrix/federation/v1/event/{eventId}.
-func (f *federation) getEvent(c echo.Context) error {
+func (f *Service) getEvent(c echo.Context) error {
 	ctx := c.Request().Context()
-	e, err := f.s.db.Event(ctx, param(c, "eventId"))
+	e, err := f.db.Event(ctx, param(c, "eventId"))
 	if errors.Is(err, storage.ErrNotFound) {
 		return errNotFound("Unknown event")
 	}
@@ -74,13 +74,13 @@ func (f *federation) getEvent(c echo.Context) error {
 	return c.JSON(http.StatusOK, f.txnOf(pdus))
 }
 
-func (f *federation) txnOf(pdus []json.RawMessage) map[string]any {
-	return map[string]any{"origin": f.s.cfg.ServerName, "origin_server_ts": f.s.nowMS(), "pdus": pdus}
+func (f *Service) txnOf(pdus []json.RawMessage) map[string]any {
+	return map[string]any{"origin": f.serverName, "origin_server_ts": f.nowMS(), "pdus": pdus}
 }
 
 // stateAt serves GET /state/{roomId} and /state_ids/{roomId}: the state
 // before event_id and its auth chain.
-func (f *federation) stateAt(idsOnly bool) echo.HandlerFunc {
+func (f *Service) stateAt(idsOnly bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
 		roomID := param(c, "roomId")
@@ -107,7 +107,7 @@ func (f *federation) stateAt(idsOnly bool) echo.HandlerFunc {
 		// The state at an event a server may not see (visibility.go) is
 		// served redacted: what the auth rules read survives redaction,
 		// names, topics and the like do not. IDs alone say nothing more.
-		if ok, err := f.s.serverVisibility(roomID, fedOrigin(c)).visible(ctx, e); err != nil {
+		if ok, err := f.local.Visibility(roomID, fedOrigin(c)).Visible(ctx, e); err != nil {
 			return err
 		} else if !ok {
 			if state, err = redactAll(ver, state); err != nil {
@@ -136,7 +136,7 @@ func redactAll(ver gomatrixserverlib.IRoomVersion, raws []json.RawMessage) ([]js
 }
 
 // eventAuth serves GET /event_auth/{roomId}/{eventId}.
-func (f *federation) eventAuth(c echo.Context) error {
+func (f *Service) eventAuth(c echo.Context) error {
 	ctx := c.Request().Context()
 	roomID := param(c, "roomId")
 	ver, err := f.originInRoom(ctx, roomID, fedOrigin(c))
@@ -161,13 +161,13 @@ func (f *federation) eventAuth(c echo.Context) error {
 // walkBack collects events reachable backwards through prev_events from
 // start (included when withStart), not past stop, deepest first, at most
 // limit.
-func (f *federation) walkBack(ctx context.Context, ver gomatrixserverlib.IRoomVersion, roomID string, start []string, stop map[string]bool, withStart bool, minDepth int64, limit int) ([]storage.Event, error) {
+func (f *Service) walkBack(ctx context.Context, ver gomatrixserverlib.IRoomVersion, roomID string, start []string, stop map[string]bool, withStart bool, minDepth int64, limit int) ([]storage.Event, error) {
 	seen := map[string]bool{}
 	var out []storage.Event
 	frontier := start
 	first := true
 	for len(frontier) > 0 && len(out) < limit {
-		evs, err := f.s.db.Events(ctx, frontier)
+		evs, err := f.db.Events(ctx, frontier)
 		if err != nil {
 			return nil, err
 		}
@@ -200,7 +200,7 @@ func (f *federation) walkBack(ctx context.Context, ver gomatrixserverlib.IRoomVe
 }
 
 // backfill serves GET /backfill/{roomId}?v=...&limit=.
-func (f *federation) backfill(c echo.Context) error {
+func (f *Service) backfill(c echo.Context) error {
 	ctx := c.Request().Context()
 	roomID := param(c, "roomId")
 	ver, err := f.originInRoom(ctx, roomID, fedOrigin(c))
@@ -222,7 +222,7 @@ func (f *federation) backfill(c echo.Context) error {
 
 // getMissingEvents serves POST /get_missing_events/{roomId}: the events
 // before latest_events back to earliest_events.
-func (f *federation) getMissingEvents(c echo.Context) error {
+func (f *Service) getMissingEvents(c echo.Context) error {
 	ctx := c.Request().Context()
 	roomID := param(c, "roomId")
 	ver, err := f.originInRoom(ctx, roomID, fedOrigin(c))
@@ -258,13 +258,13 @@ func (f *federation) getMissingEvents(c echo.Context) error {
 }
 
 // makeLeave serves GET /make_leave/{roomId}/{userId}.
-func (f *federation) makeLeave(c echo.Context) error {
+func (f *Service) makeLeave(c echo.Context) error {
 	ctx := c.Request().Context()
 	roomID, userID := param(c, "roomId"), param(c, "userId")
-	if serverOf(userID) != fedOrigin(c) {
+	if rooms.ServerOf(userID) != fedOrigin(c) {
 		return errForbidden("user %s is not of server %s", userID, fedOrigin(c))
 	}
-	room, err := f.s.db.Room(ctx, roomID)
+	room, err := f.db.Room(ctx, roomID)
 	if err != nil {
 		return errNotFound("Unknown room %s", roomID)
 	}
@@ -276,17 +276,17 @@ func (f *federation) makeLeave(c echo.Context) error {
 }
 
 // userDevices serves GET /user/devices/{userId}.
-func (f *federation) userDevices(c echo.Context) error {
+func (f *Service) userDevices(c echo.Context) error {
 	ctx := c.Request().Context()
 	userID := param(c, "userId")
 	if !f.isLocalUser(userID) {
 		return errInvalidParam("%s is not a user of this server", userID)
 	}
-	devs, err := f.s.db.Devices(ctx, userID)
+	devs, err := f.db.Devices(ctx, userID)
 	if err != nil {
 		return err
 	}
-	keys, err := f.s.db.QueryDeviceKeys(ctx, userID, nil)
+	keys, err := f.db.QueryDeviceKeys(ctx, userID, nil)
 	if err != nil {
 		return err
 	}
@@ -305,8 +305,8 @@ func (f *federation) userDevices(c echo.Context) error {
 		}
 		out = append(out, entry)
 	}
-	resp := map[string]any{"user_id": userID, "stream_id": f.s.notifier.Position(), "devices": out}
-	cross, err := f.s.db.CrossSigningKeys(ctx, userID)
+	resp := map[string]any{"user_id": userID, "stream_id": f.positions.Position(), "devices": out}
+	cross, err := f.db.CrossSigningKeys(ctx, userID)
 	if err != nil {
 		return err
 	}
@@ -320,7 +320,7 @@ func (f *federation) userDevices(c echo.Context) error {
 }
 
 // userKeysQuery serves POST /user/keys/query for our users.
-func (f *federation) userKeysQuery(c echo.Context) error {
+func (f *Service) userKeysQuery(c echo.Context) error {
 	ctx := c.Request().Context()
 	var req struct {
 		DeviceKeys map[string][]string `json:"device_keys"`
@@ -334,7 +334,7 @@ func (f *federation) userKeysQuery(c echo.Context) error {
 		if !f.isLocalUser(userID) {
 			continue
 		}
-		keys, err := f.s.db.QueryDeviceKeys(ctx, userID, ids)
+		keys, err := f.db.QueryDeviceKeys(ctx, userID, ids)
 		if err != nil {
 			return err
 		}
@@ -345,7 +345,7 @@ func (f *federation) userKeysQuery(c echo.Context) error {
 			}
 		}
 		devices[userID] = byDevice
-		cross, err := f.s.db.CrossSigningKeys(ctx, userID)
+		cross, err := f.db.CrossSigningKeys(ctx, userID)
 		if err != nil {
 			return err
 		}
@@ -360,7 +360,7 @@ func (f *federation) userKeysQuery(c echo.Context) error {
 }
 
 // userKeysClaim serves POST /user/keys/claim for our users.
-func (f *federation) userKeysClaim(c echo.Context) error {
+func (f *Service) userKeysClaim(c echo.Context) error {
 	var req struct {
 		OneTimeKeys map[string]map[string]string `json:"one_time_keys"`
 	}
@@ -376,7 +376,7 @@ func (f *federation) userKeysClaim(c echo.Context) error {
 			claims = append(claims, storage.KeyClaim{UserID: userID, DeviceID: dev, Algorithm: alg})
 		}
 	}
-	keys, err := f.s.db.ClaimKeys(c.Request().Context(), claims)
+	keys, err := f.db.ClaimKeys(c.Request().Context(), claims)
 	if err != nil {
 		return err
 	}
@@ -392,10 +392,34 @@ func (f *federation) userKeysClaim(c echo.Context) error {
 
 // openIDUserInfo serves GET /_matrix/federation/v1/openid/userinfo, which
 // is authenticated by the OpenID token, not by X-Matrix.
-func (f *federation) openIDUserInfo(c echo.Context) error {
-	userID, err := f.s.OpenIDUserInfo(c.Request().Context(), c.QueryParam("access_token"))
+func (f *Service) openIDUserInfo(c echo.Context) error {
+	userID, err := f.local.OpenIDUserInfo(c.Request().Context(), c.QueryParam("access_token"))
 	if err != nil || userID == "" {
 		return errUnknownToken("Access token unknown or expired")
 	}
 	return c.JSON(http.StatusOK, map[string]string{"sub": userID})
+}
+
+// serverSees loads the server's view of events for the federation
+// endpoints: an event it may not see is served redacted (content
+// withheld, hashes and signatures still checkable, the DAG intact).
+func (f *Service) serverSees(ctx context.Context, ver gomatrixserverlib.IRoomVersion, roomID, server string, evs []storage.Event) ([]json.RawMessage, error) {
+	v := f.local.Visibility(roomID, server)
+	out := make([]json.RawMessage, 0, len(evs))
+	for _, e := range evs {
+		ok, err := v.Visible(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		if ok || e.RedactedBy != "" {
+			out = append(out, e.JSON)
+			continue
+		}
+		red, err := ver.RedactEventJSON(e.JSON)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, red)
+	}
+	return out, nil
 }
