@@ -13,7 +13,7 @@ import (
 // publishers' own estimators) and sender reports, all in rxFeedback. The
 // forwarding path stamps transport-wide sequence numbers and answers NACKs
 // itself, without allocating.
-func (s *SFU) newAPI() (*webrtc.API, error) {
+func (s *SFU) newAPI(rxq *rxQuality) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	videoFB := []webrtc.RTCPFeedback{
 		{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"},
@@ -69,7 +69,7 @@ func (s *SFU) newAPI() (*webrtc.API, error) {
 	// received packet into a new header), and sender reports for what
 	// subscribers receive (pion's allocate per report): rxfeedback.go,
 	// txreports.go.
-	ir.Add(rxFeedbackFactory{now: s.cfg.Now})
+	ir.Add(rxFeedbackFactory{now: s.cfg.Now, made: rxq})
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(s.se)), nil
 }

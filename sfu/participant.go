@@ -60,6 +60,7 @@ type Participant struct {
 	pc   *webrtc.PeerConnection
 	log  *slog.Logger
 	bwe  *media.BandwidthEstimator
+	rxq  *rxQuality
 
 	queue chan sendItem
 	kick  chan struct{}
@@ -94,7 +95,8 @@ type Participant struct {
 }
 
 func newParticipant(s *SFU, id string, h Handler) (*Participant, error) {
-	api, err := s.newAPI()
+	rxq := &rxQuality{}
+	api, err := s.newAPI(rxq)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +105,7 @@ func newParticipant(s *SFU, id string, h Handler) (*Participant, error) {
 		return nil, err
 	}
 	p := &Participant{
-		id: id, sfu: s, h: h, pc: pc,
+		id: id, sfu: s, h: h, pc: pc, rxq: rxq,
 		log: s.log.With("participant", id),
 		bwe: media.NewBandwidthEstimator(media.EstimatorConfig{
 			Initial: s.cfg.InitialBitrate, Min: s.cfg.MinBitrate, Max: s.cfg.MaxBitrate}),

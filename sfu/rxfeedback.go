@@ -25,6 +25,9 @@ const (
 // rxFeedbackFactory builds an rxFeedback for each PeerConnection.
 type rxFeedbackFactory struct {
 	now func() time.Time
+	// made, when set, is handed the rxFeedback built (Participant.Quality
+	// reads it).
+	made *rxQuality
 }
 
 // NewInterceptor implements interceptor.Factory.
@@ -32,6 +35,9 @@ func (f rxFeedbackFactory) NewInterceptor(string) (interceptor.Interceptor, erro
 	r := &rxFeedback{now: f.now, senderSSRC: rand.Uint32(), streams: map[uint32]*rxStream{},
 		local: map[uint32]*txStream{}, done: make(chan struct{})}
 	r.pkts[0] = &r.out
+	if f.made != nil {
+		f.made.rx.Store(r)
+	}
 	return r, nil
 }
 
@@ -63,6 +69,8 @@ type rxFeedback struct {
 	buf       []byte
 	missing   []uint16
 	closed    bool
+	// quality is what the last receiver report said (quality.go).
+	quality Quality
 
 	// out is the packet being written and pkts hands it to pion (loop
 	// only; reused, so that a write allocates only in pion).
@@ -210,11 +218,15 @@ func (r *rxFeedback) feedbackLocked(report bool) []byte {
 			buf = st.appendSenderReport(buf, now)
 		}
 	}
+	if report && len(r.streams) == 0 {
+		r.quality = Quality{At: time.Unix(0, now)}
+	}
 	if report && len(r.streams) > 0 {
 		start := len(buf)
 		buf = append(buf, 0x80, 201, 0, 0, byte(r.senderSSRC>>24), byte(r.senderSSRC>>16),
 			byte(r.senderSSRC>>8), byte(r.senderSSRC))
 		blocks := 0
+		q := Quality{At: time.Unix(0, now)}
 		for ssrc, st := range r.streams {
 			if blocks == 31 { // the RC field's limit
 				break
@@ -222,8 +234,10 @@ func (r *rxFeedback) feedbackLocked(report bool) []byte {
 			var ok bool
 			if buf, ok = st.stats.AppendReportBlock(buf, ssrc, now); ok {
 				blocks++
+				q.noteBlock(buf[len(buf)-24:], st.stats.ClockRate)
 			}
 		}
+		r.quality = q
 		if blocks == 0 {
 			buf = buf[:start]
 		} else {

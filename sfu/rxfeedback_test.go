@@ -43,12 +43,16 @@ func TestRxFeedback(t *testing.T) {
 	var clockMu sync.Mutex
 	now := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
 	advance := func(d time.Duration) { clockMu.Lock(); clock = clock.Add(d); clockMu.Unlock() }
-	f := rxFeedbackFactory{now: now}
+	rxq := &rxQuality{}
+	f := rxFeedbackFactory{now: now, made: rxq}
 	i, err := f.NewInterceptor("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := i.(*rxFeedback)
+	if rxq.rx.Load() != r {
+		t.Fatal("the factory did not hand over its rxFeedback")
+	}
 	sink := &rtcpSink{}
 	r.mu.Lock()
 	r.writer = sink // as BindRTCPWriter, without its ticker: the test ticks
@@ -150,6 +154,13 @@ func TestRxFeedback(t *testing.T) {
 	if rep.SSRC != pubSSRC || rep.TotalLost != 3 || rep.LastSequenceNumber != 65536+13 ||
 		rep.LastSenderReport != 0xBBBBCCCC || rep.Delay != 32768 {
 		t.Errorf("report block %+v", rep)
+	}
+	// The participant's Quality is that report block's (3 of 20 lost).
+	q := (&Participant{rxq: rxq}).Quality()
+	wantJitter := time.Duration(rep.Jitter) * time.Second / 90000
+	if q.Streams != 1 || q.Loss != float64(rep.FractionLost)/256 || q.Loss < 0.14 || q.Loss > 0.16 ||
+		q.Jitter != wantJitter || !q.At.Equal(now()) {
+		t.Errorf("quality %+v, want 1 stream, loss %d/256 (0.15), jitter %v", q, rep.FractionLost, wantJitter)
 	}
 	if want := []uint16{65535, 0, 7}; !slices.Equal(nacked, want) {
 		t.Errorf("NACKed %v, want %v", nacked, want)

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-chat/switchboard/sfu"
+	"github.com/switchboard-chat/switchboard/signalling/rtcroom"
 )
 
 // call is one participant's call with the focus: a device of a user in
@@ -21,7 +22,7 @@ type call struct {
 	deviceID      string
 	roomID        string
 	confID        string
-	conf          string // SFU conference ID
+	conf          string // SFU conference ID: the room's (rtcroom)
 	callID        string
 	clientSession string
 	ready         chan struct{} // closed once the answer is sent
@@ -51,7 +52,7 @@ type call struct {
 func newCall(f *Focus, userID string, inv *inviteContent) *call {
 	return &call{
 		f: f, pid: participantID(userID, inv.DeviceID), userID: userID, deviceID: inv.DeviceID,
-		roomID: inv.RoomID, confID: inv.ConfID, conf: confKey(inv.RoomID, inv.ConfID),
+		roomID: inv.RoomID, confID: inv.ConfID, conf: rtcroom.Conference(inv.RoomID),
 		callID: inv.CallID, clientSession: inv.SenderSessionID,
 		ready: make(chan struct{}), done: make(chan struct{}), meta: inv.Metadata,
 	}
@@ -248,14 +249,18 @@ func (c *call) metadata() map[string]outStream {
 	c.mu.Unlock()
 	out := make(map[string]outStream)
 	for _, ti := range tracks {
+		// The focus's own participants, or another protocol's in the
+		// same conference (FocusConfig.Peers); purpose and mute state are
+		// known of the focus's own only (the MSC3077 metadata they send).
 		pub := c.f.lookup(ti.ParticipantID)
-		if pub == nil {
+		userID, deviceID, known := c.f.peer(ti.ParticipantID)
+		if !known {
 			continue
 		}
 		s, ok := out[ti.StreamID]
 		if !ok {
-			s = outStream{UserID: pub.userID, DeviceID: pub.deviceID, Purpose: "m.usermedia", Tracks: map[string]outTrack{}}
-			if m, ok := pub.streamMeta(ti.StreamID); ok {
+			s = outStream{UserID: userID, DeviceID: deviceID, Purpose: "m.usermedia", Tracks: map[string]outTrack{}}
+			if m, ok := pub.streamMetaOf(ti.StreamID); ok {
 				if m.Purpose != "" {
 					s.Purpose = m.Purpose
 				}
@@ -268,7 +273,12 @@ func (c *call) metadata() map[string]outStream {
 	return out
 }
 
-func (c *call) streamMeta(streamID string) (streamMeta, bool) {
+// streamMetaOf is the client's metadata of its stream streamID; ok false
+// on a nil call (a participant of another protocol).
+func (c *call) streamMetaOf(streamID string) (streamMeta, bool) {
+	if c == nil {
+		return streamMeta{}, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m, ok := c.meta[streamID]
@@ -303,12 +313,12 @@ func (c *call) onSpeakers(active []string, dominant string) {
 		Dominant *speakerRef  `json:"dominant,omitempty"`
 	}{Active: []speakerRef{}}
 	for _, pid := range active {
-		if o := c.f.lookup(pid); o != nil {
-			body.Active = append(body.Active, speakerRef{o.userID, o.deviceID})
+		if u, d, ok := c.f.peer(pid); ok {
+			body.Active = append(body.Active, speakerRef{u, d})
 		}
 	}
-	if o := c.f.lookup(dominant); o != nil {
-		body.Dominant = &speakerRef{o.userID, o.deviceID}
+	if u, d, ok := c.f.peer(dominant); ok {
+		body.Dominant = &speakerRef{u, d}
 	}
 	b, _ := json.Marshal(body)
 	c.mu.Lock()

@@ -33,6 +33,12 @@ type Homeserver interface {
 	StateContent(ctx context.Context, roomID, evType, stateKey string) (content json.RawMessage, ok bool, err error)
 }
 
+// PeerDirectory names the Matrix user and device of an SFU participant
+// that is not the focus's (ok false when it knows none).
+type PeerDirectory interface {
+	Peer(participantID string) (userID, deviceID string, ok bool)
+}
+
 // FocusConfig is everything the focus needs from its caller.
 type FocusConfig struct {
 	// Homeserver is the homeserver the focus speaks through. Required.
@@ -76,6 +82,13 @@ type FocusConfig struct {
 	JoinTimeout time.Duration
 	// SendTimeout bounds one SendToDevice call. Default 10s.
 	SendTimeout time.Duration
+
+	// Peers, when set, names the Matrix user and device of SFU
+	// participants of other protocols sharing a room's conference (the
+	// LiveKit adapter's, signalling/livekit.Server), so that their
+	// streams appear in sdp_stream_metadata and speaker messages; without
+	// it only the focus's own participants do.
+	Peers PeerDirectory
 
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger

@@ -178,8 +178,26 @@ func (f *Focus) goTracked(fn func()) bool {
 
 func participantID(userID, deviceID string) string { return userID + "/" + deviceID }
 
-// confKey names the SFU conference of call confID in roomID.
-func confKey(roomID, confID string) string { return roomID + "/" + confID }
+// Peer names the user and device of the focus's participant pid, for
+// the LiveKit adapter sharing its conferences (livekit.PeerDirectory).
+func (f *Focus) Peer(pid string) (userID, deviceID string, ok bool) {
+	if c := f.lookup(pid); c != nil {
+		return c.userID, c.deviceID, true
+	}
+	return "", "", false
+}
+
+// peer names the user and device of any participant of a conference:
+// the focus's own, or another protocol's through cfg.Peers.
+func (f *Focus) peer(pid string) (userID, deviceID string, ok bool) {
+	if c := f.lookup(pid); c != nil {
+		return c.userID, c.deviceID, true
+	}
+	if f.cfg.Peers != nil {
+		return f.cfg.Peers.Peer(pid)
+	}
+	return "", "", false
+}
 
 func (f *Focus) lookup(pid string) *call {
 	f.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/switchboard-chat/switchboard/homeserver"
 	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/sfu"
+	"github.com/switchboard-chat/switchboard/signalling/livekit"
 )
 
 // This file is the integration harness: a real homeserver on a loopback
@@ -38,6 +40,7 @@ var (
 
 type env struct {
 	t        testing.TB
+	lk       *livekit.Server // with envOpts.livekit
 	hs       *homeserver.Server
 	url      string
 	sfu      *sfu.SFU
@@ -49,7 +52,12 @@ type env struct {
 
 type envOpts struct {
 	autoSubscribe bool
-	focus         func(*FocusConfig)
+	// livekit also serves MatrixRTC's LiveKit side (the token service
+	// and the signalling server) on the homeserver's listener, laid out
+	// as cmd/switchboard lays it out, sharing the SFU and naming peers
+	// with the focus.
+	livekit bool
+	focus   func(*FocusConfig)
 }
 
 func testLogger() *slog.Logger {
@@ -85,7 +93,13 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatalf("homeserver.New: %v", err)
 	}
-	srv := httptest.NewServer(hs.ClientHandler())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(hs.ClientHandler())
+	srv.Listener.Close()
+	srv.Listener = ln
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -100,14 +114,27 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if o.focus != nil {
 		o.focus(&cfg)
 	}
+	lkPeers := &lateServer{}
+	if o.livekit {
+		cfg.Peers = lkPeers
+	}
 	f, err := NewFocus(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var lk *livekit.Server
+	if o.livekit {
+		lk = startLiveKit(t, hs, s, f, ln.Addr().String(), srv, log)
+		lkPeers.s = lk
+	}
+	srv.Start()
 	runCtx, stop := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
 	go func() { runErr <- f.Run(runCtx) }()
 	t.Cleanup(func() {
+		if lk != nil {
+			lk.Close()
+		}
 		stop()
 		if err := <-runErr; err != nil {
 			t.Errorf("Run: %v", err)
@@ -124,7 +151,43 @@ func newEnv(t *testing.T, o envOpts) *env {
 			t.Errorf("homeserver Close: %v", err)
 		}
 	})
-	return &env{t: t, hs: hs, url: srv.URL, sfu: s, focus: f, sfuReg: sfuReg, focusReg: focusReg, log: log}
+	return &env{t: t, lk: lk, hs: hs, url: srv.URL, sfu: s, focus: f, sfuReg: sfuReg, focusReg: focusReg, log: log}
+}
+
+// lateServer is the focus's PeerDirectory of LiveKit participants, set
+// once the signalling server exists (as cmd/switchboard's liveKitPeers).
+type lateServer struct{ s *livekit.Server }
+
+func (l *lateServer) Peer(pid string) (string, string, bool) {
+	if l.s == nil {
+		return "", "", false
+	}
+	return l.s.Peer(pid)
+}
+
+// startLiveKit mounts the LiveKit token service and signalling server
+// beside the homeserver on srv (not started yet), at addr.
+func startLiveKit(t *testing.T, hs *homeserver.Server, s *sfu.SFU, f *Focus, addr string, srv *httptest.Server,
+	log *slog.Logger) *livekit.Server {
+	t.Helper()
+	const key, secret = "switchboard", "0123456789abcdef0123456789abcdef-test"
+	tokens, err := livekit.NewTokenService(livekit.TokenConfig{Homeserver: hs, ServerName: "test.local",
+		APIKey: key, APISecret: secret, SFUURL: "ws://" + addr + "/livekit/sfu", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := livekit.NewServer(livekit.ServerConfig{SFU: s, APIKey: key, APISecret: secret, Peers: f,
+		QualityInterval: 200 * time.Millisecond,
+		RoomState:       hs, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", hs.ClientHandler())
+	mux.Handle("/livekit/jwt/", tokens)
+	mux.Handle("/livekit/sfu/", sig)
+	srv.Config.Handler = mux
+	return sig
 }
 
 // user registers localpart and returns a logged-in client.

@@ -36,10 +36,12 @@
 //     allocates on every packet of its own ChannelData path.
 //   - On Linux, one relay poller (poller_linux.go) instead of a goroutine
 //     per socket: an epoll set over every UDP relay socket and UDP client
-//     listener, itself parked in Go's netpoller, read with recvmmsg and
-//     answered with one sendmmsg per round. A burst of datagrams costs one
-//     goroutine wake-up, not one per datagram and socket. Relay sockets are
-//     opened outside Go's netpoller for it; pion still sees a
+//     listener, waited on by one goroutine blocked in epoll_wait (as
+//     coturn's event loops wait), read with recvmmsg and answered with one
+//     sendmmsg per round. A burst of datagrams costs one thread wake-up,
+//     not one per datagram and socket, and no trip through Go's scheduler.
+//     Relay sockets are opened outside Go's netpoller for it, and UDP
+//     client listeners are taken out of it; pion still sees a
 //     net.PacketConn per allocation and gets, through a queue, what the
 //     poller does not relay itself (STUN messages, Data indications, data
 //     for clients on TCP/TLS). Nothing on the per-datagram path allocates.

@@ -48,3 +48,7 @@ var errBadFrame = errors.New("turn: stream does not carry TURN frames")
 
 // ErrClosed means the server is closing and opens no more relay sockets.
 var ErrClosed = errors.New("turn: server closed")
+
+// errUnreachable means a datagram's destination is not of the sending
+// socket's address family (an IPv6 peer from an IPv4 socket).
+var errUnreachable = errors.New("turn: destination not reachable from this socket")

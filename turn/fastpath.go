@@ -36,9 +36,7 @@ type chanTable struct {
 // clientOut is how relay data reaches an allocation's client: a UDP
 // listener socket and the client's address, or the client's TCP/TLS stream.
 type clientOut struct {
-	udp      net.PacketConn
-	addr     *net.UDPAddr
-	udpConn  *net.UDPConn // udp itself when it is one
+	listener *packetListener
 	addrPort netip.AddrPort
 	stream   *streamConn
 	// For the relay poller (Linux): the listener's file descriptor, or -1,
@@ -133,8 +131,7 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, _, userID, _ string, rel
 	st.client.Store(&client)
 	if l, ok := s.udpListeners[key.server]; ok {
 		if ua, ok := src.(*net.UDPAddr); ok {
-			uc, _ := l.PacketConn.(*net.UDPConn)
-			out := &clientOut{udp: l.PacketConn, addr: ua, udpConn: uc, addrPort: ua.AddrPort(), lfd: -1}
+			out := &clientOut{listener: l, addrPort: ua.AddrPort(), lfd: -1}
 			if l.fd >= 0 && toRaw(out.addrPort, l.family, &out.raw) {
 				out.lfd = l.fd
 			}
@@ -238,11 +235,11 @@ func (a *allocState) forwardChannelData(buf []byte, n int, peer netip.AddrPort) 
 		_, _ = out.stream.Conn.Write(buf[:total])
 		return true
 	}
-	if out.udpConn != nil {
-		_, _ = out.udpConn.WriteToUDPAddrPort(buf[:total], out.addrPort)
+	if out.lfd >= 0 && out.listener.detached {
+		_, _ = out.listener.writeRawTo(buf[:total], &out.raw)
 		return true
 	}
-	_, _ = out.udp.WriteTo(buf[:total], out.addr)
+	_, _ = out.listener.write(buf[:total], out.addrPort)
 	return true
 }
 

@@ -4,6 +4,7 @@ package turn
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
@@ -116,4 +117,69 @@ func (r *listenerReader) read() ([]byte, netip.AddrPort, error) {
 		return nil, netip.AddrPort{}, r.err
 	}
 	return r.pass, r.passFrom, nil
+}
+
+// detach hands the listener's socket to the relay poller's epoll set
+// (epfd, as id) and takes it out of Go's netpoller: it keeps a duplicate of
+// the descriptor, registers that, and closes the net.PacketConn, whose
+// close removes the socket from Go's epoll set before closing its own
+// descriptor; the socket stays open through the duplicate. Go registers
+// sockets edge triggered for input and output, so a listener left there
+// wakes the netpoller's thread for every datagram in and every send that
+// frees buffer space, with no goroutine waiting. From here on writes go
+// through writeRaw and Close closes the duplicate. On an error nothing has
+// changed.
+func (c *packetListener) detach(epfd int, id uint32) error {
+	nfd, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("turn: dup: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(id)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, nfd, &ev); err != nil {
+		_ = unix.Close(nfd)
+		return fmt.Errorf("turn: epoll_ctl: %w", err)
+	}
+	_ = c.PacketConn.Close()
+	c.fd = nfd
+	c.detached = true
+	return nil
+}
+
+// writeRaw sends p to dst on a detached listener, waiting briefly when
+// the socket's buffer is full.
+func (c *packetListener) writeRaw(p []byte, dst netip.AddrPort) (int, error) {
+	var ra rawAddr
+	if !toRaw(dst, c.family, &ra) {
+		return 0, errUnreachable
+	}
+	return c.writeRawTo(p, &ra)
+}
+
+// writeRawTo is writeRaw for an address already in the kernel's form.
+func (c *packetListener) writeRawTo(p []byte, ra *rawAddr) (int, error) {
+	c.rawMu.RLock()
+	defer c.rawMu.RUnlock()
+	if c.rawClosed {
+		return 0, net.ErrClosed
+	}
+	err := sendto(c.fd, p, ra)
+	for waits := 0; errors.Is(err, unix.EINTR) || (errors.Is(err, unix.EAGAIN) && waits < 3); waits++ {
+		waitWritable(c.fd, 10)
+		err = sendto(c.fd, p, ra)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// closeRaw closes a detached listener's descriptor once no write uses it.
+func (c *packetListener) closeRaw() error {
+	c.rawMu.Lock()
+	defer c.rawMu.Unlock()
+	if c.rawClosed {
+		return net.ErrClosed
+	}
+	c.rawClosed = true
+	return unix.Close(c.fd)
 }

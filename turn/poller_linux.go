@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
+	"runtime"
 	"sync"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -28,7 +27,11 @@ import (
 // a send, and the scheduler's thread hand-offs on top; that was about
 // two thirds of the relay's CPU (bench/turn/README.md). Here a round of
 // epoll_wait serves every ready socket, a read takes what the socket holds,
-// and the sends of a round leave together.
+// and the sends of a round leave together. The loop's goroutine blocks in
+// epoll_wait itself rather than in Go's netpoller: parked there, each
+// round also cost the netpoller's epoll_wait, an unpark, a look at an
+// empty epoll set and idle threads woken to look for work, which left
+// Switchboard with 1.8 times coturn's context switches per packet.
 //
 // Relay sockets are opened here, outside Go's netpoller, so that a datagram
 // wakes this loop only. pion still owns the allocation: it gets a
@@ -51,15 +54,17 @@ const (
 	listenerID uint32 = 1 << 31
 )
 
-// poller owns the epoll set of the UDP relay sockets. The epoll descriptor
-// itself sits in Go's netpoller (an epoll set is readable while any of its
-// sockets is), so the loop's goroutine parks like any reader instead of
-// holding a thread in epoll_wait, and is woken once per burst.
+// poller owns the epoll set of the UDP relay sockets and client listeners.
+// Its goroutine blocks in epoll_wait itself, outside Go's netpoller, as
+// coturn's event loops do: a burst of datagrams wakes one thread, once,
+// with no netpoller hand-off, no goroutine to unpark and no idle thread
+// woken to look for work (each of those is a context switch on Go's side;
+// see bench/turn/README.md for the counts). The Go runtime sees a
+// goroutine in a system call; the others run on the remaining Ps.
 type poller struct {
 	epfd int
-	ep   *os.File        // epfd, in Go's netpoller
-	rc   syscall.RawConn // ep's
-	done chan struct{}   // closed when run returns
+	evfd int           // eventfd that stop writes to end the loop
+	done chan struct{} // closed when run returns
 
 	listeners []*packetListener // by epoll id - listenerID; set before run starts
 
@@ -72,12 +77,26 @@ type poller struct {
 	now    func() time.Time
 	m      *metrics
 	events []unix.EpollEvent
-	nev    int                // events of this round
-	skip   bool               // park before the next epoll_wait: nothing is left
-	waitFn func(uintptr) bool // p.wait, bound once
 	recv   *mmsgBatch
 	used   int // recv slots holding datagrams of this round
 	send   sendBatch
+	stats  pollStats
+	// lastYield is when the loop last yielded its P (run).
+	lastYield time.Time
+}
+
+// yieldEvery is how often the loop yields at most: under sysmon's 10 ms
+// preemption limit with a margin for its own tick.
+const yieldEvery = 4 * time.Millisecond
+
+// pollStats counts the loop's work, for the batch sizes in tests and
+// benchmarks; written by run only, read once it has stopped.
+type pollStats struct {
+	wakeups    uint64 // epoll_wait calls that returned events
+	recvCalls  uint64 // recvmmsg calls that returned datagrams
+	recvDgrams uint64
+	sendCalls  uint64 // sendmmsg calls
+	sendDgrams uint64
 }
 
 // sendBatch is the ChannelData of one round bound for one listener socket.
@@ -88,9 +107,15 @@ type sendBatch struct {
 	n    int
 }
 
+// stopID is the epoll id of the poller's eventfd; relay sockets never get 0.
+const stopID uint32 = 0
+
 // newPoller starts the relay poller. It also reads the client listeners
 // that are UDP sockets: ChannelData is relayed in its loop, and other
-// messages go to pion's read loop through the listener's queue.
+// messages go to pion's read loop through the listener's queue. Each such
+// listener is taken out of Go's netpoller (packetListener.detach),
+// which would otherwise wake a thread for every datagram it receives and
+// every send that frees buffer space, only to find no goroutine waiting.
 func newPoller(m *metrics, now func() time.Time, listeners []*packetListener) (*poller, error) {
 	p, err := buildPoller(m, now)
 	if err != nil {
@@ -101,10 +126,10 @@ func newPoller(m *metrics, now func() time.Time, listeners []*packetListener) (*
 			continue
 		}
 		id := listenerID + uint32(len(p.listeners))
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(id)}
-		if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, l.fd, &ev); err != nil {
-			_ = p.ep.Close()
-			return nil, fmt.Errorf("turn: epoll_ctl: %w", err)
+		if err := l.detach(p.epfd, id); err != nil {
+			// pion's read loop keeps reading it, with the fast path.
+			l.s.log.Warn("turn: UDP listener left to its own reader", "listener", l.local.String(), "err", err)
+			continue
 		}
 		l.inbox = newSlowQueue(listenerQueueLen)
 		l.inbox.fd, l.inbox.epollID = l.fd, id
@@ -120,18 +145,19 @@ func buildPoller(m *metrics, now func() time.Time) (*poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("turn: epoll_create1: %w", err)
 	}
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		_ = unix.Close(epfd)
-		return nil, fmt.Errorf("turn: epoll set non-blocking: %w", err)
-	}
-	ep := os.NewFile(uintptr(epfd), "turn-relay-epoll")
-	rc, err := ep.SyscallConn()
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		_ = ep.Close()
-		return nil, fmt.Errorf("turn: epoll raw conn: %w", err)
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("turn: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(stopID)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		_ = unix.Close(evfd)
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("turn: epoll_ctl: %w", err)
 	}
 	p := &poller{
-		epfd: epfd, ep: ep, rc: rc, done: make(chan struct{}),
+		epfd: epfd, evfd: evfd, done: make(chan struct{}),
 		relays: make(map[uint32]*polledRelay), nextID: 1,
 		now: now, m: m,
 		events: make([]unix.EpollEvent, pollerEvents),
@@ -140,8 +166,12 @@ func buildPoller(m *metrics, now func() time.Time) (*poller, error) {
 			fd: -1, hdrs: make([]mmsghdr, pollerSlots), iovs: make([]unix.Iovec, pollerSlots),
 		},
 	}
-	p.waitFn = p.wait
 	return p, nil
+}
+
+func (p *poller) closeFDs() {
+	_ = unix.Close(p.evfd)
+	_ = unix.Close(p.epfd)
 }
 
 // stop ends the loop and waits for it. Relay sockets still open are closed
@@ -154,65 +184,67 @@ func (p *poller) stop() {
 	}
 	p.stopped = true
 	p.mu.Unlock()
-	_ = p.ep.Close() // ends the loop's Read; the descriptor closes once it returns
+	one := [8]byte{1}
+	_, _ = unix.Write(p.evfd, one[:]) // little- or big-endian, it is not zero
 	<-p.done
+	p.closeFDs()
 }
 
-// wait is the whole loop, run inside one syscall.RawConn.Read for the
-// poller's life: it serves every ready socket and parks (returns false)
-// when none is left. Staying inside one Read matters: Read forgets the
-// epoll set's readiness when it starts, so a datagram that arrived between
-// two Reads would wait for the next one; within one Read, every datagram
-// that arrives after an epoll_wait wakes the loop again.
-func (p *poller) wait(fd uintptr) bool {
+// run is the loop: it blocks in epoll_wait until some socket is readable,
+// serves every ready socket, and goes back. Sockets are level triggered,
+// so one left with data (a drain stops after a few batches to be fair to
+// the others) is simply reported again by the next epoll_wait.
+func (p *poller) run() {
+	defer close(p.done)
 	for {
-		n, err := unix.EpollWait(int(fd), p.events, 0)
+		n, err := unix.EpollWait(p.epfd, p.events, -1)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
-		if err != nil || n == 0 {
-			return false
+		if err != nil {
+			return // only a closed or broken epoll set gets here
 		}
+		p.stats.wakeups++
 		now := p.now()
-		more := n == len(p.events)
 		for i := range n {
 			id := uint32(p.events[i].Fd)
-			if id >= listenerID {
-				if p.drainListener(p.listeners[id-listenerID]) {
-					more = true
+			switch {
+			case id == stopID:
+				p.flush()
+				return
+			case id >= listenerID:
+				p.drainListener(p.listeners[id-listenerID])
+			default:
+				p.mu.Lock()
+				r := p.relays[id]
+				p.mu.Unlock()
+				if r != nil {
+					p.drain(r, now)
 				}
-				continue
-			}
-			p.mu.Lock()
-			r := p.relays[id]
-			p.mu.Unlock()
-			if r != nil && p.drain(r, now) {
-				more = true
 			}
 		}
 		p.flush()
-		// A level-triggered socket left with data raises no new wake-up:
-		// look again at once.
-		if !more {
-			return false
+		// Let the scheduler see a new goroutine tick on this P now and
+		// then. Blocking system calls do not count as one: without this,
+		// sysmon finds the same goroutine on the P after 10 ms
+		// (forcePreemptNS), signals its thread and takes the P away in
+		// the middle of epoll_wait, and keeps its own ticks short while it
+		// does (bench/turn/README.md). A yield wakes an idle thread to
+		// look for work, so it is made at most every yieldEvery.
+		if now.Sub(p.lastYield) >= yieldEvery {
+			p.lastYield = now
+			runtime.Gosched()
 		}
 	}
 }
 
-func (p *poller) run() {
-	defer close(p.done)
-	_ = p.rc.Read(p.waitFn) // returns when stop closes the epoll set
-	p.flush()
-}
-
-// drain reads what relay socket r holds, a few batches at most, and
-// reports whether it left some (level triggered: the next epoll_wait
-// reports the socket again).
-func (p *poller) drain(r *polledRelay, now time.Time) bool {
+// drain reads what relay socket r holds, a few batches at most (level
+// triggered: the next epoll_wait reports a socket left with data again).
+func (p *poller) drain(r *polledRelay, now time.Time) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
-		return false
+		return
 	}
 	for range 4 {
 		if p.used == len(p.recv.hdrs) {
@@ -220,41 +252,44 @@ func (p *poller) drain(r *polledRelay, now time.Time) bool {
 		}
 		free := p.batchFor(r.slow, p.recv.hdrs[p.used:])
 		if len(free) == 0 {
-			return false
+			return
 		}
 		p.recv.armRecv(p.used, channelDataHeader)
 		n, err := recvmmsg(r.fd, free)
 		if err != nil || n == 0 {
-			return false
+			return
 		}
+		p.stats.recvCalls++
+		p.stats.recvDgrams += uint64(n)
 		for i := range n {
 			p.handle(r, p.used+i, now)
 		}
 		p.used += n
 		if n < len(free) {
-			return false
+			return
 		}
 	}
-	return true
 }
 
-// drainListener reads what client listener l holds, a few batches at most,
-// and reports whether it left some. ChannelData on a bound channel goes to
-// its peer at once; the rest passes the request inspector to pion.
-func (p *poller) drainListener(l *packetListener) bool {
+// drainListener reads what client listener l holds, a few batches at
+// most. ChannelData on a bound channel goes to its peer at once; the rest
+// passes the request inspector to pion.
+func (p *poller) drainListener(l *packetListener) {
 	for range 4 {
 		if p.used == len(p.recv.hdrs) {
 			p.flush()
 		}
 		free := p.batchFor(l.inbox, p.recv.hdrs[p.used:])
 		if len(free) == 0 {
-			return false
+			return
 		}
 		p.recv.armRecv(p.used, 0)
 		n, err := recvmmsg(l.fd, free)
 		if err != nil || n == 0 {
-			return false
+			return
 		}
+		p.stats.recvCalls++
+		p.stats.recvDgrams += uint64(n)
 		for i := p.used; i < p.used+n; i++ {
 			b, from := p.recv.bufs[i][:p.recv.hdrs[i].n], addrFromRaw(&p.recv.names[i])
 			if l.take(b, from) {
@@ -263,10 +298,9 @@ func (p *poller) drainListener(l *packetListener) bool {
 		}
 		p.used += n
 		if n < len(free) {
-			return false
+			return
 		}
 	}
-	return true
 }
 
 // pause stops reading q's socket while the pion goroutine that empties q
@@ -375,8 +409,10 @@ func (p *poller) sendAll() {
 	waits := 0
 	for off := 0; off < s.n; {
 		k, err := sendmmsg(s.fd, s.hdrs[off:s.n])
+		p.stats.sendCalls++
 		switch {
 		case err == nil:
+			p.stats.sendDgrams += uint64(k)
 			off += k
 		case errors.Is(err, unix.EINTR):
 		case errors.Is(err, unix.EAGAIN) && waits < 3:
@@ -598,3 +634,20 @@ func (r *polledRelay) LocalAddr() net.Addr              { return r.local }
 func (r *polledRelay) SetDeadline(time.Time) error      { return nil }
 func (r *polledRelay) SetReadDeadline(time.Time) error  { return nil }
 func (r *polledRelay) SetWriteDeadline(time.Time) error { return nil }
+
+// logPollStats logs the relay poller's batch sizes once it has stopped.
+func (s *Server) logPollStats() {
+	st := s.poller.stats
+	mean := func(n, calls uint64) float64 {
+		if calls == 0 {
+			return 0
+		}
+		return float64(n) / float64(calls)
+	}
+	s.log.Info("turn: relay poller stopped", "wakeups", st.wakeups,
+		"recvmmsg_calls", st.recvCalls, "datagrams_read", st.recvDgrams,
+		"mean_recv_batch", mean(st.recvDgrams, st.recvCalls),
+		"sendmmsg_calls", st.sendCalls, "datagrams_sent", st.sendDgrams,
+		"mean_send_batch", mean(st.sendDgrams, st.sendCalls),
+		"datagrams_per_wakeup", mean(st.recvDgrams, st.wakeups))
+}

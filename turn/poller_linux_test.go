@@ -4,6 +4,7 @@ package turn
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -115,7 +116,7 @@ func newPollerRig(t testing.TB) *pollerRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.ep.Close() })
+	t.Cleanup(p.closeFDs)
 	srv.poller = p
 	udp := func() *net.UDPConn {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -368,5 +369,78 @@ func TestPolledRelayBackPressure(t *testing.T) {
 	}
 	if rig.r.slow.paused {
 		t.Fatal("relay socket still paused with an empty queue")
+	}
+}
+
+// TestPollerOwnsListener: with the relay poller, the UDP client listener
+// leaves Go's netpoller (its net.PacketConn is closed, the socket lives on
+// through a duplicate descriptor), still carries pion's answers and the
+// relay both ways, and is closed by Close: its port is free afterwards.
+// The poller's counts say how many datagrams each wake-up served.
+func TestPollerOwnsListener(t *testing.T) {
+	checkLeaks(t)
+	h := startHarness(t, nil)
+	pl := h.srv.udpListeners[addrPortOf(h.udpAddr)]
+	if pl == nil || !pl.detached {
+		t.Fatal("the UDP listener was not taken over by the relay poller")
+	}
+	rc, err := pl.PacketConn.(*net.UDPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Control(func(uintptr) {}); err == nil {
+		t.Fatal("the listener's net.PacketConn is still open (and in Go's netpoller)")
+	}
+
+	peer := listenUDPPeer(t, "127.0.0.1:0")
+	user, pass := restCreds("@own:switchboard.test")
+	c := dialRaw(t, h, false, user, pass)
+	relayed := c.allocate() // pion's answers leave through the duplicate
+	if r := c.request(stun.MethodChannelBind, channelNumber(0x4003), peerAddr(peer.addr())); r.Type.Class != stun.ClassSuccessResponse {
+		t.Fatalf("ChannelBind: %d", errorCode(r))
+	}
+	const total = 100
+	for i := range total {
+		c.send(channelData(0x4003, []byte{byte(i)}, false))
+		select {
+		case d := <-peer.got:
+			<-peer.from
+			if d[0] != byte(i) {
+				t.Fatalf("peer got datagram %d, want %d", d[0], i)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("peer: datagram %d never arrived", i)
+		}
+		if _, err := peer.conn.WriteToUDP([]byte{byte(i)}, relayed); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case d := <-c.data:
+			if d[0] != byte(i) {
+				t.Fatalf("client got datagram %d, want %d", d[0], i)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("client: datagram %d never arrived", i)
+		}
+	}
+	c.close()
+
+	if err := h.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pl.writeRaw([]byte("x"), peer.addr().AddrPort()); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after Close: %v, want net.ErrClosed", err)
+	}
+	again, err := net.ListenUDP("udp", h.udpAddr)
+	if err != nil {
+		t.Fatalf("the listener's port is still held after Close: %v", err)
+	}
+	_ = again.Close()
+
+	st := h.srv.poller.stats // the loop has stopped: no race
+	t.Logf("poller: %d wake-ups, %d datagrams read in %d recvmmsg, %d sent in %d sendmmsg",
+		st.wakeups, st.recvDgrams, st.recvCalls, st.sendDgrams, st.sendCalls)
+	if st.recvDgrams < 2*total || st.sendDgrams < total || st.wakeups == 0 || st.wakeups > st.recvDgrams+1 {
+		t.Fatalf("poller counts %+v: want ≥ %d datagrams read, ≥ %d sent, at most one wake-up per datagram", st, 2*total, total)
 	}
 }

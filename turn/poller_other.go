@@ -53,3 +53,10 @@ func (r *listenerReader) read() ([]byte, netip.AddrPort, error) {
 		}
 	}
 }
+
+// Off Linux a listener is never detached (no relay poller).
+func (c *packetListener) writeRaw([]byte, netip.AddrPort) (int, error) { return 0, errUnreachable }
+func (c *packetListener) writeRawTo([]byte, *rawAddr) (int, error)     { return 0, errUnreachable }
+func (c *packetListener) closeRaw() error                              { return nil }
+
+func (s *Server) logPollStats() {}

@@ -185,3 +185,9 @@ func socketBufferOf(c syscall.Conn) (int, error) {
 	}
 	return v / 2, gerr
 }
+
+// socketBufferOfFD is socketBufferOf for a bare descriptor.
+func socketBufferOfFD(fd int) (int, error) {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	return v / 2, err
+}

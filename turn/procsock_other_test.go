@@ -18,3 +18,5 @@ func (w *dropWatch) sample()                      {}
 func (w *dropWatch) totals() map[string]uint64    { return nil }
 
 func socketBufferOf(syscall.Conn) (int, error) { return 0, errNoProcSockets }
+
+func socketBufferOfFD(int) (int, error) { return 0, errNoProcSockets }

@@ -217,6 +217,7 @@ func (s *Server) Close() error {
 func (s *Server) stopPoller() {
 	if s.poller != nil {
 		s.poller.stop()
+		s.logPollStats()
 	}
 }
 
@@ -281,6 +282,14 @@ type packetListener struct {
 
 	r     *listenerReader // used only by pion's read loop, when inbox is nil
 	inbox *slowQueue      // when the relay poller reads the socket: what pion must see
+
+	// detached: the relay poller took the socket out of Go's netpoller
+	// (listener_linux.go) and fd is all there is of it; set before pion
+	// starts. rawMu is held for reading around every use of fd then, and
+	// for writing by Close.
+	detached  bool
+	rawMu     sync.RWMutex
+	rawClosed bool // guarded by rawMu
 }
 
 func listenerList(m map[netip.AddrPort]*packetListener) []*packetListener {
@@ -307,7 +316,7 @@ func (c *packetListener) take(b []byte, src netip.AddrPort) bool {
 	}
 	reply, pass := c.s.inspectInbound(b, src, c.local)
 	if reply != nil {
-		_, _ = c.PacketConn.WriteTo(reply, net.UDPAddrFromAddrPort(src))
+		_, _ = c.write(reply, src)
 	}
 	return pass
 }
@@ -338,12 +347,30 @@ func (c *packetListener) Close() error {
 	if c.inbox != nil {
 		c.inbox.close()
 	}
+	if c.detached {
+		return c.closeRaw()
+	}
 	return c.PacketConn.Close()
 }
 
+// WriteTo sends pion's messages to clients.
 func (c *packetListener) WriteTo(p []byte, addr net.Addr) (int, error) {
 	c.s.observeOutbound(p)
+	if c.detached {
+		return c.writeRaw(p, addrPortOf(addr))
+	}
 	return c.PacketConn.WriteTo(p, addr)
+}
+
+// write sends p to dst on the socket, however it is held.
+func (c *packetListener) write(p []byte, dst netip.AddrPort) (int, error) {
+	if c.detached {
+		return c.writeRaw(p, dst)
+	}
+	if uc, ok := c.PacketConn.(*net.UDPConn); ok {
+		return uc.WriteToUDPAddrPort(p, dst)
+	}
+	return c.PacketConn.WriteTo(p, net.UDPAddrFromAddrPort(dst))
 }
 
 // streamListener hands pion wrapped TCP/TLS connections.

@@ -25,10 +25,12 @@ type runningFocus struct {
 // startFocus creates the SFU focus as a service device of hs, speaking
 // through node, and runs it. Clients address it as (UserID, DeviceID);
 // signalling/README.md describes what they send it.
-func startFocus(hs *homeserver.Server, node *sfu.SFU, log *slog.Logger, reg prometheus.Registerer) (*runningFocus, error) {
+func startFocus(hs *homeserver.Server, node *sfu.SFU, peers signalling.PeerDirectory, log *slog.Logger,
+	reg prometheus.Registerer) (*runningFocus, error) {
 	f, err := signalling.NewFocus(signalling.FocusConfig{
 		Homeserver: hs,
 		SFU:        node,
+		Peers:      peers,
 		Logger:     log,
 		Registerer: reg,
 	})

@@ -36,7 +36,9 @@ type liveKit struct {
 // startLiveKit creates the token service and the LiveKit signalling
 // server over node, with the access-token secret generated into the data
 // directory on first start. baseURL is the client API's public URL.
-func startLiveKit(cfg *Config, baseURL string, hs *homeserver.Server, node *sfu.SFU, log *slog.Logger) (*liveKit, error) {
+// peers names the native focus's participants sharing a room's conference.
+func startLiveKit(cfg *Config, baseURL string, hs *homeserver.Server, node *sfu.SFU, peers livekit.PeerDirectory,
+	log *slog.Logger) (*liveKit, error) {
 	secret, created, err := loadOrCreateSecret(filepath.Join(cfg.DataDir, liveKitSecretName))
 	if err != nil {
 		return nil, fmt.Errorf("livekit secret: %w", err)
@@ -52,7 +54,7 @@ func startLiveKit(cfg *Config, baseURL string, hs *homeserver.Server, node *sfu.
 		return nil, fmt.Errorf("livekit token service: %w", err)
 	}
 	sig, err := livekit.NewServer(livekit.ServerConfig{SFU: node, APIKey: liveKitAPIKey, APISecret: secret,
-		RoomState: hs, Presence: hsPresence{hs}, Logger: log})
+		RoomState: hs, Presence: hsPresence{hs}, Peers: peers, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("livekit signalling: %w", err)
 	}
@@ -121,6 +123,20 @@ func (p hsPresence) ParticipantDisconnected(m livekit.MatrixMember) {
 // which is created after the homeserver (it needs it), so it is set late.
 type liveKitIssuer struct {
 	tokens atomic.Pointer[livekit.TokenService]
+}
+
+// liveKitPeers is the focus's PeerDirectory of LiveKit participants: the
+// signalling server, created after the focus (which it names peers
+// through), so it is set late; until then no LiveKit participant exists.
+type liveKitPeers struct {
+	sig atomic.Pointer[livekit.Server]
+}
+
+func (l *liveKitPeers) Peer(pid string) (userID, deviceID string, ok bool) {
+	if s := l.sig.Load(); s != nil {
+		return s.Peer(pid)
+	}
+	return "", "", false
 }
 
 // errNoTokenService is what get_token meets before the token service is up.

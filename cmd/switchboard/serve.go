@@ -106,9 +106,12 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	}()
 	// The group-call focus answers calls on the SFU; it stops (hanging up
 	// its calls) before the homeserver and the SFU close.
+	// The focus and the LiveKit adapter share a room's SFU conference
+	// and name each other's participants (liveKitPeers).
 	var focus *runningFocus
+	lkPeers := &liveKitPeers{}
 	if node != nil {
-		if focus, err = startFocus(hs, node, log, reg); err != nil {
+		if focus, err = startFocus(hs, node, lkPeers, log, reg); err != nil {
 			return err
 		}
 		defer focus.stop()
@@ -117,10 +120,11 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	// MatrixRTC with LiveKit clients (livekitwire.go).
 	var lk *liveKit
 	if node != nil {
-		if lk, err = startLiveKit(&cfg, lkBase, hs, node, log); err != nil {
+		if lk, err = startLiveKit(&cfg, lkBase, hs, node, focus.focus, log); err != nil {
 			return err
 		}
 		lkIssuer.tokens.Store(lk.tokens)
+		lkPeers.sig.Store(lk.sig)
 		defer lk.stop()
 	}
 

@@ -110,8 +110,10 @@ func dialJWT(t *testing.T, e *env, ctx context.Context, jwt string) (*websocket.
 // (alice, member ID and slot) or the token service's /sfu/get (bob,
 // legacy), writes its membership, delegates its hour-long delayed leave,
 // and connects to the SFU. While connected the membership stays; when
-// the socket dies (no close frame) the homeserver sends the leave at
-// once, emptying the membership, and only that member's.
+// the socket dies (no close frame) and the client does not resume
+// within the resume window (resume.go; short here), the homeserver
+// sends the leave at once, emptying the membership, and only that
+// member's.
 func TestDelegatedLeaveFollowsSFU(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -185,7 +187,8 @@ type delegated struct {
 }
 
 // socketsDie kills first's socket (no close frame, as a crashed page):
-// its membership is emptied and second's stays (the homeserver's check
+// once the resume window passes (short here) its membership is emptied
+// and second's stays (the homeserver's check
 // that sent first's leave saw second connected); then second's socket
 // dies and its membership goes too.
 func socketsDie(t *testing.T, e *env, room id.RoomID, first, second delegated) {

@@ -33,7 +33,7 @@ func FuzzSignalRequest(f *testing.F) {
 			t.Fatal("accepted an empty request")
 		}
 		if o := req.GetOffer(); o != nil {
-			_ = midToTrack(rewriteMsid(o.GetSdp(), "PA_1", func(c string) (string, bool) { return "TR_" + c, true }))
+			_ = midToTrack(rewriteMsid(o.GetSdp(), publishedIDs("PA_1", func(c string) (string, bool) { return "TR_" + c, true })))
 		}
 		_, _, _ = relayPacket(b, "PA_1", "@u:s:D")
 	})
@@ -63,7 +63,7 @@ func FuzzJoinRequest(f *testing.F) {
 // TestRewriteMsid: the client's track IDs become track SIDs and the
 // stream ID names the participant; the mids map to the SIDs.
 func TestRewriteMsid(t *testing.T) {
-	out := rewriteMsid(seedSDP, "PA_A", func(c string) (string, bool) { return map[string]string{"cid-1": "TR_1"}[c], c == "cid-1" })
+	out := rewriteMsid(seedSDP, publishedIDs("PA_A", func(c string) (string, bool) { return map[string]string{"cid-1": "TR_1"}[c], c == "cid-1" }))
 	for _, want := range []string{"a=msid:PA_A|TR_1 TR_1\r\n", "a=ssrc:1 msid:PA_A|TR_1 TR_1\r\n", "a=msid:PA_X|TR_Y TR_Y\r\n"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("missing %q in\n%s", want, out)

@@ -123,7 +123,10 @@ func newEnv(t testing.TB, o envOpts) *env {
 		t.Fatal(err)
 	}
 	issuer.t = tokens
-	scfg := ServerConfig{SFU: s, APIKey: testKey, APISecret: testSecret, Presence: hsPresence{hs}, Logger: log}
+	// A participant whose socket dies is held for a resume only briefly
+	// here (tests of resuming set their own window).
+	scfg := ServerConfig{SFU: s, APIKey: testKey, APISecret: testSecret, Presence: hsPresence{hs}, Logger: log,
+		ResumeWindow: 300 * time.Millisecond}
 	if o.roomState {
 		scfg.RoomState = hs
 	}

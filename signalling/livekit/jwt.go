@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/auth"
+
+	"github.com/switchboard-chat/switchboard/signalling/rtcroom"
 )
 
 // legacySlot is the MatrixRTC slot of the legacy /sfu/get request, which
 // names no slot: the room's one call (MSC4143 "m.call" application, slot
 // "ROOM").
-const legacySlot = "m.call#ROOM"
+const legacySlot = rtcroom.CallSlot
 
 // RoomAlias is the LiveKit room name of a MatrixRTC slot of a Matrix room:
 // unpadded standard base64 of SHA-256 over the JSON array [roomID, slotID],

@@ -82,12 +82,15 @@ func decodeRequest(b []byte) (*livekit.SignalRequest, error) {
 // <track>) and the msid attribute of an ssrc (RFC 5576).
 var msidLine = regexp.MustCompile(`^(a=msid:|a=ssrc:\d+ msid:)(\S+) (\S+)\s*$`)
 
-// rewriteMsid gives the tracks a client publishes their LiveKit IDs: the
-// msid track ID (the client's MediaStreamTrack ID, the "cid" of its
-// AddTrackRequest) becomes the track SID, and the stream ID becomes
+// rewriteMsid rewrites the msid of m-lines (RFC 8830 a=msid:<stream>
+// <track>, and RFC 5576 a=ssrc:<ssrc> msid:) whose track ID idsOf knows
+// to the stream and track IDs it gives; other lines are kept as they are.
+// Offers from clients: the client's MediaStreamTrack ID (the "cid" of its
+// AddTrackRequest) becomes the track SID, the stream ID
 // "<participant SID>|<track SID>", the stream ID livekit-client reads to
-// tell whose track it receives. Other lines are kept as they are.
-func rewriteMsid(sdp, participantSID string, sidOf func(cid string) (string, bool)) string {
+// tell whose track it receives (publishedIDs). Answers to clients: the
+// tracks of foreign participants get the same layout (foreign.go).
+func rewriteMsid(sdp string, idsOf func(track string) (stream, newTrack string, ok bool)) string {
 	if !strings.Contains(sdp, "msid:") {
 		return sdp
 	}
@@ -97,14 +100,23 @@ func rewriteMsid(sdp, participantSID string, sidOf func(cid string) (string, boo
 		if m == nil {
 			continue
 		}
-		sid, ok := sidOf(m[3])
+		stream, track, ok := idsOf(m[3])
 		if !ok {
 			continue
 		}
 		eol := l[len(strings.TrimRight(l, "\r\n")):]
-		lines[i] = m[1] + participantSID + "|" + sid + " " + sid + eol
+		lines[i] = m[1] + stream + " " + track + eol
 	}
 	return strings.Join(lines, "")
+}
+
+// publishedIDs is the rewriteMsid mapping of a client's offer: cid to
+// "<participant SID>|<track SID>" and the track SID.
+func publishedIDs(participantSID string, sidOf func(cid string) (string, bool)) func(string) (string, string, bool) {
+	return func(cid string) (string, string, bool) {
+		sid, ok := sidOf(cid)
+		return participantSID + "|" + sid, sid, ok
+	}
 }
 
 // midToTrack maps the mids of the m-lines of an SDP to the LiveKit track

@@ -55,7 +55,11 @@ func waitDecoding(t *testing.T, c *lkclient.Client, who, from, fromWho string) {
 // callEnv is a room with alice and bob in it, and an HTTP client whose
 // connections are closed at the end (the leak check follows).
 func callEnv(t *testing.T) (*env, *http.Client, *mautrix.Client, *mautrix.Client, id.RoomID) {
-	e := newEnv(t, envOpts{})
+	return callEnvWith(t, envOpts{})
+}
+
+func callEnvWith(t *testing.T, o envOpts) (*env, *http.Client, *mautrix.Client, *mautrix.Client, id.RoomID) {
+	e := newEnv(t, o)
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	hc := &http.Client{Transport: tr, Timeout: testTimeout}

@@ -46,6 +46,18 @@ type ServerConfig struct {
 	// up, its socket dies, it is removed or replaced): the homeserver's
 	// delegated delayed leave (MSC4195) follows it.
 	Presence Presence
+	// ResumeWindow is how long a participant whose signal connection was
+	// lost (no leave) is kept for the client to resume it (resume.go);
+	// then it leaves. Default 15 s.
+	ResumeWindow time.Duration
+	// QualityInterval is how often every participant is sent the
+	// connection quality of everyone in its conference (quality.go).
+	// Default 5 s.
+	QualityInterval time.Duration
+	// Peers, when set, names the Matrix user and device of SFU
+	// participants of the native focus sharing a room's conference
+	// (foreign.go); without it they are named by their SFU IDs.
+	Peers PeerDirectory
 	// Logger receives client mistakes at Info or Debug. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -54,6 +66,12 @@ type ServerConfig struct {
 func (c *ServerConfig) validateAndDefault() error {
 	if c.CheckInterval <= 0 {
 		c.CheckInterval = 5 * time.Second
+	}
+	if c.ResumeWindow <= 0 {
+		c.ResumeWindow = 15 * time.Second
+	}
+	if c.QualityInterval <= 0 {
+		c.QualityInterval = 5 * time.Second
 	}
 	if c.SFU == nil {
 		return fmt.Errorf("%w: no SFU", ErrInvalidConfig)
@@ -105,7 +123,10 @@ const serverVersion = "1.9.0"
 // serves, under any prefix: /rtc/v1 (the single PeerConnection path that
 // livekit-client 2.x uses first: the client makes every offer, the SFU
 // asks for receive-only m-lines with MediaSectionsRequirement) and
-// /rtc/v1/validate. Every LiveKit room is one SFU conference.
+// /rtc/v1/validate. Every LiveKit room is one SFU conference; the call
+// of a Matrix room is the conference the native focus uses for the room
+// too (rtcroom.Conference), whose other participants are presented as
+// LiveKit participants (foreign.go).
 //
 // Lock order: Server.mu before room.mu before session.mu; no lock is held
 // while the SFU is called.
@@ -114,16 +135,17 @@ type Server struct {
 	keys keys
 	log  *slog.Logger
 
-	// wg tracks sessions; watch the membership watcher.
+	// wg tracks sessions; watch the membership and quality watchers.
 	wg        sync.WaitGroup
 	watch     sync.WaitGroup
 	stopWatch chan struct{}
 	checks    atomic.Int64 // membership check rounds done
 
 	// mu guards the fields below.
-	mu     sync.Mutex
-	rooms  map[string]*room
-	closed bool
+	mu       sync.Mutex
+	rooms    map[string]*room
+	sessions map[string]*session // by participant SID, for Peer
+	closed   bool
 }
 
 // NewServer validates cfg and returns the server.
@@ -132,10 +154,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, keys: keys{cfg.APIKey, cfg.APISecret}, stopWatch: make(chan struct{}),
-		log: cfg.Logger.With("component", "livekit"), rooms: make(map[string]*room)}
+		log: cfg.Logger.With("component", "livekit"), rooms: make(map[string]*room),
+		sessions: make(map[string]*session)}
 	if cfg.RoomState != nil {
 		s.watch.Go(func() { s.watchMembers(s.stopWatch) })
 	}
+	s.watch.Go(func() { s.watchQuality(s.stopWatch) })
 	return s, nil
 }
 
@@ -206,12 +230,6 @@ func (s *Server) serveSignal(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "malformed join request", http.StatusBadRequest)
 		return
 	}
-	if jr.Reconnect {
-		// Resuming a session needs its peer connection state; the client
-		// falls back to a full reconnect on this refusal.
-		http.Error(w, "resume is not supported", http.StatusConflict)
-		return
-	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -221,6 +239,10 @@ func (s *Server) serveSignal(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
+	if jr.GetReconnect() {
+		s.serveResume(w, r, g, jr)
+		return
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		// The access token authenticates; Element Call is served from
 		// another origin than the SFU.
@@ -256,11 +278,7 @@ type room struct {
 // anything else: "did not receive join response, got update instead"),
 // and it lists every participant as the broadcasts that miss ss left it.
 func (s *Server) join(ss *session) (*room, *session) {
-	var ice []*livekit.ICEServer
-	for _, is := range s.cfg.SFU.ICEServers() {
-		cred, _ := is.Credential.(string)
-		ice = append(ice, &livekit.ICEServer{Urls: is.URLs, Username: is.Username, Credential: cred})
-	}
+	ice := s.iceServers()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.rooms[ss.grant.Room]
@@ -282,15 +300,29 @@ func (s *Server) join(ss *session) (*room, *session) {
 		others = append(others, o.info(livekit.ParticipantInfo_ACTIVE))
 	}
 	r.sessions[ss.sid] = ss
+	s.sessions[ss.sid] = ss
 	ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Join{Join: &livekit.JoinResponse{
 		Room:        &livekit.Room{Sid: r.sid, Name: r.name, CreationTime: r.created, NumParticipants: uint32(len(r.sessions))},
 		Participant: ss.info(livekit.ParticipantInfo_JOINED), OtherParticipants: others,
-		ServerVersion: serverVersion, IceServers: ice,
-		ServerInfo: &livekit.ServerInfo{Edition: livekit.ServerInfo_Standard, Version: serverVersion,
-			Protocol: 16, NodeId: "switchboard"},
+		ServerVersion: serverVersion, IceServers: ice, ServerInfo: serverInfo(),
 		PingTimeout: int32(s.cfg.PingTimeout / time.Second), PingInterval: int32(s.cfg.PingInterval / time.Second),
 	}}})
 	return r, old
+}
+
+// iceServers are the SFU's STUN/TURN servers in LiveKit's form.
+func (s *Server) iceServers() []*livekit.ICEServer {
+	var ice []*livekit.ICEServer
+	for _, is := range s.cfg.SFU.ICEServers() {
+		cred, _ := is.Credential.(string)
+		ice = append(ice, &livekit.ICEServer{Urls: is.URLs, Username: is.Username, Credential: cred})
+	}
+	return ice
+}
+
+func serverInfo() *livekit.ServerInfo {
+	return &livekit.ServerInfo{Edition: livekit.ServerInfo_Standard, Version: serverVersion,
+		Protocol: 16, NodeId: "switchboard"}
 }
 
 // leave removes ss from its room, and the room when it is empty.
@@ -304,6 +336,9 @@ func (s *Server) leave(ss *session) {
 	}
 	empty := len(r.sessions) == 0
 	r.mu.Unlock()
+	if s.sessions[ss.sid] == ss {
+		delete(s.sessions, ss.sid)
+	}
 	if empty && s.rooms[r.name] == r {
 		delete(s.rooms, r.name)
 	}

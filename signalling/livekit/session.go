@@ -25,7 +25,6 @@ const outQueue = 256
 // with one SFU participant once its first offer is answered.
 type session struct {
 	s        *Server
-	ws       *websocket.Conn
 	grant    Grant
 	sid      string
 	joinReq  *livekit.JoinRequest
@@ -36,8 +35,15 @@ type session struct {
 	limiter  *rate.Limiter
 	joinedAt int64
 
+	// resume hands a resumed connection to run (resume.go).
+	resume chan resumeReq
+
 	// mu guards the fields below.
-	mu       sync.Mutex
+	mu sync.Mutex
+	// ws is the current signal connection; noResume is set once the
+	// session takes no more resumes.
+	ws       *websocket.Conn
+	noResume bool
 	p        *sfu.Participant
 	joining  bool
 	pending  []webrtc.ICECandidateInit // client candidates before the SFU join
@@ -54,6 +60,11 @@ type session struct {
 	// room was told this one left when it did.
 	replaced bool
 	version  uint32
+	// foreign: the participants of the other protocol the client was
+	// told of, by SFU participant ID; foreignTracks their tracks by
+	// LiveKit track SID (foreign.go).
+	foreign       map[string]*foreignPeer
+	foreignTracks map[string]foreignTrack
 	// memberSeen: the Matrix call membership was seen (members.go).
 	memberSeen bool
 	closeCode  websocket.StatusCode
@@ -62,12 +73,12 @@ type session struct {
 
 func newSession(s *Server, ws *websocket.Conn, g Grant, jr *livekit.JoinRequest) *session {
 	return &session{
-		s: s, ws: ws, grant: g, sid: newID("PA_"), joinReq: jr,
+		s: s, ws: ws, grant: g, sid: newID("PA_"), joinReq: jr, resume: make(chan resumeReq, 1),
 		out: make(chan *livekit.SignalResponse, outQueue), done: make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessageRate), s.cfg.MessageBurst),
 		joinedAt: time.Now().Unix(),
 		tracks:   map[string]*livekit.TrackInfo{}, cids: map[string]string{}, unwanted: map[string]bool{},
-		wanted:    map[string]bool{},
+		wanted: map[string]bool{}, foreign: map[string]*foreignPeer{},
 		closeCode: websocket.StatusNormalClosure,
 	}
 }
@@ -172,19 +183,52 @@ func (ss *session) run(ctx context.Context) {
 		r.broadcast(ss, update(pi))
 		old.end(livekit.DisconnectReason_DUPLICATE_IDENTITY, "replaced by a new connection")
 	}
+	ss.mu.Lock()
+	ws := ss.ws
+	ss.mu.Unlock()
+	lost := make(chan struct{})
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		ss.writeLoop()
+		ss.writeLoop(ws, lost)
 	}()
 	r.broadcast(ss, update(ss.info(livekit.ParticipantInfo_JOINED)))
 	log.Info("participant joined")
 	if off := ss.joinReq.GetPublisherOffer(); off != nil {
 		ss.handleOffer(ctx, off)
 	}
-	readErr := ss.readLoop(ctx)
+	var readErr error
+	var resumed []resumeReq
+	for {
+		readErr = ss.readLoop(ctx, ws)
+		if ss.ended() {
+			break
+		}
+		// The signal connection was lost, not ended: the participant
+		// waits for the client to resume (resume.go).
+		close(lost)
+		<-writerDone
+		log.Info("signal connection lost; waiting for a resume", "err", readErr)
+		rs, ok := ss.awaitResume()
+		if !ok {
+			break
+		}
+		resumed = append(resumed, rs)
+		ws, ctx = rs.ws, rs.ctx
+		lost, writerDone = make(chan struct{}), make(chan struct{})
+		ss.resumeOn(ws)
+		go func() {
+			defer close(writerDone)
+			ss.writeLoop(ws, lost)
+		}()
+		log.Info("participant resumed")
+	}
 	ss.finish()
 	<-writerDone
+	ss.refuseResumes()
+	for _, rs := range resumed {
+		close(rs.release)
+	}
 
 	ss.mu.Lock()
 	p := ss.p
@@ -206,64 +250,72 @@ func update(pi *livekit.ParticipantInfo) *livekit.SignalResponse {
 		Update: &livekit.ParticipantUpdate{Participants: []*livekit.ParticipantInfo{pi}}}}
 }
 
-// writeLoop sends queued messages until the session ends, then flushes
-// what is queued (a leave) and closes the WebSocket with the recorded
-// status and reason.
-func (ss *session) writeLoop() {
-	defer func() {
-		ss.mu.Lock()
-		code, why := ss.closeCode, ss.closeWhy
-		ss.mu.Unlock()
-		if why == "" {
-			why = "connection closed"
-		}
-		_ = ss.ws.Close(code, why)
-	}()
+// writeLoop sends queued messages on ws until the session ends, then
+// flushes what is queued (a leave) and closes ws with the recorded status
+// and reason. When the connection is lost (lost closed, or a write
+// fails) it stops and leaves the queue to the resumed connection.
+func (ss *session) writeLoop(ws *websocket.Conn, lost <-chan struct{}) {
 	for {
 		select {
+		case <-lost:
+			_ = ws.CloseNow()
+			return
 		case <-ss.done:
 			for {
 				select {
 				case msg := <-ss.out:
-					if ss.write(msg) != nil {
+					if writeMsg(ws, msg) != nil {
+						_ = ws.CloseNow()
 						return
 					}
 				default:
+					ss.mu.Lock()
+					code, why := ss.closeCode, ss.closeWhy
+					ss.mu.Unlock()
+					if why == "" {
+						why = "connection closed"
+					}
+					_ = ws.Close(code, why)
 					return
 				}
 			}
 		case msg := <-ss.out:
-			if err := ss.write(msg); err != nil {
-				ss.finish()
+			if err := writeMsg(ws, msg); err != nil {
+				// The reader sees the loss; the message is lost with
+				// the connection.
+				_ = ws.CloseNow()
+				select {
+				case <-lost:
+				case <-ss.done:
+				}
 				return
 			}
 		}
 	}
 }
 
-func (ss *session) write(msg *livekit.SignalResponse) error {
+// writeMsg sends one message on ws.
+func writeMsg(ws *websocket.Conn, msg *livekit.SignalResponse) error {
 	b, err := proto.Marshal(msg)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return ss.ws.Write(ctx, websocket.MessageBinary, b)
+	return ws.Write(ctx, websocket.MessageBinary, b)
 }
 
-// readLoop reads and handles requests until the session ends.
-func (ss *session) readLoop(ctx context.Context) error {
+// readLoop reads and handles requests on ws until the session ends or
+// the connection is lost (the client silent for PingTimeout, or gone).
+func (ss *session) readLoop(ctx context.Context, ws *websocket.Conn) error {
 	// Reads end when the writer's close handshake completes (the session
 	// ended here) or the client goes away; cancelling a read would drop
 	// the connection without a close frame.
 	for {
 		rctx, rcancel := context.WithTimeout(ctx, ss.s.cfg.PingTimeout)
-		typ, b, err := ss.ws.Read(rctx)
+		typ, b, err := ws.Read(rctx)
 		rcancel()
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && !ss.ended() {
-				ss.closeWith(websocket.StatusPolicyViolation, "ping timeout")
-			}
 			var ce websocket.CloseError
 			if errors.As(err, &ce) && ce.Code == websocket.StatusMessageTooBig {
 				ss.closeWith(websocket.StatusMessageTooBig, "message too big")
@@ -337,13 +389,14 @@ func (ss *session) handleOffer(ctx context.Context, off *livekit.SessionDescript
 		ss.s.log.Info("offer while joining ignored", "participant", ss.sid)
 		return
 	}
-	sdp := rewriteMsid(off.GetSdp(), ss.sid, ss.trackSID)
+	start := time.Now()
+	sdp := rewriteMsid(off.GetSdp(), publishedIDs(ss.sid, ss.trackSID))
 	jctx, cancel := context.WithTimeout(ctx, ss.s.cfg.JoinTimeout)
 	defer cancel()
 	var answer string
 	var err error
 	if p == nil {
-		p, answer, err = ss.s.cfg.SFU.Join(jctx, "livekit/"+ss.grant.Room, ss.sid, sdp, ss.handler())
+		p, answer, err = ss.s.cfg.SFU.Join(jctx, ss.conference(), ss.sid, sdp, ss.handler())
 		if err == nil {
 			ss.mu.Lock()
 			ss.p = p
@@ -362,7 +415,7 @@ func (ss *session) handleOffer(ctx context.Context, off *livekit.SessionDescript
 			// What the SFU or the client asked for while the join was
 			// on its way.
 			if early != nil {
-				ss.onTracks(early)
+				ss.subscribeAll(early)
 			}
 			if len(wanted) > 0 && ss.grant.CanSubscribe {
 				_ = p.UpdateSubscriptions(wanted, nil)
@@ -380,6 +433,8 @@ func (ss *session) handleOffer(ctx context.Context, off *livekit.SessionDescript
 		}
 		return
 	}
+	answer = ss.rewriteAnswer(answer)
+	ss.s.log.Debug("offer answered", "participant", ss.sid, "offer_id", off.GetId(), "took", time.Since(start))
 	ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Answer{Answer: &livekit.SessionDescription{
 		Type: "answer", Sdp: answer, Id: off.GetId(), MidToTrackId: midToTrack(answer)}}})
 }
@@ -458,6 +513,9 @@ func (ss *session) handleSubscription(u *livekit.UpdateSubscription) {
 	for _, pt := range u.GetParticipantTracks() {
 		ids = append(ids, pt.GetTrackSids()...)
 	}
+	for i, id := range ids {
+		ids[i] = ss.sfuTrack(id)
+	}
 	ss.mu.Lock()
 	p := ss.p
 	for _, id := range ids {
@@ -492,12 +550,16 @@ func (ss *session) handleTrackSetting(u *livekit.UpdateTrackSettings) {
 	if p == nil || !ss.grant.CanSubscribe {
 		return
 	}
+	ids := make([]string, 0, len(u.GetTrackSids()))
+	for _, id := range u.GetTrackSids() {
+		ids = append(ids, ss.sfuTrack(id))
+	}
 	if u.Disabled {
-		_ = p.UpdateSubscriptions(nil, u.GetTrackSids())
+		_ = p.UpdateSubscriptions(nil, ids)
 		return
 	}
-	subs := make([]sfu.Subscription, 0, len(u.GetTrackSids()))
-	for _, id := range u.GetTrackSids() {
+	subs := make([]sfu.Subscription, 0, len(ids))
+	for _, id := range ids {
 		subs = append(subs, sfu.Subscription{TrackID: id, MaxWidth: int(u.Width), MaxHeight: int(u.Height)})
 	}
 	_ = p.UpdateSubscriptions(subs, nil)
@@ -529,10 +591,24 @@ func (ss *session) handler() sfu.Handler {
 	}
 }
 
-// onTracks subscribes an auto-subscribing client to every track it has
-// not declined. A list that comes before the SFU join has returned the
-// participant is kept for handleOffer.
+// onTracks tells the client of the foreign participants in the list
+// (foreign.go) and subscribes an auto-subscribing client to every track
+// it has not declined. A list that comes before the SFU join has
+// returned the participant is kept for handleOffer.
 func (ss *session) onTracks(tis []sfu.TrackInfo) {
+	ss.tellForeign(tis)
+	ss.subscribeAll(tis)
+}
+
+// tellForeign sends the participant updates of foreign participants.
+func (ss *session) tellForeign(tis []sfu.TrackInfo) {
+	if ups := ss.foreignUpdates(tis); len(ups) > 0 {
+		ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Update{
+			Update: &livekit.ParticipantUpdate{Participants: ups}}})
+	}
+}
+
+func (ss *session) subscribeAll(tis []sfu.TrackInfo) {
 	if !ss.autoSubscribe() || !ss.grant.CanSubscribe {
 		return
 	}
@@ -562,7 +638,7 @@ func (ss *session) onSpeakers(active []string, dominant string) {
 		if id == dominant {
 			level = 1
 		}
-		sp = append(sp, &livekit.SpeakerInfo{Sid: id, Level: level, Active: true})
+		sp = append(sp, &livekit.SpeakerInfo{Sid: speakerSID(id), Level: level, Active: true})
 	}
 	ss.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_SpeakersChanged{
 		SpeakersChanged: &livekit.SpeakersChanged{Speakers: sp}}})

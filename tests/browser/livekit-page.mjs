@@ -23,6 +23,10 @@ window.lk = {
             document.body.appendChild(el);
         });
         room.on(RoomEvent.Disconnected, (reason) => events.push(`disconnected ${reason}`));
+        // A resume (signal connection only) or a full reconnect.
+        room.on(RoomEvent.SignalReconnecting, () => events.push("signal-reconnecting"));
+        room.on(RoomEvent.Reconnecting, () => events.push("reconnecting"));
+        room.on(RoomEvent.Reconnected, () => events.push("reconnected"));
         await room.connect(url, jwt, { autoSubscribe: true });
         const tracks = await createLocalTracks({ audio: true, video: { resolution: { width: 320, height: 240 } } });
         // Low bit rates: three Chromium pages and the server share two
@@ -80,6 +84,13 @@ window.lk = {
             }
         }
         return out;
+    },
+    /** Drops the signal WebSocket as a network change does; livekit-client resumes. */
+    async dropSignal() {
+        await room.simulateScenario("signal-reconnect");
+    },
+    sid() {
+        return room.localParticipant.sid;
     },
     async leave() {
         await room.disconnect();

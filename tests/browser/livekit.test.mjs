@@ -3,7 +3,9 @@
 // Call does (an OpenID token from the homeserver posted to
 // {livekit_service_url}/sfu/get), connect to switchboard's SFU, publish a
 // fake camera and microphone, and each decodes every other's video and
-// receives their audio; one leaves and the others see it go.
+// receives their audio; one loses its signal connection and resumes it
+// (the same participant, video flowing both ways, nobody told it left);
+// one leaves and the others see it go.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -110,6 +112,29 @@ describe("MatrixRTC with livekit-client on switchboard's SFU", () => {
                 }, 250);
             }
             t.diagnostic(`all decoding: ${Date.now() - t0} ms`);
+
+            // A network change drops ben's signal connection: livekit-client
+            // resumes it (reconnect=1 with its SID), the server keeps the
+            // participant, and media keeps flowing both ways.
+            const ben = pages[1], ann = pages[0];
+            const sid = await ben.page.evaluate(() => window.lk.sid());
+            const frames = async (p, from) => (await p.page.evaluate(() => window.lk.state()))[from.identity]?.video ?? 0;
+            const [benFromAnn, annFromBen] = [await frames(ben, ann), await frames(ann, ben)];
+            const seen = await Promise.all(pages.map((p) => p.page.evaluate(() => window.lk.events.length)));
+            const since = async (i) => (await pages[i].page.evaluate(() => window.lk.events)).slice(seen[i]);
+            await ben.page.evaluate(() => window.lk.dropSignal());
+            await waitUntil(`${ben.identity} resumes`, STEP_MS, async () => (await since(1)).includes("reconnected"), 250);
+            const benEvents = await since(1);
+            assert.ok(benEvents.includes("signal-reconnecting") && !benEvents.includes("reconnecting"),
+                `a resume, not a full reconnect: ${benEvents}`);
+            assert.equal(await ben.page.evaluate(() => window.lk.sid()), sid, "same participant after the resume");
+            await waitUntil("video both ways after the resume", STEP_MS, async () =>
+                await frames(ben, ann) > benFromAnn + 10 && await frames(ann, ben) > annFromBen + 10, 250);
+            for (const i of [0, 2]) {
+                const ev = await since(i);
+                assert.ok(!ev.includes(`left ${ben.identity}`), `${pages[i].identity} saw ${ben.identity} leave: ${ev}`);
+            }
+            t.diagnostic(`resumed: ${Date.now() - t0} ms`);
             await pages[2].page.evaluate(() => window.lk.leave());
             for (const p of pages.slice(0, 2)) {
                 await waitUntil(`${p.identity} sees ${pages[2].identity} leave`, STEP_MS, async () => {

@@ -57,7 +57,6 @@ type Phases struct {
 // Client is one LiveKit participant.
 type Client struct {
 	name   string
-	ws     *websocket.Conn
 	pc     *webrtc.PeerConnection
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -70,13 +69,31 @@ type Client struct {
 
 	keyReq     atomic.Bool
 	lastKeyReq atomic.Int64
+	// dropEvery: with n > 1, every n-th media packet is not sent
+	// (SetSendLoss), as a lossy uplink loses it.
+	dropEvery atomic.Int64
 
 	sid string // this participant's SID, from the JoinResponse
+	// rtcURL and autoSubscribe make the signal URL again (Resume).
+	rtcURL        string
+	autoSubscribe bool
+	lctx          context.Context // the background loops' context
+	answers       atomic.Int64    // answers applied
+
+	// wsMu guards ws, the signal connection (Resume replaces it).
+	wsMu sync.Mutex
+	ws   *websocket.Conn
 
 	mu     sync.Mutex
 	phases Phases
 	errs   []error
 	recv   map[string]*VideoFrom // remote video by publisher's participant SID
+	// others is the last info of each remote participant, by identity
+	// (as livekit-client keeps them), from the JoinResponse and updates.
+	others map[string]*livekit.ParticipantInfo
+	// quality is the last ConnectionQuality the server gave of each
+	// participant, by SID.
+	quality map[string]livekit.ConnectionQuality
 }
 
 // VideoFrom is what arrived of one publisher's video.
@@ -94,7 +111,8 @@ type VideoFrom struct {
 // for no subscriptions: a publisher that would otherwise take two
 // receive-only m-lines per joiner.
 func Join(ctx context.Context, hc *http.Client, baseURL string, cli *mautrix.Client, room id.RoomID, name string, autoSubscribe bool) (*Client, error) {
-	c := &Client{name: name, stop: make(chan struct{}), recv: map[string]*VideoFrom{}}
+	c := &Client{name: name, stop: make(chan struct{}), recv: map[string]*VideoFrom{},
+		others: map[string]*livekit.ParticipantInfo{}, quality: map[string]livekit.ConnectionQuality{}}
 	c.phases.Start = time.Now()
 	oid, err := cli.RequestOpenIDToken(ctx)
 	if err != nil {
@@ -123,32 +141,20 @@ func Join(ctx context.Context, hc *http.Client, baseURL string, cli *mautrix.Cli
 	if rest, ok := strings.CutPrefix(wsURL, "http"); ok {
 		wsURL = "ws" + rest
 	}
-	jr, err := proto.Marshal(&livekit.JoinRequest{ConnectionSettings: &livekit.ConnectionSettings{AutoSubscribe: autoSubscribe}})
+	c.rtcURL = wsURL + "/rtc/v1?access_token=" + url.QueryEscape(tok.JWT)
+	c.autoSubscribe = autoSubscribe
+	ws, first, err := c.dial(ctx, hc, &livekit.JoinRequest{})
 	if err != nil {
 		return nil, err
 	}
-	wrapped, err := proto.Marshal(&livekit.WrappedJoinRequest{JoinRequest: jr})
-	if err != nil {
-		return nil, err
-	}
-	ws, _, err := websocket.Dial(ctx, wsURL+"/rtc/v1?access_token="+url.QueryEscape(tok.JWT)+
-		"&join_request="+base64.URLEncoding.EncodeToString(wrapped), &websocket.DialOptions{HTTPClient: hc})
-	if err != nil {
-		return nil, fmt.Errorf("websocket: %w", err)
-	}
-	ws.SetReadLimit(1 << 20)
 	c.ws = ws
-	_, b, err := ws.Read(ctx)
-	var first livekit.SignalResponse
-	if err == nil {
-		err = proto.Unmarshal(b, &first)
-	}
-	if err != nil || first.GetJoin() == nil {
+	if first.GetJoin() == nil {
 		_ = ws.CloseNow()
-		return nil, fmt.Errorf("%w: first message %v: %v", ErrProtocol, &first, err)
+		return nil, fmt.Errorf("%w: first message %v", ErrProtocol, first)
 	}
 	c.mark(&c.phases.Joined)
 	c.sid = first.GetJoin().GetParticipant().GetSid()
+	c.updateOthers(first.GetJoin().GetOtherParticipants())
 	if err := c.setupPC(); err != nil {
 		close(c.stop)
 		if c.pc != nil {
@@ -159,8 +165,8 @@ func Join(ctx context.Context, hc *http.Client, baseURL string, cli *mautrix.Cli
 		return nil, err
 	}
 	lctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	c.wg.Go(func() { c.readLoop(lctx) })
+	c.cancel, c.lctx = cancel, lctx
+	c.wg.Go(func() { c.readLoop(lctx, ws) })
 	if iv := first.GetJoin().GetPingInterval(); iv > 0 {
 		c.wg.Go(func() { c.pingLoop(lctx, time.Duration(iv)*time.Second) })
 	}
@@ -177,11 +183,86 @@ func Join(ctx context.Context, hc *http.Client, baseURL string, cli *mautrix.Cli
 	c.negMu.Lock()
 	c.offering = true
 	c.negMu.Unlock()
-	if err := c.offer(ctx); err != nil {
+	if err := c.offer(ctx, false); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
+}
+
+// dial opens the signal WebSocket with join request jr (its connection
+// settings filled in) and reads the first message.
+func (c *Client) dial(ctx context.Context, hc *http.Client, jr *livekit.JoinRequest) (*websocket.Conn, *livekit.SignalResponse, error) {
+	jr.ConnectionSettings = &livekit.ConnectionSettings{AutoSubscribe: c.autoSubscribe}
+	b, err := proto.Marshal(jr)
+	if err != nil {
+		return nil, nil, err
+	}
+	wrapped, err := proto.Marshal(&livekit.WrappedJoinRequest{JoinRequest: b})
+	if err != nil {
+		return nil, nil, err
+	}
+	ws, _, err := websocket.Dial(ctx, c.rtcURL+"&join_request="+base64.URLEncoding.EncodeToString(wrapped),
+		&websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		return nil, nil, fmt.Errorf("websocket: %w", err)
+	}
+	ws.SetReadLimit(1 << 20)
+	_, b, err = ws.Read(ctx)
+	var first livekit.SignalResponse
+	if err == nil {
+		err = proto.Unmarshal(b, &first)
+	}
+	if err != nil {
+		_ = ws.CloseNow()
+		return nil, nil, fmt.Errorf("%w: first message: %v", ErrProtocol, err)
+	}
+	return ws, &first, nil
+}
+
+// Resume is livekit-client's resume after its signal connection was
+// lost (RTCEngine.resumeConnection): the WebSocket is dropped without a
+// leave or close handshake, as a network change drops it, and opened
+// again with a join request saying reconnect and naming the participant
+// SID; the server must answer with a ReconnectResponse first. The
+// PeerConnection stays and offers an ICE restart. A LeaveRequest in
+// place of the ReconnectResponse is returned as an error naming its
+// action.
+func (c *Client) Resume(ctx context.Context, hc *http.Client) error {
+	_ = c.conn().CloseNow()
+	ws, first, err := c.dial(ctx, hc, &livekit.JoinRequest{Reconnect: true, ParticipantSid: c.sid,
+		ReconnectReason: livekit.ReconnectReason_RR_SIGNAL_DISCONNECTED})
+	if err != nil {
+		return err
+	}
+	if first.GetReconnect() == nil {
+		_ = ws.CloseNow()
+		if l := first.GetLeave(); l != nil {
+			return fmt.Errorf("%w: resume answered with a leave, action %v", ErrProtocol, l.GetAction())
+		}
+		return fmt.Errorf("%w: resume answered with %T", ErrProtocol, first.GetMessage())
+	}
+	c.wsMu.Lock()
+	c.ws = ws
+	c.wsMu.Unlock()
+	c.wg.Go(func() { c.readLoop(c.lctx, ws) })
+	c.negMu.Lock()
+	busy := c.offering
+	c.offering = true
+	c.negMu.Unlock()
+	if busy {
+		return fmt.Errorf("%w: an offer was unanswered when the connection dropped", ErrProtocol)
+	}
+	return c.offer(ctx, true)
+}
+
+// Answers is how many answers the client applied.
+func (c *Client) Answers() int64 { return c.answers.Load() }
+
+func (c *Client) conn() *websocket.Conn {
+	c.wsMu.Lock()
+	defer c.wsMu.Unlock()
+	return c.ws
 }
 
 func (c *Client) mark(t *time.Time) {
@@ -234,9 +315,10 @@ func (c *Client) setupPC() error {
 	return nil
 }
 
-// offer sends an offer with all candidates (no trickle from the client).
-func (c *Client) offer(ctx context.Context) error {
-	off, err := c.pc.CreateOffer(nil)
+// offer sends an offer with all candidates (no trickle from the client),
+// restarting ICE when iceRestart.
+func (c *Client) offer(ctx context.Context, iceRestart bool) error {
+	off, err := c.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: iceRestart})
 	if err != nil {
 		return err
 	}
@@ -262,12 +344,12 @@ func (c *Client) send(ctx context.Context, req *livekit.SignalRequest) error {
 	if err != nil {
 		return err
 	}
-	return c.ws.Write(ctx, websocket.MessageBinary, b)
+	return c.conn().Write(ctx, websocket.MessageBinary, b)
 }
 
-func (c *Client) readLoop(ctx context.Context) {
+func (c *Client) readLoop(ctx context.Context, ws *websocket.Conn) {
 	for {
-		_, b, err := c.ws.Read(ctx)
+		_, b, err := ws.Read(ctx)
 		if err != nil {
 			return
 		}
@@ -283,6 +365,7 @@ func (c *Client) readLoop(ctx context.Context) {
 				continue
 			}
 			c.mark(&c.phases.Answered)
+			c.answers.Add(1)
 			c.negMu.Lock()
 			again := c.again
 			c.again, c.offering = false, again
@@ -313,6 +396,14 @@ func (c *Client) readLoop(ctx context.Context) {
 			if !busy {
 				c.reoffer(ctx)
 			}
+		case *livekit.SignalResponse_Update:
+			c.updateOthers(m.Update.GetParticipants())
+		case *livekit.SignalResponse_ConnectionQuality:
+			c.mu.Lock()
+			for _, u := range m.ConnectionQuality.GetUpdates() {
+				c.quality[u.GetParticipantSid()] = u.GetQuality()
+			}
+			c.mu.Unlock()
 		case *livekit.SignalResponse_Leave:
 			c.errorf("server sent leave: %v", m.Leave.GetReason())
 			return
@@ -323,7 +414,7 @@ func (c *Client) readLoop(ctx context.Context) {
 func (c *Client) reoffer(ctx context.Context) {
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := c.offer(octx); err != nil && ctx.Err() == nil {
+	if err := c.offer(octx, false); err != nil && ctx.Err() == nil {
 		c.errorf("offer: %v", err)
 	}
 }
@@ -435,7 +526,9 @@ func (c *Client) sendAudio(tr *webrtc.TrackLocalStaticRTP) {
 		case <-tk.C:
 		}
 		pkt.SequenceNumber, pkt.Timestamp = uint16(i), uint32(i*960)
-		_ = tr.WriteRTP(pkt)
+		if !c.drop(int64(i)) {
+			_ = tr.WriteRTP(pkt)
+		}
 	}
 }
 
@@ -453,11 +546,32 @@ func (c *Client) sendVideo(tr *webrtc.TrackLocalStaticRTP) {
 		}
 		key := frame == 0 || c.keyReq.Swap(false)
 		for k, pl := range rtcclient.VP8Frame(frame, key) {
-			_ = tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq,
-				Timestamp: uint32(frame * 3000), Marker: k == 1}, Payload: pl})
+			if !c.drop(int64(seq)) {
+				_ = tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq,
+					Timestamp: uint32(frame * 3000), Marker: k == 1}, Payload: pl})
+			}
 			seq++
 		}
 	}
+}
+
+// SetSendLoss makes the client lose every n-th audio and video packet it
+// would send (by sequence number, so a lost packet is a gap the SFU
+// sees and cannot have resent); n <= 1 loses none.
+func (c *Client) SetSendLoss(n int) { c.dropEvery.Store(int64(n)) }
+
+func (c *Client) drop(seq int64) bool {
+	n := c.dropEvery.Load()
+	return n > 1 && seq%n == 0
+}
+
+// Quality returns the last connection quality the server reported of
+// the participant with SID sid.
+func (c *Client) Quality(sid string) (livekit.ConnectionQuality, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q, ok := c.quality[sid]
+	return q, ok
 }
 
 // Phases returns the times reached so far.
@@ -476,6 +590,31 @@ func (c *Client) VideoPackets() int {
 		n += v.Packets
 	}
 	return n
+}
+
+// updateOthers records participant infos, skipping stale versions of
+// the same participant as livekit-client does.
+func (c *Client) updateOthers(infos []*livekit.ParticipantInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, pi := range infos {
+		if pi.GetSid() == c.sid {
+			continue
+		}
+		if old := c.others[pi.GetIdentity()]; old != nil && old.GetSid() == pi.GetSid() && old.GetVersion() > pi.GetVersion() {
+			continue
+		}
+		c.others[pi.GetIdentity()] = pi
+	}
+}
+
+// Participant returns the last info the server gave of the remote
+// participant with identity (its state says whether it is still there).
+func (c *Client) Participant(identity string) (*livekit.ParticipantInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pi, ok := c.others[identity]
+	return pi, ok
 }
 
 // SID is the participant SID the server gave this client.
@@ -521,9 +660,9 @@ func (c *Client) close(leave bool) {
 		_ = c.send(ctx, &livekit.SignalRequest{Message: &livekit.SignalRequest_Leave{Leave: &livekit.LeaveRequest{
 			Reason: livekit.DisconnectReason_CLIENT_INITIATED}}})
 		cancel()
-		_ = c.ws.Close(websocket.StatusNormalClosure, "bye")
+		_ = c.conn().Close(websocket.StatusNormalClosure, "bye")
 	} else {
-		_ = c.ws.CloseNow()
+		_ = c.conn().CloseNow()
 	}
 	if c.cancel != nil {
 		c.cancel()
