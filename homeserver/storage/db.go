@@ -14,10 +14,14 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 )
+
+// pgMaxIdle is how long a PostgreSQL connection may sit idle in the pool.
+const pgMaxIdle = time.Minute
 
 // DB is an open, migrated database.
 type DB struct {
@@ -74,6 +78,11 @@ func open(ctx context.Context, dsn string, o Options) (*DB, error) {
 		// Keep the connections open: without this, database/sql keeps 2
 		// idle and a busy server reconnects (and authenticates) constantly.
 		db.w.SetMaxIdleConns(16)
+		// ... but not forever: each connection holds every statement the
+		// pool prepared (stmtcache.go) on the server and in pgx, so a
+		// pool that stays at its peak keeps the peak's memory. After a
+		// quiet minute a connection is closed.
+		db.w.SetConnMaxIdleTime(pgMaxIdle)
 		db.r = db.w
 	} else {
 		db.dialect = sqlite

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -175,17 +176,23 @@ func getEvent(ctx context.Context, q querier, eventID string) (Event, error) {
 	return e, nil
 }
 
+// getEvents loads events by ID, in chunks of up to maxInList. Each
+// chunk's IN list is padded (by repeating its last ID, which matches
+// nothing new) to the next power of two: the pools prepare every distinct
+// statement once per connection and keep it (stmtcache.go, and pgx's
+// per-connection statement caches on PostgreSQL), so one statement per
+// list length would leave up to maxInList large statements on every
+// connection; padded, there are at most inListShapes.
 func getEvents(ctx context.Context, q querier, ids []string) ([]Event, error) {
 	out := make([]Event, 0, len(ids))
-	for start := 0; start < len(ids); start += 500 {
-		chunk := ids[start:min(start+500, len(ids))]
-		args := make([]any, len(chunk))
-		ph := make([]string, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-			ph[i] = fmt.Sprintf("$%d", i+1)
+	for start := 0; start < len(ids); start += maxInList {
+		chunk := ids[start:min(start+maxInList, len(ids))]
+		n := inListLen(len(chunk))
+		args := make([]any, n)
+		for i := range args {
+			args[i] = chunk[min(i, len(chunk)-1)]
 		}
-		rows, err := q.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id IN (`+strings.Join(ph, ",")+`)`, args...)
+		rows, err := q.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id IN (`+inListPlaceholders(n)+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("storage: events: %w", err)
 		}
@@ -266,6 +273,36 @@ func (c *snapshotCache) put(id int64, s StateMap) {
 	}
 	c.m[id] = s
 	c.entries += len(s)
+}
+
+// maxInList is the most IDs one IN list carries; inListShapes is how many
+// distinct list lengths inListLen hands out (1, 2, 4, ... 512).
+const (
+	maxInList    = 512
+	inListShapes = 10
+)
+
+// inListLen is the padded length of an IN list of n (1 <= n <= maxInList)
+// values: the next power of two.
+func inListLen(n int) int {
+	l := 1
+	for l < n {
+		l *= 2
+	}
+	return l
+}
+
+// inListPlaceholders is "$1,$2,...,$n".
+func inListPlaceholders(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		if i > 1 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('$')
+		b.WriteString(strconv.Itoa(i))
+	}
+	return b.String()
 }
 
 // Events loads events by ID, in no particular order; unknown IDs are absent.

@@ -69,10 +69,10 @@ func NewLocalNotifier(base int64) *LocalNotifier {
 
 // Start implements Notifier.
 func (n *LocalNotifier) Start(pos int64) {
-	n.wm.Commit(pos)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.base = max(n.base, pos)
+	n.wm.Commit(pos) // after base, as Notify moves LastFor first
 }
 
 // Watermark returns the notifier's committed-through tracker, for writers
@@ -80,17 +80,22 @@ func (n *LocalNotifier) Start(pos int64) {
 func (n *LocalNotifier) Watermark() *Watermark { return n.wm }
 
 // Notify implements Notifier.
+//
+// LastFor of keys moves before the committed-through position does, under
+// mu: a reader that sees Position at or past pos must also see LastFor at
+// pos, or it takes the key for quiet and answers a token past pos without
+// what was written there (a /sync that lost the message for good).
 func (n *LocalNotifier) Notify(pos int64, keys ...string) {
-	var through int64
-	if pos > 0 {
-		through = n.wm.Commit(pos)
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, k := range keys {
 		if pos > n.last[k] {
 			n.last[k] = pos
 		}
+	}
+	var through int64
+	if pos > 0 {
+		through = n.wm.Commit(pos) // lock order: mu, then the watermark's
 	}
 	if pos > through {
 		n.held = append(n.held, heldNotify{pos, slices.Clone(keys)})

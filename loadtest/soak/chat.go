@@ -52,42 +52,6 @@ func (c *counters) errorCount() int {
 	return n
 }
 
-// witness long-polls /sync for one user that never leaves and remembers
-// every event ID it has seen per room: the check that acknowledged
-// messages are delivered.
-type witness struct {
-	cli *client
-
-	mu   sync.Mutex
-	seen map[string]map[string]struct{} // room → event IDs
-}
-
-func newWitness(cli *client) *witness {
-	return &witness{cli: cli, seen: make(map[string]map[string]struct{})}
-}
-
-func (w *witness) has(room, eventID string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	_, ok := w.seen[room][eventID]
-	return ok
-}
-
-func (w *witness) record(r *syncResponse) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for room, j := range r.Rooms.Join {
-		set := w.seen[room]
-		if set == nil {
-			set = make(map[string]struct{})
-			w.seen[room] = set
-		}
-		for _, ev := range j.Timeline.Events {
-			set[ev.EventID] = struct{}{}
-		}
-	}
-}
-
 // syncLoop long-polls until ctx ends; every answer goes to onSync.
 func syncLoop(ctx context.Context, cli *client, cnt *counters, timeoutMS int64, onSync func(*syncResponse)) {
 	since := ""
@@ -112,6 +76,7 @@ func syncLoop(ctx context.Context, cli *client, cnt *counters, timeoutMS int64, 
 // acked is one message the server acknowledged with an event ID.
 type acked struct {
 	room, eventID string
+	base          string // the sender's server (its client URL)
 	at            time.Time
 }
 
@@ -121,9 +86,9 @@ type ledger struct {
 	msgs []acked
 }
 
-func (l *ledger) add(room, eventID string) {
+func (l *ledger) add(room, eventID, base string) {
 	l.mu.Lock()
-	l.msgs = append(l.msgs, acked{room: room, eventID: eventID, at: time.Now()})
+	l.msgs = append(l.msgs, acked{room: room, eventID: eventID, base: base, at: time.Now()})
 	l.mu.Unlock()
 }
 
@@ -165,7 +130,7 @@ func chatter(ctx context.Context, cli *client, rooms []string, interval time.Dur
 			cnt.fail(ctx, "send", err)
 		} else {
 			cnt.acked.Add(1)
-			led.add(room, evID)
+			led.add(room, evID, cli.Base)
 		}
 		t.Reset(interval/2 + rand.N(interval))
 	}

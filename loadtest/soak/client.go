@@ -113,8 +113,9 @@ type syncResponse struct {
 	Rooms     struct {
 		Join map[string]struct {
 			Timeline struct {
-				Events  []syncEvent `json:"events"`
-				Limited bool        `json:"limited"`
+				Events    []syncEvent `json:"events"`
+				Limited   bool        `json:"limited"`
+				PrevBatch string      `json:"prev_batch"`
 			} `json:"timeline"`
 		} `json:"join"`
 		Invite map[string]json.RawMessage `json:"invite"`

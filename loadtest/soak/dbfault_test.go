@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -115,7 +116,7 @@ func TestDatabaseOutageBinary(t *testing.T) {
 	u.Host = proxy.ln.Addr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	srv, err := startServer(ctx, bin, t.TempDir(), u.String())
+	srv, err := startServer(ctx, bin, t.TempDir(), u.String(), filepath.Join(t.TempDir(), "server.log"), "warn")
 	if err != nil {
 		t.Fatal(err)
 	}

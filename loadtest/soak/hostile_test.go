@@ -87,7 +87,7 @@ func TestHostileClientsBinary(t *testing.T) {
 	bin := binary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	srv, err := startServer(ctx, bin, t.TempDir(), "")
+	srv, err := startServer(ctx, bin, t.TempDir(), "", filepath.Join(t.TempDir(), "server.log"), "warn")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func defaultConfig() config {
 		duration: 3 * time.Minute, sample: 10 * time.Second, settle: 2 * time.Minute,
 		out: "soak-out", users: 24, rooms: 6, fedUsers: 4,
 		msgInterval: 2 * time.Second, churnEvery: 3 * time.Second, callEvery: 3 * time.Second,
-		groupRooms: 2, groupSize: 3, groupHold: 10 * time.Second,
+		groupRooms: 2, groupSize: 3, groupHold: 10 * time.Second, logLevel: "warn",
 	}
 }
 
@@ -65,6 +65,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.IntVar(&c.groupRooms, "group-rooms", c.groupRooms, "rooms with group calls running one after another")
 	fs.IntVar(&c.groupSize, "group-size", c.groupSize, "members of each group call")
 	fs.DurationVar(&c.groupHold, "group-hold", c.groupHold, "how long a group call stays up once media flows")
+	fs.StringVar(&c.logLevel, "log-level", c.logLevel, "the servers' --log-level; their logs go to -out as server-a.log and server-b.log")
+	fs.BoolVar(&c.keep, "keep", false, "keep the servers' data directories (SQLite databases, media) in -out/data")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,8 @@ type config struct {
 	groupRooms  int
 	groupSize   int
 	groupHold   time.Duration
+	logLevel    string
+	keep        bool
 }
 
 // result is what a run measured.
@@ -44,6 +47,7 @@ type result struct {
 	Requests    int64
 	Acked       int64
 	Undelivered int
+	Delivery    delivery
 	Errors      map[string]int
 	ErrSamples  []string
 	Churned     int64
@@ -81,19 +85,24 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp("", "switchboard-soak-*")
-	if err != nil {
-		return nil, err
+	// The servers' data directories; with -keep in -out, for a look at the
+	// databases after the run.
+	var err error
+	tmp := filepath.Join(cfg.out, "data")
+	if !cfg.keep {
+		if tmp, err = os.MkdirTemp("", "switchboard-soak-*"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
 	}
-	defer os.RemoveAll(tmp)
 
 	m := &mix{cfg: cfg, fedRooms: map[string]bool{}, witA: map[string]*witness{}}
-	if m.a, err = startServer(ctx, cfg.serverBin, filepath.Join(tmp, "a"), cfg.database); err != nil {
+	if m.a, err = startServer(ctx, cfg.serverBin, filepath.Join(tmp, "a"), cfg.database, filepath.Join(cfg.out, "server-a.log"), cfg.logLevel); err != nil {
 		return nil, err
 	}
 	defer m.a.proc.Kill()
 	// The second server is federation traffic only; it keeps SQLite.
-	if m.b, err = startServer(ctx, cfg.serverBin, filepath.Join(tmp, "b"), ""); err != nil {
+	if m.b, err = startServer(ctx, cfg.serverBin, filepath.Join(tmp, "b"), "", filepath.Join(cfg.out, "server-b.log"), cfg.logLevel); err != nil {
 		return nil, err
 	}
 	defer m.b.proc.Kill()
@@ -133,12 +142,13 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	}
 	res.Baseline = prev
 	say("baseline: %s", describe(res.Baseline))
-	heap := func(name string) {
-		if err := saveHeapProfile(ctx, smp.hc, m.a.proc.MetricsURL(), filepath.Join(cfg.out, name)); err != nil {
-			say("heap profile %s: %v", name, err)
+	profile := func(name string) {
+		if err := saveProfile(ctx, smp.hc, m.a.proc.MetricsURL(), filepath.Join(cfg.out, name)); err != nil {
+			say("profile %s: %v", name, err)
 		}
 	}
-	heap("heap-start.pb.gz")
+	profile("heap-start.pb.gz")
+	profile("goroutine-start.txt")
 
 	smp.setPhase("load")
 	sctx, stopSampling := context.WithCancel(ctx)
@@ -153,24 +163,39 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 	m.load(loadCtx)
 	stopLoad()
 	res.LoadEnd = time.Since(smp.start).Seconds()
-	heap("heap-load-end.pb.gz")
+	profile("heap-load-end.pb.gz")
 	say("load stopped; checking delivery")
 	smp.setPhase("drain")
 	res.Undelivered = m.awaitDelivery(ctx, 30*time.Second)
+	if res.Undelivered > 0 {
+		// Not a verdict, a figure: late, or lost for good?
+		say("%d pairs missing after 30 s; waiting up to %s more", res.Undelivered, extraDrain)
+		_ = m.awaitDelivery(ctx, extraDrain)
+	}
 	stopWitnesses()
 	wwg.Wait()
+	res.Delivery = m.deliveryReport(ctx, res.Undelivered)
+	say("delivery: %s", res.Delivery)
 	for _, c := range m.allClients() {
 		closeIdle(c)
 	}
 	smp.setPhase("settle")
 	say("waiting up to %s for the server to settle", cfg.settle)
 	settleCtx, stopSettle := context.WithTimeout(ctx, cfg.settle)
+	// The end values are those of the first sample after the load with
+	// every settling metric back within tolerance: a leak never gets
+	// there, while a single later sample can catch a burst of short-lived
+	// goroutines (server B still delivering its federation backlog to A
+	// spawns dozens per transaction). If none got there, a fresh sample.
+	var back *sample
 	_ = testkit.Poll(settleCtx, func() bool {
 		s := smp.snapshot()
-		return len(s) > 0 && s[len(s)-1].T > res.LoadEnd && settled(res.Baseline, s[len(s)-1])
+		if len(s) > 0 && s[len(s)-1].T > res.LoadEnd && settled(res.Baseline, s[len(s)-1]) {
+			back = &s[len(s)-1]
+		}
+		return back != nil
 	})
 	stopSettle()
-	// One more sample after settling, so the final values are fresh.
 	final, err := smp.once(ctx)
 	stopSampling()
 	swg.Wait()
@@ -178,7 +203,11 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*result, error) {
 		return nil, err
 	}
 	res.Final = final
-	heap("heap-settled.pb.gz")
+	if back != nil {
+		res.Final = *back
+	}
+	profile("heap-settled.pb.gz")
+	profile("goroutine-settled.txt")
 	res.Samples = smp.snapshot()
 	res.ScrapeErrs = smp.errs
 
@@ -350,10 +379,10 @@ func (m *mix) startWitnesses(ctx context.Context) *sync.WaitGroup {
 	for _, w := range m.witA {
 		if !seen[w] {
 			seen[w] = true
-			goSync(w.cli, w.record)
+			goSync(w.cli, w.recorder(ctx, &m.cnt))
 		}
 	}
-	goSync(m.witB.cli, m.witB.record)
+	goSync(m.witB.cli, m.witB.recorder(ctx, &m.cnt))
 	for _, p := range m.callPairs {
 		for _, u := range p {
 			goSync(u.cli, u.onSync)
@@ -414,11 +443,8 @@ func (m *mix) awaitDelivery(ctx context.Context, timeout time.Duration) int {
 	defer cancel()
 	missing := func() int {
 		n := 0
-		for _, a := range m.led.all() {
-			if !m.witA[a.room].has(a.room, a.eventID) {
-				n++
-			}
-			if m.fedRooms[a.room] && !m.witB.has(a.room, a.eventID) {
+		for _, p := range m.pairs() {
+			if !p.w.has(p.room, p.eventID) {
 				n++
 			}
 		}
@@ -426,6 +452,81 @@ func (m *mix) awaitDelivery(ctx context.Context, timeout time.Duration) int {
 	}
 	_ = testkit.Poll(ctx, func() bool { return missing() == 0 })
 	return missing()
+}
+
+// pair is one acknowledged message and one witness that must see it.
+type pair struct {
+	acked
+	w *witness
+}
+
+// pairs lists every (message, witness) pair the run must deliver.
+func (m *mix) pairs() []pair {
+	var out []pair
+	for _, a := range m.led.all() {
+		out = append(out, pair{a, m.witA[a.room]})
+		if m.fedRooms[a.room] {
+			out = append(out, pair{a, m.witB})
+		}
+	}
+	return out
+}
+
+// deliveryReport measures how late the witnesses saw each message and,
+// for each they never saw, whether their server holds it.
+func (m *mix) deliveryReport(ctx context.Context, after30 int) delivery {
+	d := delivery{MissingByRoute: map[string]int{}, LateByRoute: map[string]int{}, After30: after30}
+	srv := func(base string) string {
+		if base == m.a.proc.ClientURL() {
+			return "A"
+		}
+		return "B"
+	}
+	ws := map[*witness]bool{m.witB: true}
+	for _, w := range m.witA {
+		ws[w] = true
+	}
+	for w := range ws {
+		d.Limited += w.limited.Load()
+		d.Paged += w.paged.Load()
+		d.PageErrors += w.pageErr.Load()
+	}
+	for _, p := range m.pairs() {
+		route := srv(p.base) + "→" + srv(p.w.cli.Base)
+		at := p.w.seenAt(p.room, p.eventID)
+		if !at.IsZero() {
+			delay := at.Sub(p.at)
+			d.MaxDelay = max(d.MaxDelay, delay.Seconds())
+			if delay > lateAfter {
+				d.Late++
+				d.LateByRoute[route]++
+			}
+			continue
+		}
+		d.Missing++
+		d.MissingByRoute[route]++
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ok, err := p.w.stored(cctx, p.room, p.eventID)
+		cancel()
+		switch {
+		case err != nil:
+			d.MissingUnknown++
+		case ok:
+			d.MissingStored++
+		default:
+			d.MissingAbsent++
+		}
+		if len(d.MissingSamples) < 10 {
+			d.MissingSamples = append(d.MissingSamples, fmt.Sprintf("%s %s in %s for %s (acked %s, held by the witness's server %v, err %v)",
+				route, p.eventID, p.room, p.w.cli.User, p.at.UTC().Format(time.TimeOnly), ok, err))
+		}
+	}
+	return d
+}
+
+func (d delivery) String() string {
+	return fmt.Sprintf("%d pairs missing 30 s after the load, %d of them for good (%s more) %v (%d held by the witness's server, %d not, %d unknown); %d late (> %s) %v, max delay %.1f s; %d limited timelines paged, %d events found by paging, %d page errors",
+		d.After30, d.Missing, extraDrain, d.MissingByRoute, d.MissingStored, d.MissingAbsent, d.MissingUnknown, d.Late, lateAfter, d.LateByRoute, d.MaxDelay, d.Limited, d.Paged, d.PageErrors)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
@@ -437,11 +538,17 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// saveHeapProfile writes server A's heap profile (/debug/pprof/heap, after
-// a garbage collection) to path: compare two with
-// `go tool pprof -base heap-start.pb.gz heap-settled.pb.gz`.
-func saveHeapProfile(ctx context.Context, hc *http.Client, metricsURL, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/debug/pprof/heap?gc=1", nil)
+// saveProfile writes one of server A's profiles to path: the heap profile
+// (/debug/pprof/heap, after a garbage collection) for a name starting
+// "heap" (compare two with `go tool pprof -base heap-start.pb.gz
+// heap-settled.pb.gz`), else the goroutine stacks as text
+// (/debug/pprof/goroutine?debug=1, grouped by stack with counts).
+func saveProfile(ctx context.Context, hc *http.Client, metricsURL, path string) error {
+	u := metricsURL + "/debug/pprof/goroutine?debug=1"
+	if strings.HasPrefix(filepath.Base(path), "heap") {
+		u = metricsURL + "/debug/pprof/heap?gc=1"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
@@ -451,7 +558,7 @@ func saveHeapProfile(ctx context.Context, hc *http.Client, metricsURL, path stri
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w: /debug/pprof/heap answered %s", ErrScrape, resp.Status)
+		return fmt.Errorf("%w: %s answered %s", ErrScrape, u, resp.Status)
 	}
 	f, err := os.Create(path)
 	if err != nil {

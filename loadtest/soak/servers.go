@@ -48,8 +48,9 @@ metrics:
 `
 
 // startServer runs `switchboard serve --dev` with a federation-reachable
-// server name; database is a postgres:// URL or "" for SQLite.
-func startServer(ctx context.Context, bin, dir, database string) (*server, error) {
+// server name; database is a postgres:// URL or "" for SQLite. Its log
+// goes to logPath.
+func startServer(ctx context.Context, bin, dir, database, logPath, logLevel string) (*server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -61,7 +62,7 @@ func startServer(ctx context.Context, bin, dir, database string) (*server, error
 	if err := os.WriteFile(cfgPath, []byte(federationConfig), 0o600); err != nil {
 		return nil, err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "server.log"))
+	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +74,7 @@ func startServer(ctx context.Context, bin, dir, database string) (*server, error
 			"--server-name", name,
 			"--federation-listen", name,
 			"--rate-limit=false",
-			"--log-level", "warn",
+			"--log-level", logLevel,
 		},
 	})
 	if err != nil {

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 // any test's clock starts.
 func binary(t *testing.T) string { return testbin.Binary(t) }
 
-// TestSoakShort runs the whole mix for 90 s against two real servers and
+// TestSoakShort runs the whole mix for 3 minutes against two real servers and
 // fails on a leak: goroutines, fds, TURN allocations, SFU participants
 // and conferences and focus calls must return to their start values once
 // the load stops, memory must not grow across the last third, and no
@@ -32,7 +32,7 @@ func TestSoakShort(t *testing.T) {
 	bin := binary(t)
 	cfg := defaultConfig()
 	cfg.serverBin = bin
-	cfg.duration = 90 * time.Second
+	cfg.duration = 3 * time.Minute
 	cfg.sample = 2 * time.Second
 	cfg.settle = 60 * time.Second
 	cfg.users, cfg.rooms, cfg.fedUsers = 16, 4, 3

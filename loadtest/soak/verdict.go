@@ -131,7 +131,7 @@ func verdict(r *result) []check {
 	}
 	v = append(v, check{Name: "no request errors", OK: nerr == 0, Detail: fmt.Sprintf("%d errors in %d requests %v", nerr, r.Requests, r.Errors)})
 	v = append(v, check{Name: "every acknowledged message delivered", OK: r.Undelivered == 0 && r.Acked > 0,
-		Detail: fmt.Sprintf("%d acknowledged, %d (message, witness) pairs missing", r.Acked, r.Undelivered)})
+		Detail: fmt.Sprintf("%d acknowledged; %s", r.Acked, r.Delivery)})
 	// UDP may drop a packet on a loaded loopback; a relay that works
 	// passes nearly all of them.
 	v = append(v, check{Name: "1:1 calls relayed through TURN", OK: r.Calls.Placed > 0 && r.Calls.PacketsGot*100 >= r.Calls.PacketsSent*relayedPercent,
@@ -193,6 +193,9 @@ func report(r *result) string {
 			mark = "FAIL"
 		}
 		fmt.Fprintf(&b, "%s  %-40s %s\n", mark, c.Name, c.Detail)
+	}
+	for _, s := range r.Delivery.MissingSamples {
+		fmt.Fprintf(&b, "missing: %s\n", s)
 	}
 	for _, s := range r.ErrSamples {
 		fmt.Fprintf(&b, "error: %s\n", s)
