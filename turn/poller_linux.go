@@ -635,7 +635,9 @@ func (r *polledRelay) SetDeadline(time.Time) error      { return nil }
 func (r *polledRelay) SetReadDeadline(time.Time) error  { return nil }
 func (r *polledRelay) SetWriteDeadline(time.Time) error { return nil }
 
-// logPollStats logs the relay poller's batch sizes once it has stopped.
+// logPollStats logs the relay poller's batch sizes once it has stopped,
+// at Debug: a figure for benchmarks (bench/turn -v), not for operators,
+// and the server's own "stopped" stays its last Info line.
 func (s *Server) logPollStats() {
 	st := s.poller.stats
 	mean := func(n, calls uint64) float64 {
@@ -644,7 +646,7 @@ func (s *Server) logPollStats() {
 		}
 		return float64(n) / float64(calls)
 	}
-	s.log.Info("turn: relay poller stopped", "wakeups", st.wakeups,
+	s.log.Debug("turn: relay poller stopped", "wakeups", st.wakeups,
 		"recvmmsg_calls", st.recvCalls, "datagrams_read", st.recvDgrams,
 		"mean_recv_batch", mean(st.recvDgrams, st.recvCalls),
 		"sendmmsg_calls", st.sendCalls, "datagrams_sent", st.sendDgrams,
