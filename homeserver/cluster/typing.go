@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"sort"
 	stdsync "sync"
 	"time"
 
@@ -24,17 +23,9 @@ type Ephemeral struct {
 	n                     *Notifier
 	clock                 clock.Clock
 
-	mu stdsync.Mutex // guards serial and rooms
-	// serial is the typing serial: above every change applied here.
-	serial int64
-	// rooms maps a room ID to who types there until when, with the serial
-	// of the room's last change.
-	rooms map[string]*typingRoom
-}
-
-type typingRoom struct {
-	serial int64
-	users  map[string]time.Time
+	mu stdsync.Mutex // guards typing
+	// typing's serial is above every change applied here.
+	typing hsync.TypingState
 }
 
 // Ephemeral returns the node's typing and presence, which share the
@@ -42,14 +33,14 @@ type typingRoom struct {
 func (n *Notifier) Ephemeral() *Ephemeral { return n.eph }
 
 func newEphemeral(n *Notifier, c clock.Clock) *Ephemeral {
-	return &Ephemeral{LocalEphemeral: hsync.NewLocalEphemeral(c), n: n, clock: c, rooms: make(map[string]*typingRoom)}
+	return &Ephemeral{LocalEphemeral: hsync.NewLocalEphemeral(c), n: n, clock: c}
 }
 
 // SetTyping implements hsync.Ephemeral.
 func (e *Ephemeral) SetTyping(roomID, userID string, typing bool, timeout time.Duration) bool {
 	e.mu.Lock()
 	changed := e.applyLocked(roomID, userID, typing, timeout, 0)
-	serial := e.serial
+	serial := e.typing.Serial()
 	e.mu.Unlock()
 	// Refreshes are published too: the other nodes' timeouts move along.
 	e.n.enqueue(wake{Node: e.n.cfg.NodeID, Typing: &typingChange{
@@ -67,55 +58,19 @@ func (e *Ephemeral) heard(t *typingChange) {
 // applyLocked records a change and reports whether it changed who types;
 // seen is the serial of the node it came from (0 for this one).
 func (e *Ephemeral) applyLocked(roomID, userID string, typing bool, timeout time.Duration, seen int64) bool {
-	r := e.rooms[roomID]
-	if r == nil {
-		r = &typingRoom{users: make(map[string]time.Time)}
-		e.rooms[roomID] = r
-	}
-	_, was := r.users[userID]
-	if typing {
-		r.users[userID] = e.clock.Now().Add(timeout)
-	} else {
-		delete(r.users, userID)
-	}
-	e.serial = max(e.serial, seen)
-	changed := typing != was
-	if changed {
-		e.serial++
-		r.serial = e.serial
-	}
-	return changed
+	return e.typing.Set(roomID, userID, typing, e.clock.Now().Add(timeout), seen)
 }
 
 // TypingPosition implements hsync.Ephemeral.
 func (e *Ephemeral) TypingPosition() int64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := e.clock.Now()
-	for _, r := range e.rooms {
-		for u, exp := range r.users {
-			if now.After(exp) {
-				delete(r.users, u)
-				e.serial++
-				r.serial = e.serial
-			}
-		}
-	}
-	return e.serial
+	return e.typing.Position(e.clock.Now())
 }
 
 // TypingSince implements hsync.Ephemeral.
 func (e *Ephemeral) TypingSince(roomID string, since int64) ([]string, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	r := e.rooms[roomID]
-	if r == nil || r.serial <= since {
-		return nil, false
-	}
-	users := make([]string, 0, len(r.users))
-	for u := range r.users {
-		users = append(users, u)
-	}
-	sort.Strings(users)
-	return users, true
+	return e.typing.Since(roomID, since)
 }

@@ -1,7 +1,6 @@
 package sync
 
 import (
-	"sort"
 	stdsync "sync"
 	"time"
 
@@ -13,12 +12,8 @@ import (
 type LocalEphemeral struct {
 	clock clock.Clock
 
-	tmu stdsync.Mutex // guards typingSerial and typing
-	// typingSerial increases with every typing change.
-	typingSerial int64
-	// typing maps room ID → user ID → expiry, with the serial of the
-	// room's last change.
-	typing map[string]*typingRoom
+	tmu    stdsync.Mutex // guards typing
+	typing TypingState
 
 	pmu stdsync.Mutex // guards presenceSerial, lastScan and presence
 	// presenceSerial increases with every presence change.
@@ -29,70 +24,30 @@ type LocalEphemeral struct {
 	presence map[string]*PresenceState
 }
 
-type typingRoom struct {
-	serial int64
-	users  map[string]time.Time
-}
-
 // NewLocalEphemeral returns in-memory typing and presence on clock c.
 func NewLocalEphemeral(c clock.Clock) *LocalEphemeral {
-	return &LocalEphemeral{clock: c, typing: make(map[string]*typingRoom), presence: make(map[string]*PresenceState)}
+	return &LocalEphemeral{clock: c, presence: make(map[string]*PresenceState)}
 }
 
 // SetTyping implements Ephemeral.
 func (e *LocalEphemeral) SetTyping(roomID, userID string, typing bool, timeout time.Duration) bool {
 	e.tmu.Lock()
 	defer e.tmu.Unlock()
-	r := e.typing[roomID]
-	if r == nil {
-		r = &typingRoom{users: make(map[string]time.Time)}
-		e.typing[roomID] = r
-	}
-	_, was := r.users[userID]
-	if typing {
-		r.users[userID] = e.clock.Now().Add(timeout)
-	} else {
-		delete(r.users, userID)
-	}
-	changed := typing != was
-	if changed {
-		e.typingSerial++
-		r.serial = e.typingSerial
-	}
-	return changed
+	return e.typing.Set(roomID, userID, typing, e.clock.Now().Add(timeout), 0)
 }
 
 // TypingPosition implements Ephemeral.
 func (e *LocalEphemeral) TypingPosition() int64 {
 	e.tmu.Lock()
 	defer e.tmu.Unlock()
-	now := e.clock.Now()
-	for _, r := range e.typing {
-		for u, exp := range r.users {
-			if now.After(exp) {
-				delete(r.users, u)
-				e.typingSerial++
-				r.serial = e.typingSerial
-			}
-		}
-	}
-	return e.typingSerial
+	return e.typing.Position(e.clock.Now())
 }
 
 // TypingSince implements Ephemeral.
 func (e *LocalEphemeral) TypingSince(roomID string, since int64) ([]string, bool) {
 	e.tmu.Lock()
 	defer e.tmu.Unlock()
-	r := e.typing[roomID]
-	if r == nil || r.serial <= since {
-		return nil, false
-	}
-	users := make([]string, 0, len(r.users))
-	for u := range r.users {
-		users = append(users, u)
-	}
-	sort.Strings(users)
-	return users, true
+	return e.typing.Since(roomID, since)
 }
 
 // SetPresence implements Ephemeral.
