@@ -14,6 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
+import { api, register } from "./matrix.mjs";
 import { buildSwitchboard, repoRoot, startSwitchboard, waitUntil } from "./server.mjs";
 import { browserArgs, chromiumPath, tail } from "./app.mjs";
 
@@ -77,26 +78,6 @@ async function serveElementCall(config) {
     };
 }
 
-async function register(base, username) {
-    const res = await fetch(`${base}/_matrix/client/v3/register`, {
-        method: "POST", headers: { "content-type": "application/json" },
-        body: JSON.stringify({ username, password: "correct horse battery staple", auth: { type: "m.login.dummy" } }),
-    });
-    const body = await res.json();
-    assert.equal(res.status, 200, JSON.stringify(body));
-    return body;
-}
-
-async function api(base, user, method, p, body) {
-    const res = await fetch(`${base}/_matrix/client/v3${p}`, {
-        method, headers: { "content-type": "application/json", authorization: `Bearer ${user.access_token}` },
-        body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const out = await res.json();
-    assert.equal(res.status, 200, `${method} ${p}: ${JSON.stringify(out)}`);
-    return out;
-}
-
 /** Records a page's console, failed requests and HTTP errors for the failure message. */
 function watch(page, who, log) {
     page.on("console", (m) => log.push(`[${who} console.${m.type()}] ${m.text()}`));
@@ -138,8 +119,8 @@ describe("Element Call 0.26.1 (the real UI from npm) on switchboard", () => {
             default_server_config: { "m.homeserver": { base_url: base, server_name: serverName } },
         });
         t.after(() => site.close());
-        const { room_id: roomId } = await api(base, users[0], "POST", "/createRoom", { preset: "public_chat", name: "Switchboard call" });
-        await api(base, users[1], "POST", `/join/${encodeURIComponent(roomId)}`, {});
+        const { room_id: roomId } = await api(users[0], "POST", "/createRoom", { preset: "public_chat", name: "Switchboard call" });
+        await api(users[1], "POST", `/join/${encodeURIComponent(roomId)}`, {});
 
         const log = [];
         const pages = [];
@@ -188,7 +169,7 @@ describe("Element Call 0.26.1 (the real UI from npm) on switchboard", () => {
             // SFU loses him, not an hour later, and Ann's call drop his tile.
             const [ann, ben] = users;
             const benMemberships = async () => {
-                const state = await api(base, ann, "GET", `/rooms/${encodeURIComponent(roomId)}/state`);
+                const state = await api(ann, "GET", `/rooms/${encodeURIComponent(roomId)}/state`);
                 return state.filter((e) => e.type === "org.matrix.msc3401.call.member" && e.state_key.includes(ben.user_id));
             };
             assert.ok((await benMemberships()).some((e) => Object.keys(e.content).length > 0), "ben has no call membership before the crash");

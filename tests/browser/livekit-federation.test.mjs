@@ -25,6 +25,7 @@ import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { chromium } from "playwright-core";
 
+import { api, register } from "./matrix.mjs";
 import { buildSwitchboard, federationConfig, startFederating, startStaticServer, waitUntil } from "./server.mjs";
 import { browserArgs, chromiumPath, tail } from "./app.mjs";
 
@@ -56,28 +57,6 @@ after(async () => {
     await Promise.all([A, B].filter(Boolean).map((s) => s.stop()));
     if (tmp) await rm(tmp, { recursive: true, force: true });
 });
-
-/** Registers a user on a dev server (open registration). */
-async function register(base, username) {
-    const res = await fetch(`${base}/_matrix/client/v3/register`, {
-        method: "POST", headers: { "content-type": "application/json" },
-        body: JSON.stringify({ username, password: "correct horse battery staple", auth: { type: "m.login.dummy" } }),
-    });
-    const body = await res.json();
-    assert.equal(res.status, 200, JSON.stringify(body));
-    return { ...body, base };
-}
-
-/** A client-server API call as user on the user's own server. */
-async function api(user, method, p, body) {
-    const res = await fetch(`${user.base}/_matrix/client/v3${p}`, {
-        method, headers: { "content-type": "application/json", authorization: `Bearer ${user.access_token}` },
-        body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const out = await res.json();
-    assert.equal(res.status, 200, `${method} ${p}: ${JSON.stringify(out)}`);
-    return out;
-}
 
 /** An OpenID token from the user's own homeserver. */
 function openID(user) {

@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { chromium } from "playwright-core";
 
+import { api, register } from "./matrix.mjs";
 import { buildSwitchboard, startStaticServer, startSwitchboard, waitUntil } from "./server.mjs";
 import { browserArgs, chromiumPath, tail } from "./app.mjs";
 
@@ -46,27 +47,6 @@ after(async () => {
     if (binDir) await rm(binDir, { recursive: true, force: true });
 });
 
-/** Registers a user on the dev server (open registration). */
-async function register(base, username) {
-    const res = await fetch(`${base}/_matrix/client/v3/register`, {
-        method: "POST", headers: { "content-type": "application/json" },
-        body: JSON.stringify({ username, password: "correct horse battery staple", auth: { type: "m.login.dummy" } }),
-    });
-    const body = await res.json();
-    assert.equal(res.status, 200, JSON.stringify(body));
-    return body;
-}
-
-async function api(base, user, method, p, body) {
-    const res = await fetch(`${base}/_matrix/client/v3${p}`, {
-        method, headers: { "content-type": "application/json", authorization: `Bearer ${user.access_token}` },
-        body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const out = await res.json();
-    assert.equal(res.status, 200, `${method} ${p}: ${JSON.stringify(out)}`);
-    return out;
-}
-
 describe("MatrixRTC with livekit-client on switchboard's SFU", () => {
     test("three participants get tokens via OpenID and /sfu/get, see and hear each other; one leaves", async (t) => {
         const sb = await startSwitchboard(bin);
@@ -75,12 +55,12 @@ describe("MatrixRTC with livekit-client on switchboard's SFU", () => {
         const names = ["ann", "ben", "cat"].map((n) => `${n}${Date.now() % 100000}`);
         const users = [];
         for (const n of names) users.push(await register(base, n));
-        const { room_id: roomId } = await api(base, users[0], "POST", "/createRoom", { preset: "public_chat" });
-        for (const u of users.slice(1)) await api(base, u, "POST", `/join/${encodeURIComponent(roomId)}`, {});
+        const { room_id: roomId } = await api(users[0], "POST", "/createRoom", { preset: "public_chat" });
+        for (const u of users.slice(1)) await api(u, "POST", `/join/${encodeURIComponent(roomId)}`, {});
 
         const pages = [];
         for (const u of users) {
-            const openid = await api(base, u, "POST", `/user/${encodeURIComponent(u.user_id)}/openid/request_token`, {});
+            const openid = await api(u, "POST", `/user/${encodeURIComponent(u.user_id)}/openid/request_token`, {});
             const res = await fetch(`${base}/livekit/jwt/sfu/get`, {
                 method: "POST", headers: { "content-type": "application/json" },
                 body: JSON.stringify({ room: roomId, openid_token: openid, device_id: u.device_id }),
