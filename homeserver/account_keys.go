@@ -199,7 +199,7 @@ func (s *Server) keysQuery(c echo.Context) error {
 		}
 		byDevice := map[string]json.RawMessage{}
 		for _, k := range keys {
-			obj, err := withUnsigned(k.Keys, k.DisplayName)
+			obj, err := k.WithUnsigned()
 			if err != nil {
 				s.log.Warn("stored device keys are not an object", "user_id", userID, "device_id", k.DeviceID, "err", err)
 				continue
@@ -231,21 +231,6 @@ func (s *Server) keysQuery(c echo.Context) error {
 		"user_signing_keys": users,
 		"failures":          failures,
 	})
-}
-
-// withUnsigned adds unsigned.device_display_name to a device keys object.
-func withUnsigned(keys []byte, displayName string) (json.RawMessage, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(keys, &m); err != nil {
-		return nil, err
-	}
-	unsigned := map[string]string{}
-	if displayName != "" {
-		unsigned["device_display_name"] = displayName
-	}
-	raw, _ := json.Marshal(unsigned)
-	m["unsigned"] = raw
-	return json.Marshal(m)
 }
 
 // keysClaim implements POST /keys/claim.
@@ -280,13 +265,7 @@ func (s *Server) keysClaim(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := map[string]map[string]map[string]json.RawMessage{}
-	for _, k := range keys {
-		if out[k.UserID] == nil {
-			out[k.UserID] = map[string]map[string]json.RawMessage{}
-		}
-		out[k.UserID][k.DeviceID] = map[string]json.RawMessage{k.KeyID: k.Key}
-	}
+	out := storage.ClaimedByDevice(keys)
 	s.queries.ClaimKeys(c.Request().Context(), remote, out, failures)
 	return c.JSON(http.StatusOK, map[string]any{"one_time_keys": out, "failures": failures})
 }

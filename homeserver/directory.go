@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/switchboard-chat/switchboard/homeserver/federation"
 	"github.com/switchboard-chat/switchboard/homeserver/rooms"
 	"github.com/switchboard-chat/switchboard/homeserver/storage"
 )
@@ -142,7 +143,7 @@ func (s *Server) putVisibility(c echo.Context) error {
 func (s *Server) publicRooms(c echo.Context) error {
 	ctx := c.Request().Context()
 	var term string
-	limit, since, err := directoryPage(c, func(v any) error {
+	limit, since, err := federation.DirectoryPage(c, func(v any) error {
 		body, err := readPublicRoomsFilter(c, &term)
 		if err != nil {
 			return err
@@ -174,33 +175,6 @@ func (s *Server) publicRooms(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, resp)
-}
-
-// directoryPage reads a room directory request's limit and since: from
-// the query, or for POST from the body, which decode reads.
-func directoryPage(c echo.Context, decode func(any) error) (int, string, error) {
-	limit, since := 100, c.QueryParam("since")
-	if l := c.QueryParam("limit"); l != "" {
-		if n, err := strconv.Atoi(l); err == nil && n > 0 {
-			limit = min(n, 500)
-		}
-	}
-	if c.Request().Method == http.MethodPost {
-		var req struct {
-			Limit int    `json:"limit"`
-			Since string `json:"since"`
-		}
-		if err := decode(&req); err != nil {
-			return 0, "", err
-		}
-		if req.Limit > 0 {
-			limit = min(req.Limit, 500)
-		}
-		if req.Since != "" {
-			since = req.Since
-		}
-	}
-	return limit, since, nil
 }
 
 // publicRoomsPage is one page of this server's room directory, for

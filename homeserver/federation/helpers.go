@@ -99,21 +99,6 @@ func randomString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// withUnsigned adds unsigned.device_display_name to a device keys object.
-func withUnsigned(keys []byte, displayName string) (json.RawMessage, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(keys, &m); err != nil {
-		return nil, err
-	}
-	unsigned := map[string]string{}
-	if displayName != "" {
-		unsigned["device_display_name"] = displayName
-	}
-	raw, _ := json.Marshal(unsigned)
-	m["unsigned"] = raw
-	return json.Marshal(m)
-}
-
 // membershipOfEvent is a stored member event's content.membership.
 func membershipOfEvent(e storage.Event) string {
 	var ev struct {
@@ -138,9 +123,10 @@ func validPresence(p string) bool {
 	return p == presenceOnline || p == presenceUnavailable || p == presenceOffline
 }
 
-// directoryPage reads a room directory request's limit and since: from
-// the query, or for POST from the body, which decode reads.
-func directoryPage(c echo.Context, decode func(any) error) (int, string, error) {
+// DirectoryPage reads a room directory request's limit and since: from
+// the query, or for POST from the body, which decode reads. The client
+// API's /publicRooms reads its page the same way.
+func DirectoryPage(c echo.Context, decode func(any) error) (int, string, error) {
 	limit, since := 100, c.QueryParam("since")
 	if l := c.QueryParam("limit"); l != "" {
 		if n, err := strconv.Atoi(l); err == nil && n > 0 {

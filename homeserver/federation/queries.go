@@ -118,7 +118,7 @@ func (f *Service) QueryDirectory(ctx context.Context, server string, limit int, 
 // publicRooms serves GET and POST /_matrix/federation/v1/publicRooms:
 // this server's room directory, as clients see it.
 func (f *Service) publicRooms(c echo.Context) error {
-	limit, since, err := directoryPage(c, func(v any) error {
+	limit, since, err := DirectoryPage(c, func(v any) error {
 		if err := json.Unmarshal(fedContent(c), v); err != nil {
 			return errBadJSON("%v", err)
 		}

@@ -340,7 +340,7 @@ func (f *Service) userKeysQuery(c echo.Context) error {
 		}
 		byDevice := map[string]json.RawMessage{}
 		for _, k := range keys {
-			if obj, err := withUnsigned(k.Keys, k.DisplayName); err == nil {
+			if obj, err := k.WithUnsigned(); err == nil {
 				byDevice[k.DeviceID] = obj
 			}
 		}
@@ -380,13 +380,7 @@ func (f *Service) userKeysClaim(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := map[string]map[string]map[string]json.RawMessage{}
-	for _, k := range keys {
-		if out[k.UserID] == nil {
-			out[k.UserID] = map[string]map[string]json.RawMessage{}
-		}
-		out[k.UserID][k.DeviceID] = map[string]json.RawMessage{k.KeyID: k.Key}
-	}
+	out := storage.ClaimedByDevice(keys)
 	return c.JSON(http.StatusOK, map[string]any{"one_time_keys": out})
 }
 

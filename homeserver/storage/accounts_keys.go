@@ -188,6 +188,23 @@ type DeviceKeys struct {
 	Keys        []byte
 }
 
+// WithUnsigned is the device's keys object as /keys/query answers it
+// (both APIs): with unsigned.device_display_name added (Client-Server API,
+// "POST /_matrix/client/v3/keys/query").
+func (k DeviceKeys) WithUnsigned() (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(k.Keys, &m); err != nil {
+		return nil, err
+	}
+	unsigned := map[string]string{}
+	if k.DisplayName != "" {
+		unsigned["device_display_name"] = k.DisplayName
+	}
+	raw, _ := json.Marshal(unsigned)
+	m["unsigned"] = raw
+	return json.Marshal(m)
+}
+
 // QueryDeviceKeys returns the uploaded keys of a user's devices: all of
 // them when deviceIDs is empty. Devices without keys are left out.
 func (db *DB) QueryDeviceKeys(ctx context.Context, userID string, deviceIDs []string) ([]DeviceKeys, error) {
@@ -233,6 +250,19 @@ type ClaimedKey struct {
 	KeyID            string // "<algorithm>:<key id>"
 	Key              []byte
 	Fallback         bool
+}
+
+// ClaimedByDevice arranges claimed keys as /keys/claim answers them (both
+// APIs): user ID → device ID → key ID → key.
+func ClaimedByDevice(keys []ClaimedKey) map[string]map[string]map[string]json.RawMessage {
+	out := map[string]map[string]map[string]json.RawMessage{}
+	for _, k := range keys {
+		if out[k.UserID] == nil {
+			out[k.UserID] = map[string]map[string]json.RawMessage{}
+		}
+		out[k.UserID][k.DeviceID] = map[string]json.RawMessage{k.KeyID: k.Key}
+	}
+	return out
 }
 
 // ClaimKeys hands out and deletes one one-time key per claim; when a
