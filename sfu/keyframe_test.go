@@ -36,6 +36,26 @@ func (f fakeBindContext) WriteStream() webrtc.TrackLocalWriter                 {
 func (fakeBindContext) ID() string                                             { return "ctx" }
 func (fakeBindContext) RTCPReader() interceptor.RTCPReader                     { return nil }
 
+// keyframeFixture is a down track on a bench publisher whose PLIs are
+// counted, and put caches a VP8 packet (a key frame or not) on its
+// layer 0 as the publisher's receive path would.
+func keyframeFixture(t *testing.T) (up *upTrack, d *downTrack, w *marshalWriter, plis *int, put func(seq uint16, key bool)) {
+	t.Helper()
+	up, d, w = benchDownTrack(t, 64)
+	plis = new(int)
+	up.writeRTCP = func(p []rtcp.Packet) error { *plis += len(p); return nil }
+	l := up.layers[0]
+	buf := make([]byte, 1500)
+	put = func(seq uint16, key bool) {
+		payload := rtcclient.VP8Payload(buf, seq, 0, true, key, 640, 360, 200)
+		meta := media.PacketMeta{SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Keyframe: key}
+		if !l.cache.Put(payload, &meta) {
+			t.Fatalf("packet %d not cached", seq)
+		}
+	}
+	return up, d, w, plis, put
+}
+
 // TestNewSubscriberKeyframeAtBind: a new subscriber's video forwards
 // nothing and asks for no key frame until its track is bound and the
 // description that bound it applied (pion sends nothing before); a key
@@ -44,19 +64,8 @@ func (fakeBindContext) RTCPReader() interceptor.RTCPReader                     {
 // publisher is asked for the key frame at once (RFC 4585 section 6.3.1
 // PLI), without waiting for the allocator's next tick.
 func TestNewSubscriberKeyframeAtBind(t *testing.T) {
-	up, d, w := benchDownTrack(t, 64)
-	plis := 0
-	up.writeRTCP = func(p []rtcp.Packet) error { plis += len(p); return nil }
+	_, d, w, plis, put := keyframeFixture(t)
 	d.bound.Store(false)
-	l := up.layers[0]
-	buf := make([]byte, 1500)
-	put := func(seq uint16, key bool) {
-		payload := rtcclient.VP8Payload(buf, seq, 0, true, key, 640, 360, 200)
-		meta := media.PacketMeta{SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Keyframe: key}
-		if !l.cache.Put(payload, &meta) {
-			t.Fatalf("packet %d not cached", seq)
-		}
-	}
 
 	// Before Bind: the allocator's tick asks for nothing, a key frame is
 	// not forwarded and does not start the stream.
@@ -65,8 +74,8 @@ func TestNewSubscriberKeyframeAtBind(t *testing.T) {
 	d.forward(0, 10)
 	put(11, false)
 	d.forward(0, 11)
-	if plis != 0 || w.n != 0 || d.current.Load() != -1 {
-		t.Fatalf("unbound: %d PLIs, %d bytes written, current layer %d; want nothing", plis, w.n, d.current.Load())
+	if *plis != 0 || w.n != 0 || d.current.Load() != -1 {
+		t.Fatalf("unbound: %d PLIs, %d bytes written, current layer %d; want nothing", *plis, w.n, d.current.Load())
 	}
 
 	if _, err := d.Bind(fakeBindContext{w: w}); err != nil {
@@ -76,15 +85,15 @@ func TestNewSubscriberKeyframeAtBind(t *testing.T) {
 	// the description: a key frame then is not taken either.
 	put(12, true)
 	d.forward(0, 12)
-	if plis != 0 || d.current.Load() != -1 {
-		t.Fatalf("bound, not started: %d PLIs, current layer %d; want nothing", plis, d.current.Load())
+	if *plis != 0 || d.current.Load() != -1 {
+		t.Fatalf("bound, not started: %d PLIs, current layer %d; want nothing", *plis, d.current.Load())
 	}
 	d.start()
-	if plis != 1 {
-		t.Fatalf("start sent %d PLIs, want 1", plis)
+	if *plis != 1 {
+		t.Fatalf("start sent %d PLIs, want 1", *plis)
 	}
 	d.start() // once only
-	if plis != 1 {
+	if *plis != 1 {
 		t.Fatalf("a second start sent a PLI")
 	}
 	put(14, false)
@@ -99,8 +108,8 @@ func TestNewSubscriberKeyframeAtBind(t *testing.T) {
 	}
 	// Forwarding: the allocator asks for nothing more.
 	d.setTarget(0)
-	if plis != 1 {
-		t.Errorf("%d PLIs after the stream started, want 1", plis)
+	if *plis != 1 {
+		t.Errorf("%d PLIs after the stream started, want 1", *plis)
 	}
 }
 
@@ -252,22 +261,12 @@ func (n *notReadyWriter) Write(b []byte) (int, error) { return len(b), nil }
 // it are not sent, a key frame is asked for again, and the next one
 // starts the stream.
 func TestKeyframeDroppedBeforeSRTPRestarts(t *testing.T) {
-	up, d, w := benchDownTrack(t, 64)
-	plis := 0
-	up.writeRTCP = func(p []rtcp.Packet) error { plis += len(p); return nil }
+	up, d, w, plis, put := keyframeFixture(t)
+	l := up.layers[0]
 	nw := &notReadyWriter{w: w}
 	d.writer = nw
-	l := up.layers[0]
-	buf := make([]byte, 1500)
-	put := func(seq uint16, key bool) {
-		payload := rtcclient.VP8Payload(buf, seq, 0, true, key, 640, 360, 200)
-		meta := media.PacketMeta{SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Keyframe: key}
-		if !l.cache.Put(payload, &meta) {
-			t.Fatalf("packet %d not cached", seq)
-		}
-	}
 	d.setTarget(0)
-	plis = 0
+	*plis = 0
 	put(10, true)
 	d.forward(0, 10)
 	if d.current.Load() != -1 {
@@ -276,7 +275,7 @@ func TestKeyframeDroppedBeforeSRTPRestarts(t *testing.T) {
 	// The request for the next key frame is held back by the throttle
 	// (the dropped one answered the last) and goes with the next packet
 	// the throttle lets through; here it is pending.
-	if plis == 0 && !l.pliPending.Load() {
+	if *plis == 0 && !l.pliPending.Load() {
 		t.Fatal("no key frame asked for after the dropped one")
 	}
 	nw.ready = true
