@@ -135,6 +135,21 @@ func (nd *node) on(t *testing.T, cli *mautrix.Client) *mautrix.Client {
 }
 
 // bigTimeline is a filter whose timelines are never cut in these tests.
+// aliceAndBob registers alice on node a and bob on node b, and has bob
+// join, through b, a public room alice creates through a.
+func aliceAndBob(t *testing.T, ctx context.Context, a, b *node) (alice, bob *mautrix.Client, room id.RoomID) {
+	t.Helper()
+	alice, bob = a.register(t, "alice"), b.register(t, "bob")
+	created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoomByID(ctx, created.RoomID); err != nil {
+		t.Fatalf("bob joins through node b: %v", err)
+	}
+	return alice, bob, created.RoomID
+}
+
 func bigTimeline(t *testing.T, ctx context.Context, cli *mautrix.Client) string {
 	t.Helper()
 	resp, err := cli.CreateFilter(ctx, &mautrix.Filter{Room: &mautrix.RoomFilter{Timeline: &mautrix.FilterPart{Limit: 5000}}})

@@ -34,15 +34,7 @@ func TestTwoNodes(t *testing.T) {
 	a, b := c.nodes[0], c.nodes[1]
 	ctx := testCtx(t, 8*time.Minute)
 
-	alice := a.register(t, "alice")
-	bob := b.register(t, "bob")
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
-		t.Fatalf("bob joins through node b: %v", err)
-	}
+	alice, bob, room := aliceAndBob(t, ctx, a, b)
 	filter := bigTimeline(t, ctx, bob)
 	first, err := bob.SyncRequest(ctx, 0, "", filter, false, "")
 	if err != nil {
@@ -78,14 +70,14 @@ func TestTwoNodes(t *testing.T) {
 				}
 				since = resp.NextBatch
 				seenMu.Lock()
-				for _, ev := range messages(t, resp, room.RoomID) {
+				for _, ev := range messages(t, resp, room) {
 					seen[ev.ID]++
 				}
 				seenMu.Unlock()
 			}
 		}()
 		waitListening(t, ctx, b, bob.UserID.String())
-		resp, err := alice.SendMessageEvent(ctx, room.RoomID, event.EventMessage,
+		resp, err := alice.SendMessageEvent(ctx, room, event.EventMessage,
 			map[string]any{"msgtype": "m.text", "body": step}, mautrix.ReqSendEvent{TransactionID: txnID})
 		if err != nil {
 			t.Fatalf("%s: send on node a: %v", step, err)
@@ -124,7 +116,7 @@ func TestTwoNodes(t *testing.T) {
 	stat("node b received no wake-up from node a", func(s cluster.Stats) bool { return s.Received > before.Received })
 
 	// 2. The same transaction retried on node b is the same event.
-	retry, err := b.on(t, alice).SendMessageEvent(ctx, room.RoomID, event.EventMessage,
+	retry, err := b.on(t, alice).SendMessageEvent(ctx, room, event.EventMessage,
 		map[string]any{"msgtype": "m.text", "body": "hello over redis"}, mautrix.ReqSendEvent{TransactionID: "txn-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +134,7 @@ func TestTwoNodes(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				resp, err := cli.SendMessageEvent(ctx, room.RoomID, event.EventMessage,
+				resp, err := cli.SendMessageEvent(ctx, room, event.EventMessage,
 					map[string]any{"msgtype": "m.text", "body": txn}, mautrix.ReqSendEvent{TransactionID: txn})
 				if err != nil {
 					t.Errorf("%s on node %d: %v", txn, j, err)
@@ -193,7 +185,7 @@ func TestTwoNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	bodies := make(map[string]int)
-	for _, ev := range messages(t, all, room.RoomID) {
+	for _, ev := range messages(t, all, room) {
 		body, _ := ev.Content.Raw["body"].(string)
 		bodies[body]++
 	}

@@ -43,15 +43,7 @@ func TestTwoNodesTyping(t *testing.T) {
 	c := startCluster(t, 2)
 	a, b := c.nodes[0], c.nodes[1]
 	ctx := testCtx(t, 4*time.Minute)
-	alice := a.register(t, "alice")
-	bob := b.register(t, "bob")
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
-		t.Fatal(err)
-	}
+	alice, bob, room := aliceAndBob(t, ctx, a, b)
 	first, err := bob.SyncRequest(ctx, 0, "", "", false, "")
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +68,7 @@ func TestTwoNodesTyping(t *testing.T) {
 					return
 				}
 				s = resp.NextBatch
-				if users, ok := typingIn(resp, room.RoomID); ok {
+				if users, ok := typingIn(resp, room); ok {
 					since = s
 					got <- answer{users: users}
 					return
@@ -84,7 +76,7 @@ func TestTwoNodesTyping(t *testing.T) {
 			}
 		}()
 		waitListening(t, ctx, b, bob.UserID.String())
-		if _, err := alice.UserTyping(ctx, room.RoomID, typing, 30*time.Second); err != nil {
+		if _, err := alice.UserTyping(ctx, room, typing, 30*time.Second); err != nil {
 			t.Fatalf("typing %v on node a: %v", typing, err)
 		}
 		ans := <-got
